@@ -1,0 +1,51 @@
+"""The ``dhan-postback`` command.
+
+Each sub-command lives in its own module and is imported only when it is run, so that
+``dhan-postback simulate`` does not pay for importing the HTTP stack. To add a command, write
+``cli/<name>.py`` with a click command and add one line to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from .._version import __version__
+
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (module under dhan_postback.cli, attribute), plus the one-line help shown in --help
+    "simulate": ("simulate:simulate", "Print simulated order updates as JSON lines."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module_name, attribute = entry[0].split(":")
+        module = importlib.import_module(f"{__name__}.{module_name}")
+        command: Any = getattr(module, attribute)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{entry[0]} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="dhan-postback")
+def main() -> None:
+    """DhanHQ v2 order-update postbacks: send them durably, receive them safely, simulate them."""

@@ -1,0 +1,143 @@
+"""Every error dhan-postback raises on purpose, and how each one meets HTTP.
+
+The tree::
+
+    DhanPostbackError
+    ├── PayloadError ..................... DH-905 Input_Exception   400
+    │   ├── UnreadablePayload             a body that is not a JSON object, even after repair
+    │   ├── InvalidUpdate                 strict validation failed; ``.field`` names the field
+    │   └── BatchTooLarge                 more updates in one request than allowed
+    ├── RequestTooLarge .................. DH-905 Input_Exception   413
+    ├── URLRefused ....................... DH-905 Input_Exception   422  (``.reason``)
+    ├── AuthenticationError .............. DH-901 Invalid_Authentication 401
+    │   └── SignatureError                a postback whose signature or timestamp fails
+    ├── PermissionDenied ................. DH-901 Invalid_Authentication 403
+    ├── NotFound ......................... DH-907 Data_Error        404
+    ├── Conflict ......................... DH-905 Input_Exception   409
+    └── StoreUnavailable ................. DH-908 Internal_Server_Error 503
+
+HTTP layers turn any of these into the broker's error shape with :func:`error_body`::
+
+    {"errorType": "Input_Exception", "errorCode": "DH-905", "errorMessage": "..."}
+
+Messages never contain a token, a key or a signing secret.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AuthenticationError",
+    "BatchTooLarge",
+    "Conflict",
+    "DhanPostbackError",
+    "InvalidUpdate",
+    "NotFound",
+    "PayloadError",
+    "PermissionDenied",
+    "RequestTooLarge",
+    "SignatureError",
+    "StoreUnavailable",
+    "URLRefused",
+    "UnreadablePayload",
+    "error_body",
+]
+
+
+class DhanPostbackError(Exception):
+    """Base of every error the project raises on purpose."""
+
+    error_type: ClassVar[str] = "Others"
+    error_code: ClassVar[str] = "DH-910"
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class PayloadError(DhanPostbackError):
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 400
+
+
+class UnreadablePayload(PayloadError):
+    """The body cannot be read as a JSON object (or lacks an ``orderId``)."""
+
+
+class InvalidUpdate(PayloadError):
+    """An update failed strict validation. ``field`` is its wire name, when known."""
+
+    def __init__(self, message: str, *, field: str | None = None, index: int | None = None):
+        if index is not None:
+            message = f"update [{index}]: {message}"
+        super().__init__(message)
+        self.field = field
+        self.index = index
+
+
+class BatchTooLarge(PayloadError):
+    """More updates in one request than the service accepts."""
+
+
+class RequestTooLarge(DhanPostbackError):
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 413
+
+
+class URLRefused(DhanPostbackError):
+    """A Postback URL the policy does not allow. ``reason`` is a short stable tag."""
+
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 422
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AuthenticationError(DhanPostbackError):
+    error_type = "Invalid_Authentication"
+    error_code = "DH-901"
+    http_status = 401
+
+
+class SignatureError(AuthenticationError):
+    """A postback's Standard Webhooks signature is missing, wrong or stale."""
+
+
+class PermissionDenied(DhanPostbackError):
+    error_type = "Invalid_Authentication"
+    error_code = "DH-901"
+    http_status = 403
+
+
+class NotFound(DhanPostbackError):
+    error_type = "Data_Error"
+    error_code = "DH-907"
+    http_status = 404
+
+
+class Conflict(DhanPostbackError):
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 409
+
+
+class StoreUnavailable(DhanPostbackError):
+    error_type = "Internal_Server_Error"
+    error_code = "DH-908"
+    http_status = 503
+
+
+def error_body(error: DhanPostbackError) -> dict[str, str]:
+    """The broker's error shape for ``error``."""
+    return {
+        "errorType": error.error_type,
+        "errorCode": error.error_code,
+        "errorMessage": error.message,
+    }

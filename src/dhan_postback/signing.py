@@ -1,0 +1,125 @@
+"""Standard Webhooks signatures: how a receiver knows a postback came from us, unchanged.
+
+The sender adds three headers to every request::
+
+    webhook-id: msg_2bV0...            stable across every retry of one delivery
+    webhook-timestamp: 1732550000      seconds since the epoch, when this attempt was signed
+    webhook-signature: v1,<base64>     HMAC-SHA256 over "id.timestamp.body"
+
+The key is the token's signing secret, ``whsec_`` followed by base64 of random bytes. Several
+space-separated signatures may be sent (key rotation); a receiver accepts the request when any
+one of them matches any of its secrets. The broker itself signs nothing, so a receiver that
+ignores these headers still sees exactly the broker's body.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from .errors import SignatureError
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "SECRET_PREFIX",
+    "Signer",
+    "generate_secret",
+    "sign",
+    "verify",
+]
+
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+DEFAULT_TOLERANCE = 300.0
+"""Seconds a signed timestamp may differ from the receiver's clock (either way)."""
+
+
+def generate_secret() -> str:
+    """A new signing secret: ``whsec_`` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _key(secret: str) -> bytes:
+    body = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("a signing secret is 'whsec_' followed by base64") from None
+
+
+class Signer:
+    """Signs with one secret; the key is decoded once, not once per request."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: str) -> None:
+        self._key = _key(secret)
+
+    def signature(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The ``webhook-signature`` header value for one attempt."""
+        mac = hmac.new(self._key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+        return "v1," + base64.b64encode(mac.digest()).decode()
+
+    def headers(self, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+        """The three Standard Webhooks headers for one attempt."""
+        ts = int(time.time()) if timestamp is None else timestamp
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": self.signature(msg_id, ts, body),
+        }
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value for ``body`` (see :class:`Signer` for repeated use)."""
+    return Signer(secret).signature(msg_id, timestamp, body)
+
+
+def verify(
+    secrets_: str | Sequence[str],
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> str:
+    """Check a request's signature; return its ``webhook-id`` or raise :class:`SignatureError`.
+
+    ``headers`` is looked up in lower case, so pass a case-insensitive mapping or lower-cased
+    keys. Every comparison is constant-time.
+    """
+    msg_id = headers.get("webhook-id")
+    stamp = headers.get("webhook-timestamp")
+    header = headers.get("webhook-signature")
+    if not msg_id or not stamp or not header:
+        raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature header")
+    try:
+        timestamp = int(stamp)
+    except ValueError:
+        raise SignatureError("webhook-timestamp is not an integer") from None
+    current = time.time() if now is None else now
+    if abs(current - timestamp) > tolerance:
+        raise SignatureError("webhook-timestamp is outside the allowed tolerance")
+    offered = list(_v1_signatures(header.split()))
+    if not offered:
+        raise SignatureError("webhook-signature has no v1 signature")
+    keys = [secrets_] if isinstance(secrets_, str) else list(secrets_)
+    matched = False
+    for secret in keys:
+        expected = Signer(secret).signature(msg_id, timestamp, body).encode()
+        for candidate in offered:
+            # No early exit: every pair is compared, so timing says nothing about which matched.
+            matched |= hmac.compare_digest(expected, candidate)
+    if not matched:
+        raise SignatureError("no signature matches")
+    return msg_id
+
+
+def _v1_signatures(parts: Iterable[str]) -> Iterable[bytes]:
+    for part in parts:
+        if part.startswith("v1,"):
+            yield part.encode()
