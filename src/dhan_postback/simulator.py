@@ -393,6 +393,8 @@ class Simulator:
         clients: Sequence[str] = DEFAULT_CLIENTS,
         start: date = DEFAULT_DATE,
     ) -> None:
+        if isinstance(clients, str):
+            clients = (clients,)
         if not clients or any(not client.strip() for client in clients):
             raise ValueError("clients must be a non-empty list of non-empty client ids")
         self._rng = random.Random(seed)
@@ -449,11 +451,6 @@ class Simulator:
 
     def _equity(self) -> Contract:
         return self._rng.choice(EQUITIES)
-
-    def _option(self) -> list[OrderUpdate]:
-        contract = self._option_contract()
-        order, timeline = self._new(contract, OrderType.LIMIT, self._derivative_product())
-        return self._limit_outcome(timeline, timeline.place(order))
 
     def _option_contract(self) -> Contract:
         rng = self._rng
@@ -570,7 +567,6 @@ class Simulator:
         product: ProductType,
         *,
         quantity: int | None = None,
-        price: float | None = None,
         created: datetime | None = None,
         **fields: Any,
     ) -> tuple[OrderUpdate, _Timeline]:
@@ -581,9 +577,8 @@ class Simulator:
         client = rng.choice(self._clients)
         if quantity is None:
             quantity = self._quantity(contract)
-        if price is None:
-            market = order_type in (OrderType.MARKET, OrderType.STOP_LOSS_MARKET)
-            price = 0.0 if market else self._price_near(contract)
+        market = order_type in (OrderType.MARKET, OrderType.STOP_LOSS_MARKET)
+        price = 0.0 if market else self._price_near(contract)
         stamp = created.strftime(_TIME_FORMAT)
         order = OrderUpdate(
             dhan_client_id=client,
@@ -637,6 +632,9 @@ class Simulator:
             self._product_for(contract),
             quantity=self._quantity(contract, min_lots=2),
         )
+        if not contract.is_derivative and order.quantity >= 50 and self._rng.random() < 0.3:
+            # Show only part of a large order to the market (at least 30%, the broker's rule).
+            order = order.replace(disclosed_quantity=math.ceil(order.quantity * 0.3))
         order = timeline.accept(timeline.place(order))
         timeline.fill(order, parts=self._rng.randint(1, 4), gap=(1, 900))
         return timeline.updates
@@ -938,6 +936,11 @@ class Simulator:
             timeline.fill(order, parts=0, gap=(0, 1))
             return timeline.updates
         return self._limit_outcome(timeline, order, accepted=True)
+
+    def _option(self) -> list[OrderUpdate]:
+        contract = self._option_contract()
+        order, timeline = self._new(contract, OrderType.LIMIT, self._derivative_product())
+        return self._limit_outcome(timeline, timeline.place(order))
 
     def _future(self) -> list[OrderUpdate]:
         contract = self._future_contract()

@@ -39,7 +39,7 @@ PROPERTY = settings(max_examples=40, deadline=None)
 EQUITY_SEGMENTS = (ExchangeSegment.NSE_EQ, ExchangeSegment.BSE_EQ)
 
 
-def run(seed: int, n: int = len(OrderKind)) -> list[SimulatedOrder]:
+def run(seed: int, n: int = 2 * len(OrderKind)) -> list[SimulatedOrder]:
     return Simulator(seed).orders(n)
 
 
@@ -200,10 +200,10 @@ def test_different_seeds_give_different_orders() -> None:
 
 
 def test_simulators_share_no_state() -> None:
-    alone = run(5)
+    alone = run(5, 10)
     a, b = Simulator(5), Simulator(6)
     mixed = []
-    for _ in range(len(OrderKind)):
+    for _ in range(10):
         mixed.extend(a.orders(1))
         b.orders(1)
     assert [o.updates for o in mixed] == [o.updates for o in alone]
@@ -220,7 +220,7 @@ def test_successive_calls_continue_the_sequence() -> None:
 
 
 def test_the_first_orders_of_a_simulator_cover_every_kind() -> None:
-    assert {order.kind for order in run(9)} == set(OrderKind)
+    assert {order.kind for order in run(9, len(OrderKind))} == set(OrderKind)
 
 
 def test_orders_can_be_limited_to_some_kinds() -> None:
@@ -231,6 +231,11 @@ def test_orders_can_be_limited_to_some_kinds() -> None:
 def test_orders_belong_to_the_configured_clients() -> None:
     orders = Simulator(4, clients=["1100000077", "1100000078"]).orders(40)
     assert {u.dhan_client_id for u in all_updates(orders)} == {"1100000077", "1100000078"}
+
+
+def test_a_single_client_may_be_given_as_a_string() -> None:
+    orders = Simulator(4, clients="1100000077").orders(5)
+    assert {u.dhan_client_id for u in all_updates(orders)} == {"1100000077"}
 
 
 def test_the_default_clients_are_used_without_configuration() -> None:
@@ -273,6 +278,12 @@ def test_limit_orders_fill_in_several_parts_then_trade() -> None:
         assert ChangeKind.PARTIAL_FILL in kinds
         assert order.final.order_status is OrderStatus.TRADED
         assert order.final.order_type is OrderType.LIMIT
+
+
+def test_some_large_limit_orders_disclose_part_of_their_quantity() -> None:
+    disclosed = [o.final for o in of_kind(OrderKind.LIMIT, 60) if o.final.disclosed_quantity]
+    assert disclosed
+    assert all(u.quantity * 0.3 <= u.disclosed_quantity < u.quantity for u in disclosed)
 
 
 def test_expiring_limit_orders_expire_exactly_at_the_close() -> None:
