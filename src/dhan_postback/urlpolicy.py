@@ -95,7 +95,10 @@ _METADATA_ADDRESSES: Final[frozenset[IPAddress]] = frozenset(
 )
 
 
-def _networks(*pairs: tuple[str, str]) -> tuple[tuple[Any, str], ...]:
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(*pairs: tuple[str, str]) -> tuple[tuple[IPNetwork, str], ...]:
     return tuple((ipaddress.ip_network(network), cls) for network, cls in pairs)
 
 

@@ -5,6 +5,7 @@ No test here touches DNS or the network: names are answered by injected fake res
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
@@ -14,7 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dhan_postback import errors
+from dhan_postback import errors, urlpolicy
 from dhan_postback.urlpolicy import (
     ADDRESS_CLASSES,
     REASONS,
@@ -451,6 +452,21 @@ async def test_allow_loopback_still_refuses_a_name_resolving_to_private() -> Non
         "resolves_to_private",
         "resolves_to_metadata",
     )
+
+
+async def test_lookup_that_never_answers_is_unresolvable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(urlpolicy, "RESOLVE_TIMEOUT_SECONDS", 0.01)
+
+    async def silent(host: str) -> list[str]:
+        await asyncio.Event().wait()
+        return []
+
+    with pytest.raises(errors.URLRefused) as refused:
+        await check_url_resolved("https://slow.example.com/", resolver=silent)
+    assert refused.value.reason == "unresolvable"
+    assert "timed out" in refused.value.message
 
 
 async def test_ip_literal_is_not_looked_up() -> None:
