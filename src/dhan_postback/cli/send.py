@@ -127,8 +127,8 @@ def send(
             )
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
-        refusal = refusal_from(exc)
-        reason = refusal.message if refusal else f"{type(exc).__name__}: {exc}"
+        guard_refusal = refusal_from(exc)
+        reason = guard_refusal.message if guard_refusal else f"{type(exc).__name__}: {exc}"
         console.print(f"[red]not delivered:[/red] {reason}")
         sys.exit(1)
     table = Table(title=f"postback to {checked}", show_header=False)
