@@ -247,10 +247,11 @@ class Dispatcher:
 
     def _make_session(self) -> aiohttp.ClientSession:
         settings = self.settings
+        guard = GuardedResolver(allow_loopback=settings.allow_loopback)
         connector = aiohttp.TCPConnector(
-            limit=settings.max_in_flight,
-            limit_per_host=settings.max_in_flight_per_url,
-            resolver=GuardedResolver(allow_loopback=settings.allow_loopback),
+            **guard.guard_connector_kwargs(
+                limit=settings.max_in_flight, limit_per_host=settings.max_in_flight_per_url
+            )
         )
         return aiohttp.ClientSession(
             connector=connector,
