@@ -1,0 +1,229 @@
+"""Delivered per second: our dispatcher (store, leases, signing, batching) vs a bare POST loop.
+
+Both send the same payload to the same local receiver (raw ASGI on uvicorn + uvloop +
+httptools, answering 200, in its own process), with the same concurrency, in the same run:
+
+* **bare**: aiohttp + uvloop, one session, ``--concurrency`` workers POSTing pre-encoded
+  bytes with fixed headers: no store, no signing, no retries. The ceiling for our client.
+* **dispatcher**: ``--updates`` deliveries (one per order, so order never holds anything
+  back) committed to the store first, then a :class:`Dispatcher` with
+  ``max_in_flight_per_url = max_in_flight = --concurrency``; the clock stops when the store
+  says every delivery is delivered.
+
+Run::
+
+    .venv/bin/python bench/dispatch_bench.py                       # memory store
+    .venv/bin/python bench/dispatch_bench.py --db sqlite:///bench.db --updates 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from dhan_postback import payload
+from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
+from dhan_postback.service.store import create_store
+from dhan_postback.service.store.base import DeliveryStatus, NewDelivery, Store, Target, TokenRecord
+from dhan_postback.settings import ServiceSettings
+from dhan_postback.signing import generate_secret
+
+BODY = (Path(__file__).parent.parent / "tests" / "fixtures" / "docs_example.json").read_bytes()
+
+
+async def receiver_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The fastest honest receiver: read the body, answer 200 ``ok``."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        message = await receive()
+        more = message.get("more_body", False)
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def serve(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "bench.dispatch_bench:receiver_app",
+        host="127.0.0.1",
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    root = Path(__file__).parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from bench.dispatch_bench import serve; serve({port})"],
+        cwd=root,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}/hook"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}"), timeout=1).read()
+            return process, url
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
+def valid_body() -> bytes:
+    """A valid compact payload (the docs' example, repaired and re-encoded)."""
+    return payload.dumps(payload.parse(BODY).to_update())
+
+
+async def bare(url: str, count: int, concurrency: int, body: bytes) -> float:
+    """Seconds for ``count`` POSTs by ``concurrency`` workers on one session."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    headers = {"Content-Type": "application/json", "User-Agent": "bench"}
+    remaining = count
+
+    async with aiohttp.ClientSession(
+        connector=connector, auto_decompress=False, timeout=aiohttp.ClientTimeout(total=5)
+    ) as session:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.post(url, data=body, headers=headers) as response:
+                    await response.read()
+                    assert response.status == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+
+async def fill(store: Store, url: str, count: int, body: bytes) -> None:
+    now = time.time()
+    token = TokenRecord(
+        token_hash=f"bench-{uuid.uuid4().hex}",
+        dhan_client_id="1000000003",
+        postback_url=url,
+        partner_id=None,
+        signing_secret=generate_secret(),
+        created_at=now,
+        expires_at=now + 86400,
+    )
+    await store.add_token(token)
+    batch: list[NewDelivery] = []
+    for number in range(count):
+        batch.append(
+            NewDelivery(
+                id=f"msg_{uuid.uuid4().hex}",
+                dhan_client_id=token.dhan_client_id,
+                token_hash=token.token_hash,
+                target=Target.TOKEN,
+                partner_id=None,
+                url=url,
+                order_id=f"order-{number}",
+                payload=body,
+                created_at=now,
+            )
+        )
+        if len(batch) == 1000:
+            await store.enqueue(batch)
+            batch = []
+    if batch:
+        await store.enqueue(batch)
+
+
+async def dispatched(db: str, url: str, count: int, concurrency: int, body: bytes) -> float:
+    """Seconds from the dispatcher's start until the store holds ``count`` delivered."""
+    store = create_store(db)
+    await store.open()
+    try:
+        await fill(store, url, count, body)
+        settings = ServiceSettings(
+            allow_loopback=True,
+            max_in_flight=concurrency,
+            max_in_flight_per_url=concurrency,
+            retry_schedule="0s,1s",
+        )
+        metrics = ServiceMetrics()
+        delivered = metrics.registry.get_sample_value
+        started = time.perf_counter()
+        async with Dispatcher(store, settings, metrics=metrics):
+            while (
+                delivered("dhan_postback_delivered_total", {"endpoint": endpoint_label(url)}) or 0
+            ) < count:
+                await asyncio.sleep(0.005)
+            while (await store.counts())[DeliveryStatus.DELIVERED] < count:
+                await asyncio.sleep(0.005)
+            elapsed = time.perf_counter() - started
+        return elapsed
+    finally:
+        await store.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    process, url = start_receiver()
+    body = valid_body()
+    try:
+        await bare(url, 2000, args.concurrency, body)  # warm up the receiver
+        for round_number in range(1, args.rounds + 1):
+            bare_s = await bare(url, args.updates, args.concurrency, body)
+            db = args.db
+            if db == "sqlite":
+                db = f"sqlite:///{tempfile.mkdtemp()}/bench-{round_number}.db"
+            ours_s = await dispatched(db, url, args.updates, args.concurrency, body)
+            bare_rate = args.updates / bare_s
+            ours_rate = args.updates / ours_s
+            print(
+                f"round {round_number}: bare aiohttp {bare_rate:,.0f}/s, "
+                f"dispatcher ({db.split(':', 1)[0]}) {ours_rate:,.0f}/s, "
+                f"ratio {ours_rate / bare_rate:.2f}  "
+                f"[{args.updates} POSTs, concurrency {args.concurrency}]",
+                flush=True,
+            )
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--updates", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--db", default="memory://", help="store URL; 'sqlite' means a fresh temporary file"
+    )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(parser.parse_args()))

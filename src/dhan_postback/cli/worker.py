@@ -1,0 +1,69 @@
+"""``dhan-postback worker``: only the dispatcher, sending a shared outbox (one more node).
+
+``serve`` already runs a dispatcher next to the API; a worker adds sending capacity on
+another process or machine, on the same database. It stops on SIGTERM or Ctrl-C the graceful
+way: no new claims, POSTs under way get ``--shutdown-grace`` to finish, the rest go back to
+the outbox for the next node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import click
+import structlog
+
+from ..service.dispatcher import Dispatcher
+from ..service.metrics import ServiceMetrics
+from ..service.store import create_store
+from ..settings import ServiceSettings
+from ..urlpolicy import loopback_warning
+from .options import DISPATCHER_FIELDS, settings_from_options, settings_options
+
+__all__ = ["run_worker", "worker"]
+
+log = structlog.get_logger(__name__)
+
+
+@click.command()
+@settings_options(include=DISPATCHER_FIELDS)
+def worker(**options: Any) -> None:
+    """Run only the dispatcher on a shared outbox (add sending capacity)."""
+    settings = settings_from_options(options)
+    _run(run_worker(settings))
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+async def run_worker(settings: ServiceSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given."""
+    stop = stop or _stop_on_signals()
+    if settings.allow_loopback:
+        log.warning(loopback_warning())
+    store = create_store(settings.db)
+    await store.open()
+    try:
+        async with Dispatcher(store, settings, metrics=ServiceMetrics()):
+            log.info("worker running", db=settings.db.split(":", 1)[0])
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await store.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
