@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import socket
 import subprocess
@@ -28,6 +29,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,14 @@ from dhan_postback import payload
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.store import create_store
-from dhan_postback.service.store.base import DeliveryStatus, NewDelivery, Store, Target, TokenRecord
+from dhan_postback.service.store.base import (
+    Claim,
+    DeliveryStatus,
+    NewDelivery,
+    Store,
+    Target,
+    TokenRecord,
+)
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
 
@@ -130,6 +139,54 @@ async def bare(url: str, count: int, concurrency: int, body: bytes) -> float:
         return time.perf_counter() - started
 
 
+class NullStore:
+    """A store that costs nothing: to see the dispatcher's own ceiling (``--db null``).
+
+    Only what this benchmark needs: every order has one update, so every row is a head;
+    nothing is durable; retries are not kept.
+    """
+
+    def __init__(self) -> None:
+        self._due: deque[Claim] = deque()
+        self._secret = ""
+        self._delivered = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def add_token(self, token: TokenRecord) -> None:
+        self._secret = token.signing_secret
+
+    async def enqueue(self, deliveries: list[NewDelivery]) -> None:
+        for number, new in enumerate(deliveries):
+            self._due.append(
+                Claim(new.id, number, new.url, new.order_id, new.payload, self._secret, 0, 0, 0.0)
+            )
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Any = ()
+    ) -> list[Claim]:
+        taken = []
+        while self._due and len(taken) < limit:
+            taken.append(dataclasses.replace(self._due.popleft(), lease_until=now + lease))
+        return taken
+
+    async def finish(self, outcomes: list[Any]) -> None:
+        self._delivered += sum(o.result == "delivered" for o in outcomes)
+
+    async def release(self, ids: list[str]) -> None:
+        raise AssertionError("the benchmark never gives claims back")
+
+    async def next_due(self) -> float | None:
+        return 0.0 if self._due else None
+
+    async def counts(self) -> dict[DeliveryStatus, int]:
+        return {DeliveryStatus.DELIVERED: self._delivered}
+
+
 async def fill(store: Store, url: str, count: int, body: bytes) -> None:
     now = time.time()
     token = TokenRecord(
@@ -166,7 +223,7 @@ async def fill(store: Store, url: str, count: int, body: bytes) -> None:
 
 async def dispatched(db: str, url: str, count: int, concurrency: int, body: bytes) -> float:
     """Seconds from the dispatcher's start until the store holds ``count`` delivered."""
-    store = create_store(db)
+    store: Any = NullStore() if db == "null" else create_store(db)
     await store.open()
     try:
         await fill(store, url, count, body)
@@ -223,7 +280,9 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
-        "--db", default="memory://", help="store URL; 'sqlite' means a fresh temporary file"
+        "--db",
+        default="memory://",
+        help="store URL; 'sqlite': a fresh temporary file; 'null': no store cost at all",
     )
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main(parser.parse_args()))

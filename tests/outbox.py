@@ -1,12 +1,14 @@
 """Filling an outbox for dispatcher tests: order updates, a token, deliveries.
 
-Updates are made here (a small stand-in for the simulator): each order goes
-TRANSIT -> PENDING -> partial fills -> TRADED, and orders are interleaved, so that the
-updates of one order are separated by other orders' updates in the outbox.
+Two sources of updates: :func:`simulated_updates` (the simulator's realistic day, every order
+kind, interleaved as a busy broker would post them) for the big runs, and
+:func:`order_updates` (a fixed number of updates per order) where a test needs exact counts.
+Either way the updates of one order are separated by other orders' updates in the outbox.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Sequence
@@ -23,11 +25,20 @@ from dhan_postback.payload import (
 )
 from dhan_postback.service.store.base import NewDelivery, Store, Target, TokenRecord
 from dhan_postback.signing import generate_secret
+from dhan_postback.simulator import Simulator, interleave
 
-__all__ = ["Outbox", "order_updates"]
+__all__ = ["Outbox", "order_updates", "simulated_updates"]
+
+CLIENT_ID = "1000000003"
 
 
-def order_updates(orders: int, per_order: int, *, client_id: str = "1000000003") -> list[bytes]:
+def simulated_updates(orders: int, *, seed: int, client_id: str = CLIENT_ID) -> list[bytes]:
+    """The payloads of ``orders`` simulated orders, in the order a broker would post them."""
+    simulated = Simulator(seed, clients=(client_id,)).orders(orders)
+    return [payload.dumps(update) for update in interleave(simulated, random.Random(seed))]
+
+
+def order_updates(orders: int, per_order: int, *, client_id: str = CLIENT_ID) -> list[bytes]:
     """``orders * per_order`` payloads, interleaved by order, each order's in lifecycle order."""
     per_order = max(per_order, 1)
     lifecycles = []
@@ -69,7 +80,7 @@ def order_updates(orders: int, per_order: int, *, client_id: str = "1000000003")
 class Outbox:
     """Deliveries for one token's URL, committed to ``store``, remembered in order."""
 
-    def __init__(self, store: Store, *, client_id: str = "1000000003") -> None:
+    def __init__(self, store: Store, *, client_id: str = CLIENT_ID) -> None:
         self.store = store
         self.client_id = client_id
         self.secret = generate_secret()

@@ -14,7 +14,7 @@ from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.store.base import DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dispatching import eventually, fast_settings, settled
-from tests.outbox import Outbox, order_updates
+from tests.outbox import Outbox, order_updates, simulated_updates
 from tests.receivers import Receiver, Reply, always, fail_first, flaky
 from tests.support import UvicornThread
 
@@ -38,14 +38,15 @@ async def test_every_update_is_delivered_despite_a_faulty_receiver() -> None:
     with UvicornThread(receiver.app) as server:
         store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
-        await outbox.add(server.url + "/hook", order_updates(250, 4))
+        bodies = simulated_updates(250, seed=1)
+        await outbox.add(server.url + "/hook", bodies)
         async with Dispatcher(store, fast_settings(retry_schedule=PATIENT)):
-            counts = await settled(store, 1000, timeout=45)
+            counts = await settled(store, len(bodies), timeout=45)
 
-    assert counts[DeliveryStatus.DELIVERED] == 1000
+    assert counts[DeliveryStatus.DELIVERED] == len(bodies)
     accepted = {r.webhook_id: r.body for r in receiver.accepted()}
     assert {d.id: d.payload for d in outbox.deliveries}.items() <= accepted.items()
-    assert len(receiver.snapshot()) > 1000  # the faults really happened
+    assert len(receiver.snapshot()) > len(bodies)  # the faults really happened
 
 
 async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted() -> None:
@@ -53,9 +54,10 @@ async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted() ->
     with UvicornThread(receiver.app) as server:
         store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
-        await outbox.add(server.url + "/hook", order_updates(40, 6))
+        bodies = simulated_updates(60, seed=2)
+        await outbox.add(server.url + "/hook", bodies)
         async with Dispatcher(store, fast_settings(retry_schedule=PATIENT)):
-            await settled(store, 240, timeout=45)
+            await settled(store, len(bodies), timeout=45)
 
     submitted: dict[str, list[str]] = defaultdict(list)
     for delivery in outbox.deliveries:

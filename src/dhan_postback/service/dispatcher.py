@@ -14,10 +14,13 @@ How one delivery travels::
   committed by other nodes).
 * **Lanes.** Claims wait in a small queue per endpoint (``scheme://host:port``, the same key
   as the connection pool's per-host limit). A lane runs at most
-  ``settings.max_in_flight_per_url`` POSTs and holds at most as many more claims waiting; a
-  full lane's URLs are left out of the next claims (``skip_urls``), so a slow or black-holed
-  endpoint holds a bounded number of slots and leases, and never stalls the others. Free
-  global slots (``settings.max_in_flight``) go to starved lanes in turn.
+  ``settings.max_in_flight_per_url`` POSTs; once it holds as many more waiting, it is full
+  and its URLs are left out of the next claims (``skip_urls``). One claim batch may
+  overshoot that (a lane never holds more than ``2 * max_in_flight_per_url + claim_batch``;
+  the rest is given back), so a slow or black-holed endpoint holds a bounded number of
+  slots and leases and never stalls the others. Free global slots
+  (``settings.max_in_flight``) go to starved lanes in turn; all lanes together hold at most
+  ``max_in_flight + claim_batch`` claims.
 * **Order.** The store hands out only heads of ``(url, order_id)`` queues; the dispatcher
   also refuses to hold two deliveries of one queue at once, whatever the store says.
 * **Breakers.** One per URL (:mod:`.breaker`): an open URL is skipped in claims and its
@@ -164,7 +167,8 @@ class Dispatcher:
         self._flush_interval = flush_interval
         self._rng = rng or random.Random()
         self._lane_cap = settings.max_in_flight_per_url
-        self._lane_room = 2 * settings.max_in_flight_per_url
+        self._lane_full = 2 * settings.max_in_flight_per_url
+        self._lane_room = self._lane_full + settings.claim_batch
         self._held_cap = settings.max_in_flight + settings.claim_batch
         self.breakers = BreakerBoard(settings.breaker_threshold, settings.breaker_cooldown)
 
@@ -327,7 +331,7 @@ class Dispatcher:
     def _skip_urls(self, now: float) -> set[str]:
         skip = self.breakers.blocked_urls(now)
         for lane in self._lanes.values():
-            if lane.held >= self._lane_room:
+            if lane.held >= self._lane_full:
                 skip.update(lane.urls)
         return skip
 
