@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 
@@ -346,3 +347,18 @@ async def test_the_lifespan_hook_runs_a_dispatcher_and_its_wake_reaches_it() -> 
             await settled(store, 4, timeout=10)
     assert dispatch.dispatcher is None
     await eventually(lambda: len(receiver.snapshot()) == 4)
+
+
+async def test_wake_may_be_called_from_another_thread() -> None:
+    receiver = Receiver()
+    with UvicornThread(receiver.app) as server:
+        store = MemoryStore()
+        outbox = await Outbox(store).open(server.url)
+        async with Dispatcher(store, fast_settings(), idle_poll=30) as dispatcher:
+            await outbox.add(server.url + "/hook", order_updates(1, 1))
+            waker = threading.Thread(target=dispatcher.wake)
+            waker.start()
+            waker.join()
+            counts = await settled(store, 1, timeout=10)
+
+    assert counts[DeliveryStatus.DELIVERED] == 1

@@ -218,3 +218,22 @@ async def test_two_updates_of_one_order_are_never_in_flight_together() -> None:
         assert [r.webhook_id for r in requests] == submitted
         gaps = [b.arrived - a.arrived for a, b in itertools.pairwise(requests)]
         assert min(gaps) >= 0.1  # each waited for the previous answer
+
+
+async def test_a_busy_endpoint_cannot_keep_every_global_slot() -> None:
+    slow = Receiver(lambda r: Reply(delay=0.2))
+    fast = Receiver()
+    with UvicornThread(slow.app) as busy, UvicornThread(fast.app) as other:
+        store = MemoryStore()
+        busy_box = await Outbox(store).open(busy.url)
+        other_box = await Outbox(store).open(other.url)
+        await busy_box.add(busy.url + "/hook", order_updates(60, 1))
+        settings = fast_settings(max_in_flight=4, max_in_flight_per_url=4, claim_batch=64)
+        async with Dispatcher(store, settings) as dispatcher:
+            await eventually(lambda: dispatcher.in_flight == 4)
+            await other_box.add(other.url + "/hook", order_updates(5, 1))
+            dispatcher.wake()
+            await eventually(lambda: len(fast.snapshot()) == 5, timeout=20)
+            busy_sent = len(slow.snapshot())
+
+    assert busy_sent < 60 / 2  # the other endpoint did not wait for the busy one's backlog

@@ -189,6 +189,7 @@ class Dispatcher:
         self._flush_wanted = asyncio.Event()
         self._stopping = False
         self._final = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
 
@@ -208,6 +209,7 @@ class Dispatcher:
     async def start(self) -> None:
         if self._claim_task is not None:
             raise RuntimeError("the dispatcher is already running")
+        self._loop = asyncio.get_running_loop()
         if self._session is None:
             self._session = self._make_session()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
@@ -246,8 +248,18 @@ class Dispatcher:
         log.info("dispatcher stopped")
 
     def wake(self) -> None:
-        """Claim now: new deliveries were committed. Safe to call often; never blocks."""
-        self._wakeup.set()
+        """Claim now: new deliveries were committed. Never blocks; any thread may call it."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if current is loop:
+            self._wakeup.set()
+        else:
+            loop.call_soon_threadsafe(self._wakeup.set)
 
     def _make_session(self) -> aiohttp.ClientSession:
         settings = self.settings
@@ -296,6 +308,14 @@ class Dispatcher:
 
     # Claiming ------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self._claim_loop_body()
+            except Exception:  # a bug must not stop delivery for good
+                log.exception("claim loop failed; restarting it")
+                await asyncio.sleep(_STORE_RETRY_DELAYS[-1])
+
+    async def _claim_loop_body(self) -> None:
         failures = 0
         while not self._stopping:
             self._wakeup.clear()
@@ -459,16 +479,20 @@ class Dispatcher:
         )
         self._slot_freed(lane)
         lane.drop(claim.url)
-        self._count(lane, attempt, outcome)
-        before = self.breakers.state(claim.url, now)
-        after = self.breakers.record(ticket, outcome.result == "delivered", now)
-        if after is not before:
-            self._breaker_changed(lane, claim.url, after)
         self._outcomes.append((outcome, (claim.url, claim.order_id)))
         if len(self._outcomes) == 1 or len(self._outcomes) >= self.settings.claim_batch:
             self._flush_wanted.set()
-        self._pump(lane)
+        try:
+            self._count(lane, attempt, outcome)
+            before = self.breakers.state(claim.url, now)
+            after = self.breakers.record(ticket, outcome.result == "delivered", now)
+            if after is not before:
+                self._breaker_changed(lane, claim.url, after)
+        except Exception:  # bookkeeping must never strand a slot or an outcome
+            log.exception("recording an attempt failed")
+        # Lanes starved of a global slot go first, so one busy lane cannot keep them all.
         self._pump_starved()
+        self._pump(lane)
         # No wake here: the flush of this outcome follows within flush_interval and wakes
         # the claim loop once for the whole batch (successors and freed slots together).
 
