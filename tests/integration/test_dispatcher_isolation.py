@@ -66,7 +66,10 @@ async def test_an_open_breaker_leaves_other_urls_flowing() -> None:
         good_box = await Outbox(store).open(good.url)
         await bad_box.add(bad.url + "/hook", order_updates(20, 1))
         settings = fast_settings(
-            retry_schedule="0s" + ",10ms" * 20, breaker_threshold=2, breaker_cooldown=30
+            retry_schedule="0s" + ",10ms" * 20,
+            breaker_threshold=2,
+            breaker_cooldown=30,
+            max_in_flight_per_url=1,  # nothing of the bad URL is under way when it opens
         )
         async with Dispatcher(store, settings) as dispatcher:
             await eventually(lambda: bool(dispatcher.breakers.blocked_urls(time.time())))

@@ -183,6 +183,8 @@ class Dispatcher:
         self._starved: deque[_Lane] = deque()
         self._outcomes: list[tuple[Outcome, tuple[str, str]]] = []
         self._retry_times: list[float] = []
+        self._next_due: float | None = None
+        self._next_due_asked = float("-inf")
         """A heap of the retry times this node wrote, to wake the claim loop for them."""
         self._releases: list[str] = []
         self._wakeup = asyncio.Event()
@@ -359,15 +361,19 @@ class Dispatcher:
         """Sleep until woken, a retry comes due, a breaker may probe, or ``idle_poll``."""
         now = self._clock()
         wait = self._idle_poll
-        try:
-            due = await self.store.next_due()
-        except Exception:
-            log.exception("next_due failed")
-            due = None
+        # What this node does itself (commits it is told of, outcomes it wrote, breakers)
+        # wakes it directly; the store's next_due is for the rest (another node's retries,
+        # the leases of a node that died), so asking once per idle_poll is enough.
+        if now - self._next_due_asked >= self._idle_poll:
+            self._next_due_asked = now
+            try:
+                self._next_due = await self.store.next_due()
+            except Exception:
+                log.exception("next_due failed")
+                self._next_due = None
+        due = self._next_due
         # Due after the last claim looked: claim it then. Due before: it was not claimable
-        # (a head under way, a skipped URL); what frees it wakes this loop. The store's
-        # next_due counts blocked rows too, so the retries this node scheduled are also
-        # remembered here, to wake for them on time.
+        # (a head under way, a skipped URL); what frees it wakes this loop.
         looked = now if claimed_at is None else claimed_at
         if due is not None and due > looked:
             wait = min(wait, due - now)
