@@ -489,6 +489,14 @@ class ReceiverStore:
         )
         return [_stored_update(row) for row in rows]
 
+    def history_all(self, *, after: int = 0, limit: int | None = None) -> list[StoredUpdate]:
+        """Every unique update of every order, in arrival order (past ``seq`` ``after``)."""
+        rows = self._all(
+            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
+            (after, -1 if limit is None else limit),
+        )
+        return [_stored_update(row) for row in rows]
+
     def update(self, seq: int) -> StoredUpdate | None:
         rows = self._all(
             f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE seq = ?",  # noqa: S608

@@ -81,8 +81,8 @@ class GroupCommitWriter:
         return self.submit_sync(job).result(timeout)
 
     def _put(self, item: _Queued) -> None:
-        if self._closed or not self._started:
-            raise StoreUnavailable("the receiver's store is not open")
+        if self._closed:  # before start() jobs wait in the queue; after close() nothing runs
+            raise StoreUnavailable("the receiver's store is closed")
         self._queue.put(item)
 
     def close(self, timeout: float = 30.0) -> None:
