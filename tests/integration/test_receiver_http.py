@@ -331,7 +331,7 @@ def test_updates_whose_handlers_never_ran_are_handled_after_a_restart(
     first = ReceiverStore(db)
     first.start()
     postback = parse_and_verify({}, update_body("1"))
-    first.writer.run(ReceiverStore.record_job(postback, handled=False, now=time.time()))
+    first.record_sync(postback, handled=False)
     first.close()  # as if the process died before its handlers ran
 
     seen: list[str] = []

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ def store(tmp_path: Path) -> Iterator[ReceiverStore]:
 def record(store: ReceiverStore, body: bytes, webhook_id: str | None = None) -> Recorded:
     headers = {"webhook-id": webhook_id} if webhook_id else {}
     postback = parse_and_verify(headers, body)
-    return store.writer.run(ReceiverStore.record_job(postback, handled=True, now=time.time()))
+    return store.record_sync(postback)
 
 
 def test_a_recorded_update_gets_a_sequence_number_and_a_book_row(store: ReceiverStore) -> None:
@@ -90,6 +89,9 @@ def test_an_unknown_status_is_stored_as_it_came(store: ReceiverStore) -> None:
     row = store.order("1")
     assert row is not None and row.status == "TRIGGERED"
     assert row.update.unknown_values == ("orderStatus=TRIGGERED",)
+    (stored,) = store.history("1")
+    assert stored.unknown_values == ("orderStatus=TRIGGERED",)
+    assert (stored.status, stored.filled_qty) == ("TRIGGERED", 0)
 
 
 def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
@@ -168,3 +170,23 @@ def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: P
     check = sqlite3.connect(path)
     assert sorted(v for (v,) in check.execute("SELECT v FROM t")) == [1, 3]
     check.close()
+
+
+def test_one_large_batch_dedupes_and_orders_updates_like_single_writes(tmp_path: Path) -> None:
+    batched = ReceiverStore(tmp_path / "batched.db")  # not started: everything queues
+    bodies = [
+        update_body(f"B{n % 300}", status, f"2024-01-02 10:00:0{step}", filled)
+        for n in range(300)
+        for step, status, filled in ((2, "TRADED", 10), (1, "PENDING", 0))  # newest first
+    ]
+    bodies += bodies[:50]  # repeats, inside the same batch
+    futures = [batched.record_soon(parse_and_verify({}, body)) for body in bodies]
+    batched.start()
+    results = [future.result(30) for future in futures]
+    assert sum(r.duplicate for r in results) == 50
+    assert [r.applied for r in results[:4]] == [True, False, True, False]
+    assert batched.counts().updates == 600
+    assert batched.counts().orders_by_status == {"TRADED": 300}
+    row = batched.order("B7")
+    assert row is not None and row.update_count == 2 and row.status == "TRADED"
+    batched.close()

@@ -272,9 +272,8 @@ class Receiver:
             await _error(send, exc)
             return
         handlers = self._registry.for_status(postback.order_status)
-        job = ReceiverStore.record_job(postback, handled=not handlers, now=time.time())
         try:
-            recorded = await self.store.writer.submit(job)
+            recorded = await self.store.record(postback, handled=not handlers)
         except StoreUnavailable as exc:
             await _error(send, exc)
             return

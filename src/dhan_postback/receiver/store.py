@@ -17,12 +17,15 @@ after it commits. Reads use a connection per thread and never block the writer (
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -30,7 +33,7 @@ from .. import payload
 from ..payload import ReceivedUpdate
 from . import book
 from .verify import Postback
-from .writer import GroupCommitWriter
+from .writer import BatchOp, GroupCommitWriter
 
 __all__ = [
     "HandlerFailure",
@@ -110,27 +113,6 @@ QUARANTINE_KEEP: Final = 10_000
 
 # ------------------------------------------------------------------------------- queries
 
-_SELECT_PROGRESS: Final = (
-    "SELECT update_time, status, filled_qty FROM orders WHERE order_id = ? AND leg_name = ?"
-)
-_INSERT_UPDATE: Final = (
-    "INSERT INTO updates (dedupe_key, webhook_id, order_id, leg_name, client_id, status,"
-    " update_time, filled_qty, unknown_values, applied, handled, received_at, body)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING"
-)
-_INSERT_ORDER: Final = (
-    "INSERT INTO orders (order_id, leg_name, client_id, status, update_time, filled_qty,"
-    " quantity, last_seq, seen_seq, update_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-)
-_ADVANCE_ORDER: Final = (
-    "UPDATE orders SET client_id = ?, status = ?, update_time = ?, filled_qty = ?, quantity = ?,"
-    " last_seq = ?, seen_seq = ?, update_count = update_count + 1"
-    " WHERE order_id = ? AND leg_name = ?"
-)
-_TOUCH_ORDER: Final = (
-    "UPDATE orders SET seen_seq = ?, update_count = update_count + 1"
-    " WHERE order_id = ? AND leg_name = ?"
-)
 _ORDER_COLUMNS: Final = (
     "o.order_id, o.leg_name, o.client_id, o.status, o.update_time, o.filled_qty, o.quantity,"
     " o.last_seq, o.update_count, u.body"
@@ -140,7 +122,7 @@ _SELECT_ORDERS: Final = (
 )
 _UPDATE_COLUMNS: Final = (
     "seq, dedupe_key, webhook_id, order_id, leg_name, client_id, status, update_time,"
-    " filled_qty, applied, handled, received_at, body"
+    " filled_qty, applied, handled, received_at, body, unknown_values"
 )
 _FAILURE_COLUMNS: Final = "seq, handler, attempts, next_at, last_error, failed_at, dead"
 
@@ -193,6 +175,8 @@ class StoredUpdate(msgspec.Struct, frozen=True):
     handled: bool
     received_at: float
     body: bytes
+    unknown_values: tuple[str, ...] = ()
+    """Values the parser did not know, as ``field=value`` (an unknown status, say)."""
 
     def postback(self) -> Postback:
         """The update as handlers receive it."""
@@ -248,6 +232,280 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
+class _RecordRequest(NamedTuple):
+    """What the writer needs to record one update (built on the event loop, cheaply)."""
+
+    dedupe_key: str
+    webhook_id: str | None
+    order_id: str
+    leg_name: str
+    client_id: str | None
+    status: str | None
+    update_time: str | None
+    filled_qty: int
+    quantity: int
+    unknown_values: str | None
+    handled: bool
+    received_at: float
+    body: bytes
+
+
+def _request(postback: Postback, handled: bool, now: float | None) -> _RecordRequest:
+    update = postback.update
+    return _RecordRequest(
+        postback.dedupe_key,
+        postback.webhook_id,
+        postback.order_id,
+        postback.leg_name or "",
+        update.dhan_client_id,
+        update.order_status,
+        update.update_time,
+        update.filled_qty,
+        update.quantity,
+        ",".join(update.unknown_values) or None,
+        handled,
+        time.time() if now is None else now,
+        postback.body,
+    )
+
+
+_UPDATE_INSERT_COLUMNS: Final = (
+    "seq, dedupe_key, webhook_id, order_id, leg_name, client_id, status, update_time,"
+    " filled_qty, unknown_values, applied, handled, received_at, body"
+)
+_ORDER_INSERT_COLUMNS: Final = (
+    "order_id, leg_name, client_id, status, update_time, filled_qty, quantity, last_seq,"
+    " seen_seq, update_count"
+)
+_ORDER_UPSERT: Final = (
+    " ON CONFLICT (order_id, leg_name) DO UPDATE SET client_id = excluded.client_id,"
+    " status = excluded.status, update_time = excluded.update_time,"
+    " filled_qty = excluded.filled_qty, quantity = excluded.quantity,"
+    " last_seq = excluded.last_seq, seen_seq = excluded.seen_seq,"
+    " update_count = excluded.update_count"
+)
+_MAX_CHUNK: Final = 256
+_DUPLICATE: Final = Recorded(seq=None)
+_decode_json = msgspec.json.Decoder().decode
+
+
+_SELECT_KEYS: Final = "SELECT json_group_array(dedupe_key) FROM updates WHERE dedupe_key IN "
+_SELECT_ORDERS_JSON: Final = (
+    "SELECT json_group_array(json_array(order_id, leg_name, client_id, status, update_time,"
+    " filled_qty, quantity, last_seq, seen_seq, update_count)) FROM orders WHERE order_id IN "
+)
+
+
+class _RecordOp(BatchOp[_RecordRequest, Recorded]):
+    """Record a batch of updates and advance the book with a handful of statements.
+
+    Per batch: one query for the keys already stored, one for the current rows of the orders
+    concerned (each answers in a single JSON row), one multi-row insert of the new updates
+    and one multi-row upsert of the orders, whatever the batch size (chunked by powers of two,
+    so a few prepared statements serve every size). The decisions are :func:`book.supersedes`,
+    made in Python in arrival order, duplicates within the batch included.
+    """
+
+    def __init__(self) -> None:
+        self._sql: dict[tuple[str, int], str] = {}
+
+    def run(self, conn: sqlite3.Connection, items: list[_RecordRequest]) -> list[Recorded]:
+        known = self._stored_keys(conn, list(dict.fromkeys(item.dedupe_key for item in items)))
+        orders = self._current_orders(conn, list(dict.fromkeys(item.order_id for item in items)))
+        (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM updates").fetchone()
+        changed: dict[tuple[str, str], _BookRow] = {}
+        new_updates: list[tuple[Any, ...]] = []
+        results: list[Recorded] = []
+        for item in items:
+            if item.dedupe_key in known:
+                results.append(_DUPLICATE)
+                continue
+            known.add(item.dedupe_key)
+            seq = next_seq
+            next_seq += 1
+            key = (item.order_id, item.leg_name)
+            row = orders.get(key)
+            applied = row is None or book.supersedes(_progress(item), row.progress())
+            if row is None:
+                row = orders[key] = _BookRow.of(item, seq)
+            else:
+                row.saw(item, seq, applied=applied)
+            changed[key] = row
+            new_updates.append(_update_row(item, seq, applied))
+            results.append(Recorded(seq=seq, applied=applied))
+        self._insert(conn, "updates", _UPDATE_INSERT_COLUMNS, 14, "", new_updates)
+        order_rows = [(*key, *row.values()) for key, row in changed.items()]
+        self._insert(conn, "orders", _ORDER_INSERT_COLUMNS, 10, _ORDER_UPSERT, order_rows)
+        return results
+
+    def _stored_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _padded_chunks(keys):
+            sql = self._cached("select keys", len(chunk), lambda n: f"{_SELECT_KEYS}({_marks(n)})")
+            found.update(_decode_json(conn.execute(sql, chunk).fetchone()[0]))
+        return found
+
+    def _current_orders(
+        self, conn: sqlite3.Connection, order_ids: list[str]
+    ) -> dict[tuple[str, str], _BookRow]:
+        rows: dict[tuple[str, str], _BookRow] = {}
+        for chunk in _padded_chunks(order_ids):
+            sql = self._cached(
+                "select orders", len(chunk), lambda n: f"{_SELECT_ORDERS_JSON}({_marks(n)})"
+            )
+            for row in _decode_json(conn.execute(sql, chunk).fetchone()[0]):
+                rows[(row[0], row[1])] = _BookRow(*row[2:])
+        return rows
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        table: str,
+        columns: str,
+        width: int,
+        suffix: str,
+        rows: list[tuple[Any, ...]],
+    ) -> None:
+        def build(count: int) -> str:
+            values = ", ".join([f"({_marks(width)})"] * count)
+            return f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}"  # noqa: S608
+
+        start = 0
+        while start < len(rows):
+            size = _chunk_size(len(rows) - start)
+            params = [value for row in rows[start : start + size] for value in row]
+            conn.execute(self._cached(f"insert {table}", size, build), params)
+            start += size
+
+    def _cached(self, kind: str, size: int, build: Callable[[int], str]) -> str:
+        sql = self._sql.get((kind, size))
+        if sql is None:
+            sql = self._sql[(kind, size)] = build(size)
+        return sql
+
+
+class _BookRow:
+    """An order's row in the book while a batch is being applied."""
+
+    __slots__ = (
+        "client_id",
+        "filled_qty",
+        "last_seq",
+        "quantity",
+        "seen_seq",
+        "status",
+        "update_count",
+        "update_time",
+    )
+
+    def __init__(
+        self,
+        client_id: str | None,
+        status: str | None,
+        update_time: str,
+        filled_qty: int,
+        quantity: int,
+        last_seq: int,
+        seen_seq: int,
+        update_count: int,
+    ) -> None:
+        self.client_id = client_id
+        self.status = status
+        self.update_time = update_time
+        self.filled_qty = filled_qty
+        self.quantity = quantity
+        self.last_seq = last_seq
+        self.seen_seq = seen_seq
+        self.update_count = update_count
+
+    @classmethod
+    def of(cls, item: _RecordRequest, seq: int) -> _BookRow:
+        return cls(
+            item.client_id,
+            item.status,
+            item.update_time or "",
+            item.filled_qty,
+            item.quantity,
+            seq,
+            seq,
+            1,
+        )
+
+    def progress(self) -> book.Progress:
+        return book.Progress(self.update_time, self.status or "", self.filled_qty)
+
+    def saw(self, item: _RecordRequest, seq: int, *, applied: bool) -> None:
+        """Count ``item``; take its state when it moved the order forward."""
+        if applied:
+            self.client_id = item.client_id
+            self.status = item.status
+            self.update_time = item.update_time or ""
+            self.filled_qty = item.filled_qty
+            self.quantity = item.quantity
+            self.last_seq = seq
+        self.seen_seq = seq
+        self.update_count += 1
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.client_id,
+            self.status,
+            self.update_time,
+            self.filled_qty,
+            self.quantity,
+            self.last_seq,
+            self.seen_seq,
+            self.update_count,
+        )
+
+
+def _progress(item: _RecordRequest) -> book.Progress:
+    return book.Progress(item.update_time or "", item.status or "", item.filled_qty)
+
+
+def _update_row(item: _RecordRequest, seq: int, applied: bool) -> tuple[Any, ...]:
+    """The values for :data:`_UPDATE_INSERT_COLUMNS`."""
+    return (
+        seq,
+        item.dedupe_key,
+        item.webhook_id,
+        item.order_id,
+        item.leg_name,
+        item.client_id,
+        item.status,
+        item.update_time,
+        item.filled_qty,
+        item.unknown_values,
+        applied,
+        item.handled,
+        item.received_at,
+        item.body,
+    )
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _chunk_size(remaining: int) -> int:
+    """The largest power of two up to ``remaining`` (and :data:`_MAX_CHUNK`)."""
+    return min(1 << (remaining.bit_length() - 1), _MAX_CHUNK)
+
+
+def _padded_chunks(values: list[str]) -> list[list[str]]:
+    """``values`` in chunks whose sizes are powers of two, the last padded by repetition
+    (harmless in an ``IN`` list), so that few distinct statements are ever prepared."""
+    chunks = []
+    for start in range(0, len(values), _MAX_CHUNK):
+        chunk = values[start : start + _MAX_CHUNK]
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunks.append(chunk + [chunk[-1]] * (size - len(chunk)))
+    return chunks
+
+
+_RECORD: Final = _RecordOp()
+
+
 class ReceiverStore:
     """The receiver's SQLite file. Open it, :meth:`start` the writer, :meth:`close` at the end.
 
@@ -294,84 +552,24 @@ class ReceiverStore:
 
     # ----------------------------------------------------------------------- writes (jobs)
 
-    @staticmethod
-    def record_job(
-        postback: Postback, *, handled: bool, now: float
-    ) -> Callable[[sqlite3.Connection], Recorded]:
-        """The writer job recording ``postback`` and advancing the book, returning
-        :class:`Recorded`. ``handled`` is true when no handler needs to run for it."""
-        update = postback.update
-        fields = update.fields
-        order_id = postback.order_id
-        leg = postback.leg_name or ""
-        status = update.order_status
-        update_time = update.update_time or ""
-        filled = update.filled_qty
-        client_id = update.dhan_client_id
-        unknown = ",".join(update.unknown_values) or None
-        incoming = book.Progress(update_time, status or "", filled)
+    def record(
+        self, postback: Postback, *, handled: bool, now: float | None = None
+    ) -> asyncio.Future[Recorded]:
+        """Record ``postback`` and advance the book (from the event loop); the future resolves
+        after the commit. ``handled`` is true when no handler needs to run for it."""
+        return self.writer.submit_item(_RECORD, _request(postback, handled, now))
 
-        def job(conn: sqlite3.Connection) -> Recorded:
-            row = conn.execute(_SELECT_PROGRESS, (order_id, leg)).fetchone()
-            current = book.Progress(*row) if row is not None else None
-            applied = book.supersedes(incoming, current)
-            cursor = conn.execute(
-                _INSERT_UPDATE,
-                (
-                    postback.dedupe_key,
-                    postback.webhook_id,
-                    order_id,
-                    leg,
-                    client_id,
-                    status,
-                    fields.get("updateTime"),
-                    filled,
-                    unknown,
-                    applied,
-                    handled,
-                    now,
-                    postback.body,
-                ),
-            )
-            if cursor.rowcount == 0:
-                return Recorded(seq=None)
-            seq = cursor.lastrowid
-            assert seq is not None
-            if current is None:
-                conn.execute(
-                    _INSERT_ORDER,
-                    (
-                        order_id,
-                        leg,
-                        client_id,
-                        status,
-                        update_time,
-                        filled,
-                        update.quantity,
-                        seq,
-                        seq,
-                    ),
-                )
-            elif applied:
-                conn.execute(
-                    _ADVANCE_ORDER,
-                    (
-                        client_id,
-                        status,
-                        update_time,
-                        filled,
-                        update.quantity,
-                        seq,
-                        seq,
-                        order_id,
-                        leg,
-                    ),
-                )
-            else:
-                conn.execute(_TOUCH_ORDER, (seq, order_id, leg))
-            return Recorded(seq=seq, applied=applied)
+    def record_soon(
+        self, postback: Postback, *, handled: bool = True, now: float | None = None
+    ) -> concurrent.futures.Future[Recorded]:
+        """:meth:`record` for code without an event loop."""
+        return self.writer.submit_item_sync(_RECORD, _request(postback, handled, now))
 
-        return job
+    def record_sync(
+        self, postback: Postback, *, handled: bool = True, now: float | None = None
+    ) -> Recorded:
+        """:meth:`record`, blocking until committed."""
+        return self.record_soon(postback, handled=handled, now=now).result(30)
 
     @staticmethod
     def quarantine_job(
@@ -626,4 +824,5 @@ def _stored_update(row: Sequence[Any]) -> StoredUpdate:
         handled=bool(row[10]),
         received_at=row[11],
         body=bytes(row[12]),
+        unknown_values=tuple(row[13].split(",")) if row[13] else (),
     )
