@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -44,6 +44,8 @@ __all__ = [
     "StoreCounts",
     "StoredUpdate",
 ]
+
+S = TypeVar("S")
 
 SCHEMA_VERSION: Final = 1
 
@@ -226,7 +228,9 @@ class StoreCounts(msgspec.Struct, frozen=True):
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256
+    )
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA synchronous = FULL")
     return conn
@@ -289,6 +293,7 @@ _DUPLICATE: Final = Recorded(seq=None)
 _decode_json = msgspec.json.Decoder().decode
 
 
+_NEXT_SEQ: Final = "SELECT coalesce(max(seq), 0) + 1 FROM updates"
 _SELECT_KEYS: Final = "SELECT json_group_array(dedupe_key) FROM updates WHERE dedupe_key IN "
 _SELECT_ORDERS_JSON: Final = (
     "SELECT json_group_array(json_array(order_id, leg_name, client_id, status, update_time,"
@@ -307,12 +312,14 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
     """
 
     def __init__(self) -> None:
-        self._sql: dict[tuple[str, int], str] = {}
+        self._sql: dict[tuple[str, object], str] = {}
 
     def run(self, conn: sqlite3.Connection, items: list[_RecordRequest]) -> list[Recorded]:
-        known = self._stored_keys(conn, list(dict.fromkeys(item.dedupe_key for item in items)))
-        orders = self._current_orders(conn, list(dict.fromkeys(item.order_id for item in items)))
-        (next_seq,) = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM updates").fetchone()
+        known, orders, next_seq = self._read_state(
+            conn,
+            list(dict.fromkeys(item.dedupe_key for item in items)),
+            list(dict.fromkeys(item.order_id for item in items)),
+        )
         changed: dict[tuple[str, str], _BookRow] = {}
         new_updates: list[tuple[Any, ...]] = []
         results: list[Recorded] = []
@@ -338,24 +345,38 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
         self._insert(conn, "orders", _ORDER_INSERT_COLUMNS, 10, _ORDER_UPSERT, order_rows)
         return results
 
-    def _stored_keys(self, conn: sqlite3.Connection, keys: list[str]) -> set[str]:
-        found: set[str] = set()
-        for chunk in _padded_chunks(keys):
+    def _read_state(
+        self, conn: sqlite3.Connection, keys: list[str], order_ids: list[str]
+    ) -> tuple[set[str], dict[tuple[str, str], _BookRow], int]:
+        """Which keys are stored, the orders' current rows, and the next ``seq``: in one
+        statement answering one row when the batch is small enough (it nearly always is)."""
+        key_chunks, order_chunks = _padded_chunks(keys), _padded_chunks(order_ids)
+        known: set[str] = set()
+        orders: dict[tuple[str, str], _BookRow] = {}
+        if len(key_chunks) == 1 and len(order_chunks) == 1:
+            (key_chunk,), (order_chunk,) = key_chunks, order_chunks
+            sql = self._cached(
+                "select state",
+                (len(key_chunk), len(order_chunk)),
+                lambda sizes: (
+                    f"SELECT ({_SELECT_KEYS}({_marks(sizes[0])})),"
+                    f" ({_SELECT_ORDERS_JSON}({_marks(sizes[1])})), ({_NEXT_SEQ})"
+                ),
+            )
+            stored, rows, next_seq = conn.execute(sql, key_chunk + order_chunk).fetchone()
+            known.update(_decode_json(stored))
+            _add_rows(orders, rows)
+            return known, orders, next_seq
+        for chunk in key_chunks:
             sql = self._cached("select keys", len(chunk), lambda n: f"{_SELECT_KEYS}({_marks(n)})")
-            found.update(_decode_json(conn.execute(sql, chunk).fetchone()[0]))
-        return found
-
-    def _current_orders(
-        self, conn: sqlite3.Connection, order_ids: list[str]
-    ) -> dict[tuple[str, str], _BookRow]:
-        rows: dict[tuple[str, str], _BookRow] = {}
-        for chunk in _padded_chunks(order_ids):
+            known.update(_decode_json(conn.execute(sql, chunk).fetchone()[0]))
+        for chunk in order_chunks:
             sql = self._cached(
                 "select orders", len(chunk), lambda n: f"{_SELECT_ORDERS_JSON}({_marks(n)})"
             )
-            for row in _decode_json(conn.execute(sql, chunk).fetchone()[0]):
-                rows[(row[0], row[1])] = _BookRow(*row[2:])
-        return rows
+            _add_rows(orders, conn.execute(sql, chunk).fetchone()[0])
+        (next_seq,) = conn.execute(_NEXT_SEQ).fetchone()
+        return known, orders, next_seq
 
     def _insert(
         self,
@@ -377,11 +398,16 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
             conn.execute(self._cached(f"insert {table}", size, build), params)
             start += size
 
-    def _cached(self, kind: str, size: int, build: Callable[[int], str]) -> str:
+    def _cached(self, kind: str, size: S, build: Callable[[S], str]) -> str:
         sql = self._sql.get((kind, size))
         if sql is None:
             sql = self._sql[(kind, size)] = build(size)
         return sql
+
+
+def _add_rows(orders: dict[tuple[str, str], _BookRow], encoded: str) -> None:
+    for row in _decode_json(encoded):
+        orders[(row[0], row[1])] = _BookRow(*row[2:])
 
 
 class _BookRow:
