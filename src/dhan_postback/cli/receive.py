@@ -90,7 +90,8 @@ def receive(
         http="httptools",
         lifespan="on",
         access_log=False,
-        log_level="warning" if quiet else "info",
+        # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
+        log_level="warning" if quiet or sys.stdout.isatty() else "info",
     )
     server = uvicorn.Server(config)
     shown_path = "/" if not path.strip("/") else "/<secret path>"
@@ -105,10 +106,10 @@ def receive(
 
 async def _serve(server: uvicorn.Server, receiver: Receiver, *, quiet: bool) -> None:
     """Serve until stopped, with the live table (a TTY) or a log line a minute (otherwise)."""
-    show: Callable[[Receiver], Coroutine[Any, Any, None]] | None = None
+    show: Callable[[Receiver, uvicorn.Server], Coroutine[Any, Any, None]] | None = None
     if not quiet:
         show = _live_table if sys.stdout.isatty() else _log_minutely
-    display = asyncio.get_running_loop().create_task(show(receiver)) if show else None
+    display = asyncio.get_running_loop().create_task(show(receiver, server)) if show else None
     try:
         await server.serve()
     finally:
@@ -118,7 +119,11 @@ async def _serve(server: uvicorn.Server, receiver: Receiver, *, quiet: bool) -> 
                 await display
 
 
-async def _live_table(receiver: Receiver) -> None:
+async def _live_table(receiver: Receiver, server: uvicorn.Server) -> None:
+    # uvicorn exposes only a flag; draw below its start-up lines, not among them
+    while not server.started:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
     def render() -> Group:
         rows = receiver.store.orders(limit=_LIVE_ROWS)
         return Group(stats_text(receiver.stats()), orders_table(rows))
@@ -129,7 +134,7 @@ async def _live_table(receiver: Receiver) -> None:
             live.update(await asyncio.to_thread(render))
 
 
-async def _log_minutely(receiver: Receiver) -> None:
+async def _log_minutely(receiver: Receiver, server: uvicorn.Server) -> None:
     last: ReceiverStats | None = None
     while True:
         await asyncio.sleep(_LOG_EVERY)
