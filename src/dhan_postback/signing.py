@@ -33,7 +33,7 @@ __all__ = [
     "verify",
 ]
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+SECRET_PREFIX = "whsec_"
 DEFAULT_TOLERANCE = 300.0
 """Seconds a signed timestamp may differ from the receiver's clock (either way)."""
 

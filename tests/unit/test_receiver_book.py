@@ -3,26 +3,20 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dhan_postback.receiver.book import Progress, is_terminal, status_rank, supersedes
+from dhan_postback.receiver.book import Progress, supersedes
 from tests.receiver_support import Step, lifecycles
 
 T1, T2, T3 = "2024-01-02 10:00:01", "2024-01-02 10:00:02", "2024-01-02 10:00:03"
 
 
-def test_statuses_rank_transit_pending_part_traded_then_terminal() -> None:
-    ranks = [status_rank(s) for s in ("TRANSIT", "PENDING", "PART_TRADED", "TRADED")]
-    assert ranks == sorted(ranks) and len(set(ranks)) == 4
-    assert {status_rank(s) for s in ("TRADED", "CANCELLED", "REJECTED", "EXPIRED")} == {ranks[3]}
+def test_an_unknown_status_neither_ends_nor_reopens_an_order() -> None:
+    assert supersedes(Progress(T2, "TRIGGERED", 0), Progress(T1, "PENDING", 0))
+    assert not supersedes(Progress(T3, "TRIGGERED", 0), Progress(T2, "TRADED", 10))
 
 
-def test_an_unknown_status_counts_as_an_open_order() -> None:
-    assert status_rank("TRIGGERED") == status_rank("PENDING")
-    assert not is_terminal("TRIGGERED")
-
-
-def test_part_traded_is_not_terminal() -> None:
-    assert not is_terminal("PART_TRADED")
-    assert all(is_terminal(s) for s in ("TRADED", "CANCELLED", "REJECTED", "EXPIRED"))
+def test_pending_with_fills_ranks_like_part_traded() -> None:
+    assert supersedes(Progress(T1, "PENDING", 4), Progress(T1, "PENDING", 0))
+    assert supersedes(Progress(T1, "PART_TRADED", 4), Progress(T1, "PENDING", 4))
 
 
 def test_the_first_update_of_an_order_always_applies() -> None:

@@ -7,7 +7,7 @@
 """
 
 from .app import Receiver, ReceiverStats
-from .book import Progress, is_terminal, status_rank, supersedes
+from .book import Progress, supersedes
 from .handlers import DEFAULT_RETRY_DELAYS, Handler
 from .store import (
     HandlerFailure,
@@ -32,8 +32,6 @@ __all__ = [
     "ReceiverStore",
     "StoreCounts",
     "StoredUpdate",
-    "is_terminal",
     "parse_and_verify",
-    "status_rank",
     "supersedes",
 ]

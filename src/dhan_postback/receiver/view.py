@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from ..lifecycle import is_terminal
 from .app import ReceiverStats
-from .book import is_terminal
 from .store import OrderRow
 
 __all__ = ["orders_table", "stats_text"]

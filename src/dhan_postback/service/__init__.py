@@ -1,0 +1,1 @@
+"""The postback service: registry, ingest API, outbox and dispatcher."""

@@ -1,0 +1,254 @@
+"""The storage contract of the postback service: one Protocol, one implementation per backend.
+
+The service keeps three things: the **registry** (access tokens with their Postback URLs, and
+partners with theirs), the **outbox** (one *delivery* per update and target URL) and the
+**delivery log** (every attempt of every delivery). Backends: ``memory`` (unit tests),
+``sqlite`` (the embedded default) and ``postgres`` (several nodes on one outbox). All of them
+answer the same contract tests.
+
+The outbox rules every backend keeps:
+
+* ``enqueue`` returns only after the deliveries are durably committed: the API acknowledges
+  an update only then.
+* Deliveries to one URL for one order form a FIFO queue ordered by ``seq`` (the store's
+  monotonic sequence number). Only the *head* of a queue (no earlier pending delivery for the
+  same ``(url, order_id)``) can be claimed, so update n+1 is never sent before update n has
+  been delivered or has died.
+* ``claim`` hands out due, unleased heads with a lease. A lease that runs out (the node died)
+  makes the delivery claimable again, with the same ``id``, which is its ``webhook-id``.
+* ``finish`` records the attempt and moves the delivery on: delivered, retry at a time, or
+  dead. When a delivery dies, the next one of its queue is released and flagged
+  ``after_dead`` so that receivers and operators can see the gap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Attempt",
+    "Claim",
+    "Delivery",
+    "DeliveryQuery",
+    "DeliveryStatus",
+    "NewDelivery",
+    "Outcome",
+    "PartnerRecord",
+    "Store",
+    "Target",
+    "TokenRecord",
+]
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+class Target(enum.StrEnum):
+    """Whose URL a delivery goes to: the token's, or the token's partner's."""
+
+    TOKEN = "token"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An access token as stored: only its SHA-256 hash, never the token itself.
+
+    ``signing_secret`` is kept as is: it is the HMAC key the dispatcher signs with, so it
+    cannot be hashed. It never leaves the service except in the response that creates it.
+    """
+
+    token_hash: str
+    dhan_client_id: str
+    postback_url: str | None
+    partner_id: str | None
+    signing_secret: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+
+    def is_active(self, now: float) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerRecord:
+    partner_id: str
+    postback_url: str
+    signing_secret: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """One update to one URL, as the ingest API hands it to the outbox.
+
+    ``id`` (``msg_...``) is made by the caller, so that it is known before the commit; it is
+    the ``webhook-id`` of every attempt. ``token_hash`` names the token that placed the
+    order (whose client owns the delivery); ``partner_id`` is set when ``target`` is
+    ``PARTNER``, and the partner's secret signs it.
+    """
+
+    id: str
+    dhan_client_id: str
+    token_hash: str
+    target: Target
+    partner_id: str | None
+    url: str
+    order_id: str
+    payload: bytes
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery leased to one dispatcher until ``lease_until``.
+
+    ``round_attempts`` counts attempts since the delivery was created or last replayed: it
+    picks the next delay of the retry schedule. ``attempts`` counts all of them, for the log.
+    """
+
+    id: str
+    seq: int
+    url: str
+    order_id: str
+    payload: bytes
+    signing_secret: str
+    attempts: int
+    round_attempts: int
+    lease_until: float
+    after_dead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One HTTP attempt. ``status_code`` is None when no response came (error says why)."""
+
+    delivery_id: str
+    number: int
+    started_at: float
+    latency_ms: float
+    status_code: int | None
+    error: str | None = None
+    response_prefix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What ``finish`` should do with a claimed delivery after an attempt."""
+
+    attempt: Attempt
+    result: Literal["delivered", "retry", "dead"]
+    next_attempt_at: float | None = None
+
+    @property
+    def delivery_id(self) -> str:
+        return self.attempt.delivery_id
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A delivery as the log shows it."""
+
+    id: str
+    seq: int
+    dhan_client_id: str
+    token_hash: str
+    target: Target
+    partner_id: str | None
+    url: str
+    order_id: str
+    payload: bytes
+    status: DeliveryStatus
+    attempts: int
+    created_at: float
+    next_attempt_at: float | None
+    delivered_at: float | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    after_dead: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryQuery:
+    """A filter over the delivery log, with cursor paging on ``seq``.
+
+    Newest first by default; ``cursor`` is the ``seq`` of the last row of the previous page.
+    ``dhan_client_id`` restricts to one client's deliveries (what a token may see);
+    ``target`` to the token's own URL or to partner URLs.
+    """
+
+    status: DeliveryStatus | None = None
+    order_id: str | None = None
+    dhan_client_id: str | None = None
+    target: Target | None = None
+    partner_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    cursor: int | None = None
+    limit: int = 100
+    newest_first: bool = True
+    ids: Sequence[str] | None = field(default=None)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the service needs from storage. Every method is a coroutine."""
+
+    async def open(self) -> None:
+        """Connect and migrate the schema to the current version."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise :class:`~dhan_postback.errors.StoreUnavailable` when the store cannot serve."""
+
+    # Registry -----------------------------------------------------------------------------
+    async def add_token(self, token: TokenRecord) -> None: ...
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    async def revoke_token(self, token_hash: str, at: float) -> bool:
+        """Mark revoked; False when no such token. Its deliveries are kept and still sent."""
+
+    async def put_partner(self, partner: PartnerRecord) -> None:
+        """Create or replace a partner (its URL and signing secret)."""
+
+    async def get_partner(self, partner_id: str) -> PartnerRecord | None: ...
+
+    # Outbox ------------------------------------------------------------------------------
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Commit new deliveries durably, in the given order; return only after the commit."""
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due queue heads, oldest due first, none of ``skip_urls``."""
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """Record attempts and move each claimed delivery on (see the module docstring)."""
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown."""
+
+    async def next_due(self) -> float | None:
+        """The earliest ``next_attempt_at`` of any pending, unleased delivery, or lease end."""
+
+    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+        """Queue matching deliveries again (a fresh retry round); return their ids."""
+
+    # Delivery log ------------------------------------------------------------------------
+    async def get_delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def get_attempts(self, delivery_id: str) -> list[Attempt]: ...
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]: ...
+
+    async def counts(self) -> dict[DeliveryStatus, int]:
+        """How many deliveries are in each status."""

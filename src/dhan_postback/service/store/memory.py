@@ -1,0 +1,275 @@
+"""An in-memory :class:`~.base.Store` for unit tests: the reference semantics, no durability.
+
+It keeps the same rules as the real backends (FIFO per ``(url, order_id)``, leases, the
+``after_dead`` flag, replay rounds) in plain Python, so it is also the easiest place to read
+what those rules are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from ...errors import Conflict
+from .base import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryQuery,
+    DeliveryStatus,
+    NewDelivery,
+    Outcome,
+    PartnerRecord,
+    Target,
+    TokenRecord,
+)
+
+__all__ = ["MemoryStore"]
+
+
+@dataclass(slots=True)
+class _Row:
+    new: NewDelivery
+    seq: int
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    round_attempts: int = 0
+    next_attempt_at: float = 0.0
+    lease_until: float = 0.0
+    delivered_at: float | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    after_dead: bool = False
+
+
+class MemoryStore:
+    """Everything in dicts; safe within one event loop."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, TokenRecord] = {}
+        self._partners: dict[str, PartnerRecord] = {}
+        self._rows: dict[str, _Row] = {}
+        self._attempts: dict[str, list[Attempt]] = {}
+        self._seq = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # Registry -----------------------------------------------------------------------------
+    async def add_token(self, token: TokenRecord) -> None:
+        if token.token_hash in self._tokens:
+            raise Conflict("token already exists")
+        self._tokens[token.token_hash] = token
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        return self._tokens.get(token_hash)
+
+    async def revoke_token(self, token_hash: str, at: float) -> bool:
+        token = self._tokens.get(token_hash)
+        if token is None:
+            return False
+        if token.revoked_at is None:
+            self._tokens[token_hash] = dataclasses.replace(token, revoked_at=at)
+        return True
+
+    async def put_partner(self, partner: PartnerRecord) -> None:
+        self._partners[partner.partner_id] = partner
+
+    async def get_partner(self, partner_id: str) -> PartnerRecord | None:
+        return self._partners.get(partner_id)
+
+    # Outbox ------------------------------------------------------------------------------
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        for new in deliveries:
+            if new.id in self._rows:
+                raise Conflict(f"delivery {new.id} already exists")
+        for new in deliveries:
+            self._seq += 1
+            self._rows[new.id] = _Row(new=new, seq=self._seq, next_attempt_at=new.created_at)
+
+    def _is_head(self, row: _Row) -> bool:
+        key = (row.new.url, row.new.order_id)
+        return not any(
+            other.status is DeliveryStatus.PENDING
+            and other.seq < row.seq
+            and (other.new.url, other.new.order_id) == key
+            for other in self._rows.values()
+        )
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        due = sorted(
+            (
+                row
+                for row in self._rows.values()
+                if row.status is DeliveryStatus.PENDING
+                and row.next_attempt_at <= now
+                and row.lease_until <= now
+                and row.new.url not in skip_urls
+            ),
+            key=lambda row: (row.next_attempt_at, row.seq),
+        )
+        claims: list[Claim] = []
+        for row in due:
+            if len(claims) >= limit:
+                break
+            if not self._is_head(row):
+                continue
+            row.lease_until = now + lease
+            claims.append(
+                Claim(
+                    id=row.new.id,
+                    seq=row.seq,
+                    url=row.new.url,
+                    order_id=row.new.order_id,
+                    payload=row.new.payload,
+                    signing_secret=self._secret_of(row.new),
+                    attempts=row.attempts,
+                    round_attempts=row.round_attempts,
+                    lease_until=row.lease_until,
+                    after_dead=row.after_dead,
+                )
+            )
+        return claims
+
+    def _secret_of(self, new: NewDelivery) -> str:
+        if new.target is Target.PARTNER and new.partner_id is not None:
+            return self._partners[new.partner_id].signing_secret
+        return self._tokens[new.token_hash].signing_secret
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        for outcome in outcomes:
+            row = self._rows[outcome.delivery_id]
+            attempt = outcome.attempt
+            self._attempts.setdefault(row.new.id, []).append(attempt)
+            row.attempts += 1
+            row.round_attempts += 1
+            row.last_status_code = attempt.status_code
+            row.last_error = attempt.error
+            row.lease_until = 0.0
+            if outcome.result == "delivered":
+                row.status = DeliveryStatus.DELIVERED
+                row.delivered_at = attempt.started_at + attempt.latency_ms / 1000
+            elif outcome.result == "dead":
+                row.status = DeliveryStatus.DEAD
+                self._flag_successor(row)
+            else:
+                row.next_attempt_at = outcome.next_attempt_at or attempt.started_at
+
+    def _flag_successor(self, dead: _Row) -> None:
+        key = (dead.new.url, dead.new.order_id)
+        waiting = [
+            row
+            for row in self._rows.values()
+            if row.status is DeliveryStatus.PENDING
+            and row.seq > dead.seq
+            and (row.new.url, row.new.order_id) == key
+        ]
+        if waiting:
+            min(waiting, key=lambda row: row.seq).after_dead = True
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        for delivery_id in delivery_ids:
+            row = self._rows.get(delivery_id)
+            if row is not None and row.status is DeliveryStatus.PENDING:
+                row.lease_until = 0.0
+
+    async def next_due(self) -> float | None:
+        times = [
+            max(row.next_attempt_at, row.lease_until)
+            for row in self._rows.values()
+            if row.status is DeliveryStatus.PENDING
+        ]
+        return min(times, default=None)
+
+    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+        everything = dataclasses.replace(query, cursor=None, limit=len(self._rows) or 1)
+        replayed: list[str] = []
+        for delivery in await self.list_deliveries(everything):
+            row = self._rows[delivery.id]
+            if row.status is DeliveryStatus.PENDING and row.lease_until > now:
+                continue  # in flight: it is being sent right now
+            row.status = DeliveryStatus.PENDING
+            row.round_attempts = 0
+            row.next_attempt_at = now
+            row.lease_until = 0.0
+            replayed.append(delivery.id)
+        return replayed
+
+    # Delivery log ------------------------------------------------------------------------
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        row = self._rows.get(delivery_id)
+        return None if row is None else _view(row)
+
+    async def get_attempts(self, delivery_id: str) -> list[Attempt]:
+        return list(self._attempts.get(delivery_id, []))
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        rows = sorted(self._rows.values(), key=lambda row: row.seq, reverse=query.newest_first)
+        selected: list[Delivery] = []
+        for row in rows:
+            if len(selected) >= query.limit:
+                break
+            if _matches(row, query):
+                selected.append(_view(row))
+        return selected
+
+    async def counts(self) -> dict[DeliveryStatus, int]:
+        counts = dict.fromkeys(DeliveryStatus, 0)
+        for row in self._rows.values():
+            counts[row.status] += 1
+        return counts
+
+
+def _matches(row: _Row, query: DeliveryQuery) -> bool:
+    new = row.new
+    if query.cursor is not None:
+        if query.newest_first and row.seq >= query.cursor:
+            return False
+        if not query.newest_first and row.seq <= query.cursor:
+            return False
+    checks = (
+        (query.status, row.status),
+        (query.order_id, new.order_id),
+        (query.dhan_client_id, new.dhan_client_id),
+        (query.target, new.target),
+        (query.partner_id, new.partner_id),
+    )
+    if any(wanted is not None and wanted != actual for wanted, actual in checks):
+        return False
+    if query.since is not None and new.created_at < query.since:
+        return False
+    if query.until is not None and new.created_at >= query.until:
+        return False
+    return query.ids is None or new.id in query.ids
+
+
+def _view(row: _Row) -> Delivery:
+    new = row.new
+    return Delivery(
+        id=new.id,
+        seq=row.seq,
+        dhan_client_id=new.dhan_client_id,
+        token_hash=new.token_hash,
+        target=new.target,
+        partner_id=new.partner_id,
+        url=new.url,
+        order_id=new.order_id,
+        payload=new.payload,
+        status=row.status,
+        attempts=row.attempts,
+        created_at=new.created_at,
+        next_attempt_at=row.next_attempt_at if row.status is DeliveryStatus.PENDING else None,
+        delivered_at=row.delivered_at,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        after_dead=row.after_dead,
+    )
