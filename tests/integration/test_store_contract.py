@@ -665,3 +665,16 @@ async def test_concurrent_enqueues_all_commit_and_a_conflict_fails_alone(outbox:
     assert results[:20] == [None] * 20
     assert isinstance(results[20], Conflict)
     assert (await outbox.counts())[DeliveryStatus.PENDING] == 21
+
+
+async def test_concurrent_batches_all_commit(outbox: Store) -> None:
+    async def writer(name: str) -> None:
+        for round_ in range(5):
+            await outbox.enqueue(
+                [new(f"msg_{name}_{round_}_{i}", order_id=f"{name}{i}") for i in range(200)]
+            )
+
+    await asyncio.gather(*(writer(name) for name in "abcd"))
+    assert (await outbox.counts())[DeliveryStatus.PENDING] == 4 * 5 * 200
+    heads = await outbox.claim(limit=10_000, now=NOW, lease=LEASE)
+    assert len(heads) == 4 * 200  # one head per order, the rest wait behind it

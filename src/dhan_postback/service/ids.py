@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import threading
 import time
 
@@ -33,6 +34,9 @@ class _Monotonic:
         self._lock = threading.Lock()
         self._ms = 0
         self._random = 0
+        # Ids must be unique, not secret: a PRNG seeded from the OS is enough, and it does not
+        # release the GIL (os.urandom does, and then waits for it behind the SQLite writer).
+        self._source = random.Random(os.urandom(32))
 
     def take(self, count: int) -> tuple[int, int]:
         """Reserve ``count`` consecutive values; return the first as (ms, random)."""
@@ -40,11 +44,11 @@ class _Monotonic:
             ms = time.time_ns() // 1_000_000
             if ms > self._ms:
                 self._ms = ms
-                # Leave head room so that increments within this millisecond do not overflow.
-                self._random = int.from_bytes(os.urandom(10), "big") >> 1
+                # One bit short of 80, so that increments within this millisecond do not overflow.
+                self._random = self._source.getrandbits(_RANDOM_BITS - 1)
             if self._random + count > _RANDOM_MAX:
                 self._ms += 1  # borrowed from the future; astronomically rare
-                self._random = int.from_bytes(os.urandom(10), "big") >> 1
+                self._random = self._source.getrandbits(_RANDOM_BITS - 1)
             first = (self._ms, self._random)
             self._random += count
             return first

@@ -85,11 +85,18 @@ def sqlite_path(url: str) -> str:
 
 @dataclass(slots=True)
 class _Op:
-    """One caller's operation, run by the writer thread inside a shared transaction."""
+    """One caller's operation, run by the writer thread inside a shared transaction.
+
+    An operation that only inserts rows with one named statement says so (``statement``
+    and ``rows``): consecutive ones are then run as a single ``executemany``, which saves
+    the writer statements, and with them GIL hand-offs to the busy event-loop thread.
+    """
 
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
+    statement: str | None = None
+    rows: Sequence[Mapping[str, Any]] = ()
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -163,28 +170,52 @@ class _Writer:
             _settle(_run_batch(conn, batch))
 
 
-def _run_batch(
-    conn: sqlite3.Connection, batch: Sequence[_Op]
-) -> list[tuple[_Op, Any, BaseException | None]]:
+_Result = tuple[_Op, Any, BaseException | None]
+
+
+def _run_one(conn: sqlite3.Connection, op: _Op) -> _Result:
+    """Run one operation under its own savepoint, so that its failure is its own."""
+    conn.execute("SAVEPOINT op")
+    try:
+        value = op.run(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return op, None, _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+    conn.execute("RELEASE op")
+    return op, value, None
+
+
+def _run_merged(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[_Result]:
+    """Consecutive inserts with one statement, as one executemany; one by one if it fails."""
+    assert ops[0].statement is not None
+    conn.execute("SAVEPOINT merged")
+    try:
+        _run_many(conn, ops[0].statement, [row for op in ops for row in op.rows])
+    except sqlite3.Error:
+        conn.execute("ROLLBACK TO merged")
+        conn.execute("RELEASE merged")
+        return [_run_one(conn, op) for op in ops]
+    conn.execute("RELEASE merged")
+    return [(op, None, None) for op in ops]
+
+
+def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Op]) -> list[_Result]:
     """Run ``batch`` in one transaction; every operation gets its result or its error."""
-    results: list[tuple[_Op, Any, BaseException | None]] = []
+    results: list[_Result] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.run(conn)
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((op, None, _translate(exc)))
-            except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((op, None, exc))
+        start = 0
+        while start < len(batch):
+            statement = batch[start].statement
+            end = start + 1
+            while statement and end < len(batch) and batch[end].statement == statement:
+                end += 1
+            if end - start > 1:
+                results += _run_merged(conn, batch[start:end])
             else:
-                conn.execute("RELEASE op")
-                results.append((op, value, None))
+                results.append(_run_one(conn, batch[start]))
+            start = end
         conn.execute("COMMIT")
     except sqlite3.Error as exc:
         if conn.in_transaction:
@@ -196,11 +227,9 @@ def _run_batch(
     return results
 
 
-def _settle(results: Iterable[tuple[_Op, Any, BaseException | None]]) -> None:
+def _settle(results: Iterable[_Result]) -> None:
     """Hand results back to their event loops: one wake-up per loop, not per caller."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Op, Any, BaseException | None]]] = (
-        defaultdict(list)
-    )
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = defaultdict(list)
     for result in results:
         by_loop[result[0].loop].append(result)
     for loop, items in by_loop.items():
@@ -208,7 +237,7 @@ def _settle(results: Iterable[tuple[_Op, Any, BaseException | None]]) -> None:
             loop.call_soon_threadsafe(_resolve, items)
 
 
-def _resolve(items: list[tuple[_Op, Any, BaseException | None]]) -> None:
+def _resolve(items: list[_Result]) -> None:
     for op, value, error in items:
         if op.future.done():
             continue  # the caller gave up (cancelled); the write stands
@@ -275,7 +304,7 @@ class SQLiteStore:
     async def ping(self) -> None:
         if self._writer is None or not self._writer.alive:
             raise StoreUnavailable("the SQLite writer is not running")
-        await self._read(lambda conn: conn.execute(_QUERIES["ping"]).fetchone())
+        await self._read(lambda conn: _rows(conn, _QUERIES["ping"]))
 
     async def _write(self, run: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``run(conn)`` in the writer's next transaction; return after its commit."""
@@ -286,6 +315,18 @@ class SQLiteStore:
         future: asyncio.Future[T] = loop.create_future()
         writer.submit(_Op(run, future, loop))
         return await future
+
+    async def _write_rows(self, statement: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert ``rows`` with a named statement, mergeable with its neighbours' inserts."""
+        writer = self._writer
+        if writer is None:
+            raise StoreUnavailable("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        writer.submit(
+            _Op(lambda conn: _run_many(conn, statement, rows), future, loop, statement, rows)
+        )
+        await future
 
     async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
         reader, conn = self._reader, self._read_conn
@@ -312,18 +353,16 @@ class SQLiteStore:
             "expires_at": token.expires_at,
             "revoked_at": token.revoked_at,
         }
-        await self._write(lambda conn: conn.execute(_QUERIES["insert_token"], params))
+        await self._write(lambda conn: _run(conn, "insert_token", params))
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         params = {"token_hash": token_hash}
-        row = await self._read(lambda conn: conn.execute(_QUERIES["get_token"], params).fetchone())
-        return None if row is None else TokenRecord(*row)
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_token"], params))
+        return TokenRecord(*rows[0]) if rows else None
 
     async def revoke_token(self, token_hash: str, at: float) -> bool:
         params = {"token_hash": token_hash, "at": at}
-        count = await self._write(
-            lambda conn: conn.execute(_QUERIES["revoke_token"], params).rowcount
-        )
+        count = await self._write(lambda conn: _run(conn, "revoke_token", params))
         return count > 0
 
     async def put_partner(self, partner: PartnerRecord) -> None:
@@ -333,15 +372,12 @@ class SQLiteStore:
             "signing_secret": partner.signing_secret,
             "created_at": partner.created_at,
         }
-        await self._write(lambda conn: conn.execute(_QUERIES["put_partner"], params))
+        await self._write(lambda conn: _run(conn, "put_partner", params))
 
     async def get_partner(self, partner_id: str) -> PartnerRecord | None:
-        row = await self._read(
-            lambda conn: conn.execute(
-                _QUERIES["get_partner"], {"partner_id": partner_id}
-            ).fetchone()
-        )
-        return None if row is None else PartnerRecord(*row)
+        params = {"partner_id": partner_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_partner"], params))
+        return PartnerRecord(*rows[0]) if rows else None
 
     # Outbox --------------------------------------------------------------------------------
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
@@ -361,7 +397,7 @@ class SQLiteStore:
             }
             for new in deliveries
         ]
-        await self._write(lambda conn: conn.executemany(_QUERIES["insert_delivery"], rows))
+        await self._write_rows("insert_delivery", rows)
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
@@ -372,10 +408,8 @@ class SQLiteStore:
         lease_until = now + lease
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
-            rows = conn.execute(_QUERIES["select_due_heads"], params).fetchall()
-            conn.executemany(
-                _QUERIES["lease"], [{"seq": row[0], "lease_until": lease_until} for row in rows]
-            )
+            rows = _rows(conn, _QUERIES["select_due_heads"], params)
+            _run_many(conn, "lease", [{"seq": row[0], "lease_until": lease_until} for row in rows])
             return [_claim(row, lease_until) for row in rows]
 
         return await self._write(run)
@@ -387,14 +421,14 @@ class SQLiteStore:
     async def release(self, delivery_ids: Sequence[str]) -> None:
         if delivery_ids:
             rows = [{"id": delivery_id} for delivery_id in delivery_ids]
-            await self._write(lambda conn: conn.executemany(_QUERIES["release"], rows))
+            await self._write(lambda conn: _run_many(conn, "release", rows))
 
     async def next_due(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
             times = [
                 row[0]
                 for name in ("next_due_head", "next_lease_end")
-                if (row := conn.execute(_QUERIES[name]).fetchone()) is not None
+                for row in _rows(conn, _QUERIES[name])
             ]
             return min(times, default=None)
 
@@ -406,10 +440,11 @@ class SQLiteStore:
         params["now"] = now
 
         def run(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(sql, params).fetchall()
+            rows = _rows(conn, sql, params)
             queues = {(url, order_id) for _, _, url, order_id in rows}
-            conn.executemany(
-                _QUERIES["refresh_queue_head"],
+            _run_many(
+                conn,
+                "refresh_queue_head",
                 [{"url": url, "order_id": order_id} for url, order_id in queues],
             )
             rows.sort(key=lambda row: row[0], reverse=query.newest_first)
@@ -419,17 +454,13 @@ class SQLiteStore:
 
     # Delivery log --------------------------------------------------------------------------
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        row = await self._read(
-            lambda conn: conn.execute(_QUERIES["get_delivery"], {"id": delivery_id}).fetchone()
-        )
-        return None if row is None else _delivery(row)
+        params = {"id": delivery_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_delivery"], params))
+        return _delivery(rows[0]) if rows else None
 
     async def get_attempts(self, delivery_id: str) -> list[Attempt]:
-        rows = await self._read(
-            lambda conn: conn.execute(
-                _QUERIES["get_attempts"], {"delivery_id": delivery_id}
-            ).fetchall()
-        )
+        params = {"delivery_id": delivery_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_attempts"], params))
         return [Attempt(*row) for row in rows]
 
     async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
@@ -440,15 +471,39 @@ class SQLiteStore:
             where=where, direction="DESC" if query.newest_first else "ASC"
         )
         params["limit"] = query.limit
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [_delivery(row) for row in rows]
 
     async def counts(self) -> dict[DeliveryStatus, int]:
-        rows = await self._read(lambda conn: conn.execute(_QUERIES["counts"]).fetchall())
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
         counts = dict.fromkeys(DeliveryStatus, 0)
         for status, count in rows:
             counts[DeliveryStatus(status)] = count
         return counts
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+    """Every row of a query, with its cursor closed (see :func:`_run`)."""
+    cursor = conn.execute(sql, params or {})
+    rows = cursor.fetchall()
+    cursor.close()
+    return rows
+
+
+def _run(conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> int:
+    """Execute a named statement; the number of rows it changed.
+
+    Operations hand back plain values, never a cursor: a cursor dropped later on the event
+    loop's thread would reset its statement while the writer thread reuses it.
+    """
+    cursor = conn.execute(_QUERIES[name], params)
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _run_many(conn: sqlite3.Connection, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    conn.executemany(_QUERIES[name], rows).close()
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
@@ -465,15 +520,15 @@ def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
         }
         if outcome.result == "delivered":
             params["delivered_at"] = attempt.started_at + attempt.latency_ms / 1000
-            row = conn.execute(_QUERIES["finish_delivered"], params).fetchone()
+            rows = _rows(conn, _QUERIES["finish_delivered"], params)
         elif outcome.result == "dead":
-            row = conn.execute(_QUERIES["finish_dead"], params).fetchone()
+            rows = _rows(conn, _QUERIES["finish_dead"], params)
         else:
             params["next_attempt_at"] = outcome.next_attempt_at or attempt.started_at
-            row = conn.execute(_QUERIES["finish_retry"], params).fetchone()
-        if row is None:
+            rows = _rows(conn, _QUERIES["finish_retry"], params)
+        if not rows:
             continue  # no such delivery: nothing to record it against
-        seq, url, order_id = row
+        [(seq, url, order_id)] = rows
         attempts.append(
             {
                 "delivery_id": attempt.delivery_id,
@@ -489,10 +544,11 @@ def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
             changed_queues.add((url, order_id))
         if outcome.result == "dead":
             dead.append({"seq": seq, "url": url, "order_id": order_id})
-    conn.executemany(_QUERIES["insert_attempt"], attempts)
-    conn.executemany(_QUERIES["flag_after_dead"], dead)
-    conn.executemany(
-        _QUERIES["refresh_queue_head"],
+    _run_many(conn, "insert_attempt", attempts)
+    _run_many(conn, "flag_after_dead", dead)
+    _run_many(
+        conn,
+        "refresh_queue_head",
         [{"url": url, "order_id": order_id} for url, order_id in changed_queues],
     )
 
