@@ -134,6 +134,15 @@ async def test_an_enqueued_delivery_is_claimed_with_its_payload_and_a_lease(outb
     assert claim.after_dead is False
 
 
+async def test_payload_bytes_come_back_exactly(outbox: Store) -> None:
+    body = '{"tradingSymbol":"नमस्ते \\"q\\" \\\\ / \u2028","n":1.0}'.encode()
+    await outbox.enqueue([dataclasses.replace(new("msg_1"), payload=body)])
+    [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    stored = await outbox.get_delivery("msg_1")
+    assert claim.payload == body
+    assert stored is not None and stored.payload == body
+
+
 async def test_a_delivery_is_not_claimed_before_it_was_created(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1", created_at=NOW)])
     assert await claim_ids(outbox, now=NOW - 1) == []

@@ -9,6 +9,11 @@ futures. Under load one commit carries many requests; alone, a request waits for
 Reads (the delivery log, token look-ups, counts) run on a separate connection in a reader
 thread: WAL lets them proceed while the writer writes, and they see every committed write.
 
+The writer shares the GIL with the event loop, and each statement it runs may cost it a wait
+for the GIL (up to the 5 ms switch interval while the loop is busy). So consecutive enqueues
+are inserted by one statement (the batch as JSON, read by ``json_each``), never row by row.
+Payloads are JSON, hence UTF-8 text, which is what lets them travel inside that JSON.
+
 The SQL lives in ``sql/sqlite.sql``; this module only moves rows in and out.
 """
 
@@ -27,6 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import msgspec
 import structlog
 
 from ...errors import Conflict, StoreUnavailable
@@ -87,16 +93,16 @@ def sqlite_path(url: str) -> str:
 class _Op:
     """One caller's operation, run by the writer thread inside a shared transaction.
 
-    An operation that only inserts rows with one named statement says so (``statement``
-    and ``rows``): consecutive ones are then run as a single ``executemany``, which saves
-    the writer statements, and with them GIL hand-offs to the busy event-loop thread.
+    An enqueue carries its deliveries (``deliveries``): consecutive enqueues are then
+    inserted by one statement. Every statement the writer runs lets the event loop's thread
+    take the GIL, and getting it back can take a switch interval (5 ms) while that thread is
+    busy; so the writer runs few statements, not one per row.
     """
 
     run: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
-    statement: str | None = None
-    rows: Sequence[Mapping[str, Any]] = ()
+    deliveries: Sequence[NewDelivery] | None = None
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -187,11 +193,10 @@ def _run_one(conn: sqlite3.Connection, op: _Op) -> _Result:
 
 
 def _run_merged(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[_Result]:
-    """Consecutive inserts with one statement, as one executemany; one by one if it fails."""
-    assert ops[0].statement is not None
+    """Consecutive enqueues as one insert; one by one if it fails (so a conflict is its own)."""
     conn.execute("SAVEPOINT merged")
     try:
-        _run_many(conn, ops[0].statement, [row for op in ops for row in op.rows])
+        _insert_deliveries(conn, [new for op in ops for new in op.deliveries or ()])
     except sqlite3.Error:
         conn.execute("ROLLBACK TO merged")
         conn.execute("RELEASE merged")
@@ -207,10 +212,10 @@ def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Op]) -> list[_Result]:
         conn.execute("BEGIN IMMEDIATE")
         start = 0
         while start < len(batch):
-            statement = batch[start].statement
             end = start + 1
-            while statement and end < len(batch) and batch[end].statement == statement:
-                end += 1
+            if batch[start].deliveries is not None:
+                while end < len(batch) and batch[end].deliveries is not None:
+                    end += 1
             if end - start > 1:
                 results += _run_merged(conn, batch[start:end])
             else:
@@ -316,18 +321,6 @@ class SQLiteStore:
         writer.submit(_Op(run, future, loop))
         return await future
 
-    async def _write_rows(self, statement: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert ``rows`` with a named statement, mergeable with its neighbours' inserts."""
-        writer = self._writer
-        if writer is None:
-            raise StoreUnavailable("the store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        writer.submit(
-            _Op(lambda conn: _run_many(conn, statement, rows), future, loop, statement, rows)
-        )
-        await future
-
     async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
         reader, conn = self._reader, self._read_conn
         if reader is None or conn is None:
@@ -383,21 +376,16 @@ class SQLiteStore:
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
         if not deliveries:
             return
-        rows = [
-            {
-                "id": new.id,
-                "dhan_client_id": new.dhan_client_id,
-                "token_hash": new.token_hash,
-                "target": new.target.value,
-                "partner_id": new.partner_id,
-                "url": new.url,
-                "order_id": new.order_id,
-                "payload": new.payload,
-                "created_at": new.created_at,
-            }
-            for new in deliveries
-        ]
-        await self._write_rows("insert_delivery", rows)
+        writer = self._writer
+        if writer is None:
+            raise StoreUnavailable("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        run: Callable[[sqlite3.Connection], None] = lambda conn: _insert_deliveries(  # noqa: E731
+            conn, deliveries
+        )
+        writer.submit(_Op(run, future, loop, deliveries))
+        await future
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
@@ -504,6 +492,34 @@ def _run(conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> int:
 
 def _run_many(conn: sqlite3.Connection, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
     conn.executemany(_QUERIES[name], rows).close()
+
+
+_json = msgspec.json.Encoder()
+
+
+def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> None:
+    """Insert deliveries in order with one statement (see insert_deliveries in the SQL)."""
+    seen: set[tuple[str, str]] = set()
+    rows: list[tuple[Any, ...]] = []
+    for new in deliveries:
+        queue_key = (new.url, new.order_id)
+        first = queue_key not in seen
+        seen.add(queue_key)
+        rows.append(
+            (
+                new.id,
+                new.dhan_client_id,
+                new.token_hash,
+                new.target.value,
+                new.partner_id,
+                new.url,
+                new.order_id,
+                new.payload.decode(),
+                new.created_at,
+                1 if first else 0,
+            )
+        )
+    _run(conn, "insert_deliveries", {"rows": _json.encode(rows).decode()})
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:

@@ -7,7 +7,7 @@
 -- The outbox keeps one FIFO queue per (url, order_id). Only its head, the pending delivery
 -- with the smallest seq, may be sent. Instead of searching for heads at claim time (a NOT
 -- EXISTS over the whole table), each row carries is_head, kept true by the statements that
--- change a queue: insert_delivery (a new row is head if its queue has no pending row),
+-- change a queue: insert_deliveries (a new row is head if its queue has no pending row),
 -- refresh_queue_head (after a delivery leaves "pending", or is replayed). The claim then
 -- reads a small partial index of due heads.
 --
@@ -128,14 +128,24 @@ WHERE partner_id = :partner_id;
 
 -- Outbox --------------------------------------------------------------------------------
 
--- name: insert_delivery
--- Run with executemany: each row sees the rows inserted before it in the same batch.
+-- name: insert_deliveries
+-- One statement for a whole batch: :rows is a JSON array with one array per delivery,
+--   [id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload (text),
+--    created_at, first]
+-- in enqueue order, where first is 1 for the batch's first delivery of its (url, order_id).
+-- Such a delivery is the head of its queue unless the queue already has a pending delivery.
+-- (One statement, not executemany: the writer thread then hands the GIL to the event loop
+-- once per batch rather than once per row.)
 INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url, order_id,
                         payload, created_at, next_attempt_at, is_head)
-VALUES (:id, :dhan_client_id, :token_hash, :target, :partner_id, :url, :order_id,
-        :payload, :created_at, :created_at,
-        NOT EXISTS (SELECT 1 FROM deliveries
-                    WHERE url = :url AND order_id = :order_id AND status = 'pending'));
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6, CAST(r.value ->> 7 AS BLOB), r.value ->> 8, r.value ->> 8,
+       (r.value ->> 9) AND NOT EXISTS (SELECT 1 FROM deliveries AS q
+                                       WHERE q.url = r.value ->> 5
+                                         AND q.order_id = r.value ->> 6
+                                         AND q.status = 'pending')
+FROM json_each(:rows) AS r
+ORDER BY r.key;
 
 -- name: select_due_heads
 SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
