@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from dhan_postback.errors import StoreUnavailable
+from dhan_postback.service.store import NewDelivery, Target
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 
 
@@ -60,3 +63,20 @@ async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
         await store.counts()
     with pytest.raises(StoreUnavailable):
         await store.revoke_token("0" * 64, 0.0)
+
+
+async def test_a_payload_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'outbox.db'}")
+    await store.open()
+    try:
+        good = NewDelivery("msg_good", "c", "h", Target.TOKEN, None, "u", "o1", b"{}", 1.0)
+        bad = dataclasses.replace(good, id="msg_bad", order_id="o2", payload=b"\xff")
+        results = await asyncio.gather(
+            store.enqueue([good]), store.enqueue([bad]), return_exceptions=True
+        )
+        assert results[0] is None
+        assert isinstance(results[1], UnicodeDecodeError)
+        assert await store.get_delivery("msg_good") is not None
+        await store.ping()  # the writer is still serving
+    finally:
+        await store.close()

@@ -173,7 +173,16 @@ class _Writer:
                     stopping = True
                     break
                 batch.append(op)
-            _settle(_run_batch(conn, batch))
+            try:
+                results = _run_batch(conn, batch)
+            except Exception as exc:  # a bug: fail these callers, keep serving the others
+                log.error("sqlite writer failed", error_type=type(exc).__name__)
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                failure = StoreUnavailable("the SQLite writer failed")
+                results = [(op, None, failure) for op in batch]
+            _settle(results)
 
 
 _Result = tuple[_Op, Any, BaseException | None]
@@ -197,7 +206,7 @@ def _run_merged(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[_Result]:
     conn.execute("SAVEPOINT merged")
     try:
         _insert_deliveries(conn, [new for op in ops for new in op.deliveries or ()])
-    except sqlite3.Error:
+    except Exception:
         conn.execute("ROLLBACK TO merged")
         conn.execute("RELEASE merged")
         return [_run_one(conn, op) for op in ops]
