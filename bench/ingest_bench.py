@@ -113,7 +113,7 @@ async def _run(url: str, admin_key: str, batch: int, concurrency: int, duration:
         async with session.post(
             url + "/v2/access-tokens",
             headers={"admin-key": admin_key},
-            json={"dhanClientId": EXAMPLE["dhanClientId"], "postbackUrl": "http://127.0.0.1:9/"},
+            json={"dhanClientId": EXAMPLE["dhanClientId"], "postbackUrl": "http://127.0.0.1:8999/"},
         ) as response:
             token = (await response.json())["accessToken"]
         headers = {"access-token": token, "Content-Type": "application/json"}

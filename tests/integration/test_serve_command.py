@@ -91,7 +91,7 @@ def test_tokens_create_prints_the_token_and_secret_once_and_they_work(
     client_id = new_client_id()
     env = _env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY)
     args = ["tokens", "create", "--client-id", client_id, "--server", url]
-    result = _cli(*args, "--url", "http://127.0.0.1:9/hook", env=env)
+    result = _cli(*args, "--url", "http://127.0.0.1:8999/hook", env=env)
     assert result.returncode == 0, result.stderr
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
     token = fields["access token"].strip()
@@ -172,7 +172,7 @@ def test_every_acknowledged_update_survives_kill_9(tmp_path: Path) -> None:
         created = httpx.post(
             url + "/v2/access-tokens",
             headers={"admin-key": ADMIN_KEY},
-            json={"dhanClientId": client_id, "postbackUrl": "http://127.0.0.1:9/hook"},
+            json={"dhanClientId": client_id, "postbackUrl": "http://127.0.0.1:8999/hook"},
         ).json()
         assert first.process is not None
         acknowledged = asyncio.run(

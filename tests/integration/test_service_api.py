@@ -23,7 +23,7 @@ from tests.support import UvicornThread
 
 from .service_support import ADMIN_KEY, HOOK_URL, Service, assert_error, running_service
 
-PARTNER_URL = "http://127.0.0.1:9/partner"
+PARTNER_URL = "http://127.0.0.1:8999/partner"
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +85,10 @@ def test_admin_endpoints_need_the_admin_key(service: Service, headers: dict[str,
     ("url", "reason"),
     [
         ("http://127.0.0.1:8080/hook", "loopback"),
-        ("http://localhost/hook", "loopback"),
+        ("http://localhost/hook", "localhost"),
         ("http://10.1.2.3/hook", "private"),
-        ("http://169.254.169.254/latest", "link_local"),
+        ("http://169.254.169.254/latest", "metadata"),
+        ("http://169.254.1.1/hook", "link_local"),
         ("ftp://8.8.8.8/hook", "scheme"),
         ("http://user:pw@8.8.8.8/hook", "userinfo"),
     ],

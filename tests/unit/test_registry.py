@@ -34,7 +34,7 @@ def registry(store: MemoryStore, clock: Clock) -> Registry:
 async def test_a_token_is_stored_as_its_hash_with_a_secret_and_an_expiry(
     registry: Registry, store: MemoryStore, clock: Clock
 ) -> None:
-    issued = await registry.issue_token("C1", postback_url="http://127.0.0.1:9/x")
+    issued = await registry.issue_token("C1", postback_url="http://127.0.0.1:8999/x")
     stored = await store.get_token(hash_secret(issued.access_token))
     assert stored == issued.record
     assert stored.signing_secret.startswith("whsec_")
@@ -102,14 +102,14 @@ async def test_a_token_needs_an_existing_partner(registry: Registry) -> None:
 
 
 async def test_updates_go_to_the_tokens_url_then_the_partners(registry: Registry) -> None:
-    await registry.put_partner("acme", "http://127.0.0.1:9/partner")
+    await registry.put_partner("acme", "http://127.0.0.1:8999/partner")
     issued = await registry.issue_token(
-        "C1", postback_url="http://127.0.0.1:9/own", partner_id="acme"
+        "C1", postback_url="http://127.0.0.1:8999/own", partner_id="acme"
     )
     destinations = await registry.destinations(issued.record)
     assert [(d.target, d.url, d.partner_id) for d in destinations] == [
-        (Target.TOKEN, "http://127.0.0.1:9/own", None),
-        (Target.PARTNER, "http://127.0.0.1:9/partner", "acme"),
+        (Target.TOKEN, "http://127.0.0.1:8999/own", None),
+        (Target.PARTNER, "http://127.0.0.1:8999/partner", "acme"),
     ]
 
 

@@ -12,6 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from ..settings import ServiceSettings
+from ..urlpolicy import loopback_warning
 from ._settings import settings_from_flags, settings_options
 
 __all__ = ["build_app", "configure_logging", "serve"]
@@ -60,10 +61,7 @@ def serve(**flags: Any) -> None:
         )
     configure_logging()
     if settings.allow_loopback:
-        log.warning(
-            "SANDBOX: --allow-loopback is on, Postback URLs on loopback (localhost, 127.0.0.1, "
-            "::1) are accepted. The broker refuses them; use this for local development only."
-        )
+        log.warning("SANDBOX: " + loopback_warning())
     log.info("dhan-postback service starting", host=settings.host, port=settings.port)
     uvicorn.run(
         build_app(settings),

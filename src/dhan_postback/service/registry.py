@@ -206,9 +206,7 @@ class Registry:
         try:
             return await urlpolicy.check_url_resolved(url, allow_loopback=self.allow_loopback)
         except URLRefused as exc:
-            raise URLRefused(
-                f"`postbackUrl` is refused ({exc.reason}): {exc.message}", reason=exc.reason
-            ) from None
+            raise URLRefused(f"`postbackUrl`: {exc.message}", reason=exc.reason) from None
 
     def _remember(self, cache: dict[str, tuple[float, V]], key: str, value: V, now: float) -> None:
         if len(cache) >= self._cache_size:
