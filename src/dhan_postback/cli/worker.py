@@ -20,18 +20,39 @@ from ..service.metrics import ServiceMetrics
 from ..service.store import create_store
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
-from .options import DISPATCHER_FIELDS, settings_from_options, settings_options
+from ._settings import settings_from_flags, settings_options_for
+from .serve import configure_logging
 
-__all__ = ["run_worker", "worker"]
+__all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
 
 log = structlog.get_logger(__name__)
 
+DISPATCHER_FIELDS: tuple[str, ...] = (
+    "db",
+    "allow_loopback",
+    "retry_schedule",
+    "timeout",
+    "max_in_flight_per_url",
+    "max_in_flight",
+    "retry_after_cap",
+    "breaker_threshold",
+    "breaker_cooldown",
+    "lease",
+    "claim_batch",
+    "shutdown_grace",
+)
+"""The settings the dispatcher reads: the worker's flags."""
+
 
 @click.command()
-@settings_options(include=DISPATCHER_FIELDS)
-def worker(**options: Any) -> None:
-    """Run only the dispatcher on a shared outbox (add sending capacity)."""
-    settings = settings_from_options(options)
+@settings_options_for(DISPATCHER_FIELDS)
+def worker(**flags: Any) -> None:
+    """Run only the dispatcher on a shared outbox (add sending capacity).
+
+    Every option can also be set with its DHAN_POSTBACK_* environment variable.
+    """
+    settings = settings_from_flags(flags)
+    configure_logging()
     _run(run_worker(settings))
 
 
@@ -49,7 +70,7 @@ async def run_worker(settings: ServiceSettings, *, stop: asyncio.Event | None = 
     """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given."""
     stop = stop or _stop_on_signals()
     if settings.allow_loopback:
-        log.warning(loopback_warning())
+        log.warning("SANDBOX: " + loopback_warning())
     store = create_store(settings.db)
     await store.open()
     try:
