@@ -12,9 +12,9 @@ import standardwebhooks
 from dhan_postback._version import __version__
 from dhan_postback.service.dispatcher import Dispatcher, hook
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
-from dhan_postback.service.store.base import DeliveryStatus
-from dhan_postback.service.store.memory import MemoryStore
+from dhan_postback.service.store.base import DeliveryStatus, Store
 from tests.dispatching import eventually, fast_settings, settled
+from tests.integration.conftest import StoreMaker
 from tests.outbox import Outbox, order_updates, simulated_updates
 from tests.receivers import Receiver, Reply, always, fail_first, flaky
 from tests.support import UvicornThread
@@ -34,12 +34,15 @@ PATIENT = "0s,10ms,20ms,40ms,80ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"
 """Twelve attempts: a delivery to a 30 %-faulty receiver dies with odds of about 1 in 2e6."""
 
 
-async def test_every_update_is_delivered_despite_a_faulty_receiver() -> None:
+async def test_every_update_is_delivered_despite_a_faulty_receiver(
+    store: Store, store_maker: StoreMaker
+) -> None:
     receiver = Receiver(flaky(0.3, FAULTS, seed=1))
+    # About 5,000 updates on SQLite; the memory store's claim scans every row, so 1,000 there.
+    orders = 1250 if store_maker.backend == "sqlite" else 250
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
-        bodies = simulated_updates(250, seed=1)
+        bodies = simulated_updates(orders, seed=1)
         await outbox.add(server.url + "/hook", bodies)
         async with Dispatcher(store, fast_settings(retry_schedule=PATIENT)):
             counts = await settled(store, len(bodies), timeout=45)
@@ -50,10 +53,9 @@ async def test_every_update_is_delivered_despite_a_faulty_receiver() -> None:
     assert len(receiver.snapshot()) > len(bodies)  # the faults really happened
 
 
-async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted() -> None:
+async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted(store: Store) -> None:
     receiver = Receiver(flaky(0.3, FAULTS, seed=2))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         bodies = simulated_updates(60, seed=2)
         await outbox.add(server.url + "/hook", bodies)
@@ -70,10 +72,9 @@ async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted() ->
     assert arrived == submitted
 
 
-async def test_the_body_arrives_byte_identical_to_the_stored_payload() -> None:
+async def test_the_body_arrives_byte_identical_to_the_stored_payload(store: Store) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         bodies = order_updates(3, 3)
         await outbox.add(server.url + "/hook", bodies)
@@ -83,10 +84,9 @@ async def test_the_body_arrives_byte_identical_to_the_stored_payload() -> None:
     assert sorted(r.body for r in receiver.snapshot()) == sorted(bodies)
 
 
-async def test_each_request_carries_the_documented_headers() -> None:
+async def test_each_request_carries_the_documented_headers(store: Store) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings()):
@@ -102,10 +102,9 @@ async def test_each_request_carries_the_documented_headers() -> None:
     assert request.headers["webhook-signature"].startswith("v1,")
 
 
-async def test_signatures_verify_with_the_standard_webhooks_library() -> None:
+async def test_signatures_verify_with_the_standard_webhooks_library(store: Store) -> None:
     receiver = Receiver(fail_first(1))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(5, 2))
         async with Dispatcher(store, fast_settings()):
@@ -118,10 +117,9 @@ async def test_signatures_verify_with_the_standard_webhooks_library() -> None:
         verifier.verify(request.body, dict(request.headers))
 
 
-async def test_a_delivery_keeps_its_webhook_id_on_every_attempt() -> None:
+async def test_a_delivery_keeps_its_webhook_id_on_every_attempt(store: Store) -> None:
     receiver = Receiver(fail_first(2))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings()):
@@ -130,10 +128,9 @@ async def test_a_delivery_keeps_its_webhook_id_on_every_attempt() -> None:
     assert [r.webhook_id for r in receiver.snapshot()] == [delivery.id] * 3
 
 
-async def test_attempts_follow_the_retry_schedule() -> None:
+async def test_attempts_follow_the_retry_schedule(store: Store) -> None:
     receiver = Receiver(fail_first(2))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings(retry_schedule="0s,300ms,600ms")):
@@ -147,10 +144,9 @@ async def test_attempts_follow_the_retry_schedule() -> None:
     assert [a.number for a in attempts] == [1, 2, 3]
 
 
-async def test_retry_after_postpones_the_next_attempt() -> None:
+async def test_retry_after_postpones_the_next_attempt(store: Store) -> None:
     receiver = Receiver(fail_first(1, Reply(429, headers={"Retry-After": "1"})))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings(retry_schedule="0s,10ms")):
@@ -160,10 +156,9 @@ async def test_retry_after_postpones_the_next_attempt() -> None:
     assert second - first >= 0.9
 
 
-async def test_retry_after_is_capped() -> None:
+async def test_retry_after_is_capped(store: Store) -> None:
     receiver = Receiver(fail_first(1, Reply(503, headers={"Retry-After": "3600"})))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
         settings = fast_settings(retry_schedule="0s,10ms", retry_after_cap=0.3)
@@ -175,11 +170,10 @@ async def test_retry_after_is_capped() -> None:
     assert second - first >= 0.25
 
 
-async def test_a_redirect_is_not_followed_and_counts_as_a_failure() -> None:
+async def test_a_redirect_is_not_followed_and_counts_as_a_failure(store: Store) -> None:
     receiver = Receiver(always(Reply(302, headers={"Location": "/moved"})))
     metrics = ServiceMetrics()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings(), metrics=metrics):
@@ -195,11 +189,10 @@ async def test_a_redirect_is_not_followed_and_counts_as_a_failure() -> None:
     assert metrics.registry.get_sample_value("dhan_postback_dead_total", labels) == 1
 
 
-async def test_a_dead_delivery_releases_its_successor_flagged_after_dead() -> None:
+async def test_a_dead_delivery_releases_its_successor_flagged_after_dead(store: Store) -> None:
     doomed: set[str] = set()
     receiver = Receiver(lambda r: Reply(500) if r.webhook_id in doomed else Reply())
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         first, second = await outbox.add(server.url + "/hook", order_updates(1, 2))
         doomed.add(first.id)
@@ -214,10 +207,9 @@ async def test_a_dead_delivery_releases_its_successor_flagged_after_dead() -> No
     assert [r.webhook_id for r in receiver.snapshot()] == [first.id] * 3 + [second.id]
 
 
-async def test_an_attempt_records_status_latency_and_the_start_of_the_answer() -> None:
+async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(store: Store) -> None:
     receiver = Receiver(fail_first(1, Reply(500, body=b"x" * 2000)))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings()):
@@ -231,10 +223,9 @@ async def test_an_attempt_records_status_latency_and_the_start_of_the_answer() -
     assert (succeeded.status_code, succeeded.response_prefix) == (200, "ok")
 
 
-async def test_a_timeout_is_a_failed_attempt_with_no_status() -> None:
+async def test_a_timeout_is_a_failed_attempt_with_no_status(store: Store) -> None:
     receiver = Receiver(fail_first(1, Reply(delay=1.0)))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings(timeout=0.3)):
@@ -245,10 +236,9 @@ async def test_a_timeout_is_a_failed_attempt_with_no_status() -> None:
     assert timed_out.error is not None and "timeout" in timed_out.error
 
 
-async def test_a_reset_connection_is_a_failed_attempt() -> None:
+async def test_a_reset_connection_is_a_failed_attempt(store: Store) -> None:
     receiver = Receiver(fail_first(1, Reply(reset=True)))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings()):
@@ -259,8 +249,7 @@ async def test_a_reset_connection_is_a_failed_attempt() -> None:
     assert delivered.status_code == 200
 
 
-async def test_a_refused_connection_is_retried_then_dead() -> None:
-    store = MemoryStore()
+async def test_a_refused_connection_is_retried_then_dead(store: Store) -> None:
     with UvicornThread(Receiver().app) as gone:
         url = gone.url + "/hook"
     outbox = await Outbox(store).open(url)
@@ -274,11 +263,10 @@ async def test_a_refused_connection_is_retried_then_dead() -> None:
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
-async def test_loopback_is_refused_at_connect_time_unless_allowed(host: str) -> None:
+async def test_loopback_is_refused_at_connect_time_unless_allowed(host: str, store: Store) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
         url = f"http://{host}:{server.port}/hook"
-        store = MemoryStore()
         outbox = await Outbox(store).open(url)
         [delivery] = await outbox.add(url, order_updates(1, 1))
         async with Dispatcher(store, fast_settings(allow_loopback=False)):
@@ -290,11 +278,10 @@ async def test_loopback_is_refused_at_connect_time_unless_allowed(host: str) -> 
     assert all(a.status_code is None and a.error and "loopback" in a.error for a in attempts)
 
 
-async def test_metrics_count_deliveries_failures_and_latency() -> None:
+async def test_metrics_count_deliveries_failures_and_latency(store: Store) -> None:
     receiver = Receiver(fail_first(1))
     metrics = ServiceMetrics()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(10, 1))
         async with Dispatcher(store, fast_settings(), metrics=metrics):
@@ -308,10 +295,9 @@ async def test_metrics_count_deliveries_failures_and_latency() -> None:
     assert sample("dhan_postback_in_flight", labels) == 0
 
 
-async def test_wake_sends_new_deliveries_without_waiting_for_the_poll() -> None:
+async def test_wake_sends_new_deliveries_without_waiting_for_the_poll(store: Store) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         async with Dispatcher(store, fast_settings(), idle_poll=30) as dispatcher:
             await outbox.add(server.url + "/hook", order_updates(1, 1))
@@ -321,10 +307,9 @@ async def test_wake_sends_new_deliveries_without_waiting_for_the_poll() -> None:
     assert counts[DeliveryStatus.DELIVERED] == 1
 
 
-async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll() -> None:
+async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll(store: Store) -> None:
     receiver = Receiver(fail_first(1))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
         async with Dispatcher(store, fast_settings(), idle_poll=30):
@@ -333,12 +318,11 @@ async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll() -> None
     assert counts[DeliveryStatus.DELIVERED] == 1
 
 
-async def test_the_lifespan_hook_runs_a_dispatcher_and_its_wake_reaches_it() -> None:
+async def test_the_lifespan_hook_runs_a_dispatcher_and_its_wake_reaches_it(store: Store) -> None:
     receiver = Receiver()
     dispatch = hook(fast_settings())
     dispatch.wake()  # before the start: nothing to wake, no error
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         async with dispatch(store) as dispatcher:
             assert dispatch.dispatcher is dispatcher
@@ -349,10 +333,9 @@ async def test_the_lifespan_hook_runs_a_dispatcher_and_its_wake_reaches_it() -> 
     await eventually(lambda: len(receiver.snapshot()) == 4)
 
 
-async def test_wake_may_be_called_from_another_thread() -> None:
+async def test_wake_may_be_called_from_another_thread(store: Store) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         async with Dispatcher(store, fast_settings(), idle_poll=30) as dispatcher:
             await outbox.add(server.url + "/hook", order_updates(1, 1))

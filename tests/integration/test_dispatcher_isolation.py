@@ -12,7 +12,7 @@ import pytest
 
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
-from dhan_postback.service.store.base import Claim, DeliveryStatus
+from dhan_postback.service.store.base import Claim, DeliveryStatus, Store
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dispatching import eventually, fast_settings, settled
 from tests.outbox import Outbox, order_updates
@@ -22,7 +22,7 @@ from tests.support import UvicornThread
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes() -> None:
+async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Store) -> None:
     metrics = ServiceMetrics()
     gauge_while_open: list[float | None] = []
     label = {}
@@ -36,7 +36,6 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes() -> None:
     receiver = Receiver(plan)
     with UvicornThread(receiver.app) as server:
         label["endpoint"] = endpoint_label(server.url)
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(5, 1))
         settings = fast_settings(
@@ -57,11 +56,10 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes() -> None:
     assert metrics.registry.get_sample_value("dhan_postback_breaker_open", label) == 0
 
 
-async def test_an_open_breaker_leaves_other_urls_flowing() -> None:
+async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
     failing = Receiver(lambda r: Reply(500))
     healthy = Receiver()
     with UvicornThread(failing.app) as bad, UvicornThread(healthy.app) as good:
-        store = MemoryStore()
         bad_box = await Outbox(store).open(bad.url)
         good_box = await Outbox(store).open(good.url)
         await bad_box.add(bad.url + "/hook", order_updates(20, 1))
@@ -110,9 +108,8 @@ async def _time_to_deliver(urls: list[str], healthy: list[str], bodies: list[byt
             await asyncio.sleep(0.02)
 
 
-async def test_a_black_hole_holds_a_bounded_number_of_claims() -> None:
+async def test_a_black_hole_holds_a_bounded_number_of_claims(store: Store) -> None:
     with BlackHole() as hole:
-        store = MemoryStore()
         outbox = await Outbox(store).open(hole.url)
         await outbox.add(hole.url + "/hook", order_updates(200, 1))
         settings = fast_settings(max_in_flight_per_url=4, claim_batch=8, shutdown_grace=0)
@@ -124,10 +121,11 @@ async def test_a_black_hole_holds_a_bounded_number_of_claims() -> None:
             assert len(other_node) >= 200 - (2 * 4 + 8)
 
 
-async def test_graceful_shutdown_finishes_posts_under_way_and_gives_back_the_rest() -> None:
+async def test_graceful_shutdown_finishes_posts_under_way_and_gives_back_the_rest(
+    store: Store,
+) -> None:
     receiver = Receiver(lambda r: Reply(delay=0.3))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(20, 1))
         async with Dispatcher(store, fast_settings(max_in_flight_per_url=2)):
@@ -139,10 +137,9 @@ async def test_graceful_shutdown_finishes_posts_under_way_and_gives_back_the_res
     assert len(other_node) == 18
 
 
-async def test_shutdown_gives_back_posts_that_outlast_the_grace() -> None:
+async def test_shutdown_gives_back_posts_that_outlast_the_grace(store: Store) -> None:
     receiver = Receiver(lambda r: Reply(delay=1.5))
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(20, 1))
         settings = fast_settings(max_in_flight_per_url=2, timeout=3, shutdown_grace=0.1)
@@ -155,10 +152,11 @@ async def test_shutdown_gives_back_posts_that_outlast_the_grace() -> None:
     assert all(a == [] for a in attempts)
 
 
-async def test_claims_of_a_crashed_node_are_sent_after_their_lease_with_the_same_ids() -> None:
+async def test_claims_of_a_crashed_node_are_sent_after_their_lease_with_the_same_ids(
+    store: Store,
+) -> None:
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
-        store = MemoryStore()
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(10, 1))
         crashed_at = time.time()
@@ -223,11 +221,10 @@ async def test_two_updates_of_one_order_are_never_in_flight_together() -> None:
         assert min(gaps) >= 0.1  # each waited for the previous answer
 
 
-async def test_a_busy_endpoint_cannot_keep_every_global_slot() -> None:
+async def test_a_busy_endpoint_cannot_keep_every_global_slot(store: Store) -> None:
     slow = Receiver(lambda r: Reply(delay=0.2))
     fast = Receiver()
     with UvicornThread(slow.app) as busy, UvicornThread(fast.app) as other:
-        store = MemoryStore()
         busy_box = await Outbox(store).open(busy.url)
         other_box = await Outbox(store).open(other.url)
         await busy_box.add(busy.url + "/hook", order_updates(60, 1))
