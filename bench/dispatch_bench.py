@@ -43,7 +43,7 @@ import uvloop
 
 from dhan_postback import payload
 from dhan_postback.service.dispatcher import Dispatcher
-from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
+from dhan_postback.service.metrics import ServiceMetrics
 from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import (
     Claim,
@@ -226,34 +226,47 @@ async def fill(store: Store, url: str, count: int, body: bytes) -> None:
         await store.enqueue(batch)
 
 
+class Finished:
+    """Wraps a store to notice, at no cost, when ``count`` deliveries are committed delivered."""
+
+    def __init__(self, inner: Any, count: int) -> None:
+        self._inner = inner
+        self._left = count
+        self.done = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def finish(self, outcomes: list[Any]) -> None:
+        await self._inner.finish(outcomes)
+        self._left -= sum(outcome.result == "delivered" for outcome in outcomes)
+        if self._left <= 0:
+            self.done.set()
+
+
 async def dispatched(
     db: str, url: str, count: int, concurrency: int, body: bytes
 ) -> tuple[float, float]:
     """Wall and CPU seconds from the dispatcher's start until ``count`` are delivered."""
-    store: Any = NullStore() if db == "null" else create_store(db)
-    await store.open()
+    inner: Any = NullStore() if db == "null" else create_store(db)
+    await inner.open()
     try:
-        await fill(store, url, count, body)
+        await fill(inner, url, count, body)
         settings = ServiceSettings(
             allow_loopback=True,
             max_in_flight=concurrency,
             max_in_flight_per_url=concurrency,
             retry_schedule="0s,1s",
         )
-        metrics = ServiceMetrics()
-        delivered = metrics.registry.get_sample_value
+        store = Finished(inner, count)
         started, cpu = time.perf_counter(), time.process_time()
-        async with Dispatcher(store, settings, metrics=metrics):
-            while (
-                delivered("dhan_postback_delivered_total", {"endpoint": endpoint_label(url)}) or 0
-            ) < count:
-                await asyncio.sleep(0.005)
-            while (await store.counts())[DeliveryStatus.DELIVERED] < count:
-                await asyncio.sleep(0.005)
+        async with Dispatcher(store, settings, metrics=ServiceMetrics()):
+            await store.done.wait()
             elapsed = time.perf_counter() - started, time.process_time() - cpu
+        assert (await inner.counts())[DeliveryStatus.DELIVERED] == count
         return elapsed
     finally:
-        await store.close()
+        await inner.close()
 
 
 async def main(args: argparse.Namespace) -> None:
