@@ -28,10 +28,12 @@ __all__ = [
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 
-def format_ist(epoch: float | None) -> str:
+def format_ist(epoch: float | None, *, short: bool = False) -> str:
+    """``2026-11-24 09:15:02 IST`` (``short``: without the zone, for a column that names it)."""
     if epoch is None:
         return "—"
-    return datetime.fromtimestamp(epoch, IST).strftime("%Y-%m-%d %H:%M:%S IST")
+    moment = datetime.fromtimestamp(epoch, IST).strftime("%Y-%m-%d %H:%M:%S")
+    return moment if short else f"{moment} IST"
 
 
 def format_utc(epoch: float | None) -> str:
