@@ -528,3 +528,24 @@ def test_static_assets_are_served_locally(dash: Dashboard) -> None:
         js = client.get("/static/dashboard.js")
     assert css.status_code == 200 and "text/css" in css.headers["content-type"]
     assert js.status_code == 200 and "getElementById" in js.text
+
+
+def test_wrong_method_is_a_friendly_405(dash: Dashboard) -> None:
+    with admin(dash) as client:
+        response = client.delete("/deliveries")
+    assert response.status_code == 405
+    assert "cannot be used that way" in response.text
+
+
+def test_without_an_admin_key_only_tokens_log_in() -> None:
+    store = MemoryStore()
+    seeded = asyncio.run(seed(store))
+    app = create_dashboard(store, ServiceSettings(admin_key=None))
+    with UvicornThread(Starlette(routes=[Mount("/dashboard", app=app)])) as server:
+        dash = Dashboard(f"{server.url}/dashboard", store, seeded)
+        with browser(dash) as client:
+            form = client.get("/login")
+            refused = client.post("/login", data={"credential": "", "csrf": csrf_of(form.text)})
+            assert refused.status_code == 401
+        with logged_in(dash, seeded.token_a) as client:
+            assert CLIENT_A in client.get("/deliveries").text
