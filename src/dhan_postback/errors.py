@@ -6,15 +6,20 @@ The tree::
     ├── PayloadError ..................... DH-905 Input_Exception   400
     │   ├── UnreadablePayload             a body that is not a JSON object, even after repair
     │   ├── InvalidUpdate                 strict validation failed; ``.field`` names the field
+    │   │   └── IllegalTransition         an update that cannot follow the order's previous one
+    │   │                                 (``.rule`` is a stable tag, see lifecycle.Violation)
     │   └── BatchTooLarge                 more updates in one request than allowed
     ├── RequestTooLarge .................. DH-905 Input_Exception   413
+    ├── UnsupportedMediaType ............. DH-905 Input_Exception   415
+    ├── MethodNotAllowed ................. DH-905 Input_Exception   405
     ├── URLRefused ....................... DH-905 Input_Exception   422  (``.reason``)
     ├── AuthenticationError .............. DH-901 Invalid_Authentication 401
     │   └── SignatureError                a postback whose signature or timestamp fails
     ├── PermissionDenied ................. DH-901 Invalid_Authentication 403
     ├── NotFound ......................... DH-907 Data_Error        404
     ├── Conflict ......................... DH-905 Input_Exception   409
-    └── StoreUnavailable ................. DH-908 Internal_Server_Error 503
+    ├── StoreUnavailable ................. DH-908 Internal_Server_Error 503
+    └── InternalError .................... DH-908 Internal_Server_Error 500  (a bug, logged)
 
 HTTP layers turn any of these into the broker's error shape with :func:`error_body`::
 
@@ -32,7 +37,10 @@ __all__ = [
     "BatchTooLarge",
     "Conflict",
     "DhanPostbackError",
+    "IllegalTransition",
+    "InternalError",
     "InvalidUpdate",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadError",
     "PermissionDenied",
@@ -41,6 +49,7 @@ __all__ = [
     "StoreUnavailable",
     "URLRefused",
     "UnreadablePayload",
+    "UnsupportedMediaType",
     "error_body",
 ]
 
@@ -78,6 +87,18 @@ class InvalidUpdate(PayloadError):
         self.index = index
 
 
+class IllegalTransition(InvalidUpdate):
+    """An update that cannot follow the previous one of the same order.
+
+    ``rule`` is a short stable tag (the values of :class:`dhan_postback.lifecycle.Violation`),
+    so callers can tell "status went back" from "filled_qty went down" without reading prose.
+    """
+
+    def __init__(self, message: str, *, rule: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.rule = rule
+
+
 class BatchTooLarge(PayloadError):
     """More updates in one request than the service accepts."""
 
@@ -86,6 +107,20 @@ class RequestTooLarge(DhanPostbackError):
     error_type = "Input_Exception"
     error_code = "DH-905"
     http_status = 413
+
+
+class UnsupportedMediaType(DhanPostbackError):
+    """A body sent with a Content-Type other than JSON."""
+
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 415
+
+
+class MethodNotAllowed(DhanPostbackError):
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 405
 
 
 class URLRefused(DhanPostbackError):
@@ -132,6 +167,14 @@ class StoreUnavailable(DhanPostbackError):
     error_type = "Internal_Server_Error"
     error_code = "DH-908"
     http_status = 503
+
+
+class InternalError(DhanPostbackError):
+    """Something the code did not expect: the client gets this, the log gets the details."""
+
+    error_type = "Internal_Server_Error"
+    error_code = "DH-908"
+    http_status = 500
 
 
 def error_body(error: DhanPostbackError) -> dict[str, str]:
