@@ -10,8 +10,9 @@ scripted dispatch loop claims and finishes them with the answers each endpoint w
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 
 from dhan_postback.payload import OrderUpdate, dumps
 from dhan_postback.service.dashboard.formatting import IST
@@ -26,6 +27,7 @@ from dhan_postback.service.store.base import (
     TokenRecord,
 )
 from dhan_postback.signing import generate_secret
+from dhan_postback.simulator import Simulator
 
 __all__ = [
     "CLIENT_A",
@@ -36,6 +38,7 @@ __all__ = [
     "Seeded",
     "ist",
     "seed",
+    "seed_simulated",
 ]
 
 CLIENT_A = "1100482931"
@@ -191,8 +194,12 @@ def _lifecycles() -> list[tuple[str, OrderUpdate]]:
     ]
 
 
+Answer = Callable[[Claim, float], tuple[int | None, str | None, str | None, float]]
+"""What an endpoint answers a claim at a time: (status, error, body prefix, latency ms)."""
+
+
 def _answer(claim: Claim, now: float) -> tuple[int | None, str | None, str | None, float]:
-    """What the endpoint at ``claim.url`` answers: (status, error, body prefix, latency ms)."""
+    """Client B's receiver is down all morning (see the module docstring)."""
     jitter = (claim.seq * 37 + claim.attempts * 11) % 40
     if claim.url == URL_A:
         return 200, None, '{"status":"ok"}', 38.0 + jitter
@@ -205,13 +212,14 @@ def _answer(claim: Claim, now: float) -> tuple[int | None, str | None, str | Non
     return None, "connection refused (ECONNREFUSED)", None, 2.0 + jitter / 10
 
 
-async def _dispatch_until(store: Store, start: float, end: float) -> None:
+async def _dispatch_until(store: Store, start: float, end: float, answer: Answer = _answer) -> None:
+    """Claim and finish whatever is due, jumping from one due time to the next."""
     now = start
     while now <= end:
         claims = await store.claim(limit=100, now=now, lease=60.0)
         outcomes = []
         for claim in claims:
-            status, error, body, latency = _answer(claim, now)
+            status, error, body, latency = answer(claim, now)
             attempt = Attempt(
                 delivery_id=claim.id,
                 number=claim.attempts + 1,
@@ -229,11 +237,14 @@ async def _dispatch_until(store: Store, start: float, end: float) -> None:
                 delay = RETRY_DELAYS[claim.round_attempts]
                 outcomes.append(Outcome(attempt, "retry", next_attempt_at=now + delay))
         await store.finish(outcomes)
-        now += 1.0
+        due = await store.next_due()
+        if due is None:
+            break
+        now = max(due, now + 1.0)
 
 
-async def seed(store: Store) -> Seeded:
-    """Fill ``store`` with the morning described in the module docstring."""
+async def _register(store: Store) -> Seeded:
+    """Client A's token (with the partner), client B's token, and the partner."""
     token_a, token_b = "tok_A_" + "a" * 40, "tok_B_" + "b" * 40
     day = ist("2026-11-24 00:00:00")
     secrets = [generate_secret() for _ in range(3)]
@@ -253,10 +264,13 @@ async def seed(store: Store) -> Seeded:
             )
         )
     await store.put_partner(PartnerRecord(PARTNER_ID, PARTNER_URL, secrets[2], day))
-    seeded = Seeded(token_a, token_b, secrets, [_token_hash(token_a), _token_hash(token_b)])
+    return Seeded(token_a, token_b, secrets, [_token_hash(token_a), _token_hash(token_b)])
 
+
+async def _enqueue(store: Store, seeded: Seeded, updates: list[tuple[str, OrderUpdate]]) -> None:
+    """One delivery per update and URL (client A's also go to the partner), oldest first."""
     news: list[NewDelivery] = []
-    for label, update in _lifecycles():
+    for label, update in updates:
         created = ist(update.update_time)
         client = update.dhan_client_id
         targets = [(Target.TOKEN, None, URL_A if client == CLIENT_A else URL_B)]
@@ -270,7 +284,7 @@ async def seed(store: Store) -> Seeded:
                 NewDelivery(
                     id=delivery_id,
                     dhan_client_id=client,
-                    token_hash=_token_hash(token_a if client == CLIENT_A else token_b),
+                    token_hash=seeded.token_hashes[0 if client == CLIENT_A else 1],
                     target=target,
                     partner_id=partner_id,
                     url=url,
@@ -281,6 +295,49 @@ async def seed(store: Store) -> Seeded:
             )
     news.sort(key=lambda new: new.created_at)
     await store.enqueue(news)
+
+
+async def seed(store: Store) -> Seeded:
+    """Fill ``store`` with the morning described in the module docstring."""
+    seeded = await _register(store)
+    await _enqueue(store, seeded, _lifecycles())
     # Dispatch until 09:31:50: the last update of client B is still being retried then.
     await _dispatch_until(store, ist("2026-11-24 09:15:02"), ist("2026-11-24 09:31:50"))
+    return seeded
+
+
+def _outage_answer(up_from: float, down_from: float) -> Answer:
+    """Like :func:`_answer`, except that client B's receiver is up between the two times."""
+
+    def answer(claim: Claim, now: float) -> tuple[int | None, str | None, str | None, float]:
+        if claim.url == URL_B and up_from <= now < down_from:
+            return 200, None, '{"received":true}', 210.0 + (claim.seq * 13) % 90
+        return _answer(claim, now)
+
+    return answer
+
+
+async def seed_simulated(store: Store, orders: int = 28) -> Seeded:
+    """A busier day made by :mod:`dhan_postback.simulator` (for screenshots and demos).
+
+    Client B's receiver is down until 10:30 IST, so its early updates die (the next ones of
+    the same order carry ``after_dead``) and later ones go through, until it goes down again
+    at 21:30: its last updates are still being retried when the log is read, at 21:45.
+    """
+    seeded = await _register(store)
+    simulator = Simulator(7, clients=(CLIENT_A, CLIENT_B), start=date(2026, 11, 24))
+    read_at = ist("2026-11-24 21:45:00")
+    updates = [
+        (f"sim-{order.order_id}-{n}", update)
+        for order in simulator.orders(orders)
+        for n, update in enumerate(order.updates)
+        if ist(update.update_time) <= read_at
+    ]
+    await _enqueue(store, seeded, updates)
+    await _dispatch_until(
+        store,
+        min(ist(update.update_time) for _, update in updates),
+        read_at,
+        _outage_answer(ist("2026-11-24 10:30:00"), ist("2026-11-24 21:30:00")),
+    )
     return seeded

@@ -1,4 +1,4 @@
-"""Screenshots of the dashboard for docs/img, from the seeded morning of tests/dashboard_seed.py.
+"""Screenshots of the dashboard for docs/img, from a simulated day (tests/dashboard_seed.py).
 
 Run: ``.venv/bin/python -m tests.make_dashboard_screenshots`` (needs Debian's chromium).
 """
@@ -15,9 +15,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
+from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
-from tests.dashboard_seed import PARTNER_URL, URL_A, URL_B, seed
+from tests.dashboard_seed import PARTNER_URL, URL_A, URL_B, seed_simulated
 from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support import UvicornThread
 
@@ -28,7 +29,12 @@ ADMIN_KEY = "adm_screenshots_only"
 def main() -> None:
     store = MemoryStore()
     with ThreadPoolExecutor(1) as pool:
-        seeded = pool.submit(lambda: asyncio.run(seed(store))).result()
+        pool.submit(lambda: asyncio.run(seed_simulated(store))).result()
+        everything = pool.submit(
+            lambda: asyncio.run(store.list_deliveries(DeliveryQuery(limit=10_000)))
+        ).result()
+    gap = next(d for d in everything if d.after_dead)
+    dead = next(d for d in everything if d.status is DeliveryStatus.DEAD and d.attempts > 2)
     live = [
         EndpointHealth(URL_A, "closed", 2),
         EndpointHealth(PARTNER_URL, "closed", 1, 0),
@@ -52,13 +58,13 @@ def main() -> None:
         page.wait_for_url(f"{base}/deliveries")
         shots = {
             "dashboard-deliveries.png": f"{base}/deliveries",
-            "dashboard-delivery.png": f"{base}/deliveries/{seeded.ids['nifty-part']}",
+            "dashboard-delivery.png": f"{base}/deliveries/{dead.id}",
             "dashboard-endpoints.png": f"{base}/endpoints",
-            "dashboard-order.png": f"{base}/orders/112611240003",
+            "dashboard-order.png": f"{base}/orders/{gap.order_id}",
         }
         for name, url in shots.items():
             page.goto(url)
-            page.screenshot(path=OUT / name, full_page=True)
+            page.screenshot(path=OUT / name, full_page=name != "dashboard-deliveries.png")
             print(OUT / name)
         browser.close()
 

@@ -207,6 +207,16 @@ def test_token_gets_404_for_another_clients_delivery(dash: Dashboard) -> None:
     assert "112611240001" not in response.text
 
 
+def test_token_sees_its_own_urls_but_not_its_partners_copies(dash: Dashboard) -> None:
+    partner_copy = dash.seeded.ids["rel-traded@partner"]
+    with logged_in(dash, dash.seeded.token_a) as client:
+        listing = client.get("/deliveries").text
+        response = client.get(f"/deliveries/{partner_copy}")
+    assert dash.seeded.ids["rel-traded"] in delivery_ids(listing)
+    assert partner_copy not in listing and PARTNER_URL not in listing
+    assert response.status_code == 404
+
+
 def test_token_cannot_replay_another_clients_delivery(dash: Dashboard) -> None:
     other = dash.seeded.ids["rel-traded"]
     with logged_in(dash, dash.seeded.token_b) as client:

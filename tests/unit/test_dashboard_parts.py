@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pytest
 
 from dhan_postback.service.dashboard import EndpointHealth
@@ -16,26 +14,19 @@ from dhan_postback.service.dashboard.formatting import (
     update_facts,
 )
 from dhan_postback.service.dashboard.health import percentile, summarise_endpoints
-from dhan_postback.service.dashboard.sessions import (
-    Principal,
-    SessionStore,
-    hash_token,
-    same_secret,
-)
+from dhan_postback.service.dashboard.sessions import Principal, SessionStore, same_token
+from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
 
 
-def test_token_hash_is_sha256_hex_of_the_token() -> None:
-    assert hash_token("abc") == hashlib.sha256(b"abc").hexdigest()
-
-
-def test_same_secret_compares_whole_values() -> None:
-    assert same_secret("key-1", "key-1")
-    assert not same_secret("key-1", "key-12")
-    assert not same_secret("", "key-1")
+def test_csrf_comparison_takes_whole_values_of_any_text() -> None:
+    assert same_token("tok-1", "tok-1")
+    assert not same_token("tok-1", "tok-12")
+    assert not same_token("", "tok-1")
+    assert not same_token("tök", "tok")
 
 
 def test_session_ids_and_csrf_tokens_are_random_and_distinct() -> None:
@@ -59,9 +50,23 @@ def test_session_store_evicts_the_oldest_beyond_its_bound() -> None:
     assert sessions.get(second.id) is second and sessions.get(third.id) is third
 
 
-def test_admin_query_is_unrestricted_and_token_query_is_its_client() -> None:
-    assert Principal(is_admin=True).scope_client_id is None
-    assert Principal(is_admin=False, dhan_client_id="42").scope_client_id == "42"
+def test_admin_query_is_unrestricted() -> None:
+    query = DeliveryQuery(dhan_client_id="7")
+    assert Principal(is_admin=True).restrict(query) == query
+
+
+def test_token_query_is_its_clients_own_urls_whatever_was_asked() -> None:
+    asked = DeliveryQuery(status=DeliveryStatus.DEAD, dhan_client_id="7")
+    query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
+    assert (query.dhan_client_id, query.target) == ("42", Target.TOKEN)
+    assert query.status is DeliveryStatus.DEAD
+
+
+def test_token_may_not_see_a_partners_copy_or_another_client() -> None:
+    holder = Principal(is_admin=False, dhan_client_id="42")
+    assert holder.may_see("42", Target.TOKEN)
+    assert not holder.may_see("42", Target.PARTNER)
+    assert not holder.may_see("43", Target.TOKEN)
 
 
 # Formatting -----------------------------------------------------------------------------------
@@ -119,7 +124,7 @@ def test_percentile_is_nearest_rank() -> None:
 async def test_summary_counts_success_backlog_and_dead_per_url() -> None:
     store = MemoryStore()
     await seed(store)
-    by_url = {s.url: s for s in await summarise_endpoints(store, dhan_client_id=None)}
+    by_url = {s.url: s for s in await summarise_endpoints(store)}
     assert set(by_url) == {URL_A, URL_B, PARTNER_URL}
     assert by_url[URL_A].success_rate == 1.0
     assert by_url[URL_B].success_rate == 0.0
@@ -131,7 +136,7 @@ async def test_summary_counts_success_backlog_and_dead_per_url() -> None:
 async def test_summary_lists_the_worst_endpoint_first() -> None:
     store = MemoryStore()
     await seed(store)
-    summaries = await summarise_endpoints(store, dhan_client_id=None)
+    summaries = await summarise_endpoints(store)
     assert [s.url for s in summaries] == [URL_B, PARTNER_URL, URL_A]
 
 
@@ -142,15 +147,19 @@ async def test_summary_for_a_client_shows_only_its_urls_and_their_live_state() -
         EndpointHealth(URL_B, "open", 0, 7),
         EndpointHealth("https://other.example/", "closed", 3),
     ]
-    summaries = await summarise_endpoints(store, dhan_client_id=CLIENT_B, live=live)
+    client_b = Principal(is_admin=False, dhan_client_id=CLIENT_B)
+    summaries = await summarise_endpoints(
+        store, scope=client_b.restrict(DeliveryQuery()), live=live
+    )
     assert [(s.url, s.live) for s in summaries] == [(URL_B, live[0])]
-    client_a = await summarise_endpoints(store, dhan_client_id=CLIENT_A, live=live)
-    assert {s.url for s in client_a} == {URL_A, PARTNER_URL}
+    client_a = Principal(is_admin=False, dhan_client_id=CLIENT_A)
+    own = await summarise_endpoints(store, scope=client_a.restrict(DeliveryQuery()), live=live)
+    assert {s.url for s in own} == {URL_A}  # not the partner's copy
 
 
 async def test_summary_of_an_empty_store_is_empty_but_shows_live_urls_to_admin() -> None:
     live = [EndpointHealth("https://idle.example/hook", "closed", 0)]
-    summaries = await summarise_endpoints(MemoryStore(), dhan_client_id=None, live=live)
+    summaries = await summarise_endpoints(MemoryStore(), live=live)
     assert [(s.url, s.sampled_attempts, s.success_rate) for s in summaries] == [
         ("https://idle.example/hook", 0, None)
     ]

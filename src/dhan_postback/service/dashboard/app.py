@@ -33,8 +33,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
-from ...errors import DhanPostbackError, NotFound, PermissionDenied
+from ...errors import AuthenticationError, DhanPostbackError, NotFound, PermissionDenied
 from ...settings import ServiceSettings
+from ..registry import AdminKey, hash_secret
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
 from .formatting import (
     display_url,
@@ -45,7 +46,7 @@ from .formatting import (
     update_facts,
 )
 from .health import BACKLOG_CAP, EndpointHealth, summarise_endpoints
-from .sessions import COOKIE_NAME, Principal, Session, SessionStore, hash_token, same_secret
+from .sessions import COOKIE_NAME, Principal, Session, SessionStore, same_token
 
 __all__ = ["PAGE_SIZE", "create_dashboard"]
 
@@ -111,6 +112,8 @@ class _Dashboard:
         self.settings = settings
         self.on_commit = on_commit
         self.endpoint_health = endpoint_health
+        key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        self.admin_key = AdminKey(key)
         self.sessions = SessionStore()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
@@ -179,7 +182,7 @@ class _Dashboard:
 
     def check_csrf(self, session: Session | None, form: FormData) -> Session:
         sent = form.get("csrf")
-        if session is None or not isinstance(sent, str) or not same_secret(sent, session.csrf):
+        if session is None or not isinstance(sent, str) or not same_token(sent, session.csrf):
             raise PermissionDenied(
                 "This form has expired or did not come from this dashboard. "
                 "Go back, reload the page and try again."
@@ -188,10 +191,13 @@ class _Dashboard:
 
     async def authenticate(self, credential: str) -> Principal | None:
         """The admin for the admin key, a client for an active access token, else None."""
-        admin_key = self.settings.admin_key
-        if admin_key is not None and same_secret(credential, admin_key.get_secret_value()):
+        try:
+            self.admin_key.check(credential)
+        except AuthenticationError:
+            pass
+        else:
             return Principal(is_admin=True)
-        token_hash = hash_token(credential)
+        token_hash = hash_secret(credential)
         token = await self.store.get_token(token_hash)
         if token is None or not token.is_active(time.time()):
             return None
@@ -204,8 +210,7 @@ class _Dashboard:
     async def visible_delivery(self, principal: Principal, delivery_id: str) -> Delivery:
         """The delivery, or 404 when it does not exist or belongs to another client."""
         delivery = await self.store.get_delivery(delivery_id)
-        scope = principal.scope_client_id
-        if delivery is None or (scope is not None and delivery.dhan_client_id != scope):
+        if delivery is None or not principal.may_see(delivery.dhan_client_id, delivery.target):
             raise NotFound("No such delivery.")
         return delivery
 
@@ -253,11 +258,11 @@ class _Filter:
         query = DeliveryQuery(
             status=DeliveryStatus(self.status) if self.status else None,
             order_id=self.order_id or None,
-            dhan_client_id=principal.scope_client_id or self.client or None,
+            dhan_client_id=self.client or None,
             since=since,
             until=until,
         )
-        return dataclasses.replace(query, **changes)
+        return principal.restrict(dataclasses.replace(query, **changes))
 
     def params(self, **extra: str | int) -> str:
         pairs = {k: v for k, v in dataclasses.asdict(self).items() if v}
@@ -368,7 +373,7 @@ def create_dashboard(
             return dash.render(request, "confirm_replay.html", session=session, d=found)
         dash.check_csrf(session, await request.form())
         replayed = await store.replay(
-            DeliveryQuery(ids=[found.id], dhan_client_id=principal.scope_client_id),
+            principal.restrict(DeliveryQuery(ids=[found.id])),
             now=time.time(),
         )
         dash.commit()
@@ -414,7 +419,7 @@ def create_dashboard(
     async def endpoints(request: Request, session: Session, principal: Principal) -> Response:
         live = list(dash.endpoint_health()) if dash.endpoint_health is not None else []
         summaries = await summarise_endpoints(
-            store, dhan_client_id=principal.scope_client_id, live=live
+            store, scope=principal.restrict(DeliveryQuery()), live=live
         )
         return dash.render(
             request,
@@ -432,11 +437,8 @@ def create_dashboard(
         queues: dict[str, list[Delivery]] = {}
         if order_id:
             found = await store.list_deliveries(
-                DeliveryQuery(
-                    order_id=order_id,
-                    dhan_client_id=principal.scope_client_id,
-                    newest_first=False,
-                    limit=BACKLOG_CAP,
+                principal.restrict(
+                    DeliveryQuery(order_id=order_id, newest_first=False, limit=BACKLOG_CAP)
                 )
             )
             for row in found:

@@ -89,11 +89,15 @@ async def _count_by_url(store: Store, query: DeliveryQuery) -> dict[str, int]:
 async def summarise_endpoints(
     store: Store,
     *,
-    dhan_client_id: str | None,
+    scope: DeliveryQuery | None = None,
     live: Sequence[EndpointHealth] = (),
 ) -> list[EndpointSummary]:
-    """Every URL seen in recent deliveries, the backlog, or the dispatcher, worst first."""
-    scope = DeliveryQuery(dhan_client_id=dhan_client_id)
+    """Every URL seen in recent deliveries, the backlog, or the dispatcher, worst first.
+
+    ``scope`` restricts what is read (a token's holder: its client's own URLs); when it
+    names a client, the dispatcher's rows are shown only for URLs found in that scope.
+    """
+    scope = scope or DeliveryQuery()
     attempts: dict[str, list[Attempt]] = defaultdict(list)
     for delivery in await store.list_deliveries(replace(scope, limit=RECENT_DELIVERIES)):
         if delivery.attempts:
@@ -101,7 +105,7 @@ async def summarise_endpoints(
     backlog = await _count_by_url(store, replace(scope, status=DeliveryStatus.PENDING))
     dead = await _count_by_url(store, replace(scope, status=DeliveryStatus.DEAD))
     live_by_url = {row.url: row for row in live}
-    if dhan_client_id is not None:
+    if scope.dhan_client_id is not None:
         # A client sees the dispatcher's view of its own URLs only.
         known = set(attempts) | set(backlog) | set(dead)
         live_by_url = {url: row for url, row in live_by_url.items() if url in known}

@@ -9,53 +9,41 @@ CSRF token; the id is replaced on login so that a planted id is worth nothing.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import hmac
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = [
-    "COOKIE_NAME",
-    "Principal",
-    "Session",
-    "SessionStore",
-    "hash_token",
-    "same_secret",
-]
+from ..store.base import DeliveryQuery, Target
+
+__all__ = ["COOKIE_NAME", "Principal", "Session", "SessionStore", "same_token"]
 
 COOKIE_NAME = "dpb_session"
-
-
-def hash_token(token: str) -> str:
-    """The registry's key for an access token: SHA-256 hex (the store never sees the token)."""
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def same_secret(given: str, expected: str) -> bool:
-    """Constant-time comparison of two secrets of any length."""
-    return hmac.compare_digest(
-        hashlib.sha256(given.encode()).digest(), hashlib.sha256(expected.encode()).digest()
-    )
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     """Who is logged in: the admin (sees everything), or one client through its token.
 
-    ``token_hash`` lets each request check that the token is still active; it is never
-    rendered.
+    A token's holder sees what the API shows it: its client's deliveries to its client's own
+    Postback URLs, never another client's and never a partner's copy. ``token_hash`` lets each
+    request check that the token is still active; it is never rendered.
     """
 
     is_admin: bool
     dhan_client_id: str | None = None
     token_hash: str | None = None
 
-    @property
-    def scope_client_id(self) -> str | None:
-        """The ``dhan_client_id`` every query must be restricted to (None: no restriction)."""
-        return None if self.is_admin else self.dhan_client_id
+    def restrict(self, query: DeliveryQuery) -> DeliveryQuery:
+        """``query`` limited to what this principal may see."""
+        if self.is_admin:
+            return query
+        return dataclasses.replace(query, dhan_client_id=self.dhan_client_id, target=Target.TOKEN)
+
+    def may_see(self, client_id: str, target: Target) -> bool:
+        return self.is_admin or (client_id == self.dhan_client_id and target is Target.TOKEN)
 
     @property
     def label(self) -> str:
@@ -69,6 +57,11 @@ class Session:
     expires_at: float
     principal: Principal | None = None
     flash: list[str] = field(default_factory=list)
+
+
+def same_token(sent: str, expected: str) -> bool:
+    """Constant-time comparison of a submitted CSRF token with the session's."""
+    return hmac.compare_digest(sent.encode(), expected.encode())
 
 
 class SessionStore:
