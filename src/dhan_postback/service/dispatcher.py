@@ -230,7 +230,7 @@ class Dispatcher:
         self._wakeup.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._claim_task
-        for lane in self._lanes.values():
+        for lane in list(self._lanes.values()):
             while lane.queue:
                 self._give_back(lane, lane.queue.popleft())
         tasks = set(self._tasks)
@@ -351,10 +351,20 @@ class Dispatcher:
             await self._idle(claimed_at)
 
     def _skip_urls(self, now: float) -> set[str]:
+        """URLs the next claim must leave alone: paused by a breaker, or their lane is full.
+
+        Lanes with nothing held are dropped on the way, so the dispatcher keeps only the
+        endpoints it is busy with, however many it has ever sent to.
+        """
         skip = self.breakers.blocked_urls(now)
-        for lane in self._lanes.values():
+        idle = []
+        for label, lane in self._lanes.items():
             if lane.held >= self._lane_full:
                 skip.update(lane.urls)
+            elif lane.held == 0 and not lane.starved:
+                idle.append(label)
+        for label in idle:
+            del self._lanes[label]
         return skip
 
     async def _idle(self, claimed_at: float | None) -> None:
