@@ -4,7 +4,7 @@ How one delivery travels::
 
     store.claim ──> lane queue (per endpoint) ──> POST ──> Outcome ──> store.finish (batched)
          ^                                                                  │
-         └──────────── wake(): after an ingest commit, a finish, a freed slot ┘
+         └───────── woken: by wake() after an ingest commit, by each finish ┘
 
 * **Claim loop.** One task leases due queue heads in batches (``settings.claim_batch``). It
   is woken at once by :meth:`Dispatcher.wake` (the ingest calls it after each commit) and
