@@ -102,6 +102,7 @@ class OrderUpdateStream:
         ping_timeout: float | None = 20.0,
         idle_timeout: float | None = 900.0,
         open_timeout: float = 10.0,
+        close_timeout: float = 2.0,
         backoff: Backoff | None = None,
         stable_after: float = 30.0,
     ) -> None:
@@ -111,12 +112,14 @@ class OrderUpdateStream:
         self.ping_timeout = ping_timeout
         self.idle_timeout = idle_timeout or None
         self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.stable_after = stable_after
         self.connected = False
         self.connections = 0
         self.disconnects = 0
         self.last_error: str | None = None
+        self.last_disconnect: str | None = None
 
     async def frames(self) -> AsyncGenerator[str | bytes, None]:
         """Every frame the broker sends, reconnecting and logging in again as needed."""
@@ -146,7 +149,7 @@ class OrderUpdateStream:
             ping_interval=self.ping_interval,
             ping_timeout=self.ping_timeout,
             open_timeout=self.open_timeout,
-            close_timeout=2.0,
+            close_timeout=self.close_timeout,
             user_agent_header=f"dhan-postback/{__version__}",
             logger=_ws_logger,
         )
@@ -181,6 +184,7 @@ class OrderUpdateStream:
         if self.connected:
             self.connected = False
             self.disconnects += 1
+            self.last_disconnect = reason
             log.warning("relay.ws.disconnected", reason=reason)
         else:
             log.warning("relay.ws.connect_failed", url=self.url, reason=reason)
@@ -190,6 +194,8 @@ def _close_reason(closed: ConnectionClosed) -> str:
     if closed.rcvd is not None:
         text = f"closed by the broker ({closed.rcvd.code}"
         return f"{text}: {closed.rcvd.reason})" if closed.rcvd.reason else f"{text})"
+    if closed.sent is not None and closed.sent.reason:
+        return f"connection lost ({closed.sent.reason})"
     return "connection lost"
 
 

@@ -121,7 +121,17 @@ class Relay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until stopped. Raises :class:`SinkUnusable` if the service refuses the relay."""
+        """Relay until stopped. Raises :class:`SinkUnusable` if the service refuses the relay.
+
+        The sink is started here and closed when this returns; the log is the caller's.
+        """
+        await self.sink.start()
+        try:
+            await self._run()
+        finally:
+            await self.sink.close()
+
+    async def _run(self) -> None:
         self._pending = (await self.log.counts()).pending
         reader = asyncio.create_task(self._read(), name="relay-reader")
         forwarder = asyncio.create_task(self._forward(), name="relay-forwarder")
