@@ -10,6 +10,7 @@ real broker.
   streams the frames it is fed. It can drop a connection abruptly (after making sure the frames
   sent so far have reached the client), re-send the last frames after a reconnect, stay silent,
   or stop answering pings.
+* :func:`simulated_updates` is one account's trading day from the simulator.
 * :class:`IngestRecorder` implements just ``POST /v2/order-updates`` of the service, strictly,
   and records what it accepted.
 """
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +45,7 @@ from dhan_postback.payload import (
     TransactionType,
     validate_strict,
 )
+from dhan_postback.simulator import Simulator, interleave
 
 __all__ = [
     "DhanWsServer",
@@ -53,8 +56,18 @@ __all__ = [
     "expected_postback",
     "individual_login",
     "partner_login",
+    "simulated_updates",
     "to_order_alert",
 ]
+
+
+def simulated_updates(
+    orders: int, *, seed: int = 7, client_id: str = "1000000001"
+) -> list[OrderUpdate]:
+    """``orders`` simulated orders of one account, every kind, as one time-ordered stream."""
+    simulator = Simulator(seed=seed, clients=[client_id])
+    return interleave(simulator.orders(orders), random.Random(seed))
+
 
 # --------------------------------------------------------------------------------------------
 # Postback -> order_alert (the inverse of dhan_postback.relay.mapping).

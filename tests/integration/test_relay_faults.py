@@ -16,9 +16,9 @@ from tests.dhan_ws import (
     eventually,
     expected_postback,
     individual_login,
+    simulated_updates,
 )
 from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.lifecycles import interleaved_lifecycles
 from tests.support import UvicornThread
 
 
@@ -33,7 +33,7 @@ async def test_twenty_abrupt_disconnects_during_2000_updates_lose_none_and_doubl
     tmp_path: Path,
 ) -> None:
     rng = random.Random(20)
-    updates = interleaved_lifecycles(660, seed=11)[:2000]
+    updates = simulated_updates(520, seed=11)[:2000]
     assert len(updates) == 2000
     frames = []
     for update in updates:

@@ -27,12 +27,12 @@ from tests.dhan_ws import (
     expected_postback,
     individual_login,
     partner_login,
+    simulated_updates,
 )
 from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.lifecycles import interleaved_lifecycles
 from tests.support import UvicornThread
 
-UPDATES = interleaved_lifecycles(30)
+UPDATES = simulated_updates(30)
 EXPECTED = [expected_postback(u) for u in UPDATES]
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from dhan_postback.payload import OrderStatus, dumps
 from dhan_postback.relay.log import RelayLog, change_key
-from tests.lifecycles import interleaved_lifecycles
+from tests.dhan_ws import simulated_updates
 
-UPDATES = interleaved_lifecycles(6)
+UPDATES = simulated_updates(6)
 
 
 async def test_a_new_update_is_recorded_and_its_duplicate_is_not(tmp_path: Path) -> None:
@@ -87,7 +87,7 @@ async def test_unmappable_frames_are_kept_with_their_reason(tmp_path: Path) -> N
 
 
 async def test_only_the_newest_acknowledged_updates_are_kept(tmp_path: Path) -> None:
-    updates = interleaved_lifecycles(40)
+    updates = simulated_updates(40)
     async with RelayLog(tmp_path / "relay.db", keep=10, prune_every=5) as log:
         await log.record(updates)
         await log.ack([entry.seq for entry in await log.pending(limit=1000)])

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from dhan_postback import payload
 from dhan_postback.payload import OrderUpdate
 from dhan_postback.relay.mapping import map_order_alert, parse_frame
-from tests.dhan_ws import expected_postback, to_order_alert
-from tests.lifecycles import interleaved_lifecycles
+from tests.dhan_ws import expected_postback, simulated_updates, to_order_alert
 
 # The documentation's example frame, as the page prints it: two empty values, no comma
 # after "multiplier" in the original layout, "Remarks" twice.
@@ -32,7 +31,7 @@ DOCS_FRAME = b"""{"Data":{"Exchange":"NSE","Segment":"E","Source":"N","SecurityI
  "tickSize":0.01,"algoId":"0","multiplier":1
  "Extra":1},"Type":"order_alert"}"""
 
-LIFECYCLE = interleaved_lifecycles(22, seed=3)
+LIFECYCLE = simulated_updates(22, seed=3)
 
 
 def _plain() -> dict[str, Any]:
@@ -270,12 +269,23 @@ def test_an_unreadable_optional_value_is_defaulted_with_a_warning() -> None:
     assert len(result.warnings) == 2
 
 
-def test_a_missing_exchange_time_borrows_the_creation_time_with_a_warning() -> None:
-    result = map_order_alert(
-        {**_plain(), "ExchOrderTime": "", "OrderDateTime": "2021-11-24 13:30:00"}
-    )
-    assert result.update is not None and result.update.exchange_time == "2021-11-24 13:30:00"
+def test_a_missing_exchange_time_means_never_at_the_exchange_with_a_warning() -> None:
+    result = map_order_alert({**_plain(), "ExchOrderTime": ""})
+    assert result.update is not None and result.update.exchange_time == "0001-01-01 00:00:00"
     assert "ExchOrderTime missing" in result.warnings[0]
+
+
+def test_the_never_at_the_exchange_time_is_kept_silently() -> None:
+    result = map_order_alert({**_plain(), "ExchOrderTime": "0001-01-01 00:00:00"})
+    assert result.update is not None and result.update.exchange_time == "0001-01-01 00:00:00"
+    assert result.warnings == ()
+
+
+def test_a_missing_creation_time_borrows_the_update_time_with_a_warning() -> None:
+    result = map_order_alert({**_plain(), "OrderDateTime": None})
+    assert result.update is not None
+    assert result.update.create_time == result.update.update_time
+    assert "OrderDateTime missing" in result.warnings[0]
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,9 @@ import pytest
 
 from dhan_postback.payload import OrderUpdate, validate_strict
 from dhan_postback.relay import Relay, RelayLog, SinkUnusable, UpdateRefused
-from tests.dhan_ws import alert_frame, docs_style_frame, expected_postback
-from tests.lifecycles import interleaved_lifecycles
+from tests.dhan_ws import alert_frame, docs_style_frame, expected_postback, simulated_updates
 
-UPDATES = interleaved_lifecycles(12)
+UPDATES = simulated_updates(12)
 
 
 class ListSource:

@@ -47,6 +47,7 @@ from ..payload import (
 )
 
 __all__ = [
+    "NOT_AT_EXCHANGE",
     "NO_EXPIRY",
     "ORDER_ALERT",
     "Frame",
@@ -62,6 +63,9 @@ ORDER_ALERT: Final = "order_alert"
 
 NO_EXPIRY: Final = "0001-01-01 00:00:00"
 """The broker's "no date" value (``ExpiryDate`` of a non-derivative, for example)."""
+
+NOT_AT_EXCHANGE: Final = NO_EXPIRY
+"""``exchangeTime`` of an order that has not reached the exchange: the same "no date"."""
 
 IST: Final = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
 
@@ -554,7 +558,11 @@ class _Mapper:
     # Times ----------------------------------------------------------------------------------
 
     def times(self) -> tuple[str, str, str]:
-        """``updateTime``, ``createTime``, ``exchangeTime``; a missing one borrows another."""
+        """``updateTime``, ``createTime``, ``exchangeTime``.
+
+        A missing update or creation time borrows the other; an order that has not reached
+        the exchange keeps (or gets) the "no date" sentinel as its ``exchangeTime``.
+        """
         updated = self.timestamp("LastUpdatedTime", "lastupdatedtime", "updatetime")
         created = self.timestamp("OrderDateTime", "orderdatetime", "createtime")
         exchange = self.timestamp("ExchOrderTime", "exchordertime", "exchangetime")
@@ -567,8 +575,10 @@ class _Mapper:
             created = updated
             self.warn("OrderDateTime missing; used LastUpdatedTime")
         if exchange is None:
-            exchange = created
-            self.warn("ExchOrderTime missing; used OrderDateTime")
+            exchange = self.fields.get("exchordertime", "exchangetime")
+            if exchange is None or not str(exchange).strip().startswith(NO_EXPIRY[:10]):
+                self.warn("ExchOrderTime missing; sent as never at the exchange")
+            exchange = NOT_AT_EXCHANGE
         return updated, created, exchange
 
     def timestamp(self, label: str, *names: str) -> str | None:
