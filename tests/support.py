@@ -108,9 +108,13 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
-        )
+        try:
+            self.process = subprocess.Popen(
+                self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child has its own descriptor
         if self.health_url:
             try:
                 wait_http_ok(self.health_url, timeout)

@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under dhan_postback.cli, attribute), plus the one-line help shown in --help
     "simulate": ("simulate:simulate", "Print simulated order updates as JSON lines."),
     "send": ("send:send", "Send one realistic postback to a URL and show the answer."),
+    "relay": ("relay:relay", "Relay a Dhan account's live order updates as postbacks."),
 }
 
 
