@@ -4,10 +4,12 @@ HTTP server that answers like the service's ingest API. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from dhan_postback.relay import (
     Backoff,
@@ -226,3 +228,24 @@ async def test_a_restarted_relay_sends_nothing_twice(
                 await eventually(lambda: relay.status().frames >= count)  # noqa: B023
         assert ingest.received == EXPECTED[:count], f"run {run}"
     assert relay.status().duplicates == 10
+
+
+async def test_no_log_line_shows_a_secret_even_at_debug_level(
+    recorder: tuple[IngestRecorder, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The websockets library logs frames at DEBUG, the login included, and a partner's secret
+    sits at the end of it, where the library's shortened frame text still shows it."""
+    ingest, url = recorder
+    caplog.set_level(logging.DEBUG)
+    broker = DhanWsServer(partner_login("p-1", "s3cret-7"))
+    broker.feed(alert_frame(u) for u in UPDATES[:2])
+    sink = HttpIngest(url, ingest.token)
+    login = Login.partner("p-1", "s3cret-7")
+    with structlog.testing.capture_logs() as events:
+        async with broker, running_relay(broker.url, sink, tmp_path / "r.db", login=login):
+            await eventually(lambda: len(ingest.received) == 2)
+    assert broker.logins == [partner_login("p-1", "s3cret-7")]
+    assert any(event["event"] == "relay.ws.connected" for event in events)
+    relay_lines = [r.getMessage() for r in caplog.records if r.name.startswith("dhan_postback")]
+    everything = "\n".join(relay_lines) + repr(events)
+    assert "s3cret-7" not in everything and ingest.token not in everything

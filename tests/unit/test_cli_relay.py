@@ -65,6 +65,11 @@ def test_a_loopback_postback_url_is_refused_without_the_sandbox_switch() -> None
     assert code == 2 and "refused" in output
 
 
+def test_a_websocket_url_must_be_one() -> None:
+    code, output = _invoke("--ws-url", "https://api-order-update.dhan.co")
+    assert code == 2 and "--ws-url must start with wss://" in output
+
+
 def test_an_unreadable_duration_is_a_usage_error() -> None:
     code, output = _invoke("--idle-timeout", "soon")
     assert code == 2 and "not a duration" in output

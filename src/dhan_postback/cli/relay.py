@@ -165,6 +165,8 @@ def relay(
     backoff_cap: float,
 ) -> None:
     """Relay a Dhan account's live order updates to its Postback URL, as postbacks."""
+    if not ws_url.startswith(("wss://", "ws://")):
+        raise click.UsageError("--ws-url must start with wss:// (or ws:// for a local test)")
     login = _login(client_id, access_token, partner_id, partner_secret)
     sink = _sink(postback_url, allow_loopback, service_url, service_token)
     options = RelayOptions(
