@@ -4,10 +4,12 @@ tests/integration)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from dhan_postback.payload import OrderUpdate, validate_strict
 from dhan_postback.relay import Relay, RelayLog, SinkUnusable, UpdateRefused
@@ -137,3 +139,15 @@ async def test_a_restart_does_not_send_again_what_the_sink_already_took(tmp_path
     await _relay(frames[:4], first, tmp_path)
     await _relay(frames, second, tmp_path)
     assert first.received + second.received == [expected_postback(u) for u in UPDATES[:6]]
+
+
+async def test_a_repeated_mapping_warning_is_counted_every_time_but_logged_once(
+    tmp_path: Path,
+) -> None:
+    frames = [
+        re.sub(r'"OffMktFlag": "."', '"OffMktFlag": "?"', alert_frame(u)) for u in UPDATES[:4]
+    ]
+    with structlog.testing.capture_logs() as events:
+        relay = await _relay(frames, MemorySink(), tmp_path)
+    assert relay.status().warnings == 4
+    assert [e["event"] for e in events].count("relay.mapping.warnings") == 1

@@ -31,6 +31,8 @@ __all__ = ["FrameSource", "Relay", "RelayStatus"]
 
 log = structlog.get_logger(__name__)
 
+_DISTINCT_WARNINGS_LOGGED = 1_000
+
 
 class FrameSource(Protocol):
     """Raw frames from the broker, and the state of the link (see ``OrderUpdateStream``)."""
@@ -94,6 +96,7 @@ class Relay:
         self._pending = 0
         self._last_update_time: str | None = None
         self._last_relayed_at: float | None = None
+        self._warned: set[str] = set()
 
     def status(self) -> RelayStatus:
         return RelayStatus(
@@ -176,12 +179,7 @@ class Relay:
         for alert in frame.alerts:
             result = map_order_alert(alert)
             if result.warnings:
-                self._warnings += len(result.warnings)
-                log.warning(
-                    "relay.mapping.warnings",
-                    order_id=result.update.order_id if result.update else None,
-                    warnings=list(result.warnings),
-                )
+                self._warn(result.warnings, result.update.order_id if result.update else None)
             if result.update is None:
                 await self._dead_letter(raw, f"cannot map the order_alert: {result.error}")
             else:
@@ -194,6 +192,14 @@ class Relay:
         if new:
             self._pending += new
             self._wake.set()
+
+    def _warn(self, warnings: Sequence[str], order_id: str | None) -> None:
+        """Count every warning; log each distinct one once (a broker habit repeats a lot)."""
+        self._warnings += len(warnings)
+        fresh = [text for text in warnings if text not in self._warned]
+        if fresh and len(self._warned) < _DISTINCT_WARNINGS_LOGGED:
+            self._warned.update(fresh)
+            log.warning("relay.mapping.warnings", order_id=order_id, warnings=fresh)
 
     async def _dead_letter(self, raw: str | bytes, reason: str) -> None:
         self._dead_letters += 1
