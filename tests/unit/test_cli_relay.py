@@ -3,13 +3,22 @@ tests/integration/test_relay_cli.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from click.testing import CliRunner
 
 from dhan_postback.cli import main
-from dhan_postback.cli.relay import render_status
+from dhan_postback.cli.relay import render_status, signing_secret_beside
 from dhan_postback.relay import RelayStatus
 
 SECRET = "eyJ-very-secret-token"
+
+
+@pytest.fixture(autouse=True)
+def _in_a_scratch_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's default files (relay.db, relay.whsec) land in the test's own folder."""
+    monkeypatch.chdir(tmp_path)
 
 
 def _invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -54,7 +63,7 @@ def test_a_service_url_and_a_postback_url_together_are_refused() -> None:
     assert SECRET not in output
 
 
-def test_a_loopback_postback_url_is_refused_without_the_sandbox_switch() -> None:
+def test_a_loopback_postback_url_is_refused_without_the_sandbox_switch(tmp_path: Path) -> None:
     code, output = _invoke(
         "--client-id",
         "1000000001",
@@ -63,6 +72,20 @@ def test_a_loopback_postback_url_is_refused_without_the_sandbox_switch() -> None
         env={"DHAN_POSTBACK_RELAY_ACCESS_TOKEN": SECRET},
     )
     assert code == 2 and "refused" in output
+    assert list(tmp_path.iterdir()) == []  # refused before any file was made
+
+
+def test_a_malformed_signing_secret_is_a_usage_error() -> None:
+    code, output = _invoke(
+        "--client-id",
+        "1000000001",
+        "--postback-url",
+        "https://example.com/hook",
+        "--signing-secret",
+        "whsec_not base64!",
+        env={"DHAN_POSTBACK_RELAY_ACCESS_TOKEN": SECRET},
+    )
+    assert code == 2 and "--signing-secret" in output and "whsec_not" not in output
 
 
 def test_a_websocket_url_must_be_one() -> None:
@@ -111,3 +134,13 @@ def test_the_status_line_says_why_it_is_disconnected_and_what_the_service_says()
     ).plain
     assert "○ disconnected (timed out)" in line
     assert "dead letters 1" in line and "service: HTTP 503" in line
+
+
+def test_the_generated_signing_secret_is_kept_for_the_owner_only_and_reused(
+    tmp_path: Path,
+) -> None:
+    secret, where = signing_secret_beside(str(tmp_path / "relay.db"))
+    kept = tmp_path / "relay.whsec"
+    assert secret.startswith("whsec_") and str(kept) in where
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert signing_secret_beside(str(tmp_path / "relay.db"))[0] == secret

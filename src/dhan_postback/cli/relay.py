@@ -2,18 +2,23 @@
 
 The relay logs in to the broker's order-update websocket and hands every update to a postback
 service: a running one (``--service-url`` with that service's access token), or, with
-``--postback-url``, one embedded in this process. Secrets come from flags or, better (flags
-show in ``ps``), from ``DHAN_POSTBACK_RELAY_*`` variables; none is ever printed or logged.
+``--postback-url``, one embedded in this process (its outbox in ``--service-db``, tuned by the
+same ``DHAN_POSTBACK_*`` settings as ``serve``). Secrets come from flags or, better (flags show
+in ``ps``), from ``DHAN_POSTBACK_RELAY_*`` variables; none is ever printed or logged. The
+embedded service signs postbacks with ``--signing-secret``, or with a secret it generates once
+and keeps in a file next to ``--db`` (readable by the owner only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import click
@@ -27,6 +32,7 @@ from ..errors import URLRefused
 from ..relay import (
     DEFAULT_WS_URL,
     Backoff,
+    EmbeddedService,
     HttpIngest,
     Login,
     OrderUpdateStream,
@@ -36,11 +42,24 @@ from ..relay import (
     Sink,
     SinkUnusable,
 )
-from ..urlpolicy import check_url
+from ..signing import generate_secret
+from ..urlpolicy import check_url, loopback_warning
+from ._settings import settings_from_flags, settings_options_for
+from .worker import DISPATCHER_FIELDS
 
-__all__ = ["RelayOptions", "relay", "render_status", "run_relay"]
+__all__ = [
+    "EMBEDDED_SERVICE_FIELDS",
+    "RelayOptions",
+    "relay",
+    "render_status",
+    "run_relay",
+    "signing_secret_beside",
+]
 
 _ENV = "DHAN_POSTBACK_RELAY_"
+
+EMBEDDED_SERVICE_FIELDS: tuple[str, ...] = tuple(f for f in DISPATCHER_FIELDS if f != "db")
+"""Service settings that tune the embedded service (its database is ``--service-db``)."""
 
 log = structlog.get_logger(__name__)
 
@@ -89,12 +108,24 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     "POSTBACK_URL",
     "Deliver to this URL through a postback service embedded in this process.",
 )
-@click.option(
-    "--allow-loopback",
-    is_flag=True,
-    envvar="DHAN_POSTBACK_ALLOW_LOOPBACK",
-    show_envvar=True,
-    help="Sandbox: allow a loopback Postback URL (the broker refuses them).",
+@_option(
+    "--signing-secret",
+    "SIGNING_SECRET",
+    "Embedded service: the whsec_ secret postbacks are signed with (default: generated once, "
+    "kept in <db>.whsec).",
+)
+@_option(
+    "--service-db",
+    "SERVICE_DB",
+    "Embedded service: its outbox database URL (default: sqlite beside --db, <db>-outbox.db).",
+)
+@_option(
+    "--service-port",
+    "SERVICE_PORT",
+    "Embedded service: the loopback port of its API (0: any free port).",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
 )
 @_option(
     "--service-url",
@@ -102,6 +133,7 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     "Hand updates to a running postback service at this URL instead of embedding one.",
 )
 @_option("--service-token", "SERVICE_TOKEN", "That service's access token for this client.")
+@settings_options_for(EMBEDDED_SERVICE_FIELDS)
 @_option(
     "--ws-url",
     "WS_URL",
@@ -154,7 +186,9 @@ def relay(
     partner_id: str | None,
     partner_secret: str | None,
     postback_url: str | None,
-    allow_loopback: bool,
+    signing_secret: str | None,
+    service_db: str | None,
+    service_port: int,
     service_url: str | None,
     service_token: str | None,
     ws_url: str,
@@ -163,12 +197,29 @@ def relay(
     ping_interval: float,
     ping_timeout: float,
     backoff_cap: float,
+    **service_flags: Any,
 ) -> None:
-    """Relay a Dhan account's live order updates to its Postback URL, as postbacks."""
+    """Relay a Dhan account's live order updates to its Postback URL, as postbacks.
+
+    Either to a running postback service (--service-url, --service-token), or through one
+    embedded here (--postback-url), tuned by the same settings as `serve`.
+    """
     if not ws_url.startswith(("wss://", "ws://")):
         raise click.UsageError("--ws-url must start with wss:// (or ws:// for a local test)")
     login = _login(client_id, access_token, partner_id, partner_secret)
-    sink = _sink(postback_url, allow_loopback, service_url, service_token)
+    if service_url:
+        if postback_url:
+            raise click.UsageError(
+                "--postback-url is for the embedded service; a running service delivers to "
+                "the URL saved with --service-token"
+            )
+        sink: Sink = _http_sink(service_url, service_token)
+    elif postback_url:
+        sink = _embedded_sink(
+            postback_url, signing_secret, service_db, service_port, db, service_flags
+        )
+    else:
+        raise click.UsageError("give --postback-url (embedded service) or --service-url")
     options = RelayOptions(
         login=login,
         ws_url=ws_url,
@@ -199,34 +250,53 @@ def _login(
     return Login.individual(client_id, access_token)
 
 
-def _sink(
-    postback_url: str | None,
-    allow_loopback: bool,
-    service_url: str | None,
-    service_token: str | None,
-) -> Sink:
-    if service_url:
-        if postback_url:
-            raise click.UsageError(
-                "--postback-url is for the embedded service; a running service delivers to "
-                "the URL saved with --service-token"
-            )
-        if not service_token:
-            raise click.UsageError(f"--service-url needs --service-token ({_ENV}SERVICE_TOKEN)")
-        try:
-            return HttpIngest(service_url, service_token)
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
-    if not postback_url:
-        raise click.UsageError("give --postback-url (embedded service) or --service-url")
+def _http_sink(service_url: str, service_token: str | None) -> HttpIngest:
+    if not service_token:
+        raise click.UsageError(f"--service-url needs --service-token ({_ENV}SERVICE_TOKEN)")
     try:
-        check_url(postback_url, allow_loopback=allow_loopback)
+        return HttpIngest(service_url, service_token)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _embedded_sink(
+    postback_url: str,
+    signing_secret: str | None,
+    service_db: str | None,
+    service_port: int,
+    db: str,
+    service_flags: dict[str, Any],
+) -> EmbeddedService:
+    settings = settings_from_flags({**service_flags, "db": service_db or _outbox_beside(db)})
+    try:
+        check_url(postback_url, allow_loopback=settings.allow_loopback)
     except URLRefused as refusal:
         raise click.UsageError(f"--postback-url refused: {refusal.message}") from None
-    raise click.UsageError(
-        "the embedded postback service is not in this build yet; run `dhan-postback serve` "
-        "and pass --service-url and --service-token"
-    )
+    secret, where = (signing_secret, "given") if signing_secret else signing_secret_beside(db)
+    try:
+        sink = EmbeddedService(postback_url, secret, settings=settings, port=service_port)
+    except ValueError as exc:
+        raise click.UsageError(f"--signing-secret: {exc}") from None
+    if settings.allow_loopback:
+        click.echo(f"SANDBOX: {loopback_warning()}", err=True)
+    click.echo(f"postbacks to {sink.postback_url} are signed with the secret {where}", err=True)
+    return sink
+
+
+def _outbox_beside(db: str) -> str:
+    path = Path(db)
+    return f"sqlite:///{path.with_name(path.stem + '-outbox.db')}"
+
+
+def signing_secret_beside(db: str) -> tuple[str, str]:
+    """The signing secret kept beside ``db`` (made on first use, owner-only), and where."""
+    path = Path(db).with_suffix(".whsec")
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(generate_secret() + "\n")
+    return path.read_text().strip(), f"in {path}"
 
 
 async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> int:

@@ -6,11 +6,13 @@ service, which signs, retries and orders the deliveries to the user's Postback U
 
 Modules: :mod:`~.mapping` (frames to payloads), :mod:`~.client` (the websocket),
 :mod:`~.log` (de-duplication and acknowledgement, in SQLite), :mod:`~.sink` (the service's
-ingest API), :mod:`~.pipeline` (the two tasks that tie them together).
+ingest API), :mod:`~.embedded` (the service in this process), :mod:`~.pipeline` (the two
+tasks that tie them together).
 """
 
 from .backoff import Backoff
 from .client import DEFAULT_WS_URL, Login, OrderUpdateStream
+from .embedded import EmbeddedService
 from .log import DeadLetter, LogCounts, LoggedUpdate, RelayLog, change_key
 from .mapping import (
     Frame,
@@ -27,6 +29,7 @@ __all__ = [
     "DEFAULT_WS_URL",
     "Backoff",
     "DeadLetter",
+    "EmbeddedService",
     "Frame",
     "FrameSource",
     "HttpIngest",

@@ -61,7 +61,8 @@ class Sink(Protocol):
     status line.
     """
 
-    last_error: str | None
+    @property
+    def last_error(self) -> str | None: ...
 
     async def start(self) -> None: ...
 
