@@ -301,7 +301,6 @@ def signing_secret_beside(db: str) -> tuple[str, str]:
 
 async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> int:
     """Run until SIGINT/SIGTERM (exit code 0) or until the service refuses the relay (1)."""
-    console = Console()
     stream = OrderUpdateStream(
         options.login,
         url=options.ws_url,
@@ -316,35 +315,44 @@ async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
         try:
-            if show_status:
-                with Live(
-                    render_status(worker.status()),
-                    console=console,
-                    refresh_per_second=2,
-                    redirect_stderr=True,
-                    transient=False,
-                ) as live:
-                    _configure_logging(sys.stderr, colors=True)
-                    await _with_status(worker, live)
-            else:
-                _configure_logging(sys.stderr, colors=False)
-                await worker.run()
-        except SinkUnusable as exc:
-            log.error("relay.stopped", reason=exc.message)
-            return 1
+            refused = await _run_showing(worker, show_status)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            status = worker.status()
-            log.info(
-                "relay.summary",
-                relayed=status.relayed,
-                duplicates=status.duplicates,
-                dead_letters=status.dead_letters,
-                pending=status.pending,
-                db=options.db,
-            )
-    return 0
+        _configure_logging(sys.stderr, colors=show_status)  # the real stderr again
+        if refused:
+            log.error("relay.stopped", reason=refused)
+        status = worker.status()
+        log.info(
+            "relay.summary",
+            relayed=status.relayed,
+            duplicates=status.duplicates,
+            dead_letters=status.dead_letters,
+            pending=status.pending,
+            db=options.db,
+        )
+    return 1 if refused else 0
+
+
+async def _run_showing(worker: Relay, show_status: bool) -> str | None:
+    """Run the relay, with the status line on a terminal; why the service refused it, or
+    None when it was stopped."""
+    try:
+        if show_status:
+            with Live(
+                render_status(worker.status()),
+                console=Console(),
+                refresh_per_second=2,
+                redirect_stderr=True,
+            ) as live:
+                _configure_logging(sys.stderr, colors=True)  # rich's proxy: above the line
+                await _with_status(worker, live)
+        else:
+            _configure_logging(sys.stderr, colors=False)
+            await worker.run()
+    except SinkUnusable as exc:
+        return exc.message
+    return None
 
 
 async def _with_status(worker: Relay, live: Live) -> None:
