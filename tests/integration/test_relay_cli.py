@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 from pathlib import Path
+from typing import Any
 
 from tests.dhan_ws import (
     DhanWsServer,
@@ -19,6 +22,15 @@ from tests.integration.relay_harness import CLIENT_ID, TOKEN
 from tests.support import ServerProcess, UvicornThread
 
 UPDATES = simulated_updates(8)
+
+
+def _json_lines(text: str) -> list[dict[str, Any]]:
+    """The log lines (JSON when standard error is not a terminal), whatever else is there."""
+    lines = []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            lines.append(json.loads(line))
+    return [line for line in lines if isinstance(line, dict) and "event" in line]
 
 
 async def _stop(process: ServerProcess) -> int:
@@ -68,7 +80,9 @@ async def test_the_relay_command_delivers_updates_and_never_prints_a_secret(
     assert code == 0
     assert ingest.received == [expected_postback(u) for u in UPDATES]
     text = output.read_text()
-    assert "relay.ws.connected" in text and f"relayed={len(UPDATES)}" in text
+    events = {line["event"]: line for line in _json_lines(text)}
+    assert "relay.ws.connected" in events
+    assert events["relay.summary"]["relayed"] == len(UPDATES)
     assert TOKEN not in text and ingest.token not in text
 
 

@@ -12,6 +12,7 @@ and keeps in a file next to ``--db`` (readable by the owner only).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TypeVar
 
 import click
 import structlog
@@ -29,6 +30,7 @@ from rich.text import Text
 
 from ..durations import parse_duration
 from ..errors import URLRefused
+from ..logs import configure_logging
 from ..relay import (
     DEFAULT_WS_URL,
     Backoff,
@@ -319,7 +321,6 @@ async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> 
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        _configure_logging(sys.stderr, colors=show_status)  # the real stderr again
         if refused:
             log.error("relay.stopped", reason=refused)
         status = worker.status()
@@ -336,19 +337,26 @@ async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> 
 
 async def _run_showing(worker: Relay, show_status: bool) -> str | None:
     """Run the relay, with the status line on a terminal; why the service refused it, or
-    None when it was stopped."""
+    None when it was stopped.
+
+    When standard error is the same terminal, log lines are printed above the status line;
+    otherwise they go to standard error as the other commands write them (JSON lines).
+    """
+    log_above_status = show_status and sys.stderr.isatty()
+    if log_above_status:
+        _log_to_current_stderr()
+    else:
+        configure_logging()
     try:
         if show_status:
             with Live(
                 render_status(worker.status()),
                 console=Console(),
                 refresh_per_second=2,
-                redirect_stderr=True,
+                redirect_stderr=log_above_status,
             ) as live:
-                _configure_logging(sys.stderr, colors=True)  # rich's proxy: above the line
                 await _with_status(worker, live)
         else:
-            _configure_logging(sys.stderr, colors=False)
             await worker.run()
     except SinkUnusable as exc:
         return exc.message
@@ -389,13 +397,26 @@ def render_status(status: RelayStatus, now: float | None = None) -> Text:
     return line
 
 
-def _configure_logging(stream: TextIO, *, colors: bool) -> None:
-    """structlog to ``stream`` (standard error, or rich's proxy above the status line)."""
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is when a line is written: rich's proxy while the status line
+    is shown (the line goes above it), the terminal again afterwards."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def _log_to_current_stderr() -> None:
+    """Readable, coloured ``key=value`` lines for a person watching the terminal."""
+    stream: Any = _CurrentStderr()
+    logging.basicConfig(level=logging.INFO, stream=stream, format="%(message)s")
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(colors=colors),
+            structlog.dev.ConsoleRenderer(colors=True),
         ],
         logger_factory=structlog.PrintLoggerFactory(stream),
     )
