@@ -16,8 +16,6 @@ how a URL changes), and one signing secret covers every client of a partner logi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
@@ -26,7 +24,6 @@ from typing import Final
 
 import msgspec
 import structlog
-import uvicorn
 from pydantic import SecretStr
 
 from ..service.app import create_app
@@ -34,6 +31,7 @@ from ..service.dispatcher import hook
 from ..service.metrics import ServiceMetrics
 from ..service.registry import hash_secret
 from ..service.store import Store, TokenRecord, create_store
+from ..serving import BackgroundServer
 from ..settings import ServiceSettings
 from ..signing import Signer, generate_secret
 from ..urlpolicy import check_url
@@ -53,14 +51,6 @@ class _Client(msgspec.Struct):
 
 
 _client_of = msgspec.json.Decoder(_Client)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: SIGINT and SIGTERM belong to the relay."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 class EmbeddedService:
@@ -96,8 +86,7 @@ class EmbeddedService:
         )
         self._backoff = backoff
         self.url: str | None = None
-        self._server: _Server | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._server: BackgroundServer | None = None
         self._store: Store | None = None
         self._ingests: dict[str, HttpIngest] = {}
 
@@ -110,7 +99,7 @@ class EmbeddedService:
 
     async def start(self) -> None:
         """Open the outbox, start the dispatcher and the API (idempotent)."""
-        if self._serving is not None:
+        if self._server is not None:
             return
         metrics = ServiceMetrics()
         dispatch = hook(self.settings, metrics=metrics)
@@ -122,25 +111,11 @@ class EmbeddedService:
             lifespan_hooks=[dispatch],
             metrics=metrics,
         )
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.settings.port,
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            server_header=False,
-        )
         self._store = store
-        self._server = _Server(config)
-        self._serving = asyncio.create_task(self._server.serve(), name="embedded-service")
-        while not self._server.started:
-            if self._serving.done():
-                self._serving.result()  # its error, if it has one
-                raise RuntimeError("the embedded postback service did not start")
-            await asyncio.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+        server = BackgroundServer(app, host="127.0.0.1", port=self.settings.port)
+        await server.start()
+        self._server = server
+        self.url = f"http://127.0.0.1:{server.port}"
         log.info("relay.embedded.started", api=self.url, postback_url=self.postback_url)
 
     async def close(self) -> None:
@@ -148,12 +123,11 @@ class EmbeddedService:
         for ingest in self._ingests.values():
             await ingest.close()
         self._ingests.clear()
-        if self._server is not None and self._serving is not None:
-            self._server.should_exit = True
-            await self._serving
+        if self._server is not None:
+            await self._server.stop()
         if self._store is not None:
             await self._store.close()
-        self._server = self._serving = self._store = None
+        self._server = self._store = None
 
     async def submit(self, bodies: Sequence[bytes]) -> list[str]:
         """Ingest ``bodies`` in order, one request per run of updates of the same client."""
