@@ -34,5 +34,5 @@ def pg_server() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def pg_url(pg_server: PostgresServer) -> str:
-    """The URL of a fresh, empty database of its own for one test."""
+    """The URL of a fresh, empty database (a schema of its own) for one test."""
     return pg_server.new_database()

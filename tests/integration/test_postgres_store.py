@@ -17,7 +17,7 @@ import pytest
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
-from dhan_postback.service.store.queries import migrations
+from dhan_postback.service.store.queries import load_queries, migrations
 
 from ..store_support import NOW, URL, dead, delivered, delivery, retry, seed_registry
 from ..support import free_port
@@ -50,7 +50,7 @@ async def test_nodes_starting_together_migrate_the_schema_once(pg_url: str) -> N
         async with await psycopg.AsyncConnection.connect(pg_url) as conn:
             cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
             versions = [row[0] for row in await cur.fetchall()]
-        assert versions == [version for version, _ in migrations("postgres")]
+        assert versions == [version for version, _ in migrations(load_queries("postgres"))]
     finally:
         await asyncio.gather(*(store.close() for store in stores))
 
@@ -65,7 +65,7 @@ async def test_reopening_a_migrated_database_keeps_its_data(pg_url: str) -> None
     await again.open()
     try:
         assert await again.get_delivery(new.id) is not None
-        assert await again.schema_version() == migrations("postgres")[-1][0]
+        assert await again.schema_version() == migrations(load_queries("postgres"))[-1][0]
     finally:
         await again.close()
 

@@ -61,7 +61,7 @@ CHANNEL: Final = "dhan_postback_outbox"
 """The LISTEN/NOTIFY channel a commit that makes deliveries claimable notifies."""
 
 _Q: Final = load_queries("postgres")
-_MIGRATIONS: Final = migrations("postgres")
+_MIGRATIONS: Final = migrations(_Q)
 _RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _TRANSACTION_TRIES: Final = 5
 _T = TypeVar("_T")
@@ -210,7 +210,7 @@ class PostgresStore:
     # Registry -----------------------------------------------------------------------------
     async def add_token(self, token: TokenRecord) -> None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(_Q["add_token"], dataclasses.asdict(token))
+            await conn.execute(_Q["insert_token"], dataclasses.asdict(token))
 
         try:
             await self._run(run)
@@ -267,8 +267,8 @@ class PostgresStore:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.transaction(), conn.pipeline():
                 await conn.execute(_Q["lock_new_queues"], queues, prepare=True)
-                await conn.execute(_Q["enqueue"], columns, prepare=True)
-                await conn.execute(_Q["refresh_heads"], heads, prepare=True)
+                await conn.execute(_Q["insert_deliveries"], columns, prepare=True)
+                await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
 
         try:
             await self._run(run, retry_conflicts=True)
@@ -326,12 +326,12 @@ class PostgresStore:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.transaction(), conn.pipeline():
                 await conn.execute(_Q["lock_queues"], {"ids": ids}, prepare=True)
-                await conn.execute(_Q["record_attempts"], recorded, prepare=True)
+                await conn.execute(_Q["insert_attempts"], recorded, prepare=True)
                 await conn.execute(_Q["finish"], moved, prepare=True)
                 if dead["ids"]:
                     await conn.execute(_Q["flag_after_dead"], dead, prepare=True)
                 if left_queue["ids"]:
-                    await conn.execute(_Q["refresh_heads"], left_queue, prepare=True)
+                    await conn.execute(_Q["refresh_queue_heads"], left_queue, prepare=True)
 
         await self._run(run, retry_conflicts=True)
 
@@ -365,7 +365,7 @@ class PostgresStore:
                 replayed = {row[0] for row in await cur.fetchall()}
                 if replayed:
                     await conn.execute(
-                        _Q["refresh_heads"], {"ids": list(replayed), "channel": CHANNEL}
+                        _Q["refresh_queue_heads"], {"ids": list(replayed), "channel": CHANNEL}
                     )
                 return replayed
 

@@ -6,7 +6,7 @@
 --     hashtextextended(url || chr(31) || order_id, 0), taken with pg_advisory_xact_lock by every
 --     transaction that adds to a queue, removes its head or re-opens a delivery in it;
 --   * is_head is true for exactly one pending delivery per queue (the lowest seq), kept so by
---     refresh_heads under those locks; claim reads only heads, through a small partial index;
+--     refresh_queue_heads under those locks; claim reads only heads, through a small partial index;
 --   * %(name)s are query parameters; {order} and {after} in list_deliveries are filled from a
 --     fixed list (ASC/DESC, >/<) by the store, never from input.
 
@@ -105,7 +105,7 @@ SELECT 1;
 
 -- Registry -----------------------------------------------------------------------------------
 
--- name: add_token
+-- name: insert_token
 INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
                     created_at, expires_at, revoked_at)
 VALUES (%(token_hash)s, %(dhan_client_id)s, %(postback_url)s, %(partner_id)s,
@@ -155,7 +155,7 @@ FROM (
     ORDER BY key
 ) AS k;
 
--- name: refresh_heads
+-- name: refresh_queue_heads
 -- Make the lowest pending seq of each queue of these deliveries its head, and only it.
 -- Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
 WITH queues AS (
@@ -179,7 +179,7 @@ SELECT pg_notify(%(channel)s, '') FROM changed WHERE is_head LIMIT 1;
 
 -- Outbox -------------------------------------------------------------------------------------
 
--- name: enqueue
+-- name: insert_deliveries
 -- One statement for the whole batch; seq follows the batch's order.
 INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url, order_id,
                         payload, created_at, next_attempt_at)
@@ -222,7 +222,7 @@ LEFT JOIN tokens AS t ON t.token_hash = c.token_hash
 LEFT JOIN partners AS p ON p.partner_id = c.partner_id
 ORDER BY c.next_attempt_at, c.seq;
 
--- name: record_attempts
+-- name: insert_attempts
 INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
                       response_prefix)
 SELECT *
@@ -275,11 +275,26 @@ WITH released AS (
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 
 -- name: next_due
--- Only heads count: a delivery queued behind another is not due until its turn comes, and
--- the commit that gives it its turn wakes the dispatchers.
-SELECT min(greatest(next_attempt_at, lease_until))
-FROM deliveries
-WHERE status = 'pending' AND is_head;
+-- The earliest max(next_attempt_at, lease_until) over queue heads (a delivery queued behind
+-- another is not due before its turn, and the commit that gives it its turn wakes the
+-- dispatchers), in two index range scans that each read only the heads in flight:
+-- `free` is the earliest head not leased past its due time; any head due before it is in
+-- flight, so only those can end their lease earlier.
+WITH free AS (
+    SELECT next_attempt_at AS due
+    FROM deliveries
+    WHERE status = 'pending' AND is_head AND lease_until <= next_attempt_at
+    ORDER BY next_attempt_at
+    LIMIT 1
+)
+SELECT least(
+    (SELECT due FROM free),
+    (SELECT min(lease_until)
+     FROM deliveries
+     WHERE status = 'pending' AND is_head AND lease_until > next_attempt_at
+       AND next_attempt_at < coalesce((SELECT due FROM free), 'infinity'))
+);
+
 
 -- name: replay
 -- Re-open the matching deliveries (found with list_deliveries) that are not in flight.
