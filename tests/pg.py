@@ -77,7 +77,9 @@ def unavailable_reason() -> str | None:
 class PostgresServer:
     """One PostgreSQL cluster in a temporary folder, or an existing server from the env."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """``durable`` keeps PostgreSQL's default fsync settings (for benchmarks)."""
+        self._durable = durable
         self._existing = os.environ.get(ENV_URL)
         self._folder: Path | None = None
         self._bin_dir = find_bin_dir()
@@ -105,18 +107,16 @@ class PostgresServer:
             ["-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
         )
         self.port = free_port()
-        options = " ".join(
-            [
-                f"-p {self.port}",
-                "-c listen_addresses=127.0.0.1",
-                f"-c unix_socket_directories={sockets}",
-                "-c fsync=off",
-                "-c synchronous_commit=off",
-                "-c full_page_writes=off",
-                "-c max_connections=200",
-                "-c shared_buffers=64MB",
-            ]
-        )
+        settings = [
+            f"-p {self.port}",
+            "-c listen_addresses=127.0.0.1",
+            f"-c unix_socket_directories={sockets}",
+            "-c max_connections=200",
+            "-c shared_buffers=128MB",
+        ]
+        if not self._durable:
+            settings += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        options = " ".join(settings)
         log = self._folder / "server.log"
         self._run("pg_ctl", ["-D", str(data), "-l", str(log), "-o", options, "-w", "start"])
         self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"

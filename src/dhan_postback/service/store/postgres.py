@@ -364,6 +364,7 @@ class PostgresStore:
                 cur = await conn.execute(_Q["replay"], {"ids": order, "now": now})
                 replayed = {row[0] for row in await cur.fetchall()}
                 if replayed:
+                    await conn.execute(_Q["unset_queue_heads"], {"ids": list(replayed)})
                     await conn.execute(
                         _Q["refresh_queue_heads"], {"ids": list(replayed), "channel": CHANNEL}
                     )

@@ -5,8 +5,11 @@
 --   * a delivery's queue is (url, order_id); its lock key is
 --     hashtextextended(url || chr(31) || order_id, 0), taken with pg_advisory_xact_lock by every
 --     transaction that adds to a queue, removes its head or re-opens a delivery in it;
---   * is_head is true for exactly one pending delivery per queue (the lowest seq), kept so by
---     refresh_queue_heads under those locks; claim reads only heads, through a small partial index;
+--   * is_head is true for exactly one pending delivery per queue (the lowest seq) and false
+--     for every other row, kept so under those locks: a new delivery starts false, a finish
+--     that moves a delivery out of pending clears it, refresh_queue_heads promotes the next
+--     head, and a replay (which can re-open a delivery before the head) unsets the queue's
+--     head first; claim reads only heads, through a small partial index;
 --   * %(name)s are query parameters; {order} and {after} in list_deliveries are filled from a
 --     fixed list (ASC/DESC, >/<) by the store, never from input.
 
@@ -156,25 +159,33 @@ FROM (
 ) AS k;
 
 -- name: refresh_queue_heads
--- Make the lowest pending seq of each queue of these deliveries its head, and only it.
--- Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
+-- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
+-- queue). Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
 WITH queues AS (
     SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
-), heads AS (
-    SELECT DISTINCT ON (d.url, d.order_id) d.seq
-    FROM deliveries AS d
-    JOIN queues AS q ON d.url = q.url AND d.order_id = q.order_id
-    WHERE d.status = 'pending'
-    ORDER BY d.url, d.order_id, d.seq
-), changed AS (
+), promoted AS (
     UPDATE deliveries AS d
-    SET is_head = (d.seq IN (SELECT seq FROM heads))
+    SET is_head = true
     FROM queues AS q
-    WHERE d.url = q.url AND d.order_id = q.order_id AND d.status = 'pending'
-      AND d.is_head <> (d.seq IN (SELECT seq FROM heads))
-    RETURNING d.is_head
+    CROSS JOIN LATERAL (
+        SELECT p.seq
+        FROM deliveries AS p
+        WHERE p.url = q.url AND p.order_id = q.order_id AND p.status = 'pending'
+        ORDER BY p.seq
+        LIMIT 1
+    ) AS head
+    WHERE d.seq = head.seq AND NOT d.is_head
+    RETURNING 1
 )
-SELECT pg_notify(%(channel)s, '') FROM changed WHERE is_head LIMIT 1;
+SELECT pg_notify(%(channel)s, '') FROM promoted LIMIT 1;
+
+-- name: unset_queue_heads
+-- Before a replay re-opens deliveries: a re-opened delivery may come before its queue's
+-- current head, so the head is chosen again (refresh_queue_heads) from scratch.
+UPDATE deliveries AS d
+SET is_head = false
+FROM (SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])) AS q
+WHERE d.url = q.url AND d.order_id = q.order_id AND d.status = 'pending' AND d.is_head;
 
 
 -- Outbox -------------------------------------------------------------------------------------
