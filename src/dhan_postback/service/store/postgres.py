@@ -467,26 +467,30 @@ class _Listener:
         return conn
 
     async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        failures = 0
         while True:
             try:
                 async with conn:
                     async for _ in conn.notifies():
-                        failures = 0
-                        self._callback()
-            except psycopg.OperationalError as exc:
+                        self._wake()
+            except psycopg.Error as exc:
                 log.warning("listen connection lost", backend="postgres", error=type(exc).__name__)
-            conn = await self._reconnect(failures)
-            failures = 0
-            self._callback()  # whatever was committed while we were away
+            conn = await self._reconnect()
+            self._wake()  # whatever was committed while we were away
 
-    async def _reconnect(self, failures: int) -> psycopg.AsyncConnection[Any]:
+    def _wake(self) -> None:
+        try:
+            self._callback()
+        except Exception:
+            log.exception("wake-up callback failed")
+
+    async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
+        failures = 0
         while True:
-            delay = self._RECONNECT_DELAYS[min(failures, len(self._RECONNECT_DELAYS) - 1)]
-            await asyncio.sleep(delay)
+            delays = self._RECONNECT_DELAYS
+            await asyncio.sleep(delays[min(failures, len(delays) - 1)])
             try:
                 return await self._connect()
-            except psycopg.OperationalError:
+            except psycopg.Error:
                 failures += 1
 
 
