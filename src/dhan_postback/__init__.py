@@ -7,12 +7,21 @@ from ._version import __version__
 from .errors import (
     AuthenticationError,
     DhanPostbackError,
+    IllegalTransition,
     InvalidUpdate,
     NotFound,
     PayloadError,
     SignatureError,
     UnreadablePayload,
     URLRefused,
+)
+from .lifecycle import (
+    ChangeKind,
+    change_kind,
+    check_transition,
+    is_terminal,
+    progress_key,
+    status_rank,
 )
 from .payload import (
     FIELDS,
@@ -34,8 +43,10 @@ from .payload import (
 __all__ = [
     "FIELDS",
     "AuthenticationError",
+    "ChangeKind",
     "DhanPostbackError",
     "ExchangeSegment",
+    "IllegalTransition",
     "InvalidUpdate",
     "LegName",
     "NotFound",
@@ -52,7 +63,12 @@ __all__ = [
     "UnreadablePayload",
     "Validity",
     "__version__",
+    "change_kind",
+    "check_transition",
     "dumps",
+    "is_terminal",
     "parse",
+    "progress_key",
+    "status_rank",
     "validate_strict",
 ]

@@ -6,6 +6,8 @@ The tree::
     ├── PayloadError ..................... DH-905 Input_Exception   400
     │   ├── UnreadablePayload             a body that is not a JSON object, even after repair
     │   ├── InvalidUpdate                 strict validation failed; ``.field`` names the field
+    │   │   └── IllegalTransition         an update that cannot follow the order's previous one
+    │   │                                 (``.rule`` is a stable tag, see lifecycle.Violation)
     │   └── BatchTooLarge                 more updates in one request than allowed
     ├── RequestTooLarge .................. DH-905 Input_Exception   413
     ├── URLRefused ....................... DH-905 Input_Exception   422  (``.reason``)
@@ -32,6 +34,7 @@ __all__ = [
     "BatchTooLarge",
     "Conflict",
     "DhanPostbackError",
+    "IllegalTransition",
     "InvalidUpdate",
     "NotFound",
     "PayloadError",
@@ -76,6 +79,18 @@ class InvalidUpdate(PayloadError):
         super().__init__(message)
         self.field = field
         self.index = index
+
+
+class IllegalTransition(InvalidUpdate):
+    """An update that cannot follow the previous one of the same order.
+
+    ``rule`` is a short stable tag (the values of :class:`dhan_postback.lifecycle.Violation`),
+    so callers can tell "status went back" from "filled_qty went down" without reading prose.
+    """
+
+    def __init__(self, message: str, *, rule: str, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.rule = rule
 
 
 class BatchTooLarge(PayloadError):

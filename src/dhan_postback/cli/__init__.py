@@ -19,6 +19,9 @@ __all__ = ["COMMANDS", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under dhan_postback.cli, attribute), plus the one-line help shown in --help
     "simulate": ("simulate:simulate", "Print simulated order updates as JSON lines."),
+    "receive": ("receive:receive", "Receive postbacks at a URL: verify, store, keep the book."),
+    "orders": ("orders:orders", "Print the order book a receiver has built."),
+    "send": ("send:send", "Send one realistic postback to a URL and show the answer."),
 }
 
 
