@@ -107,10 +107,19 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
-        )
+        if self.log_path:
+            with open(self.log_path, "ab") as log:  # the child keeps its own copy of the fd
+                self.process = subprocess.Popen(
+                    self.args, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT
+                )
+        else:
+            self.process = subprocess.Popen(
+                self.args,
+                env=self.env,
+                cwd=self.cwd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+            )
         if self.health_url:
             try:
                 wait_http_ok(self.health_url, timeout)

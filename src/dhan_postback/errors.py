@@ -10,13 +10,16 @@ The tree::
     │   │                                 (``.rule`` is a stable tag, see lifecycle.Violation)
     │   └── BatchTooLarge                 more updates in one request than allowed
     ├── RequestTooLarge .................. DH-905 Input_Exception   413
+    ├── UnsupportedMediaType ............. DH-905 Input_Exception   415
+    ├── MethodNotAllowed ................. DH-905 Input_Exception   405
     ├── URLRefused ....................... DH-905 Input_Exception   422  (``.reason``)
     ├── AuthenticationError .............. DH-901 Invalid_Authentication 401
     │   └── SignatureError                a postback whose signature or timestamp fails
     ├── PermissionDenied ................. DH-901 Invalid_Authentication 403
     ├── NotFound ......................... DH-907 Data_Error        404
     ├── Conflict ......................... DH-905 Input_Exception   409
-    └── StoreUnavailable ................. DH-908 Internal_Server_Error 503
+    ├── StoreUnavailable ................. DH-908 Internal_Server_Error 503
+    └── InternalError .................... DH-908 Internal_Server_Error 500  (a bug, logged)
 
 HTTP layers turn any of these into the broker's error shape with :func:`error_body`::
 
@@ -35,7 +38,9 @@ __all__ = [
     "Conflict",
     "DhanPostbackError",
     "IllegalTransition",
+    "InternalError",
     "InvalidUpdate",
+    "MethodNotAllowed",
     "NotFound",
     "PayloadError",
     "PermissionDenied",
@@ -44,6 +49,7 @@ __all__ = [
     "StoreUnavailable",
     "URLRefused",
     "UnreadablePayload",
+    "UnsupportedMediaType",
     "error_body",
 ]
 
@@ -103,6 +109,20 @@ class RequestTooLarge(DhanPostbackError):
     http_status = 413
 
 
+class UnsupportedMediaType(DhanPostbackError):
+    """A body sent with a Content-Type other than JSON."""
+
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 415
+
+
+class MethodNotAllowed(DhanPostbackError):
+    error_type = "Input_Exception"
+    error_code = "DH-905"
+    http_status = 405
+
+
 class URLRefused(DhanPostbackError):
     """A Postback URL the policy does not allow. ``reason`` is a short stable tag."""
 
@@ -147,6 +167,14 @@ class StoreUnavailable(DhanPostbackError):
     error_type = "Internal_Server_Error"
     error_code = "DH-908"
     http_status = 503
+
+
+class InternalError(DhanPostbackError):
+    """Something the code did not expect: the client gets this, the log gets the details."""
+
+    error_type = "Internal_Server_Error"
+    error_code = "DH-908"
+    http_status = 500
 
 
 def error_body(error: DhanPostbackError) -> dict[str, str]:

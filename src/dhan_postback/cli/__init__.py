@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "receive": ("receive:receive", "Receive postbacks at a URL: verify, store, keep the book."),
     "orders": ("orders:orders", "Print the order book a receiver has built."),
     "send": ("send:send", "Send one realistic postback to a URL and show the answer."),
+    "serve": ("serve:serve", "Run the postback service (API, outbox, delivery)."),
+    "tokens": ("tokens:tokens", "Create or revoke access tokens through a running service."),
 }
 
 

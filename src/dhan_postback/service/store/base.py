@@ -238,7 +238,8 @@ class Store(Protocol):
         """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown."""
 
     async def next_due(self) -> float | None:
-        """The earliest ``next_attempt_at`` of any pending, unleased delivery, or lease end."""
+        """When the next queue head becomes claimable: its ``next_attempt_at``, or its lease
+        end if it is leased. Deliveries waiting behind a head do not count. None if idle."""
 
     async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
         """Queue matching deliveries again (a fresh retry round); return their ids."""

@@ -183,10 +183,12 @@ class MemoryStore:
                 row.lease_until = 0.0
 
     async def next_due(self) -> float | None:
+        # Only queue heads can be claimed: a waiting successor is not due before its head
+        # is done, whatever its own next_attempt_at says.
         times = [
             max(row.next_attempt_at, row.lease_until)
             for row in self._rows.values()
-            if row.status is DeliveryStatus.PENDING
+            if row.status is DeliveryStatus.PENDING and self._is_head(row)
         ]
         return min(times, default=None)
 

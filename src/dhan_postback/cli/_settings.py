@@ -1,0 +1,84 @@
+"""Command-line flags made from :class:`~dhan_postback.settings.ServiceSettings`.
+
+One flag per settings field, named after it (``max_in_flight_per_url`` is
+``--max-in-flight-per-url``), its help the field's description plus the environment variable
+and the default. Flags left out fall back to the environment, then to the default, because
+only the flags actually given are passed to the settings model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+
+from ..durations import format_duration
+from ..settings import ServiceSettings
+
+__all__ = ["settings_from_flags", "settings_options"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ENV_PREFIX = str(ServiceSettings.model_config.get("env_prefix", ""))
+_METAVARS = {"retry_schedule": "DELAYS", "db": "URL", "admin_key": "KEY", "host": "ADDRESS"}
+_DURATIONS = frozenset(
+    {"timeout", "retry_after_cap", "breaker_cooldown", "lease", "token_ttl", "shutdown_grace"}
+)
+
+
+def _shown_default(name: str, field: FieldInfo) -> str | None:
+    if name == "retry_schedule":
+        return None  # the description spells it out
+    if field.default is None or isinstance(field.default, SecretStr):
+        return None
+    if name in _DURATIONS:
+        return format_duration(float(field.default))
+    if isinstance(field.default, bool):
+        return "on" if field.default else "off"
+    return str(field.default)
+
+
+def _option(name: str, field: FieldInfo) -> Callable[[F], F]:
+    flag = "--" + name.replace("_", "-")
+    env = _ENV_PREFIX + name.upper()
+    default = _shown_default(name, field)
+    help_text = f"{field.description or ''} [env: {env}" + (
+        f"; default: {default}]" if default is not None else "]"
+    )
+    if field.annotation is bool:
+        return click.option(
+            f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text, show_default=False
+        )
+    metavar = (
+        "DURATION"
+        if name in _DURATIONS
+        else _METAVARS.get(name) or ("INTEGER" if field.annotation is int else "TEXT")
+    )
+    return click.option(flag, name, default=None, metavar=metavar, help=help_text)
+
+
+def settings_options(command: F) -> F:
+    """Decorate a click command with one flag per settings field (in declaration order)."""
+    for name, field in reversed(ServiceSettings.model_fields.items()):
+        command = _option(name, field)(command)
+    return command
+
+
+def settings_from_flags(flags: Mapping[str, Any]) -> ServiceSettings:
+    """Settings from the flags given (others from ``DHAN_POSTBACK_*``, then defaults)."""
+    given = {
+        name: value
+        for name, value in flags.items()
+        if name in ServiceSettings.model_fields and value is not None
+    }
+    try:
+        return ServiceSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise click.UsageError(problems) from None

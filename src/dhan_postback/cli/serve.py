@@ -1,0 +1,77 @@
+"""``dhan-postback serve``: the postback service (HTTP API and, once wired, the dispatcher)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+
+from ..settings import ServiceSettings
+from ..urlpolicy import loopback_warning
+from ._settings import settings_from_flags, settings_options
+
+__all__ = ["build_app", "configure_logging", "serve"]
+
+log = structlog.get_logger(__name__)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Plain key=value lines on stderr; tracebacks without local variables (no secrets)."""
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            ),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def build_app(settings: ServiceSettings) -> Starlette:
+    """The app ``serve`` runs: the API, with the dispatcher as a lifespan hook once it exists."""
+    from ..service.app import create_app
+
+    return create_app(settings)
+
+
+@click.command()
+@settings_options
+def serve(**flags: Any) -> None:
+    """Run the postback service: accept order updates, commit them, deliver them.
+
+    Every option can also be set with its DHAN_POSTBACK_* environment variable (prefer
+    DHAN_POSTBACK_ADMIN_KEY to --admin-key, which other users can see in the process list).
+    """
+    settings = settings_from_flags(flags)
+    if settings.admin_key is None or not settings.admin_key.get_secret_value():
+        raise click.UsageError(
+            "an admin key is required: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key); "
+            "the admin API creates the access tokens"
+        )
+    configure_logging()
+    if settings.allow_loopback:
+        log.warning("SANDBOX: " + loopback_warning())
+    log.info("dhan-postback service starting", host=settings.host, port=settings.port)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+    )

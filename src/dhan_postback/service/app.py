@@ -1,0 +1,417 @@
+"""The postback service's HTTP API (Starlette): registry, ingest, delivery log, health, metrics.
+
+Routes are thin: they authenticate, read the request, and hand the work to the registry
+(:mod:`.registry`), the ingest rules (:mod:`.ingest`) and the store. The order system hands
+updates to ``POST /v2/order-updates`` and gets its 202 only once the outbox has committed
+them; the dispatcher (a lifespan hook) is woken through ``on_commit``.
+
+Every error is the broker's shape ``{"errorType", "errorCode", "errorMessage"}`` with a 4xx
+(or 503 when the store is down); an unexpected exception is a 500 in the same shape, logged
+without the request path, headers or body.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..errors import (
+    Conflict,
+    DhanPostbackError,
+    NotFound,
+    PayloadError,
+    PermissionDenied,
+    StoreUnavailable,
+)
+from ..settings import ServiceSettings
+from .http import (
+    ErrorShield,
+    error_response,
+    from_iso,
+    handle_error,
+    handle_http_exception,
+    json_response,
+    read_body,
+    require_json,
+    to_iso,
+)
+from .ingest import check_client, decode_updates, plan_deliveries
+from .metrics import ServiceMetrics
+from .models import (
+    PartnerRequest,
+    ReplayRequest,
+    TokenRequest,
+    attempt_json,
+    delivery_json,
+    parse_body,
+    payload_json,
+)
+from .openapi import openapi_document
+from .registry import AdminKey, Registry
+from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
+
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "LifespanHook", "create_app"]
+
+log = structlog.get_logger(__name__)
+
+LifespanHook = Callable[[Store], contextlib.AbstractAsyncContextManager[object]]
+"""Something that runs beside the API while it serves, given the open store (the dispatcher)."""
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_ADMIN_BODY_LIMIT = 64 * 1024
+_NO_DESTINATION_NOTE = (
+    "this access token has no Postback URL and no partner: the updates were accepted, "
+    "and there is nowhere to send them"
+)
+_LIST_PARAMETERS = frozenset(
+    {"status", "orderId", "dhanClientId", "target", "partnerId", "since", "until"}
+    | {"cursor", "limit", "order"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Viewer:
+    """Who reads the delivery log: the admin (``token`` None) or one token's holder.
+
+    A token's holder sees the deliveries to its client's own Postback URLs, never another
+    client's, and never a partner's copy.
+    """
+
+    token: TokenRecord | None
+
+    def restrict(self, query: DeliveryQuery) -> DeliveryQuery:
+        if self.token is None:
+            return query
+        own = self.token.dhan_client_id
+        if query.dhan_client_id not in (None, own):
+            raise PermissionDenied("an access token sees only its own client's deliveries")
+        return dataclasses.replace(query, dhan_client_id=own, target=Target.TOKEN)
+
+    def may_see(self, delivery: Delivery) -> bool:
+        return self.token is None or (
+            delivery.dhan_client_id == self.token.dhan_client_id and delivery.target is Target.TOKEN
+        )
+
+
+class _Service:
+    """The state behind the routes; the store and registry exist while the app runs."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        store: Store | None,
+        on_commit: Callable[[], None] | None,
+        metrics: ServiceMetrics,
+    ) -> None:
+        self.settings = settings
+        self._given_store = store
+        self._on_commit = on_commit
+        self.metrics = metrics
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        self.admin_key = AdminKey(admin_key)
+        self._store: Store | None = None
+        self._registry: Registry | None = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise StoreUnavailable("the service is not running")
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            raise StoreUnavailable("the service is not running")
+        return self._registry
+
+    @contextlib.asynccontextmanager
+    async def running(self, hooks: Sequence[LifespanHook]) -> AsyncIterator[None]:
+        """Open the store (creating it from settings.db unless given), run the hooks."""
+        store = self._given_store or create_store(self.settings.db)
+        await store.open()
+        async with contextlib.AsyncExitStack() as stack:
+            if self._given_store is None:
+                stack.push_async_callback(store.close)
+            self._store = store
+            self._registry = Registry(
+                store,
+                token_ttl=self.settings.token_ttl,
+                allow_loopback=self.settings.allow_loopback,
+            )
+            stack.callback(self._forget)
+            for hook in hooks:
+                await stack.enter_async_context(hook(store))
+            yield
+
+    def _forget(self) -> None:
+        self._store = self._registry = None
+
+    def committed(self) -> None:
+        """Tell the dispatcher there is new work; its failure must not fail the request."""
+        if self._on_commit is None:
+            return
+        try:
+            self._on_commit()
+        except Exception as exc:
+            log.error("on_commit hook failed", error_type=type(exc).__name__)
+
+    async def viewer(self, request: Request) -> _Viewer:
+        offered_key = request.headers.get("admin-key")
+        if offered_key is not None:
+            self.admin_key.check(offered_key)
+            return _Viewer(None)
+        return _Viewer(await self.registry.authenticate(request.headers.get("access-token")))
+
+    async def admin_body(self, request: Request) -> bytes:
+        self.admin_key.check(request.headers.get("admin-key"))
+        require_json(request)
+        return await read_body(request, min(_ADMIN_BODY_LIMIT, self.settings.max_body_bytes))
+
+    # Registry -------------------------------------------------------------------------------
+    async def create_token(self, request: Request) -> Response:
+        body = parse_body(TokenRequest, await self.admin_body(request))
+        issued = await self.registry.issue_token(
+            body.dhanClientId, postback_url=body.postbackUrl, partner_id=body.partnerId
+        )
+        record = issued.record
+        return json_response(
+            {
+                "accessToken": issued.access_token,
+                "dhanClientId": record.dhan_client_id,
+                "postbackUrl": record.postback_url,
+                "partnerId": record.partner_id,
+                "signingSecret": record.signing_secret,
+                "expiresAt": to_iso(record.expires_at),
+            },
+            201,
+        )
+
+    async def revoke_token(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        record = await self.registry.revoke_token(request.path_params["token"])
+        return json_response(
+            {
+                "dhanClientId": record.dhan_client_id,
+                "status": "revoked",
+                "revokedAt": to_iso(record.revoked_at),
+            }
+        )
+
+    async def create_partner(self, request: Request) -> Response:
+        body = parse_body(PartnerRequest, await self.admin_body(request))
+        partner = await self.registry.put_partner(body.partnerId, body.postbackUrl)
+        return json_response(
+            {
+                "partnerId": partner.partner_id,
+                "postbackUrl": partner.postback_url,
+                "signingSecret": partner.signing_secret,
+            },
+            201,
+        )
+
+    # Ingest ---------------------------------------------------------------------------------
+    async def ingest(self, request: Request) -> Response:
+        try:
+            token = await self.registry.authenticate(request.headers.get("access-token"))
+            require_json(request)
+            body = await read_body(request, self.settings.max_body_bytes)
+            updates, batch = decode_updates(body, max_batch=self.settings.max_batch)
+            check_client(updates, token, batch=batch)
+            destinations = await self.registry.destinations(token)
+            deliveries = plan_deliveries(updates, token, destinations, now=time.time())
+            if deliveries:
+                await self.store.enqueue(deliveries)
+        except DhanPostbackError as exc:
+            self.metrics.ingest_rejected.labels(error_code=exc.error_code).inc()
+            raise
+        self.metrics.updates_ingested.inc(len(updates))
+        answer: dict[str, Any] = {"deliveryIds": [delivery.id for delivery in deliveries]}
+        if deliveries:
+            self.metrics.deliveries_created.inc(len(deliveries))
+            self.committed()
+        else:
+            answer["note"] = _NO_DESTINATION_NOTE
+        return json_response(answer, 202)
+
+    # Delivery log ---------------------------------------------------------------------------
+    async def list_deliveries(self, request: Request) -> Response:
+        viewer = await self.viewer(request)
+        query = viewer.restrict(_list_query(request))
+        found = await self.store.list_deliveries(query)
+        next_cursor = str(found[-1].seq) if len(found) == query.limit else None
+        return json_response(
+            {"deliveries": [delivery_json(d) for d in found], "nextCursor": next_cursor}
+        )
+
+    async def visible_delivery(self, request: Request) -> tuple[_Viewer, Delivery]:
+        viewer = await self.viewer(request)
+        delivery = await self.store.get_delivery(request.path_params["delivery_id"])
+        if delivery is None or not viewer.may_see(delivery):
+            raise NotFound("no such delivery")
+        return viewer, delivery
+
+    async def get_delivery(self, request: Request) -> Response:
+        _, delivery = await self.visible_delivery(request)
+        attempts = await self.store.get_attempts(delivery.id)
+        shown = delivery_json(delivery)
+        shown["payload"] = payload_json(delivery.payload)
+        shown["attempts"] = [attempt_json(attempt) for attempt in attempts]
+        return json_response(shown)
+
+    async def replay_one(self, request: Request) -> Response:
+        viewer, delivery = await self.visible_delivery(request)
+        query = viewer.restrict(DeliveryQuery(ids=[delivery.id]))
+        replayed = await self.store.replay(query, now=time.time())
+        if not replayed:
+            raise Conflict("the delivery is being sent right now; replay it once it is done")
+        self.committed()
+        return json_response({"deliveryIds": replayed}, 202)
+
+    async def replay_many(self, request: Request) -> Response:
+        viewer = await self.viewer(request)
+        require_json(request)
+        body = parse_body(ReplayRequest, await read_body(request, _ADMIN_BODY_LIMIT))
+        if all(value is None for value in body.model_dump().values()):
+            raise PayloadError(
+                "name at least one filter (status, orderId, since, until, dhanClientId): "
+                "replaying everything is not done by accident"
+            )
+        query = viewer.restrict(
+            DeliveryQuery(
+                status=body.status,
+                order_id=body.orderId,
+                dhan_client_id=body.dhanClientId,
+                since=None if body.since is None else from_iso(body.since, "since"),
+                until=None if body.until is None else from_iso(body.until, "until"),
+            )
+        )
+        replayed = await self.store.replay(query, now=time.time())
+        if replayed:
+            self.committed()
+        return json_response({"deliveryIds": replayed}, 202)
+
+    # Operations -----------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        try:
+            await self.store.ping()
+        except StoreUnavailable as exc:
+            return error_response(exc)
+        except Exception as exc:
+            log.error("health check failed", error_type=type(exc).__name__)
+            return error_response(StoreUnavailable("the store does not answer"))
+        return json_response({"status": "ok"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        with contextlib.suppress(DhanPostbackError):
+            for status, count in (await self.store.counts()).items():
+                self.metrics.deliveries.labels(status=status.value).set(count)
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def openapi(self, request: Request) -> Response:
+        return json_response(openapi_document())
+
+
+def _list_query(request: Request) -> DeliveryQuery:
+    """A DeliveryQuery from ``GET /v2/deliveries`` query parameters; 400 names a bad one."""
+    params = request.query_params
+    unknown = sorted(set(params) - _LIST_PARAMETERS)
+    if unknown:
+        raise PayloadError(f"unknown query parameter `{unknown[0]}`")
+    status = params.get("status")
+    if status is not None and status not in DeliveryStatus.__members__.values():
+        allowed = ", ".join(DeliveryStatus)
+        raise PayloadError(f"`status` must be one of {allowed}")
+    target = params.get("target")
+    if target is not None and target not in Target.__members__.values():
+        raise PayloadError(f"`target` must be one of {', '.join(Target)}")
+    order = params.get("order", "newest")
+    if order not in ("newest", "oldest"):
+        raise PayloadError("`order` must be newest or oldest")
+    since, until = params.get("since"), params.get("until")
+    return DeliveryQuery(
+        status=DeliveryStatus(status) if status is not None else None,
+        order_id=params.get("orderId"),
+        dhan_client_id=params.get("dhanClientId"),
+        target=Target(target) if target is not None else None,
+        partner_id=params.get("partnerId"),
+        since=from_iso(since, "since") if since is not None else None,
+        until=from_iso(until, "until") if until is not None else None,
+        cursor=_integer(params.get("cursor"), "cursor", 0, 2**63 - 1),
+        limit=_integer(params.get("limit"), "limit", 1, MAX_PAGE_SIZE) or DEFAULT_PAGE_SIZE,
+        newest_first=order == "newest",
+    )
+
+
+def _integer(text: str | None, name: str, low: int, high: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise PayloadError(f"`{name}` must be an integer") from None
+    if not low <= value <= high:
+        raise PayloadError(f"`{name}` must be between {low} and {high}")
+    return value
+
+
+def create_app(
+    settings: ServiceSettings,
+    store: Store | None = None,
+    *,
+    on_commit: Callable[[], None] | None = None,
+    lifespan_hooks: Sequence[LifespanHook] = (),
+    metrics: ServiceMetrics | None = None,
+) -> Starlette:
+    """The service's ASGI app.
+
+    Its lifespan opens ``store`` (or one made from ``settings.db``, which it then also
+    closes), then enters every ``lifespan_hooks(store)`` context, and leaves them in reverse
+    order on shutdown. ``on_commit`` is called after every commit of new or replayed
+    deliveries: the dispatcher's wake-up. Pass ``metrics`` to share one registry with the
+    dispatcher, so that ``GET /metrics`` shows both.
+    """
+    service = _Service(settings, store, on_commit, metrics or ServiceMetrics())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with service.running(lifespan_hooks):
+            yield
+
+    routes = [
+        Route("/v2/access-tokens", service.create_token, methods=["POST"]),
+        Route("/v2/access-tokens/{token}", service.revoke_token, methods=["DELETE"]),
+        Route("/v2/partners", service.create_partner, methods=["POST"]),
+        Route("/v2/order-updates", service.ingest, methods=["POST"]),
+        Route("/v2/deliveries", service.list_deliveries, methods=["GET"]),
+        Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
+        Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
+        Route("/v2/deliveries/{delivery_id}/replay", service.replay_one, methods=["POST"]),
+        Route("/healthz", service.health, methods=["GET"]),
+        Route("/metrics", service.metrics_text, methods=["GET"]),
+        Route("/openapi.json", service.openapi, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(ErrorShield)],
+        exception_handlers={
+            DhanPostbackError: handle_error,
+            HTTPException: handle_http_exception,
+        },
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    return app

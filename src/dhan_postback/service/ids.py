@@ -1,0 +1,102 @@
+"""Delivery ids: ``msg_`` and a ULID, so ids sort by creation time and never collide.
+
+A ULID is 48 bits of milliseconds since the epoch and 80 random bits, written as 26
+characters of Crockford base32. Within one millisecond this generator adds one to the random
+part instead of drawing a new one, so the ids one process makes are strictly increasing
+(the ULID "monotonic" rule). The id is made before the outbox commit: it is the
+``webhook-id`` receivers de-duplicate on, and the API returns it in the 202.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import threading
+import time
+
+__all__ = ["DELIVERY_ID_PREFIX", "new_delivery_id", "new_delivery_ids", "new_ulid", "ulid_time"]
+
+DELIVERY_ID_PREFIX = "msg_"
+
+_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
+_FROM_CROCKFORD = {char: value for value, char in enumerate(_CROCKFORD.decode())}
+_RANDOM_BITS = 80
+_RANDOM_MAX = (1 << _RANDOM_BITS) - 1
+
+
+class _Monotonic:
+    """The last (millisecond, random) pair handed out, shared by every thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ms = 0
+        self._random = 0
+        # Ids must be unique, not secret: a PRNG seeded from the OS is enough, and it does not
+        # release the GIL (os.urandom does, and then waits for it behind the SQLite writer).
+        self._source = random.Random(os.urandom(32))
+
+    def take(self, count: int) -> tuple[int, int]:
+        """Reserve ``count`` consecutive values; return the first as (ms, random)."""
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms > self._ms:
+                self._ms = ms
+                # One bit short of 80, so that increments within this millisecond do not overflow.
+                self._random = self._source.getrandbits(_RANDOM_BITS - 1)
+            if self._random + count > _RANDOM_MAX:
+                self._ms += 1  # borrowed from the future; astronomically rare
+                self._random = self._source.getrandbits(_RANDOM_BITS - 1)
+            first = (self._ms, self._random)
+            self._random += count
+            return first
+
+
+_state = _Monotonic()
+
+
+def _encode_many(values: list[int]) -> list[str]:
+    """Crockford base32 of 128-bit values, 26 characters each, with one b32encode call.
+
+    A ULID is 130 bits (two zero bits, then the value). Shifted left by 30, it fills the top
+    of 20 bytes, which are exactly 32 base32 digits: blocks stay aligned when concatenated.
+    """
+    raw = b"".join((value << 30).to_bytes(20, "big") for value in values)
+    text = base64.b32encode(raw).translate(_TO_CROCKFORD).decode()
+    return [text[start : start + 26] for start in range(0, len(text), 32)]
+
+
+def new_ulid() -> str:
+    """One ULID, greater than every ULID this process made before."""
+    ms, random = _state.take(1)
+    return _encode_many([(ms << _RANDOM_BITS) | random])[0]
+
+
+def new_delivery_id() -> str:
+    """``msg_`` followed by a new ULID."""
+    return DELIVERY_ID_PREFIX + new_ulid()
+
+
+def new_delivery_ids(count: int) -> list[str]:
+    """``count`` increasing delivery ids, cheaper than ``count`` calls (one lock, one time)."""
+    if count <= 0:
+        return []
+    ms, random = _state.take(count)
+    first = (ms << _RANDOM_BITS) | random
+    return [DELIVERY_ID_PREFIX + ulid for ulid in _encode_many(list(range(first, first + count)))]
+
+
+def ulid_time(value: str) -> float:
+    """Seconds since the epoch at which a ULID (or ``msg_`` id) was made."""
+    text = value.removeprefix(DELIVERY_ID_PREFIX).upper()
+    if len(text) != 26:
+        raise ValueError("a ULID has 26 characters")
+    number = 0
+    for char in text[:10]:
+        try:
+            number = number * 32 + _FROM_CROCKFORD[char]
+        except KeyError:
+            raise ValueError(f"not a Crockford base32 character: {char!r}") from None
+    return number / 1000

@@ -1,0 +1,272 @@
+-- The postback service's storage on SQLite.
+--
+-- Every statement the SQLite store runs is here, under a "-- name: <name>" header, loaded by
+-- name (service/store/queries.py). "migration_<n>" brings the schema from version n-1 to n
+-- (PRAGMA user_version); the store runs the missing ones on open, each in one transaction.
+--
+-- The outbox keeps one FIFO queue per (url, order_id). Only its head, the pending delivery
+-- with the smallest seq, may be sent. Instead of searching for heads at claim time (a NOT
+-- EXISTS over the whole table), each row carries is_head, kept true by the statements that
+-- change a queue: insert_deliveries (a new row is head if its queue has no pending row),
+-- refresh_queue_head (after a delivery leaves "pending", or is replayed). The claim then
+-- reads a small partial index of due heads.
+--
+-- Without ANALYZE statistics SQLite would rather read the status index for the claim, so the
+-- claim queries name their index (INDEXED BY): they stay proportional to the due heads.
+--
+-- Statuses are the strings 'pending', 'delivered', 'dead'; targets 'token', 'partner'.
+-- Times are seconds since the epoch (REAL). Literal 'pending' in WHERE clauses lets SQLite
+-- use the partial indexes, which a bound parameter would not.
+
+
+-- name: connection_settings
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+PRAGMA busy_timeout = 10000;
+PRAGMA cache_size = -32768;
+PRAGMA temp_store = MEMORY;
+
+
+-- name: migration_1
+CREATE TABLE tokens (
+    token_hash      TEXT PRIMARY KEY,      -- SHA-256 hex of the access token; never the token
+    dhan_client_id  TEXT NOT NULL,
+    postback_url    TEXT,
+    partner_id      TEXT,
+    signing_secret  TEXT NOT NULL,         -- whsec_...: the HMAC key, so it cannot be hashed
+    created_at      REAL NOT NULL,
+    expires_at      REAL NOT NULL,
+    revoked_at      REAL
+) WITHOUT ROWID;
+
+CREATE TABLE partners (
+    partner_id      TEXT PRIMARY KEY,
+    postback_url    TEXT NOT NULL,
+    signing_secret  TEXT NOT NULL,
+    created_at      REAL NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE deliveries (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the FIFO order
+    id               TEXT NOT NULL,                      -- msg_<ULID>, the webhook-id
+    dhan_client_id   TEXT NOT NULL,
+    token_hash       TEXT NOT NULL,
+    target           TEXT NOT NULL,
+    partner_id       TEXT,
+    url              TEXT NOT NULL,
+    order_id         TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    created_at       REAL NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending',
+    is_head          INTEGER NOT NULL DEFAULT 0,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    round_attempts   INTEGER NOT NULL DEFAULT 0,         -- since creation or the last replay
+    next_attempt_at  REAL NOT NULL,
+    lease_until      REAL NOT NULL DEFAULT 0,            -- 0: not leased
+    delivered_at     REAL,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    after_dead       INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE UNIQUE INDEX deliveries_id ON deliveries (id);
+-- The pending rows of each queue, in order: finds a queue's head.
+CREATE INDEX deliveries_queue ON deliveries (url, order_id, seq) WHERE status = 'pending';
+-- Due heads, oldest due first: what claim reads.
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE is_head = 1 AND status = 'pending';
+-- Leases under way (finish and release reset lease_until to 0): when one runs out.
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE lease_until > 0;
+-- The delivery log's filters.
+CREATE INDEX deliveries_client ON deliveries (dhan_client_id, seq);
+CREATE INDEX deliveries_status ON deliveries (status, seq);
+CREATE INDEX deliveries_order ON deliveries (order_id, seq);
+
+CREATE TABLE attempts (
+    id              INTEGER PRIMARY KEY,
+    delivery_id     TEXT NOT NULL,
+    number          INTEGER NOT NULL,
+    started_at      REAL NOT NULL,
+    latency_ms      REAL NOT NULL,
+    status_code     INTEGER,
+    error           TEXT,
+    response_prefix TEXT
+);
+
+CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+
+-- Registry ------------------------------------------------------------------------------
+
+-- name: insert_token
+INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+                    created_at, expires_at, revoked_at)
+VALUES (:token_hash, :dhan_client_id, :postback_url, :partner_id, :signing_secret,
+        :created_at, :expires_at, :revoked_at);
+
+-- name: get_token
+SELECT token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+       created_at, expires_at, revoked_at
+FROM tokens
+WHERE token_hash = :token_hash;
+
+-- name: revoke_token
+UPDATE tokens SET revoked_at = COALESCE(revoked_at, :at) WHERE token_hash = :token_hash;
+
+-- name: put_partner
+INSERT INTO partners (partner_id, postback_url, signing_secret, created_at)
+VALUES (:partner_id, :postback_url, :signing_secret, :created_at)
+ON CONFLICT (partner_id) DO UPDATE SET
+    postback_url = excluded.postback_url,
+    signing_secret = excluded.signing_secret,
+    created_at = excluded.created_at;
+
+-- name: get_partner
+SELECT partner_id, postback_url, signing_secret, created_at
+FROM partners
+WHERE partner_id = :partner_id;
+
+
+-- Outbox --------------------------------------------------------------------------------
+
+-- name: insert_deliveries
+-- One statement for a whole batch: :rows is a JSON array with one array per delivery,
+--   [id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload (text),
+--    created_at, first]
+-- in enqueue order, where first is 1 for the batch's first delivery of its (url, order_id).
+-- Such a delivery is the head of its queue unless the queue already has a pending delivery.
+-- (One statement, not executemany: the writer thread then hands the GIL to the event loop
+-- once per batch rather than once per row.)
+INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url, order_id,
+                        payload, created_at, next_attempt_at, is_head)
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6, CAST(r.value ->> 7 AS BLOB), r.value ->> 8, r.value ->> 8,
+       (r.value ->> 9) AND NOT EXISTS (SELECT 1 FROM deliveries AS q
+                                       WHERE q.url = r.value ->> 5
+                                         AND q.order_id = r.value ->> 6
+                                         AND q.status = 'pending')
+FROM json_each(:rows) AS r
+ORDER BY r.key;
+
+-- name: select_due_heads
+SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
+       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
+            THEN p.signing_secret
+            ELSE t.signing_secret
+       END AS signing_secret
+FROM deliveries AS d INDEXED BY deliveries_due
+LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
+LEFT JOIN partners AS p ON p.partner_id = d.partner_id
+WHERE d.is_head = 1 AND d.status = 'pending'
+  AND d.next_attempt_at <= :now
+  AND d.lease_until <= :now
+  AND d.url NOT IN (SELECT value FROM json_each(:skip_urls))
+ORDER BY d.next_attempt_at, d.seq
+LIMIT :limit;
+
+-- name: lease
+UPDATE deliveries SET lease_until = :lease_until WHERE seq = :seq;
+
+-- name: release
+UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
+
+-- name: insert_attempt
+INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
+                      response_prefix)
+VALUES (:delivery_id, :number, :started_at, :latency_ms, :status_code, :error,
+        :response_prefix);
+
+-- name: finish_delivered
+UPDATE deliveries
+SET status = 'delivered', is_head = 0, lease_until = 0,
+    attempts = attempts + 1, round_attempts = round_attempts + 1,
+    delivered_at = :delivered_at, last_status_code = :status_code, last_error = :error
+WHERE id = :id
+RETURNING seq, url, order_id;
+
+-- name: finish_dead
+UPDATE deliveries
+SET status = 'dead', is_head = 0, lease_until = 0,
+    attempts = attempts + 1, round_attempts = round_attempts + 1,
+    last_status_code = :status_code, last_error = :error
+WHERE id = :id
+RETURNING seq, url, order_id;
+
+-- name: finish_retry
+UPDATE deliveries
+SET lease_until = 0, next_attempt_at = :next_attempt_at,
+    attempts = attempts + 1, round_attempts = round_attempts + 1,
+    last_status_code = :status_code, last_error = :error
+WHERE id = :id
+RETURNING seq, url, order_id;
+
+-- name: refresh_queue_head
+-- After a row of the queue (url, order_id) left "pending" or came back to it: the pending
+-- row with the smallest seq is the head, every other pending row is not. Touches only rows
+-- whose flag is wrong.
+WITH head AS (
+    SELECT MIN(seq) AS seq FROM deliveries
+    WHERE url = :url AND order_id = :order_id AND status = 'pending'
+)
+UPDATE deliveries
+SET is_head = NOT is_head
+WHERE url = :url AND order_id = :order_id AND status = 'pending'
+  AND is_head != (seq = (SELECT seq FROM head));
+
+-- name: flag_after_dead
+-- The next pending delivery of a queue whose delivery just died.
+UPDATE deliveries SET after_dead = 1
+WHERE seq = (SELECT MIN(seq) FROM deliveries
+             WHERE url = :url AND order_id = :order_id AND status = 'pending' AND seq > :seq);
+
+-- name: next_due_head
+SELECT next_attempt_at FROM deliveries INDEXED BY deliveries_due
+WHERE is_head = 1 AND status = 'pending' AND lease_until <= next_attempt_at
+ORDER BY next_attempt_at
+LIMIT 1;
+
+-- name: next_lease_end
+SELECT lease_until FROM deliveries INDEXED BY deliveries_leased
+WHERE lease_until > 0 AND is_head = 1 AND status = 'pending' AND lease_until > next_attempt_at
+ORDER BY lease_until
+LIMIT 1;
+
+-- name: replay
+-- {where} is built from the query's filters (see SQLiteStore._where). Deliveries being sent
+-- right now (pending and leased) are left alone.
+UPDATE deliveries
+SET status = 'pending', round_attempts = 0, next_attempt_at = :now, lease_until = 0
+WHERE {where}
+  AND NOT (status = 'pending' AND lease_until > :now)
+RETURNING seq, id, url, order_id;
+
+
+-- Delivery log --------------------------------------------------------------------------
+
+-- name: get_delivery
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+       status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
+       last_error, after_dead
+FROM deliveries
+WHERE id = :id;
+
+-- name: list_deliveries
+-- {where} from the query's filters, {direction} ASC or DESC.
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+       status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
+       last_error, after_dead
+FROM deliveries
+WHERE {where}
+ORDER BY seq {direction}
+LIMIT :limit;
+
+-- name: get_attempts
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = :delivery_id
+ORDER BY id;
+
+-- name: counts
+SELECT status, COUNT(*) FROM deliveries GROUP BY status;
+
+-- name: ping
+SELECT 1;

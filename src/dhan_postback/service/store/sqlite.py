@@ -1,0 +1,663 @@
+"""The SQLite store: one file in WAL mode, every write through one thread with group commit.
+
+Durability costs one fsync per commit (``synchronous=FULL``), a few thousand per second at
+best, so commits are shared: callers put their operation on a queue and wait on a future;
+the writer thread takes every operation waiting, runs them in one transaction (each under
+its own savepoint, so one failing operation fails alone), commits once, then resolves all the
+futures. Under load one commit carries many requests; alone, a request waits for nothing.
+
+Reads (the delivery log, token look-ups, counts) run on a separate connection in a reader
+thread: WAL lets them proceed while the writer writes, and they see every committed write.
+
+The writer shares the GIL with the event loop, and each statement it runs may cost it a wait
+for the GIL (up to the 5 ms switch interval while the loop is busy). So consecutive enqueues
+are inserted by one statement (the batch as JSON, read by ``json_each``), never row by row.
+Payloads are JSON, hence UTF-8 text, which is what lets them travel inside that JSON.
+
+The SQL lives in ``sql/sqlite.sql``; this module only moves rows in and out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import queue
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+import msgspec
+import structlog
+
+from ...errors import Conflict, StoreUnavailable
+from .base import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryQuery,
+    DeliveryStatus,
+    NewDelivery,
+    Outcome,
+    PartnerRecord,
+    Target,
+    TokenRecord,
+)
+from .queries import load_queries, migrations
+
+__all__ = ["SQLiteStore", "sqlite_path"]
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+
+_QUERIES: Final = load_queries("sqlite")
+_SCHEMA_VERSION: Final = len(migrations(_QUERIES))
+_MAX_OPS_PER_COMMIT: Final = 512
+"""A bound on one transaction, so that a flood of writes still commits regularly."""
+
+_FILTERS: Final[Mapping[str, str]] = {
+    # DeliveryQuery field -> its SQL term (parameters named after the field)
+    "status": "status = :status",
+    "order_id": "order_id = :order_id",
+    "dhan_client_id": "dhan_client_id = :dhan_client_id",
+    "target": "target = :target",
+    "partner_id": "partner_id = :partner_id",
+    "since": "created_at >= :since",
+    "until": "created_at < :until",
+    "ids": "id IN (SELECT value FROM json_each(:ids))",
+}
+
+
+def sqlite_path(url: str) -> str:
+    """The file of a ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` URL."""
+    prefix = "sqlite://"
+    if not url.lower().startswith(prefix):
+        raise ValueError(f"not a sqlite URL: {url!r} (use sqlite:///path/to/file.db)")
+    rest = url[len(prefix) :]
+    if not rest.startswith("/") or len(rest) < 2:
+        raise ValueError(f"a sqlite URL names a file: sqlite:///path/to/file.db, not {url!r}")
+    path = rest[1:].split("?", 1)[0]
+    if path in ("", ":memory:"):
+        raise ValueError("the SQLite store needs a file (readers and the writer share it)")
+    return path
+
+
+@dataclass(slots=True)
+class _Op:
+    """One caller's operation, run by the writer thread inside a shared transaction.
+
+    An enqueue carries its deliveries (``deliveries``): consecutive enqueues are then
+    inserted by one statement. Every statement the writer runs lets the event loop's thread
+    take the GIL, and getting it back can take a switch interval (5 ms) while that thread is
+    busy; so the writer runs few statements, not one per row.
+    """
+
+    run: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    deliveries: Sequence[NewDelivery] | None = None
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.executescript(_QUERIES["connection_settings"])
+    return conn
+
+
+def _translate(exc: sqlite3.Error) -> Exception:
+    """A store error for a SQLite error; SQLite's messages carry no row values."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(f"already stored ({exc})")
+    return StoreUnavailable(f"SQLite: {exc}")
+
+
+class _Writer:
+    """The one thread that writes: drains the queue, one transaction and commit per round."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._main, name="sqlite-writer", daemon=True)
+
+    def start(self) -> concurrent.futures.Future[None]:
+        self._thread.start()
+        return self._ready
+
+    def submit(self, op: _Op) -> None:
+        self._ops.put(op)
+
+    def stop(self) -> None:
+        """Finish every operation already queued, then close (call from any thread)."""
+        self._ops.put(None)
+        self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _main(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
+            conn = _connect(self._path)
+            _migrate(conn)
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            first = self._ops.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _MAX_OPS_PER_COMMIT:
+                try:
+                    op = self._ops.get_nowait()
+                except queue.Empty:
+                    break
+                if op is None:
+                    stopping = True
+                    break
+                batch.append(op)
+            try:
+                results = _run_batch(conn, batch)
+            except Exception as exc:  # a bug: fail these callers, keep serving the others
+                log.error("sqlite writer failed", error_type=type(exc).__name__)
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                failure = StoreUnavailable("the SQLite writer failed")
+                results = [(op, None, failure) for op in batch]
+            _settle(results)
+
+
+_Result = tuple[_Op, Any, BaseException | None]
+
+
+def _run_one(conn: sqlite3.Connection, op: _Op) -> _Result:
+    """Run one operation under its own savepoint, so that its failure is its own."""
+    conn.execute("SAVEPOINT op")
+    try:
+        value = op.run(conn)
+    except Exception as exc:
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        return op, None, _translate(exc) if isinstance(exc, sqlite3.Error) else exc
+    conn.execute("RELEASE op")
+    return op, value, None
+
+
+def _run_merged(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[_Result]:
+    """Consecutive enqueues as one insert; one by one if it fails (so a conflict is its own)."""
+    conn.execute("SAVEPOINT merged")
+    try:
+        _insert_deliveries(conn, [new for op in ops for new in op.deliveries or ()])
+    except Exception:
+        conn.execute("ROLLBACK TO merged")
+        conn.execute("RELEASE merged")
+        return [_run_one(conn, op) for op in ops]
+    conn.execute("RELEASE merged")
+    return [(op, None, None) for op in ops]
+
+
+def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Op]) -> list[_Result]:
+    """Run ``batch`` in one transaction; every operation gets its result or its error."""
+    results: list[_Result] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        start = 0
+        while start < len(batch):
+            end = start + 1
+            if batch[start].deliveries is not None:
+                while end < len(batch) and batch[end].deliveries is not None:
+                    end += 1
+            if end - start > 1:
+                results += _run_merged(conn, batch[start:end])
+            else:
+                results.append(_run_one(conn, batch[start]))
+            start = end
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        log.error("sqlite commit failed", error=str(exc), operations=len(batch))
+        failure = StoreUnavailable(f"SQLite commit failed: {exc}")
+        return [(op, None, failure) for op in batch]
+    return results
+
+
+def _settle(results: Iterable[_Result]) -> None:
+    """Hand results back to their event loops: one wake-up per loop, not per caller."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = defaultdict(list)
+    for result in results:
+        by_loop[result[0].loop].append(result)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[_Result]) -> None:
+    for op, value, error in items:
+        if op.future.done():
+            continue  # the caller gave up (cancelled); the write stands
+        if error is None:
+            op.future.set_result(value)
+        else:
+            op.future.set_exception(error)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file's schema to the version this code knows, one migration at a time."""
+    (current,) = conn.execute("PRAGMA user_version").fetchone()
+    if current > _SCHEMA_VERSION:
+        raise StoreUnavailable(
+            f"the database has schema version {current}, newer than this dhan-postback "
+            f"understands ({_SCHEMA_VERSION}); upgrade dhan-postback"
+        )
+    for version, script in migrations(_QUERIES):
+        if version <= current:
+            continue
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        log.info("sqlite schema migrated", version=version)
+
+
+class SQLiteStore:
+    """The :class:`~.base.Store` on one SQLite file (``sqlite:///path/to/file.db``)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self._writer: _Writer | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._opened = False
+
+    # Life cycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Create or migrate the file and start the writer; calling it again does nothing."""
+        if self._opened:
+            return
+        writer = _Writer(self.path)
+        try:
+            await asyncio.wrap_future(writer.start())
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from None
+        reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._read_conn = await asyncio.wrap_future(reader.submit(_connect, self.path))
+        self._writer, self._reader, self._opened = writer, reader, True
+
+    async def close(self) -> None:
+        """Commit what is queued, then close both connections; calling it again does nothing."""
+        if not self._opened:
+            return
+        self._opened = False
+        writer, reader, read_conn = self._writer, self._reader, self._read_conn
+        self._writer = self._reader = self._read_conn = None
+        if writer is not None:
+            await asyncio.to_thread(writer.stop)
+        if reader is not None:
+            if read_conn is not None:
+                await asyncio.wrap_future(reader.submit(read_conn.close))
+            reader.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        if self._writer is None or not self._writer.alive:
+            raise StoreUnavailable("the SQLite writer is not running")
+        await self._read(lambda conn: _rows(conn, _QUERIES["ping"]))
+
+    async def _write(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``run(conn)`` in the writer's next transaction; return after its commit."""
+        writer = self._writer
+        if writer is None:
+            raise StoreUnavailable("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        writer.submit(_Op(run, future, loop))
+        return await future
+
+    async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
+        reader, conn = self._reader, self._read_conn
+        if reader is None or conn is None:
+            raise StoreUnavailable("the store is not open")
+
+        def call() -> T:
+            try:
+                return run(conn)
+            except sqlite3.Error as exc:
+                raise _translate(exc) from None
+
+        return await asyncio.wrap_future(reader.submit(call))
+
+    # Registry ------------------------------------------------------------------------------
+    async def add_token(self, token: TokenRecord) -> None:
+        params = {
+            "token_hash": token.token_hash,
+            "dhan_client_id": token.dhan_client_id,
+            "postback_url": token.postback_url,
+            "partner_id": token.partner_id,
+            "signing_secret": token.signing_secret,
+            "created_at": token.created_at,
+            "expires_at": token.expires_at,
+            "revoked_at": token.revoked_at,
+        }
+        await self._write(lambda conn: _run(conn, "insert_token", params))
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        params = {"token_hash": token_hash}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_token"], params))
+        return TokenRecord(*rows[0]) if rows else None
+
+    async def revoke_token(self, token_hash: str, at: float) -> bool:
+        params = {"token_hash": token_hash, "at": at}
+        count = await self._write(lambda conn: _run(conn, "revoke_token", params))
+        return count > 0
+
+    async def put_partner(self, partner: PartnerRecord) -> None:
+        params = {
+            "partner_id": partner.partner_id,
+            "postback_url": partner.postback_url,
+            "signing_secret": partner.signing_secret,
+            "created_at": partner.created_at,
+        }
+        await self._write(lambda conn: _run(conn, "put_partner", params))
+
+    async def get_partner(self, partner_id: str) -> PartnerRecord | None:
+        params = {"partner_id": partner_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_partner"], params))
+        return PartnerRecord(*rows[0]) if rows else None
+
+    # Outbox --------------------------------------------------------------------------------
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        if not deliveries:
+            return
+        writer = self._writer
+        if writer is None:
+            raise StoreUnavailable("the store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        run: Callable[[sqlite3.Connection], None] = lambda conn: _insert_deliveries(  # noqa: E731
+            conn, deliveries
+        )
+        writer.submit(_Op(run, future, loop, deliveries))
+        await future
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        if limit <= 0:
+            return []
+        params = {"now": now, "limit": limit, "skip_urls": json.dumps(list(skip_urls))}
+        lease_until = now + lease
+
+        def run(conn: sqlite3.Connection) -> list[Claim]:
+            rows = _rows(conn, _QUERIES["select_due_heads"], params)
+            _run_many(conn, "lease", [{"seq": row[0], "lease_until": lease_until} for row in rows])
+            return [_claim(row, lease_until) for row in rows]
+
+        return await self._write(run)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        if outcomes:
+            await self._write(lambda conn: _finish(conn, outcomes))
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        if delivery_ids:
+            rows = [{"id": delivery_id} for delivery_id in delivery_ids]
+            await self._write(lambda conn: _run_many(conn, "release", rows))
+
+    async def next_due(self) -> float | None:
+        def run(conn: sqlite3.Connection) -> float | None:
+            times = [
+                row[0]
+                for name in ("next_due_head", "next_lease_end")
+                for row in _rows(conn, _QUERIES[name])
+            ]
+            return min(times, default=None)
+
+        return await self._read(run)
+
+    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+        where, params = _where(query, paging=False)
+        sql = _QUERIES["replay"].format(where=where)
+        params["now"] = now
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = _rows(conn, sql, params)
+            queues = {(url, order_id) for _, _, url, order_id in rows}
+            _run_many(
+                conn,
+                "refresh_queue_head",
+                [{"url": url, "order_id": order_id} for url, order_id in queues],
+            )
+            rows.sort(key=lambda row: row[0], reverse=query.newest_first)
+            return [row[1] for row in rows]
+
+        return await self._write(run)
+
+    # Delivery log --------------------------------------------------------------------------
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        params = {"id": delivery_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_delivery"], params))
+        return _delivery(rows[0]) if rows else None
+
+    async def get_attempts(self, delivery_id: str) -> list[Attempt]:
+        params = {"delivery_id": delivery_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_attempts"], params))
+        return [Attempt(*row) for row in rows]
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        if query.limit <= 0:
+            return []
+        where, params = _where(query, paging=True)
+        sql = _QUERIES["list_deliveries"].format(
+            where=where, direction="DESC" if query.newest_first else "ASC"
+        )
+        params["limit"] = query.limit
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        return [_delivery(row) for row in rows]
+
+    async def counts(self) -> dict[DeliveryStatus, int]:
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
+        counts = dict.fromkeys(DeliveryStatus, 0)
+        for status, count in rows:
+            counts[DeliveryStatus(status)] = count
+        return counts
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+    """Every row of a query, with its cursor closed (see :func:`_run`)."""
+    cursor = conn.execute(sql, params or {})
+    rows = cursor.fetchall()
+    cursor.close()
+    return rows
+
+
+def _run(conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> int:
+    """Execute a named statement; the number of rows it changed.
+
+    Operations hand back plain values, never a cursor: a cursor dropped later on the event
+    loop's thread would reset its statement while the writer thread reuses it.
+    """
+    cursor = conn.execute(_QUERIES[name], params)
+    count = cursor.rowcount
+    cursor.close()
+    return count
+
+
+def _run_many(conn: sqlite3.Connection, name: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    conn.executemany(_QUERIES[name], rows).close()
+
+
+_json = msgspec.json.Encoder()
+
+
+def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> None:
+    """Insert deliveries in order with one statement (see insert_deliveries in the SQL)."""
+    seen: set[tuple[str, str]] = set()
+    rows: list[tuple[Any, ...]] = []
+    for new in deliveries:
+        queue_key = (new.url, new.order_id)
+        first = queue_key not in seen
+        seen.add(queue_key)
+        rows.append(
+            (
+                new.id,
+                new.dhan_client_id,
+                new.token_hash,
+                new.target.value,
+                new.partner_id,
+                new.url,
+                new.order_id,
+                new.payload.decode(),
+                new.created_at,
+                1 if first else 0,
+            )
+        )
+    _run(conn, "insert_deliveries", {"rows": _json.encode(rows).decode()})
+
+
+def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+    """Record each attempt and move its delivery on (delivered, retry or dead)."""
+    attempts: list[dict[str, Any]] = []
+    changed_queues: set[tuple[str, str]] = set()
+    dead: list[dict[str, Any]] = []
+    for outcome in outcomes:
+        attempt = outcome.attempt
+        params: dict[str, Any] = {
+            "id": attempt.delivery_id,
+            "status_code": attempt.status_code,
+            "error": attempt.error,
+        }
+        if outcome.result == "delivered":
+            params["delivered_at"] = attempt.started_at + attempt.latency_ms / 1000
+            rows = _rows(conn, _QUERIES["finish_delivered"], params)
+        elif outcome.result == "dead":
+            rows = _rows(conn, _QUERIES["finish_dead"], params)
+        else:
+            params["next_attempt_at"] = outcome.next_attempt_at or attempt.started_at
+            rows = _rows(conn, _QUERIES["finish_retry"], params)
+        if not rows:
+            continue  # no such delivery: nothing to record it against
+        [(seq, url, order_id)] = rows
+        attempts.append(
+            {
+                "delivery_id": attempt.delivery_id,
+                "number": attempt.number,
+                "started_at": attempt.started_at,
+                "latency_ms": attempt.latency_ms,
+                "status_code": attempt.status_code,
+                "error": attempt.error,
+                "response_prefix": attempt.response_prefix,
+            }
+        )
+        if outcome.result != "retry":
+            changed_queues.add((url, order_id))
+        if outcome.result == "dead":
+            dead.append({"seq": seq, "url": url, "order_id": order_id})
+    _run_many(conn, "insert_attempt", attempts)
+    _run_many(conn, "flag_after_dead", dead)
+    _run_many(
+        conn,
+        "refresh_queue_head",
+        [{"url": url, "order_id": order_id} for url, order_id in changed_queues],
+    )
+
+
+def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause and parameters of a delivery query's filters (and its cursor)."""
+    terms: list[str] = []
+    params: dict[str, Any] = {}
+    values: dict[str, Any] = {
+        "status": str(query.status) if query.status is not None else None,
+        "order_id": query.order_id,
+        "dhan_client_id": query.dhan_client_id,
+        "target": str(query.target) if query.target is not None else None,
+        "partner_id": query.partner_id,
+        "since": query.since,
+        "until": query.until,
+        "ids": json.dumps(list(query.ids)) if query.ids is not None else None,
+    }
+    for name, value in values.items():
+        if value is not None:
+            terms.append(_FILTERS[name])
+            params[name] = value
+    if paging and query.cursor is not None:
+        terms.append("seq < :cursor" if query.newest_first else "seq > :cursor")
+        params["cursor"] = query.cursor
+    return (" AND ".join(terms) or "1 = 1"), params
+
+
+def _claim(row: Row, lease_until: float) -> Claim:
+    seq, delivery_id, url, order_id, payload, attempts, round_attempts, after_dead, secret = row
+    if secret is None:
+        # Tokens and partners are never deleted, so this means a damaged database.
+        raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
+    return Claim(
+        id=delivery_id,
+        seq=seq,
+        url=url,
+        order_id=order_id,
+        payload=bytes(payload),
+        signing_secret=secret,
+        attempts=attempts,
+        round_attempts=round_attempts,
+        lease_until=lease_until,
+        after_dead=bool(after_dead),
+    )
+
+
+def _delivery(row: Row) -> Delivery:
+    (
+        delivery_id,
+        seq,
+        dhan_client_id,
+        token_hash,
+        target,
+        partner_id,
+        url,
+        order_id,
+        payload,
+        status,
+        attempts,
+        created_at,
+        next_attempt_at,
+        delivered_at,
+        last_status_code,
+        last_error,
+        after_dead,
+    ) = row
+    status = DeliveryStatus(status)
+    return Delivery(
+        id=delivery_id,
+        seq=seq,
+        dhan_client_id=dhan_client_id,
+        token_hash=token_hash,
+        target=Target(target),
+        partner_id=partner_id,
+        url=url,
+        order_id=order_id,
+        payload=bytes(payload),
+        status=status,
+        attempts=attempts,
+        created_at=created_at,
+        next_attempt_at=next_attempt_at if status is DeliveryStatus.PENDING else None,
+        delivered_at=delivered_at,
+        last_status_code=last_status_code,
+        last_error=last_error,
+        after_dead=bool(after_dead),
+    )

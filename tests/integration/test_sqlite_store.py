@@ -1,0 +1,82 @@
+"""What only the SQLite store promises: its file, its schema version, its durability settings."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dhan_postback.errors import StoreUnavailable
+from dhan_postback.service.store import NewDelivery, Target
+from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
+
+
+def test_sqlite_urls_name_relative_and_absolute_files() -> None:
+    assert sqlite_path("sqlite:///./dhan-postback.db") == "./dhan-postback.db"
+    assert sqlite_path("sqlite:///data/outbox.db") == "data/outbox.db"
+    assert sqlite_path("sqlite:////var/lib/outbox.db") == "/var/lib/outbox.db"
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "sqlite:///:memory:", "memory://"])
+def test_sqlite_urls_without_a_file_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        sqlite_path(url)
+
+
+async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "outbox.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+
+
+async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await SQLiteStore(f"sqlite:///{path}").open()
+
+
+async def test_open_and_close_twice_are_harmless(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'outbox.db'}")
+    await store.open()
+    await store.open()
+    await store.ping()
+    await store.close()
+    await store.close()
+
+
+async def test_a_closed_store_is_unavailable(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'outbox.db'}")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.ping()
+    with pytest.raises(StoreUnavailable):
+        await store.counts()
+    with pytest.raises(StoreUnavailable):
+        await store.revoke_token("0" * 64, 0.0)
+
+
+async def test_a_payload_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'outbox.db'}")
+    await store.open()
+    try:
+        good = NewDelivery("msg_good", "c", "h", Target.TOKEN, None, "u", "o1", b"{}", 1.0)
+        bad = dataclasses.replace(good, id="msg_bad", order_id="o2", payload=b"\xff")
+        results = await asyncio.gather(
+            store.enqueue([good]), store.enqueue([bad]), return_exceptions=True
+        )
+        assert results[0] is None
+        assert isinstance(results[1], UnicodeDecodeError)
+        assert await store.get_delivery("msg_good") is not None
+        await store.ping()  # the writer is still serving
+    finally:
+        await store.close()

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+
+from dhan_postback.errors import AuthenticationError, NotFound, PayloadError, URLRefused
+from dhan_postback.service.registry import AdminKey, Registry, hash_secret
+from dhan_postback.service.store import Target
+from dhan_postback.service.store.memory import MemoryStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore()
+
+
+@pytest.fixture
+def registry(store: MemoryStore, clock: Clock) -> Registry:
+    return Registry(store, token_ttl=3600, allow_loopback=True, clock=clock, cache_ttl=1.0)
+
+
+async def test_a_token_is_stored_as_its_hash_with_a_secret_and_an_expiry(
+    registry: Registry, store: MemoryStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1", postback_url="http://127.0.0.1:8999/x")
+    stored = await store.get_token(hash_secret(issued.access_token))
+    assert stored == issued.record
+    assert stored.signing_secret.startswith("whsec_")
+    assert stored.expires_at == clock.now + 3600
+    assert await store.get_token(issued.access_token) is None
+
+
+async def test_an_issued_token_authenticates(registry: Registry) -> None:
+    issued = await registry.issue_token("C1")
+    assert (await registry.authenticate(issued.access_token)).dhan_client_id == "C1"
+
+
+@pytest.mark.parametrize(
+    ("token", "message"), [(None, "missing"), ("", "missing"), ("x", "invalid")]
+)
+async def test_a_missing_or_unknown_token_does_not_authenticate(
+    registry: Registry, token: str | None, message: str
+) -> None:
+    with pytest.raises(AuthenticationError, match=message):
+        await registry.authenticate(token)
+
+
+async def test_an_expired_token_does_not_authenticate(registry: Registry, clock: Clock) -> None:
+    issued = await registry.issue_token("C1")
+    clock.now += 3600
+    with pytest.raises(AuthenticationError, match="expired"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_revoking_here_takes_effect_at_once(registry: Registry) -> None:
+    issued = await registry.issue_token("C1")
+    await registry.authenticate(issued.access_token)  # now cached
+    await registry.revoke_token(issued.access_token)
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_revoking_elsewhere_takes_effect_when_the_cache_expires(
+    registry: Registry, store: MemoryStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1")
+    await registry.authenticate(issued.access_token)
+    await store.revoke_token(issued.record.token_hash, clock.now)  # another node
+    clock.now += 1.0
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_revoking_an_unknown_token_is_not_found(registry: Registry) -> None:
+    with pytest.raises(NotFound):
+        await registry.revoke_token("nope")
+
+
+async def test_a_refused_url_names_the_field_and_keeps_the_reason() -> None:
+    strict = Registry(MemoryStore(), token_ttl=60, allow_loopback=False)
+    with pytest.raises(URLRefused) as caught:
+        await strict.issue_token("C1", postback_url="http://127.0.0.1/hook")
+    assert caught.value.reason == "loopback"
+    assert "postbackUrl" in caught.value.message
+
+
+async def test_a_token_needs_an_existing_partner(registry: Registry) -> None:
+    with pytest.raises(PayloadError, match="partnerId"):
+        await registry.issue_token("C1", partner_id="ghost")
+
+
+async def test_updates_go_to_the_tokens_url_then_the_partners(registry: Registry) -> None:
+    await registry.put_partner("acme", "http://127.0.0.1:8999/partner")
+    issued = await registry.issue_token(
+        "C1", postback_url="http://127.0.0.1:8999/own", partner_id="acme"
+    )
+    destinations = await registry.destinations(issued.record)
+    assert [(d.target, d.url, d.partner_id) for d in destinations] == [
+        (Target.TOKEN, "http://127.0.0.1:8999/own", None),
+        (Target.PARTNER, "http://127.0.0.1:8999/partner", "acme"),
+    ]
+
+
+async def test_a_token_without_url_or_partner_has_no_destination(registry: Registry) -> None:
+    issued = await registry.issue_token("C1")
+    assert await registry.destinations(issued.record) == []
+
+
+def test_the_admin_key_is_checked() -> None:
+    key = AdminKey("s3cret")
+    key.check("s3cret")
+    for wrong in (None, "", "s3cret ", "other"):
+        with pytest.raises(AuthenticationError):
+            key.check(wrong)
+
+
+def test_without_an_admin_key_the_admin_api_is_closed() -> None:
+    with pytest.raises(AuthenticationError, match="disabled"):
+        AdminKey(None).check("anything")
