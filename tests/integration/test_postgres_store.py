@@ -7,25 +7,50 @@ Each "node" here is a :class:`PostgresStore` with its own connection pool, as a 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import psycopg
 import pytest
 
 from dhan_postback.errors import StoreUnavailable
-from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, Outcome
+from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
 
-from ..store_support import NOW, URL, dead, delivered, delivery, retry, seed_registry
 from ..support import free_port
+from .test_store_contract import NOW, PARTNER, TOKEN, URL, new, outcome
 
 pytestmark = pytest.mark.postgres
 
 LEASE = 30.0
 WAKE_TIMEOUT = 10.0
+_numbers = itertools.count(1)
+
+
+def delivery(order_id: str = "order-1", **options: Any) -> NewDelivery:
+    """A new delivery (the contract tests' ``new``) with an id of its own."""
+    return new(f"msg_pg{next(_numbers)}", order_id=order_id, **options)
+
+
+def delivered(claim: Claim, at: float = NOW) -> Outcome:
+    return outcome(claim, "delivered", at=at)
+
+
+def dead(claim: Claim, at: float = NOW) -> Outcome:
+    return outcome(claim, "dead", at=at, status_code=500)
+
+
+def retry(claim: Claim, *, next_at: float) -> Outcome:
+    return outcome(claim, "retry", status_code=500, next_attempt_at=next_at)
+
+
+async def seed_registry(store: PostgresStore) -> None:
+    await store.put_partner(PARTNER)
+    await store.add_token(TOKEN)
 
 
 @pytest.fixture
@@ -59,12 +84,12 @@ async def test_reopening_a_migrated_database_keeps_its_data(pg_url: str) -> None
     first = PostgresStore(pg_url)
     await first.open()
     await seed_registry(first)
-    await first.enqueue([new := delivery()])
+    await first.enqueue([made := delivery()])
     await first.close()
     again = PostgresStore(pg_url)
     await again.open()
     try:
-        assert await again.get_delivery(new.id) is not None
+        assert await again.get_delivery(made.id) is not None
         assert await again.schema_version() == migrations(load_queries("postgres"))[-1][0]
     finally:
         await again.close()
@@ -110,14 +135,14 @@ async def test_a_late_report_from_an_expired_lease_cannot_undo_a_delivery(
     nodes: list[PostgresStore],
 ) -> None:
     slow, fast = nodes[0], nodes[1]
-    await slow.enqueue([new := delivery()])
+    await slow.enqueue([made := delivery()])
     [stale] = await slow.claim(limit=1, now=NOW, lease=LEASE)
     [fresh] = await fast.claim(limit=1, now=NOW + LEASE, lease=LEASE)
     await fast.finish([delivered(fresh, NOW + LEASE)])
     await slow.finish([dead(stale, NOW + LEASE + 1)])
-    shown = await fast.get_delivery(new.id)
+    shown = await fast.get_delivery(made.id)
     assert shown is not None and shown.status is DeliveryStatus.DELIVERED
-    assert len(await fast.get_attempts(new.id)) == 2
+    assert len(await fast.get_attempts(made.id)) == 2
 
 
 async def test_a_finish_batch_that_fails_changes_nothing(nodes: list[PostgresStore]) -> None:
@@ -247,21 +272,21 @@ async def test_finishing_a_head_wakes_the_nodes_for_the_next_update(
 
 
 async def test_a_replay_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
-    await nodes[0].enqueue([new := delivery()])
+    await nodes[0].enqueue([made := delivery()])
     [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
     await nodes[0].finish([dead(claim)])
     woken = asyncio.Event()
     async with nodes[1].listen_wakeups(woken.set):
-        assert await nodes[0].replay(DeliveryQuery(ids=[new.id]), now=NOW) == [new.id]
+        assert await nodes[0].replay(DeliveryQuery(ids=[made.id]), now=NOW) == [made.id]
         await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
 
 
 async def test_a_release_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
-    await nodes[0].enqueue([new := delivery()])
+    await nodes[0].enqueue([made := delivery()])
     await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
     woken = asyncio.Event()
     async with nodes[1].listen_wakeups(woken.set):
-        await nodes[0].release([new.id])
+        await nodes[0].release([made.id])
         await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
 
 
