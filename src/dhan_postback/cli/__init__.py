@@ -21,9 +21,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulate:simulate", "Print simulated order updates as JSON lines."),
     "receive": ("receive:receive", "Receive postbacks at a URL: verify, store, keep the book."),
     "orders": ("orders:orders", "Print the order book a receiver has built."),
+    "demo": ("demo:demo", "Run everything on this machine and verify every delivery."),
     "send": ("send:send", "Send one realistic postback to a URL and show the answer."),
     "serve": ("serve:serve", "Run the postback service (API, outbox, delivery)."),
     "tokens": ("tokens:tokens", "Create or revoke access tokens through a running service."),
+    "worker": ("worker:worker", "Run only the dispatcher on a shared outbox (more nodes)."),
 }
 
 

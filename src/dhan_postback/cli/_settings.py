@@ -8,7 +8,7 @@ only the flags actually given are passed to the settings model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import click
@@ -18,7 +18,7 @@ from pydantic.fields import FieldInfo
 from ..durations import format_duration
 from ..settings import ServiceSettings
 
-__all__ = ["settings_from_flags", "settings_options"]
+__all__ = ["settings_from_flags", "settings_options", "settings_options_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,9 +62,24 @@ def _option(name: str, field: FieldInfo) -> Callable[[F], F]:
 
 def settings_options(command: F) -> F:
     """Decorate a click command with one flag per settings field (in declaration order)."""
-    for name, field in reversed(ServiceSettings.model_fields.items()):
-        command = _option(name, field)(command)
-    return command
+    return settings_options_for(ServiceSettings.model_fields)(command)
+
+
+def settings_options_for(names: Collection[str]) -> Callable[[F], F]:
+    """Like :func:`settings_options`, with the named fields only (``worker`` takes those of
+    the dispatcher)."""
+    fields = ServiceSettings.model_fields
+    unknown = set(names) - set(fields)
+    if unknown:
+        raise ValueError(f"not settings fields: {sorted(unknown)}")
+
+    def decorate(command: F) -> F:
+        for name, field in reversed(fields.items()):
+            if name in names:
+                command = _option(name, field)(command)
+        return command
+
+    return decorate
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> ServiceSettings:

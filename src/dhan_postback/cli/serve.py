@@ -1,4 +1,4 @@
-"""``dhan-postback serve``: the postback service (HTTP API and, once wired, the dispatcher)."""
+"""``dhan-postback serve``: the postback service (HTTP API and dispatcher)."""
 
 from __future__ import annotations
 
@@ -39,10 +39,15 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def build_app(settings: ServiceSettings) -> Starlette:
-    """The app ``serve`` runs: the API, with the dispatcher as a lifespan hook once it exists."""
+    """The app ``serve`` runs: the API, and the dispatcher as its lifespan hook, woken by each
+    commit and sharing one metrics registry with it."""
     from ..service.app import create_app
+    from ..service.dispatcher import hook
+    from ..service.metrics import ServiceMetrics
 
-    return create_app(settings)
+    metrics = ServiceMetrics()
+    dispatch = hook(settings, metrics=metrics)
+    return create_app(settings, on_commit=dispatch.wake, lifespan_hooks=[dispatch], metrics=metrics)
 
 
 @click.command()

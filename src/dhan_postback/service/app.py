@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ..errors import (
     Conflict,
@@ -37,6 +37,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..settings import ServiceSettings
+from .dashboard import EndpointHealth, create_dashboard
 from .http import (
     ErrorShield,
     error_response,
@@ -113,12 +114,15 @@ class _Service:
     def __init__(
         self,
         settings: ServiceSettings,
-        store: Store | None,
+        store: Store,
         on_commit: Callable[[], None] | None,
         metrics: ServiceMetrics,
+        *,
+        owns_store: bool,
     ) -> None:
         self.settings = settings
-        self._given_store = store
+        self._backend = store
+        self._owns_store = owns_store
         self._on_commit = on_commit
         self.metrics = metrics
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
@@ -140,11 +144,11 @@ class _Service:
 
     @contextlib.asynccontextmanager
     async def running(self, hooks: Sequence[LifespanHook]) -> AsyncIterator[None]:
-        """Open the store (creating it from settings.db unless given), run the hooks."""
-        store = self._given_store or create_store(self.settings.db)
+        """Open the store (and close it after, when it was made from settings.db), run the hooks."""
+        store = self._backend
         await store.open()
         async with contextlib.AsyncExitStack() as stack:
-            if self._given_store is None:
+            if self._owns_store:
                 stack.push_async_callback(store.close)
             self._store = store
             self._registry = Registry(
@@ -375,6 +379,7 @@ def create_app(
     on_commit: Callable[[], None] | None = None,
     lifespan_hooks: Sequence[LifespanHook] = (),
     metrics: ServiceMetrics | None = None,
+    endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
 ) -> Starlette:
     """The service's ASGI app.
 
@@ -382,9 +387,18 @@ def create_app(
     closes), then enters every ``lifespan_hooks(store)`` context, and leaves them in reverse
     order on shutdown. ``on_commit`` is called after every commit of new or replayed
     deliveries: the dispatcher's wake-up. Pass ``metrics`` to share one registry with the
-    dispatcher, so that ``GET /metrics`` shows both.
+    dispatcher, so that ``GET /metrics`` shows both. The delivery dashboard is mounted at
+    ``/dashboard`` on the same store; ``endpoint_health`` feeds its endpoints page the
+    dispatcher's live view (breaker state, in-flight).
     """
-    service = _Service(settings, store, on_commit, metrics or ServiceMetrics())
+    owns_store = store is None
+    store = store or create_store(settings.db)  # made now, opened by the lifespan
+    service = _Service(
+        settings, store, on_commit, metrics or ServiceMetrics(), owns_store=owns_store
+    )
+    dashboard = create_dashboard(
+        store, settings, on_commit=service.committed, endpoint_health=endpoint_health
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -403,6 +417,7 @@ def create_app(
         Route("/healthz", service.health, methods=["GET"]),
         Route("/metrics", service.metrics_text, methods=["GET"]),
         Route("/openapi.json", service.openapi, methods=["GET"]),
+        Mount("/dashboard", app=dashboard),
     ]
     app = Starlette(
         routes=routes,

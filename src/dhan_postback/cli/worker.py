@@ -1,0 +1,90 @@
+"""``dhan-postback worker``: only the dispatcher, sending a shared outbox (one more node).
+
+``serve`` already runs a dispatcher next to the API; a worker adds sending capacity on
+another process or machine, on the same database. It stops on SIGTERM or Ctrl-C the graceful
+way: no new claims, POSTs under way get ``--shutdown-grace`` to finish, the rest go back to
+the outbox for the next node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import click
+import structlog
+
+from ..service.dispatcher import Dispatcher
+from ..service.metrics import ServiceMetrics
+from ..service.store import create_store
+from ..settings import ServiceSettings
+from ..urlpolicy import loopback_warning
+from ._settings import settings_from_flags, settings_options_for
+from .serve import configure_logging
+
+__all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
+
+log = structlog.get_logger(__name__)
+
+DISPATCHER_FIELDS: tuple[str, ...] = (
+    "db",
+    "allow_loopback",
+    "retry_schedule",
+    "timeout",
+    "max_in_flight_per_url",
+    "max_in_flight",
+    "retry_after_cap",
+    "breaker_threshold",
+    "breaker_cooldown",
+    "lease",
+    "claim_batch",
+    "shutdown_grace",
+)
+"""The settings the dispatcher reads: the worker's flags."""
+
+
+@click.command()
+@settings_options_for(DISPATCHER_FIELDS)
+def worker(**flags: Any) -> None:
+    """Run only the dispatcher on a shared outbox (add sending capacity).
+
+    Every option can also be set with its DHAN_POSTBACK_* environment variable.
+    """
+    settings = settings_from_flags(flags)
+    configure_logging()
+    _run(run_worker(settings))
+
+
+def _run(main: Any) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not built for every platform
+        asyncio.run(main)
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main)
+
+
+async def run_worker(settings: ServiceSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given."""
+    stop = stop or _stop_on_signals()
+    if settings.allow_loopback:
+        log.warning("SANDBOX: " + loopback_warning())
+    store = create_store(settings.db)
+    await store.open()
+    try:
+        async with Dispatcher(store, settings, metrics=ServiceMetrics()):
+            log.info("worker running", db=settings.db.split(":", 1)[0])
+            await stop.wait()
+            log.info("worker stopping")
+    finally:
+        await store.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,517 @@
+"""The delivery dashboard: a small server-rendered Starlette app, mountable at ``/dashboard``.
+
+Pages read the store through the same :class:`~dhan_postback.service.store.base.Store` the API
+uses; the two actions (replay one delivery, replay every dead delivery of a filter) call
+``store.replay`` and then ``on_commit`` so that the dispatcher wakes at once. Who may see what:
+
+* the admin key sees every client;
+* an access token sees only its own client's deliveries: every query is restricted with
+  ``dhan_client_id`` and another client's delivery answers 404, as if it did not exist.
+
+Every URL the app writes is relative to its mount point (``root_path``), so it works mounted
+anywhere or served alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
+from urllib.parse import urlencode
+
+import structlog
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..._version import __version__
+from ...errors import AuthenticationError, DhanPostbackError, NotFound, PermissionDenied
+from ...settings import ServiceSettings
+from ..registry import AdminKey, hash_secret
+from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
+from .formatting import (
+    display_url,
+    format_ist,
+    format_utc,
+    parse_ist_input,
+    pretty_payload,
+    update_facts,
+)
+from .health import BACKLOG_CAP, EndpointHealth, summarise_endpoints
+from .sessions import COOKIE_NAME, Principal, Session, SessionStore, same_token
+
+__all__ = ["PAGE_SIZE", "create_dashboard"]
+
+PAGE_SIZE = 50
+"""Deliveries per page of the list."""
+
+_HERE = Path(__file__).parent
+_log = structlog.get_logger(__name__)
+
+EndpointHealthSource: TypeAlias = Callable[[], Sequence[EndpointHealth]]
+Handler: TypeAlias = Callable[[Request, Session, Principal], Awaitable[Response]]
+
+_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+
+
+class _SecurityHeaders:
+    """Adds the page-hardening headers (and ``no-store`` for HTML) to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.extend(_SECURITY_HEADERS)
+                if any(k == b"content-type" and v.startswith(b"text/html") for k, v in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _LoginRequired(Exception):
+    """Raised by a page when nobody (or an expired token) is logged in."""
+
+
+class _Dashboard:
+    """The state behind the routes: store, settings, sessions, templates, hooks."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: ServiceSettings,
+        on_commit: Callable[[], None] | None,
+        endpoint_health: EndpointHealthSource | None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.on_commit = on_commit
+        self.endpoint_health = endpoint_health
+        key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        self.admin_key = AdminKey(key)
+        self.sessions = SessionStore()
+        self.templates = Environment(
+            loader=FileSystemLoader(_HERE / "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.templates.filters.update(
+            ist=format_ist, utc=format_utc, url=display_url, facts=update_facts
+        )
+        self.templates.globals.update(version=__version__, DeliveryStatus=DeliveryStatus)
+
+    # Rendering ----------------------------------------------------------------------------
+    def render(
+        self,
+        request: Request,
+        template: str,
+        *,
+        session: Session | None = None,
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        flash: list[str] = []
+        if session is not None:
+            flash, session.flash = session.flash, []
+        html = self.templates.get_template(template).render(
+            base=_base(request),
+            session=session,
+            principal=session.principal if session else None,
+            csrf=session.csrf if session else "",
+            flash=flash,
+            **context,
+        )
+        response = HTMLResponse(html, status_code=status_code)
+        if session is not None:
+            self.set_cookie(request, response, session)
+        return response
+
+    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+        response.set_cookie(
+            COOKIE_NAME,
+            session.id,
+            max_age=int(session.expires_at - time.time()),
+            path=_base(request) + "/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+
+    # Sessions -----------------------------------------------------------------------------
+    def session_of(self, request: Request) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE_NAME))
+
+    async def logged_in(self, request: Request) -> tuple[Session, Principal]:
+        """The session and who it belongs to, or :class:`_LoginRequired`."""
+        session = self.session_of(request)
+        if session is None or session.principal is None:
+            raise _LoginRequired
+        principal = session.principal
+        if not principal.is_admin:
+            token = await self.store.get_token(principal.token_hash or "")
+            if token is None or not token.is_active(time.time()):
+                self.sessions.end(session.id)
+                raise _LoginRequired
+        return session, principal
+
+    def check_csrf(self, session: Session | None, form: FormData) -> Session:
+        sent = form.get("csrf")
+        if session is None or not isinstance(sent, str) or not same_token(sent, session.csrf):
+            raise PermissionDenied(
+                "This form has expired or did not come from this dashboard. "
+                "Go back, reload the page and try again."
+            )
+        return session
+
+    async def authenticate(self, credential: str) -> Principal | None:
+        """The admin for the admin key, a client for an active access token, else None."""
+        try:
+            self.admin_key.check(credential)
+        except AuthenticationError:
+            pass
+        else:
+            return Principal(is_admin=True)
+        token_hash = hash_secret(credential)
+        token = await self.store.get_token(token_hash)
+        if token is None or not token.is_active(time.time()):
+            return None
+        return Principal(is_admin=False, dhan_client_id=token.dhan_client_id, token_hash=token_hash)
+
+    def commit(self) -> None:
+        if self.on_commit is not None:
+            self.on_commit()
+
+    async def visible_delivery(self, principal: Principal, delivery_id: str) -> Delivery:
+        """The delivery, or 404 when it does not exist or belongs to another client."""
+        delivery = await self.store.get_delivery(delivery_id)
+        if delivery is None or not principal.may_see(delivery.dhan_client_id, delivery.target):
+            raise NotFound("No such delivery.")
+        return delivery
+
+
+def _base(request: Request) -> str:
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
+
+
+def _text(form: FormData | Mapping[str, str], name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Filter:
+    """The deliveries filter as the list page, the replay page and their links share it."""
+
+    status: str = ""
+    client: str = ""
+    order_id: str = ""
+    since: str = ""
+    until: str = ""
+
+    @classmethod
+    def read(cls, source: FormData | Mapping[str, str], principal: Principal) -> _Filter:
+        status = _text(source, "status")
+        if status and status not in DeliveryStatus.__members__.values():
+            raise HTTPException(400, f"Unknown status {status!r}: use pending, delivered or dead.")
+        found = cls(
+            status=status,
+            client=_text(source, "client") if principal.is_admin else "",
+            order_id=_text(source, "order_id"),
+            since=_text(source, "since"),
+            until=_text(source, "until"),
+        )
+        found.query(principal)  # refuse bad times now, with a clear message
+        return found
+
+    def query(self, principal: Principal, **changes: Any) -> DeliveryQuery:
+        try:
+            since, until = parse_ist_input(self.since), parse_ist_input(self.until)
+        except ValueError:
+            raise HTTPException(400, "Times must look like 2026-01-31T09:15 (IST).") from None
+        query = DeliveryQuery(
+            status=DeliveryStatus(self.status) if self.status else None,
+            order_id=self.order_id or None,
+            dhan_client_id=self.client or None,
+            since=since,
+            until=until,
+        )
+        return principal.restrict(dataclasses.replace(query, **changes))
+
+    def params(self, **extra: str | int) -> str:
+        pairs = {k: v for k, v in dataclasses.asdict(self).items() if v}
+        pairs.update({k: str(v) for k, v in extra.items()})
+        return urlencode(pairs)
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(dataclasses.asdict(self).values())
+
+
+def create_dashboard(
+    store: Store,
+    settings: ServiceSettings,
+    *,
+    on_commit: Callable[[], None] | None = None,
+    endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
+) -> Starlette:
+    """The dashboard as a Starlette app; mount it (``Mount("/dashboard", app)``) or serve it.
+
+    ``store`` must be open already (the host app owns its lifecycle). ``on_commit`` is called
+    after every replay to wake the dispatcher; ``endpoint_health`` returns the dispatcher's
+    live view of each URL (breaker state, in-flight) for the endpoints page.
+    """
+    dash = _Dashboard(store, settings, on_commit, endpoint_health)
+
+    def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            session, principal = await dash.logged_in(request)
+            return await handler(request, session, principal)
+
+        return endpoint
+
+    async def index(request: Request) -> Response:
+        return RedirectResponse(_base(request) + "/deliveries", status_code=303)
+
+    async def login_form(request: Request) -> Response:
+        session = dash.session_of(request)
+        if session is not None and session.principal is not None:
+            return RedirectResponse(_base(request) + "/deliveries", status_code=303)
+        return dash.render(request, "login.html", session=session or dash.sessions.new())
+
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        session = dash.check_csrf(dash.session_of(request), form)
+        principal = await dash.authenticate(_text(form, "credential"))
+        if principal is None:
+            _log.info("dashboard_login_refused")
+            session.flash.append("That admin key or access token is not valid (or has expired).")
+            return dash.render(request, "login.html", session=session, status_code=401)
+        dash.sessions.end(session.id)  # a fresh id on login: a planted cookie is worth nothing
+        fresh = dash.sessions.new(principal)
+        _log.info("dashboard_login", who=principal.label)
+        response = RedirectResponse(_base(request) + "/deliveries", status_code=303)
+        dash.set_cookie(request, response, fresh)
+        return response
+
+    async def logout(request: Request) -> Response:
+        form = await request.form()
+        session = dash.check_csrf(dash.session_of(request), form)
+        dash.sessions.end(session.id)
+        response = RedirectResponse(_base(request) + "/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path=_base(request) + "/")
+        return response
+
+    @page
+    async def deliveries(request: Request, session: Session, principal: Principal) -> Response:
+        filters = _Filter.read(request.query_params, principal)
+        cursor_text = request.query_params.get("cursor", "")
+        if cursor_text and not cursor_text.isdigit():
+            raise HTTPException(400, "The page cursor is a number: follow the links.")
+        cursor = int(cursor_text) if cursor_text else None
+        rows = await store.list_deliveries(
+            filters.query(principal, cursor=cursor, limit=PAGE_SIZE + 1)
+        )
+        more = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        counts = await store.counts() if principal.is_admin else None
+        return dash.render(
+            request,
+            "deliveries.html",
+            session=session,
+            rows=rows,
+            filters=filters,
+            counts=counts,
+            first_page=cursor is None,
+            next_params=filters.params(cursor=rows[-1].seq) if more and rows else None,
+        )
+
+    @page
+    async def delivery(request: Request, session: Session, principal: Principal) -> Response:
+        found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
+        attempts = await store.get_attempts(found.id)
+        return dash.render(
+            request,
+            "delivery.html",
+            session=session,
+            d=found,
+            attempts=list(reversed(attempts)),
+            last_attempt=attempts[-1] if attempts else None,
+            payload_text=pretty_payload(found.payload),
+        )
+
+    @page
+    async def replay_one(request: Request, session: Session, principal: Principal) -> Response:
+        found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
+        if request.method == "GET":
+            return dash.render(request, "confirm_replay.html", session=session, d=found)
+        dash.check_csrf(session, await request.form())
+        replayed = await store.replay(
+            principal.restrict(DeliveryQuery(ids=[found.id])),
+            now=time.time(),
+        )
+        dash.commit()
+        _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
+        session.flash.append(
+            "Queued again: the next attempt is due now."
+            if replayed
+            else "Not queued: this delivery is being sent right now."
+        )
+        return RedirectResponse(f"{_base(request)}/deliveries/{found.id}", status_code=303)
+
+    @page
+    async def replay_dead(request: Request, session: Session, principal: Principal) -> Response:
+        if not principal.is_admin:
+            raise PermissionDenied("Replaying many deliveries at once needs the admin key.")
+        if request.method == "GET":
+            filters = dataclasses.replace(
+                _Filter.read(request.query_params, principal), status=DeliveryStatus.DEAD.value
+            )
+            matching = await store.list_deliveries(filters.query(principal, limit=BACKLOG_CAP))
+            return dash.render(
+                request,
+                "confirm_replay_dead.html",
+                session=session,
+                filters=filters,
+                matching=len(matching),
+                capped=len(matching) >= BACKLOG_CAP,
+                sample=matching[:10],
+            )
+        form = await request.form()
+        dash.check_csrf(session, form)
+        filters = dataclasses.replace(
+            _Filter.read(form, principal), status=DeliveryStatus.DEAD.value
+        )
+        replayed = await store.replay(filters.query(principal), now=time.time())
+        dash.commit()
+        _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
+        session.flash.append(f"Queued {len(replayed)} dead deliveries again.")
+        pending = dataclasses.replace(filters, status=DeliveryStatus.PENDING.value)
+        return RedirectResponse(f"{_base(request)}/deliveries?{pending.params()}", status_code=303)
+
+    @page
+    async def endpoints(request: Request, session: Session, principal: Principal) -> Response:
+        live = list(dash.endpoint_health()) if dash.endpoint_health is not None else []
+        summaries = await summarise_endpoints(
+            store, scope=principal.restrict(DeliveryQuery()), live=live
+        )
+        return dash.render(
+            request,
+            "endpoints.html",
+            session=session,
+            summaries=summaries,
+            has_live=dash.endpoint_health is not None,
+        )
+
+    @page
+    async def orders(request: Request, session: Session, principal: Principal) -> Response:
+        order_id = request.path_params.get("order_id") or _text(request.query_params, "order_id")
+        if "order_id" not in request.path_params and order_id:
+            return RedirectResponse(f"{_base(request)}/orders/{order_id}", status_code=303)
+        queues: dict[str, list[Delivery]] = {}
+        if order_id:
+            found = await store.list_deliveries(
+                principal.restrict(
+                    DeliveryQuery(order_id=order_id, newest_first=False, limit=BACKLOG_CAP)
+                )
+            )
+            for row in found:
+                queues.setdefault(row.url, []).append(row)
+        return dash.render(request, "order.html", session=session, order_id=order_id, queues=queues)
+
+    async def login_required(request: Request, exc: Exception) -> Response:
+        return RedirectResponse(_base(request) + "/login", status_code=303)
+
+    async def known_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, DhanPostbackError):
+            status, message = exc.http_status, exc.message
+        elif isinstance(exc, HTTPException):
+            status = exc.status_code
+            message = exc.detail if status == 400 else _STATUS_TEXT.get(status, exc.detail)
+        else:  # pragma: no cover - registered only for the two types above
+            raise exc
+        return dash.render(
+            request,
+            "error.html",
+            session=dash.session_of(request),
+            status_code=status,
+            title=_STATUS_TITLE.get(status, "Something went wrong"),
+            message=message,
+        )
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        _log.error("dashboard_error", error_type=type(exc).__name__)
+        return dash.render(
+            request,
+            "error.html",
+            session=None,
+            status_code=500,
+            title="Something went wrong",
+            message="The dashboard hit an unexpected problem. Try again in a moment.",
+        )
+
+    routes = [
+        Route("/", index),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/deliveries", deliveries),
+        Route("/deliveries/{delivery_id}", delivery),
+        Route("/deliveries/{delivery_id}/replay", replay_one, methods=["GET", "POST"]),
+        Route("/replay-dead", replay_dead, methods=["GET", "POST"]),
+        Route("/endpoints", endpoints),
+        Route("/orders", orders),
+        Route("/orders/{order_id}", orders),
+        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            _LoginRequired: login_required,
+            DhanPostbackError: known_error,
+            HTTPException: known_error,
+            Exception: unexpected_error,
+        },
+    )
+    app.add_middleware(_SecurityHeaders)
+    return app
+
+
+_STATUS_TITLE = {
+    400: "That request did not make sense",
+    401: "Please log in",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Not allowed here",
+    503: "The store is unavailable",
+}
+_STATUS_TEXT = {
+    404: "There is nothing at this address.",
+    405: "This page cannot be used that way.",
+}

@@ -1,0 +1,165 @@
+"""The dashboard's pieces without HTTP: sessions, formatting, endpoint health."""
+
+from __future__ import annotations
+
+import pytest
+
+from dhan_postback.service.dashboard import EndpointHealth
+from dhan_postback.service.dashboard.formatting import (
+    display_url,
+    format_ist,
+    format_utc,
+    parse_ist_input,
+    pretty_payload,
+    update_facts,
+)
+from dhan_postback.service.dashboard.health import percentile, summarise_endpoints
+from dhan_postback.service.dashboard.sessions import Principal, SessionStore, same_token
+from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
+from dhan_postback.service.store.memory import MemoryStore
+from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
+
+# Sessions -------------------------------------------------------------------------------------
+
+
+def test_csrf_comparison_takes_whole_values_of_any_text() -> None:
+    assert same_token("tok-1", "tok-1")
+    assert not same_token("tok-1", "tok-12")
+    assert not same_token("", "tok-1")
+    assert not same_token("tök", "tok")
+
+
+def test_session_ids_and_csrf_tokens_are_random_and_distinct() -> None:
+    sessions = SessionStore()
+    one, two = sessions.new(), sessions.new()
+    assert len({one.id, two.id, one.csrf, two.csrf}) == 4
+    assert len(one.id) >= 40
+
+
+def test_expired_session_is_gone() -> None:
+    sessions = SessionStore(lifetime=0.0)
+    session = sessions.new(Principal(is_admin=True))
+    assert sessions.get(session.id) is None
+    assert len(sessions) == 0
+
+
+def test_session_store_evicts_the_oldest_beyond_its_bound() -> None:
+    sessions = SessionStore(max_sessions=2)
+    first, second, third = sessions.new(), sessions.new(), sessions.new()
+    assert sessions.get(first.id) is None
+    assert sessions.get(second.id) is second and sessions.get(third.id) is third
+
+
+def test_admin_query_is_unrestricted() -> None:
+    query = DeliveryQuery(dhan_client_id="7")
+    assert Principal(is_admin=True).restrict(query) == query
+
+
+def test_token_query_is_its_clients_own_urls_whatever_was_asked() -> None:
+    asked = DeliveryQuery(status=DeliveryStatus.DEAD, dhan_client_id="7")
+    query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
+    assert (query.dhan_client_id, query.target) == ("42", Target.TOKEN)
+    assert query.status is DeliveryStatus.DEAD
+
+
+def test_token_may_not_see_a_partners_copy_or_another_client() -> None:
+    holder = Principal(is_admin=False, dhan_client_id="42")
+    assert holder.may_see("42", Target.TOKEN)
+    assert not holder.may_see("42", Target.PARTNER)
+    assert not holder.may_see("43", Target.TOKEN)
+
+
+# Formatting -----------------------------------------------------------------------------------
+
+
+def test_times_render_in_ist_and_utc() -> None:
+    moment = ist("2026-11-24 09:15:02")
+    assert format_ist(moment) == "2026-11-24 09:15:02 IST"
+    assert format_utc(moment) == "2026-11-24 03:45:02 UTC"
+    assert format_ist(None) == "—"
+
+
+def test_filter_times_are_read_as_ist() -> None:
+    assert parse_ist_input("2026-11-24T09:15") == ist("2026-11-24 09:15:00")
+    assert parse_ist_input("  ") is None
+    with pytest.raises(ValueError):
+        parse_ist_input("yesterday")
+
+
+def test_payload_is_indented_in_its_own_field_order() -> None:
+    text = pretty_payload(b'{"b":1,"a":{"c":2}}')
+    assert text.splitlines() == ["{", '  "b": 1,', '  "a": {', '    "c": 2', "  }", "}"]
+
+
+def test_payload_that_is_not_json_is_shown_as_text() -> None:
+    assert pretty_payload(b'{"legName": ,}') == '{"legName": ,}'
+    assert pretty_payload(b"\xff") == "\ufffd"
+
+
+def test_display_url_drops_userinfo() -> None:
+    assert display_url("https://user:pw@hooks.example/x?y=1") == "https://hooks.example/x?y=1"
+
+
+def test_update_facts_read_the_documented_example(docs_example: bytes) -> None:
+    facts = update_facts(docs_example)
+    assert (facts.order_status, facts.filled_qty, facts.quantity) == ("PENDING", 1, 5)
+    assert facts.symbol == "11536"  # empty tradingSymbol falls back to securityId
+
+
+def test_update_facts_of_an_unreadable_body_are_placeholders() -> None:
+    assert update_facts(b"[]").order_status == "?"
+
+
+# Endpoint health ------------------------------------------------------------------------------
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(n) for n in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([7.0], 0.99) == 7.0
+    assert percentile([], 0.5) is None
+
+
+async def test_summary_counts_success_backlog_and_dead_per_url() -> None:
+    store = MemoryStore()
+    await seed(store)
+    by_url = {s.url: s for s in await summarise_endpoints(store)}
+    assert set(by_url) == {URL_A, URL_B, PARTNER_URL}
+    assert by_url[URL_A].success_rate == 1.0
+    assert by_url[URL_B].success_rate == 0.0
+    assert (by_url[URL_B].backlog, by_url[URL_B].dead) == (1, 3)
+    assert by_url[PARTNER_URL].sampled_attempts == 12
+    assert by_url[PARTNER_URL].succeeded == 9
+
+
+async def test_summary_lists_the_worst_endpoint_first() -> None:
+    store = MemoryStore()
+    await seed(store)
+    summaries = await summarise_endpoints(store)
+    assert [s.url for s in summaries] == [URL_B, PARTNER_URL, URL_A]
+
+
+async def test_summary_for_a_client_shows_only_its_urls_and_their_live_state() -> None:
+    store = MemoryStore()
+    await seed(store)
+    live = [
+        EndpointHealth(URL_B, "open", 0, 7),
+        EndpointHealth("https://other.example/", "closed", 3),
+    ]
+    client_b = Principal(is_admin=False, dhan_client_id=CLIENT_B)
+    summaries = await summarise_endpoints(
+        store, scope=client_b.restrict(DeliveryQuery()), live=live
+    )
+    assert [(s.url, s.live) for s in summaries] == [(URL_B, live[0])]
+    client_a = Principal(is_admin=False, dhan_client_id=CLIENT_A)
+    own = await summarise_endpoints(store, scope=client_a.restrict(DeliveryQuery()), live=live)
+    assert {s.url for s in own} == {URL_A}  # not the partner's copy
+
+
+async def test_summary_of_an_empty_store_is_empty_but_shows_live_urls_to_admin() -> None:
+    live = [EndpointHealth("https://idle.example/hook", "closed", 0)]
+    summaries = await summarise_endpoints(MemoryStore(), live=live)
+    assert [(s.url, s.sampled_attempts, s.success_rate) for s in summaries] == [
+        ("https://idle.example/hook", 0, None)
+    ]
