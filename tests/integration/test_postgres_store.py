@@ -17,11 +17,14 @@ import psycopg
 import pytest
 
 from dhan_postback.errors import StoreUnavailable
+from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
 
-from ..support import free_port
+from ..dispatching import eventually, fast_settings, settled
+from ..receivers import Receiver
+from ..support import UvicornThread, free_port
 from .test_store_contract import NOW, PARTNER, TOKEN, URL, new, outcome
 
 pytestmark = pytest.mark.postgres
@@ -327,3 +330,20 @@ async def listening_backends(pg_url: str) -> int:
     assert row is not None
     count: int = row[0]
     return count
+
+
+async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
+    nodes: list[PostgresStore],
+) -> None:
+    """Its poll and its lease ends are minutes away: only the NOTIFY brings the second update."""
+    ingest, sender = nodes[0], nodes[1]
+    receiver = Receiver()
+    with UvicornThread(receiver.app) as server:
+        hook_url = f"{server.url}/hook"
+        await ingest.enqueue([delivery("O1", url=hook_url)])
+        async with Dispatcher(sender, fast_settings(lease=300), idle_poll=300):
+            await eventually(lambda: len(receiver.accepted()) == 1, timeout=WAKE_TIMEOUT)
+            await settled(sender, 1)
+            await asyncio.sleep(0.5)  # the dispatcher has gone idle for its long poll
+            await ingest.enqueue([delivery("O2", url=hook_url)])
+            await eventually(lambda: len(receiver.accepted()) == 2, timeout=WAKE_TIMEOUT)
