@@ -15,13 +15,13 @@ from typing import Any
 import click
 import structlog
 
+from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
 from ..service.store import create_store
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
 from ._settings import settings_from_flags, settings_options_for
-from .serve import configure_logging
 
 __all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
 
