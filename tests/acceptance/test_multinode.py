@@ -55,15 +55,6 @@ ADMIN_KEY = "multinode-admin-key"
 DEADLINE = 90.0  # seconds for the whole stream to be delivered
 
 
-@pytest.fixture(autouse=True)
-def _needs_the_service_commands() -> None:
-    from dhan_postback.cli import COMMANDS
-
-    missing = [name for name in ("serve", "worker") if name not in COMMANDS]
-    if missing:
-        pytest.skip(f"needs the dhan-postback commands {missing} (branches service, dispatch)")
-
-
 class RecordingReceiver:
     """A bare ASGI receiver: answers 200 to every POST and remembers what came, in order."""
 
