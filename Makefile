@@ -6,11 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest postgres-server bench bench-quick clean
+.PHONY: demo test lint typecheck pytest test-servers bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	test -x /usr/bin/chromium || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed: browser tests will skip"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -27,20 +26,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP) postgres-server
+pytest: $(STAMP) test-servers
 	$(BIN)/pytest
 
-# The PostgreSQL tests start a throwaway server from /usr/lib/postgresql/*/bin. When no server
-# binary is there (and no DHAN_POSTBACK_TEST_PG_URL names a server), root installs Debian's
-# `postgresql` package; anyone else gets the tests skipped with a loud reason.
-postgres-server:
-	@if [ -z "$$DHAN_POSTBACK_TEST_PG_URL" ] \
-	  && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing the postgresql package for the PostgreSQL tests"; \
-	  apt-get update -qq \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	     postgresql >/dev/null; \
+# Programs some tests drive, from Debian's packages, installed only when missing and only as
+# root (anyone else gets those tests skipped with a loud reason):
+# - PostgreSQL: the PostgreSQL tests start a throwaway server from /usr/lib/postgresql/*/bin
+#   (unless DHAN_POSTBACK_TEST_PG_URL names a server);
+# - Chromium: the dashboard's browser tests.
+test-servers:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; \
+	  if [ -z "$$DHAN_POSTBACK_TEST_PG_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
+	    then missing="$$missing postgresql"; fi; \
+	  if ! [ -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing for the tests:$$missing"; \
+	    apt-get update -qq \
+	    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+	    || echo "could not install$$missing: those tests will say why they skip"; \
+	  fi; \
 	fi
 
 bench: $(STAMP)
