@@ -22,7 +22,7 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ServerProcess", "UvicornThread", "free_port", "wait_http_ok"]
+__all__ = ["ServerProcess", "UvicornThread", "free_port", "serve_process", "wait_http_ok"]
 
 
 def free_port() -> int:
@@ -154,3 +154,32 @@ def running(*servers: UvicornThread | ServerProcess) -> Iterator[None]:
         for server in servers:
             stack.enter_context(server)
         yield
+
+
+FAST_RETRIES = "0s,50ms,100ms,200ms,400ms"
+
+
+def serve_process(
+    db: Path, port: int, admin_key: str, *, retry_schedule: str = FAST_RETRIES
+) -> ServerProcess:
+    """``dhan-postback serve`` on a SQLite file, in sandbox mode, with quick retries.
+
+    The environment is this one minus every ``DHAN_POSTBACK_*`` variable, so a developer's
+    own settings cannot leak into a test.
+    """
+    args = [
+        "serve",
+        "--port", str(port),
+        "--db", f"sqlite:///{db}",
+        "--allow-loopback",
+        "--retry-schedule", retry_schedule,
+        "--timeout", "2s",
+        "--lease", "3s",
+        "--max-in-flight-per-url", "8",
+    ]  # fmt: skip
+    process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz")
+    process.env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")},
+        "DHAN_POSTBACK_ADMIN_KEY": admin_key,
+    }
+    return process

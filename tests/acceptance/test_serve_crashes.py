@@ -10,7 +10,6 @@ so the order check looks at the first arrival of each body.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 from tests.dispatching import eventually
 from tests.outbox import simulated_updates
 from tests.receivers import Receiver, Reply, always
-from tests.support import ServerProcess, UvicornThread, free_port
+from tests.support import UvicornThread, free_port, serve_process
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -30,24 +29,7 @@ CLIENT_ID = "1100000888"
 UPDATES = 5000
 KILLS = 5
 BATCH = 50
-
-
-def _serve(db: Path, port: int) -> ServerProcess:
-    args = [
-        "serve",
-        "--port", str(port),
-        "--db", f"sqlite:///{db}",
-        "--allow-loopback",
-        "--retry-schedule", "0s,50ms,100ms,200ms,400ms,800ms,1s,2s",
-        "--timeout", "2s",
-        "--lease", "3s",
-    ]  # fmt: skip
-    process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz")
-    process.env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")},
-        "DHAN_POSTBACK_ADMIN_KEY": ADMIN_KEY,
-    }
-    return process
+RETRIES = "0s,50ms,100ms,200ms,400ms,800ms,1s,2s"
 
 
 def _order_id(body: bytes) -> bytes:
@@ -63,7 +45,7 @@ async def test_nothing_acknowledged_is_lost_across_five_kill_9s_during_a_stream(
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     db = tmp_path / "service.db"
-    server = _serve(db, port).start()
+    server = serve_process(db, port, ADMIN_KEY, retry_schedule=RETRIES).start()
     acknowledged: dict[str, bytes] = {}
     kills = 0
     rng = random.Random(5)
@@ -74,7 +56,9 @@ async def test_nothing_acknowledged_is_lost_across_five_kill_9s_during_a_stream(
             await asyncio.sleep(rng.uniform(0.4, 1.2))
             server.kill()  # SIGKILL, at whatever moment this is
             kills += 1
-            server = await asyncio.to_thread(_serve(db, port).start)
+            server = await asyncio.to_thread(
+                serve_process(db, port, ADMIN_KEY, retry_schedule=RETRIES).start
+            )
 
     try:
         with UvicornThread(receiver.app) as hooks:

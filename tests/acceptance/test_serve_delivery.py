@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -14,31 +13,12 @@ import standardwebhooks
 from tests.dispatching import eventually
 from tests.outbox import simulated_updates
 from tests.receivers import Receiver, Reply, always
-from tests.support import ServerProcess, UvicornThread, free_port
+from tests.support import UvicornThread, free_port, serve_process
 
 pytestmark = pytest.mark.timeout(120)
 
 ADMIN_KEY = "delivery-test-admin-key"
 CLIENT_ID = "1100000777"
-
-
-def serve(db: Path, port: int) -> ServerProcess:
-    args = [
-        "serve",
-        "--port", str(port),
-        "--db", f"sqlite:///{db}",
-        "--allow-loopback",
-        "--retry-schedule", "0s,50ms,100ms,200ms,400ms",
-        "--timeout", "2s",
-        "--lease", "3s",
-        "--max-in-flight-per-url", "8",
-    ]  # fmt: skip
-    process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz")
-    process.env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")},
-        "DHAN_POSTBACK_ADMIN_KEY": ADMIN_KEY,
-    }
-    return process
 
 
 def delivered_count(api: str) -> int:
@@ -60,7 +40,7 @@ async def test_updates_acknowledged_by_the_service_all_arrive_across_a_kill_9(
     api = f"http://127.0.0.1:{port}"
     bodies = simulated_updates(60, seed=5, client_id=CLIENT_ID)
     with UvicornThread(receiver.app) as hooks:
-        first = serve(tmp_path / "service.db", port).start()
+        first = serve_process(tmp_path / "service.db", port, ADMIN_KEY).start()
         try:
             created = httpx.post(
                 f"{api}/v2/access-tokens",
@@ -82,7 +62,7 @@ async def test_updates_acknowledged_by_the_service_all_arrive_across_a_kill_9(
         finally:
             first.kill()  # SIGKILL
 
-        with serve(tmp_path / "service.db", port):
+        with serve_process(tmp_path / "service.db", port, ADMIN_KEY):
             await eventually(lambda: delivered_count(api) == len(ids), timeout=60)
 
     requests = receiver.snapshot()
