@@ -1,0 +1,96 @@
+"""``python -m bench``: run the scenarios, print the table, write ``docs/benchmarks.md``.
+
+    python -m bench                 # every scenario, full size (under 10 minutes)
+    python -m bench --quick         # smaller runs (under 2 minutes)
+    python -m bench --only B1 B4    # some of them
+    python -m bench --list          # what there is
+
+Everything runs on loopback; servers run in their own processes. The markdown file is written
+only for a run of every scenario (``--no-write`` to skip, ``--output`` for another file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.harness import ROOT, Context, Row, Scenario, load_average, render, write_markdown
+
+MODULES = [
+    "bench.dispatch_bench",
+    "bench.latency_bench",
+    "bench.ingest_bench",
+    "bench.receiver_bench",
+    "bench.memory_bench",
+    "bench.isolation_bench",
+    "bench.postgres_bench",
+]
+
+
+def scenarios() -> list[Scenario]:
+    """Every scenario, in order (B1 ... B7)."""
+    return [importlib.import_module(name).SCENARIO for name in MODULES]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs (under 2 minutes)")
+    parser.add_argument("--only", nargs="+", metavar="KEY", help="run these scenarios only")
+    parser.add_argument("--list", action="store_true", help="list the scenarios and stop")
+    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="do not write the markdown")
+    options = parser.parse_args(argv)
+    console = Console()
+    chosen = scenarios()
+    if options.list:
+        for scenario in chosen:
+            console.print(f"{scenario.key}  {scenario.title}")
+        return 0
+    if options.only:
+        wanted = {key.upper() for key in options.only}
+        unknown = wanted - {scenario.key for scenario in chosen}
+        if unknown:
+            parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
+        chosen = [scenario for scenario in chosen if scenario.key in wanted]
+    started = datetime.datetime.now(datetime.UTC)
+    clock = time.monotonic()
+    loads = [load_average()]
+    rows: list[Row] = []
+    failed = False
+    console.print(f"load average {loads[0]}; {'quick' if options.quick else 'full'} run")
+    with tempfile.TemporaryDirectory(prefix="dhan-bench-") as workdir:
+        context = Context(options.quick, Path(workdir))
+        for scenario in chosen:
+            console.print(f"[bold]{scenario.key}[/bold] {scenario.title} ...")
+            scenario_clock = time.monotonic()
+            try:
+                new_rows = scenario.run(context)
+            except Exception:
+                failed = True
+                console.print(traceback.format_exc(), markup=False)
+                new_rows = [Row(scenario.key, "failed (see the output)", None, None, "")]
+            rows.extend(new_rows)
+            loads.append(load_average())
+            render(new_rows, console)
+            console.print(f"  {time.monotonic() - scenario_clock:.0f} s, load average {loads[-1]}")
+    elapsed = time.monotonic() - clock
+    render(rows, console, title=f"dhan-postback benchmarks ({elapsed:.0f} s)")
+    if not options.no_write and not options.only:
+        command = "python -m bench" + (" --quick" if options.quick else "")
+        write_markdown(
+            options.output, rows, command=command, started=started, elapsed=elapsed, loads=loads
+        )
+        console.print(f"wrote {options.output}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""B2: latency from submit to received at a steady rate, through ``serve`` vs a bare POST.
+
+The client submits single-update ingest requests on a fixed schedule (open loop: the next one
+is due at ``start + k / rate`` whether or not earlier ones have been answered), each update
+its own order; the receiver (:mod:`bench.sink` with ``--record``) notes the arrival of each
+order id on the machine-wide monotonic clock. Latency = arrival - the moment the client
+started the submit. Baseline: the same bodies POSTed on the same schedule straight to the same
+receiver (the latency of one bare POST on this machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+
+import aiohttp
+
+from bench.harness import Context, Row, Scenario, free_port, percentile, run_async
+from bench.ingest_bench import CLIENT_ID, create_token, serve, update_body
+
+__all__ = ["SCENARIO", "latencies", "paced"]
+
+RATE = 500.0
+
+
+async def paced(
+    submit: Callable[[str], Awaitable[None]], prefix: str, rate: float, duration: float
+) -> dict[str, float]:
+    """Call ``submit(order_id)`` ``rate`` times a second for ``duration`` s, each in its own
+    task; return when each order id was submitted (``time.monotonic()``)."""
+    submitted: dict[str, float] = {}
+    tasks = []
+    started = time.monotonic()
+    for number in range(int(rate * duration)):
+        delay = started + number / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        order_id = f"{prefix}-{number}"
+        submitted[order_id] = time.monotonic()
+        tasks.append(asyncio.create_task(submit(order_id)))
+    await asyncio.gather(*tasks)
+    return submitted
+
+
+async def collect(session: aiohttp.ClientSession, sink: str, expected: int) -> dict[str, float]:
+    """Wait (30 s at most) until the sink has seen ``expected`` POSTs, then take its arrivals."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        async with session.get(sink + "/stats") as response:
+            if (await response.json())["count"] >= expected:
+                break
+        await asyncio.sleep(0.1)
+    async with session.get(sink + "/arrivals") as response:
+        arrivals: dict[str, float] = await response.json()
+        return arrivals
+
+
+def latencies(submitted: dict[str, float], arrivals: dict[str, float]) -> list[float]:
+    """Sorted seconds from submit to arrival, for the orders that arrived."""
+    return sorted(arrivals[key] - sent for key, sent in submitted.items() if key in arrivals)
+
+
+async def measure(
+    sink: str, submit_url: str, headers: dict[str, str], duration: float
+) -> tuple[list[float], int]:
+    """Latencies of one paced run (after a one-second warm-up), and how many were sent."""
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        async with session.get(sink + "/stats") as response:
+            seen = (await response.json())["count"]
+
+        async def submit(order_id: str) -> None:
+            async with session.post(
+                submit_url, data=update_body(order_id), headers=headers
+            ) as response:
+                await response.read()
+                if response.status >= 300:
+                    raise RuntimeError(f"{submit_url}: {response.status}")
+
+        warm = await paced(submit, f"w{uuid.uuid4().hex[:6]}", RATE, 1.0)
+        await collect(session, sink, seen + len(warm))
+        submitted = await paced(submit, uuid.uuid4().hex[:8], RATE, duration)
+        arrivals = await collect(session, sink, seen + len(warm) + len(submitted))
+        return latencies(submitted, arrivals), len(submitted)
+
+
+def _rows(ours: Sequence[float], bare: Sequence[float], sent: int, duration: float) -> list[Row]:
+    note = f"{sent:,} updates at {RATE:.0f}/s for {duration:.0f} s; {len(ours):,} arrived"
+    rows = []
+    for name, fraction, limit in (("p50", 0.5, 5.0), ("p99", 0.99, 25.0)):
+        value = percentile(ours, fraction) * 1000
+        rows.append(
+            Row(
+                "B2",
+                f"submit -> received, {name}",
+                value,
+                percentile(bare, fraction) * 1000,
+                "ms",
+                target=f"< {limit:.0f} ms",
+                met=value < limit and len(ours) == sent,
+                note=note if name == "p50" else "baseline: the same POST straight to the receiver",
+                higher_is_better=False,
+            )
+        )
+    return rows
+
+
+def run(ctx: Context) -> list[Row]:
+    duration = ctx.pick(4.0, 10.0)
+    port = free_port()
+    sink = f"http://127.0.0.1:{port}"
+    with ctx.spawn(
+        ["-m", "bench.sink", "--port", str(port), "--record"],
+        health_url=sink + "/stats",
+        log_name="b2-sink",
+    ):
+        bare, _ = run_async(
+            measure(sink, sink + "/hook", {"Content-Type": "application/json"}, duration)
+        )
+        with serve(ctx, "b2") as service:
+
+            async def token() -> str:
+                async with aiohttp.ClientSession() as session:
+                    return await create_token(session, service, sink + "/hook", CLIENT_ID)
+
+            headers = {"access-token": run_async(token()), "Content-Type": "application/json"}
+            ours, sent = run_async(
+                measure(sink, service.url + "/v2/order-updates", headers, duration)
+            )
+    return _rows(ours, bare, sent, duration)
+
+
+SCENARIO = Scenario("B2", "latency submit -> received at 500 updates/s", run)
