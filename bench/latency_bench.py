@@ -5,15 +5,19 @@ is due at ``start + k / rate`` whether or not earlier ones have been answered), 
 its own order; the receiver (:mod:`bench.sink` with ``--record``) notes the arrival of each
 order id on the machine-wide monotonic clock. Latency = arrival - the moment the client
 started the submit. Baseline: the same bodies POSTed on the same schedule straight to the same
-receiver (the latency of one bare POST on this machine).
+receiver (the latency of one bare POST on this machine). The notes add the storage floor:
+the latency of one durable SQLite commit (one row, WAL, synchronous=FULL) on the same disk;
+every update costs the service about three of them (ingest, claim, finish).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 import aiohttp
 
@@ -86,7 +90,32 @@ async def measure(
         return latencies(submitted, arrivals), len(submitted)
 
 
-def _rows(ours: Sequence[float], bare: Sequence[float], sent: int, duration: float) -> list[Row]:
+def commit_latencies(directory: Path, count: int = 300) -> list[float]:
+    """Sorted seconds of ``count`` one-row durable commits (WAL, synchronous=FULL)."""
+    connection = sqlite3.connect(directory / "commits.db", isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("CREATE TABLE t (x INTEGER)")
+        taken = []
+        for number in range(count):
+            started = time.perf_counter()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("INSERT INTO t VALUES (?)", (number,))
+            connection.execute("COMMIT")
+            taken.append(time.perf_counter() - started)
+        return sorted(taken)
+    finally:
+        connection.close()
+
+
+def _rows(
+    ours: Sequence[float],
+    bare: Sequence[float],
+    commits: Sequence[float],
+    sent: int,
+    duration: float,
+) -> list[Row]:
     note = f"{sent:,} updates at {RATE:.0f}/s for {duration:.0f} s; {len(ours):,} arrived"
     rows = []
     for name, fraction, limit in (("p50", 0.5, 5.0), ("p99", 0.99, 25.0)):
@@ -100,7 +129,11 @@ def _rows(ours: Sequence[float], bare: Sequence[float], sent: int, duration: flo
                 "ms",
                 target=f"< {limit:.0f} ms",
                 met=value < limit and len(ours) == sent,
-                note=note if name == "p50" else "baseline: the same POST straight to the receiver",
+                note=note
+                if name == "p50"
+                else "baseline: the same POST straight to the receiver; one SQLite commit "
+                f"on this disk: p50 {percentile(commits, 0.5) * 1000:.2f} ms, "
+                f"p99 {percentile(commits, 0.99) * 1000:.2f} ms",
                 higher_is_better=False,
             )
         )
@@ -129,7 +162,8 @@ def run(ctx: Context) -> list[Row]:
             ours, sent = run_async(
                 measure(sink, service.url + "/v2/order-updates", headers, duration)
             )
-    return _rows(ours, bare, sent, duration)
+    commits = commit_latencies(ctx.scratch("b2-commits"))
+    return _rows(ours, bare, commits, sent, duration)
 
 
 SCENARIO = Scenario("B2", "latency submit -> received at 500 updates/s", run)
