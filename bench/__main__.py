@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import logging
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
 
+import structlog
 from rich.console import Console
 
 from bench.harness import ROOT, Context, Row, Scenario, load_average, render, write_markdown
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write the markdown")
     options = parser.parse_args(argv)
     console = Console()
+    # the in-process dispatcher (B1) logs its start and stop: not wanted between table rows
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     chosen = scenarios()
     if options.list:
         for scenario in chosen:
