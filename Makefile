@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench bench-quick clean
+.PHONY: demo test lint typecheck pytest postgres-server bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-pytest: $(STAMP)
+pytest: $(STAMP) postgres-server
 	$(BIN)/pytest
+
+# The PostgreSQL tests start a throwaway server from /usr/lib/postgresql/*/bin. When no server
+# binary is there (and no DHAN_POSTBACK_TEST_PG_URL names a server), root installs Debian's
+# `postgresql` package; anyone else gets the tests skipped with a loud reason.
+postgres-server:
+	@if [ -z "$$DHAN_POSTBACK_TEST_PG_URL" ] \
+	  && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	  && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing the postgresql package for the PostgreSQL tests"; \
+	  apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	     postgresql >/dev/null; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -120,3 +120,18 @@ def _first_arrivals_by_order(receiver: Receiver, outbox: Outbox) -> dict[str, li
     for request in receiver.first_arrivals():
         arrived[order_of[request.webhook_id]].append(request.webhook_id)
     return arrived
+
+
+async def test_a_worker_with_a_port_serves_health_and_metrics(db: str, store: Store) -> None:
+    import httpx
+
+    from tests.support import free_port
+
+    port = free_port()
+    health = f"http://127.0.0.1:{port}/healthz"
+    with ServerProcess(worker_args(db, "--port", str(port)), health_url=health):
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(health)).json() == {"status": "ok"}
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert "dhan_postback_delivered" in metrics
+    assert 'dhan_postback_deliveries{status="pending"}' in metrics

@@ -1,7 +1,9 @@
 """Fixtures for integration tests: every storage backend, behind the same ``store`` fixture.
 
 To add a backend, add its name to ``BACKENDS`` and a branch to ``_store_url`` that returns a
-fresh, empty database URL for one test (the ``postgres`` helper starts its server there).
+fresh, empty database URL for one test. PostgreSQL tests use the session's throwaway server
+(``tests/pg.py``), started only when a PostgreSQL test runs; they carry the ``postgres`` mark,
+so ``-m "not postgres"`` leaves them out.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import pytest
 
 from dhan_postback.service.store import Store, create_store
 
-BACKENDS = ["memory", "sqlite"]
+from ..pg import PostgresServer
+
+BACKENDS = ["memory", "sqlite", "postgres"]
 
 
-def _store_url(backend: str, tmp_path: Path) -> str:
+def _store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if backend == "memory":
         return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'outbox.db'}"
+    if backend == "postgres":
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        return server.new_database()
     raise ValueError(f"no test database for backend {backend!r}")
 
 
@@ -41,10 +48,15 @@ class StoreMaker:
         return self.make(self.url)
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.postgres] if name == "postgres" else [])
+        for name in BACKENDS
+    ]
+)
 def store_maker(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
     backend: str = request.param
-    return StoreMaker(backend, _store_url(backend, tmp_path))
+    return StoreMaker(backend, _store_url(backend, request, tmp_path))
 
 
 @pytest.fixture

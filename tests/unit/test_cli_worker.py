@@ -33,9 +33,16 @@ def worker_help() -> str:
 
 def test_the_worker_takes_exactly_the_dispatcher_settings() -> None:
     help_text = worker_help()
-    for name in ServiceSettings.model_fields:
+    for name in set(ServiceSettings.model_fields) - {"host", "port"}:
         flag = "--" + name.replace("_", "-") + " "
         assert (flag in help_text) == (name in DISPATCHER_FIELDS), name
+
+
+def test_the_worker_host_and_port_are_its_own_and_off_by_default() -> None:
+    help_text = worker_help()
+    assert "DHAN_POSTBACK_WORKER_PORT" in help_text
+    assert "DHAN_POSTBACK_WORKER_HOST" in help_text
+    assert "DHAN_POSTBACK_PORT" not in help_text
 
 
 def test_each_worker_flag_names_its_environment_variable() -> None:

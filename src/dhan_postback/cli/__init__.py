@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve:serve", "Run the postback service (API, outbox, delivery)."),
     "tokens": ("tokens:tokens", "Create or revoke access tokens through a running service."),
     "worker": ("worker:worker", "Run only the dispatcher on a shared outbox (more nodes)."),
+    "relay": ("relay:relay", "Relay a Dhan account's live order updates as postbacks."),
 }
 
 

@@ -37,8 +37,11 @@ _KINDS_BY_STATUS: dict[OrderStatus, tuple[OrderKind, ...]] = {
 }
 
 
-def sample_update(status: OrderStatus, *, seed: int, client_id: str | None = None) -> OrderUpdate:
+def sample_update(
+    status: OrderStatus | str, *, seed: int, client_id: str | None = None
+) -> OrderUpdate:
     """The first simulated update with ``status``, from an order kind that reaches it."""
+    status = OrderStatus(status)
     clients = (client_id,) if client_id else ("1000000001",)
     simulator = Simulator(seed, clients=clients)
     for _ in range(50):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Any
 
 import click
@@ -11,31 +9,14 @@ import structlog
 import uvicorn
 from starlette.applications import Starlette
 
+from ..logs import configure_logging
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
 from ._settings import settings_from_flags, settings_options
 
-__all__ = ["build_app", "configure_logging", "serve"]
+__all__ = ["build_app", "serve"]
 
 log = structlog.get_logger(__name__)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Plain key=value lines on stderr; tracebacks without local variables (no secrets)."""
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(
-                colors=False, exception_formatter=structlog.dev.plain_traceback
-            ),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
-    )
 
 
 def build_app(settings: ServiceSettings) -> Starlette:

@@ -14,14 +14,17 @@ from typing import Any
 
 import click
 import structlog
+from starlette.applications import Starlette
 
+from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
+from ..service.operations import operations_routes
 from ..service.store import create_store
+from ..serving import BackgroundServer
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
 from ._settings import settings_from_flags, settings_options_for
-from .serve import configure_logging
 
 __all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
 
@@ -46,14 +49,32 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
 
 @click.command()
 @settings_options_for(DISPATCHER_FIELDS)
-def worker(**flags: Any) -> None:
+@click.option(
+    "--host",
+    "http_host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="DHAN_POSTBACK_WORKER_HOST",
+    help="Address for /healthz and /metrics. [env: DHAN_POSTBACK_WORKER_HOST]",
+)
+@click.option(
+    "--port",
+    "http_port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    envvar="DHAN_POSTBACK_WORKER_PORT",
+    help="Serve /healthz and /metrics on this port (none by default, so that workers "
+    "beside `serve` need no port of their own). [env: DHAN_POSTBACK_WORKER_PORT]",
+)
+def worker(http_host: str, http_port: int | None, **flags: Any) -> None:
     """Run only the dispatcher on a shared outbox (add sending capacity).
 
     Every option can also be set with its DHAN_POSTBACK_* environment variable.
     """
     settings = settings_from_flags(flags)
     configure_logging()
-    _run(run_worker(settings))
+    listen = None if http_port is None else (http_host, http_port)
+    _run(run_worker(settings, listen=listen))
 
 
 def _run(main: Any) -> None:
@@ -66,18 +87,38 @@ def _run(main: Any) -> None:
         runner.run(main)
 
 
-async def run_worker(settings: ServiceSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given."""
+async def run_worker(
+    settings: ServiceSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    listen: tuple[str, int] | None = None,
+) -> None:
+    """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given.
+
+    With ``listen`` (host, port), also serve ``/healthz`` and ``/metrics`` there.
+    """
     stop = stop or _stop_on_signals()
     if settings.allow_loopback:
         log.warning("SANDBOX: " + loopback_warning())
     store = create_store(settings.db)
+    metrics = ServiceMetrics()
     await store.open()
+    server = None
     try:
-        async with Dispatcher(store, settings, metrics=ServiceMetrics()):
-            log.info("worker running", db=settings.db.split(":", 1)[0])
+        async with Dispatcher(store, settings, metrics=metrics):
+            if listen is not None:
+                app = Starlette(routes=operations_routes(store, metrics))
+                server = BackgroundServer(app, host=listen[0], port=listen[1], lifespan="off")
+                await server.start()
+            log.info(
+                "worker running",
+                db=settings.db.split(":", 1)[0],
+                port=listen and server and server.port,
+            )
             await stop.wait()
             log.info("worker stopping")
+            if server is not None:
+                await server.stop()
     finally:
         await store.close()
 

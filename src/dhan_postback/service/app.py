@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -40,7 +39,6 @@ from ..settings import ServiceSettings
 from .dashboard import EndpointHealth, create_dashboard
 from .http import (
     ErrorShield,
-    error_response,
     from_iso,
     handle_error,
     handle_http_exception,
@@ -61,6 +59,7 @@ from .models import (
     payload_json,
 )
 from .openapi import openapi_document
+from .operations import operations_routes
 from .registry import AdminKey, Registry
 from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
 
@@ -308,23 +307,6 @@ class _Service:
             self.committed()
         return json_response({"deliveryIds": replayed}, 202)
 
-    # Operations -----------------------------------------------------------------------------
-    async def health(self, request: Request) -> Response:
-        try:
-            await self.store.ping()
-        except StoreUnavailable as exc:
-            return error_response(exc)
-        except Exception as exc:
-            log.error("health check failed", error_type=type(exc).__name__)
-            return error_response(StoreUnavailable("the store does not answer"))
-        return json_response({"status": "ok"})
-
-    async def metrics_text(self, request: Request) -> Response:
-        with contextlib.suppress(DhanPostbackError):
-            for status, count in (await self.store.counts()).items():
-                self.metrics.deliveries.labels(status=status.value).set(count)
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document())
 
@@ -414,8 +396,7 @@ def create_app(
         Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
         Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
         Route("/v2/deliveries/{delivery_id}/replay", service.replay_one, methods=["POST"]),
-        Route("/healthz", service.health, methods=["GET"]),
-        Route("/metrics", service.metrics_text, methods=["GET"]),
+        *operations_routes(store, service.metrics),
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Mount("/dashboard", app=dashboard),
     ]

@@ -11,7 +11,10 @@ How one delivery travels::
   by every flushed batch of outcomes (successors come due, slots are free); when nothing
   wakes it, it sleeps until a retry comes due (the store's ``next_due()`` and the retry
   times this node wrote) or a breaker may probe, or at most ``idle_poll`` seconds (work
-  committed by other nodes).
+  committed by other nodes). A store that can tell when another node commits work has a
+  ``listen_wakeups(callback)`` async context manager (PostgreSQL, by LISTEN/NOTIFY): the
+  dispatcher listens while it runs, so such commits wake it at once, and the poll is only
+  a safety net.
 * **Lanes.** Claims wait in a small queue per endpoint (``scheme://host:port``, the same key
   as the connection pool's per-host limit). A lane runs at most
   ``settings.max_in_flight_per_url`` POSTs; once it holds as many more waiting, it is full
@@ -194,6 +197,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._listening = contextlib.AsyncExitStack()
 
     # Lifecycle -----------------------------------------------------------------------------
     async def __aenter__(self) -> Dispatcher:
@@ -214,6 +218,7 @@ class Dispatcher:
         self._loop = asyncio.get_running_loop()
         if self._session is None:
             self._session = self._make_session()
+        await self._listen_to_other_nodes()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="dispatcher-flush")
         log.info(
@@ -230,6 +235,7 @@ class Dispatcher:
         self._wakeup.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._claim_task
+        await self._listening.aclose()
         for lane in list(self._lanes.values()):
             while lane.queue:
                 self._give_back(lane, lane.queue.popleft())
@@ -248,6 +254,17 @@ class Dispatcher:
         if self._owns_session and self._session is not None:
             await self._session.close()
         log.info("dispatcher stopped")
+
+    async def _listen_to_other_nodes(self) -> None:
+        """Be woken by other nodes' commits, when the store can tell (see the docstring)."""
+        listen: Callable[[Callable[[], None]], contextlib.AbstractAsyncContextManager[None]] | None
+        listen = getattr(self.store, "listen_wakeups", None)
+        if listen is None:
+            return
+        try:
+            await self._listening.enter_async_context(listen(self.wake))
+        except DhanPostbackError as exc:
+            log.warning("not woken by other nodes, polling instead", error=exc.message)
 
     def wake(self) -> None:
         """Claim now: new deliveries were committed. Never blocks; any thread may call it."""

@@ -1,0 +1,278 @@
+"""The relay's own small SQLite log: what came in, what the sink has taken, what was refused.
+
+The broker's websocket has no acknowledgement and no replay, and it may send a frame again
+after a reconnect. The log makes the relay safe on both counts:
+
+* every mapped update is written here (durably) before the next frame is read, keyed by its
+  *change key*; a frame whose change is already in the log is a duplicate and is skipped,
+  also after a restart;
+* an update is marked acknowledged only after the sink committed it (the service answered
+  202), so updates that were received but not yet handed on are sent after a restart;
+* frames that cannot be mapped, and updates the service refuses, are kept as dead letters
+  for a person to look at.
+
+The log stays small: only the newest ``keep`` acknowledged updates are remembered, which
+bounds both the file and the de-duplication window. One connection, used from one thread:
+the relay's volumes (one account's orders) are far below what SQLite does in its sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+from ..payload import OrderUpdate, dumps
+
+__all__ = ["DeadLetter", "LogCounts", "LoggedUpdate", "RelayLog", "change_key"]
+
+_T = TypeVar("_T")
+
+SCHEMA_VERSION: Final = 1
+
+_SQL: Final = {
+    "schema": """
+        CREATE TABLE IF NOT EXISTS updates (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            change_key TEXT NOT NULL UNIQUE,
+            order_id TEXT NOT NULL,
+            update_time TEXT NOT NULL,
+            payload BLOB NOT NULL,
+            received_at REAL NOT NULL,
+            acked_at REAL,
+            refused INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX IF NOT EXISTS updates_pending ON updates (seq) WHERE acked_at IS NULL;
+        CREATE TABLE IF NOT EXISTS dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            frame TEXT NOT NULL
+        );
+    """,
+    "insert_update": """
+        INSERT OR IGNORE INTO updates (change_key, order_id, update_time, payload, received_at)
+        VALUES (?, ?, ?, ?, ?)
+    """,
+    "pending": """
+        SELECT seq, order_id, update_time, payload FROM updates
+        WHERE acked_at IS NULL ORDER BY seq LIMIT ?
+    """,
+    "ack": "UPDATE updates SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
+    "refuse": "UPDATE updates SET acked_at = ?, refused = 1 WHERE seq = ?",
+    "insert_dead_letter": "INSERT INTO dead_letters (at, reason, frame) VALUES (?, ?, ?)",
+    "dead_letters": "SELECT id, at, reason, frame FROM dead_letters ORDER BY id DESC LIMIT ?",
+    "prune_updates": """
+        DELETE FROM updates WHERE acked_at IS NOT NULL AND seq <= (
+            SELECT seq FROM updates WHERE acked_at IS NOT NULL
+            ORDER BY seq DESC LIMIT 1 OFFSET ?)
+    """,
+    "prune_dead_letters": """
+        DELETE FROM dead_letters WHERE id <= (
+            SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)
+    """,
+    "counts": """
+        SELECT
+            (SELECT count(*) FROM updates WHERE acked_at IS NULL),
+            (SELECT count(*) FROM updates WHERE acked_at IS NOT NULL AND refused = 0),
+            (SELECT count(*) FROM updates WHERE refused = 1),
+            (SELECT count(*) FROM dead_letters)
+    """,
+}
+
+
+def change_key(update: OrderUpdate) -> str:
+    """What makes an update a distinct change of its order.
+
+    The same order, time, status and filled quantity is the same update; price, trigger price
+    and quantity are included so that two modifications within one second stay distinct.
+    """
+    parts = (
+        update.dhan_client_id,
+        update.order_id,
+        update.update_time,
+        update.order_status.value,
+        str(update.filled_qty),
+        str(update.quantity),
+        repr(update.price),
+        repr(update.trigger_price),
+        update.leg_name.value if update.leg_name else "",
+    )
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedUpdate:
+    """An update waiting for the sink: its log position and its exact postback body."""
+
+    seq: int
+    order_id: str
+    update_time: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Something the relay could not hand on, and why."""
+
+    id: int
+    at: float
+    reason: str
+    frame: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogCounts:
+    pending: int
+    acked: int
+    refused: int
+    dead_letters: int
+
+
+class RelayLog:
+    """The relay's SQLite file (WAL, ``synchronous=FULL``): nothing acknowledged is lost."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        keep: int = 100_000,
+        keep_dead_letters: int = 10_000,
+        prune_every: int = 1_000,
+    ) -> None:
+        self.path = str(path)
+        self.keep = keep
+        self.keep_dead_letters = keep_dead_letters
+        self.prune_every = prune_every
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-log")
+        self._db: sqlite3.Connection | None = None
+        self._acks_since_prune = 0
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> RelayLog:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def record(self, updates: Sequence[OrderUpdate]) -> list[bool]:
+        """Write new updates in one transaction; for each, True if new, False if a duplicate."""
+        rows = [(change_key(u), u.order_id, u.update_time, dumps(u), time.time()) for u in updates]
+        return await self._run(lambda: self._record(rows))
+
+    async def pending(self, limit: int) -> list[LoggedUpdate]:
+        """The oldest updates not yet acknowledged, in the order they arrived."""
+        rows = await self._run(lambda: self._db_().execute(_SQL["pending"], (limit,)).fetchall())
+        return [
+            LoggedUpdate(seq, order_id, when, bytes(body)) for seq, order_id, when, body in rows
+        ]
+
+    async def ack(self, seqs: Sequence[int]) -> None:
+        """The sink committed these updates."""
+        await self._run(lambda: self._ack(seqs))
+
+    async def refuse(self, entry: LoggedUpdate, reason: str) -> None:
+        """The sink refused this update for good: close it and keep it as a dead letter."""
+
+        def work() -> None:
+            db = self._db_()
+            with db:
+                now = time.time()
+                db.execute(_SQL["refuse"], (now, entry.seq))
+                db.execute(_SQL["insert_dead_letter"], (now, reason, entry.payload.decode()))
+
+        await self._run(work)
+
+    async def dead_letter(self, frame: str | bytes, reason: str) -> None:
+        """Keep a frame the relay could not map, with the reason."""
+        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+
+        def work() -> None:
+            db = self._db_()
+            with db:
+                db.execute(_SQL["insert_dead_letter"], (time.time(), reason, text))
+
+        await self._run(work)
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first."""
+        rows = await self._run(
+            lambda: self._db_().execute(_SQL["dead_letters"], (limit,)).fetchall()
+        )
+        return [DeadLetter(*row) for row in rows]
+
+    async def counts(self) -> LogCounts:
+        row = await self._run(lambda: self._db_().execute(_SQL["counts"]).fetchone())
+        return LogCounts(*row)
+
+    # In the log's thread ---------------------------------------------------------------------
+
+    async def _run(self, work: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def _db_(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the relay log is not open")
+        return self._db
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            db.close()
+            raise RuntimeError(
+                f"{self.path} was written by a newer dhan-postback (schema {version})"
+            )
+        db.isolation_level = "DEFERRED"
+        with db:
+            db.executescript(_SQL["schema"])
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._db = db
+        self._prune()
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _record(self, rows: list[tuple[str, str, str, bytes, float]]) -> list[bool]:
+        db = self._db_()
+        fresh: list[bool] = []
+        with db:
+            for row in rows:
+                fresh.append(db.execute(_SQL["insert_update"], row).rowcount == 1)
+        return fresh
+
+    def _ack(self, seqs: Sequence[int]) -> None:
+        db = self._db_()
+        now = time.time()
+        with db:
+            db.executemany(_SQL["ack"], [(now, seq) for seq in seqs])
+        self._acks_since_prune += len(seqs)
+        if self._acks_since_prune >= self.prune_every:
+            self._prune()
+
+    def _prune(self) -> None:
+        db = self._db_()
+        with db:
+            db.execute(_SQL["prune_updates"], (self.keep,))
+            db.execute(_SQL["prune_dead_letters"], (self.keep_dead_letters,))
+        self._acks_since_prune = 0

@@ -1,0 +1,555 @@
+"""The PostgreSQL :class:`~.base.Store`: one outbox shared by several service nodes.
+
+Every node (``dhan-postback serve`` or ``worker``) opens the same database. What keeps them
+from stepping on each other:
+
+* **Claims** lease due queue heads with ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED
+  LIMIT n) RETURNING``: two nodes claiming at once get disjoint batches and never wait on
+  each other. A lease that runs out (the node died) makes the delivery claimable again.
+* **FIFO per (url, order_id) across nodes**: each queue's lowest pending ``seq`` carries
+  ``is_head``; only heads are claimed, so a queue has at most one delivery in flight. Every
+  transaction that changes which delivery is a head (enqueue, a finish that delivers or kills
+  one, replay) first takes ``pg_advisory_xact_lock`` on a hash of each queue it touches, in
+  key order, then recomputes the heads in a new statement (a fresh snapshot, after the lock).
+  So a concurrent enqueue and a finish of the same queue are serialised: neither can miss the
+  other's row (which would leave a queue headless, or give it two heads), and within a queue
+  ``seq`` order is commit order.
+* **Wake-ups**: a commit that makes a delivery claimable sends ``NOTIFY dhan_postback_outbox``;
+  :meth:`PostgresStore.listen_wakeups` lets a dispatcher on any node wait for them.
+* **Migrations** run on :meth:`~PostgresStore.open` inside one transaction holding an advisory
+  lock, so nodes starting together migrate once.
+
+The database URL may carry pool settings, removed before connecting: ``pool_min_size``
+(default 2), ``pool_max_size`` (default 10) and ``pool_timeout`` (seconds to wait for a free
+connection, default 10), e.g. ``postgresql://app@db/postback?pool_max_size=20``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.errors
+import structlog
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ...errors import Conflict, StoreUnavailable
+from .base import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryQuery,
+    DeliveryStatus,
+    NewDelivery,
+    Outcome,
+    PartnerRecord,
+    Target,
+    TokenRecord,
+)
+from .queries import load_queries, migrations
+
+__all__ = ["CHANNEL", "PoolSettings", "PostgresStore", "split_pool_settings"]
+
+CHANNEL: Final = "dhan_postback_outbox"
+"""The LISTEN/NOTIFY channel a commit that makes deliveries claimable notifies."""
+
+_Q: Final = load_queries("postgres")
+_MIGRATIONS: Final = migrations(_Q)
+_RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+_TRANSACTION_TRIES: Final = 5
+_T = TypeVar("_T")
+
+log = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How many connections a node keeps to the database."""
+
+    min_size: int = 2
+    max_size: int = 10
+    timeout: float = 10.0
+
+
+def split_pool_settings(url: str) -> tuple[str, PoolSettings]:
+    """The URL without its ``pool_*`` query parameters (libpq refuses them), and those settings."""
+    parts = urlsplit(url)
+    kept: list[tuple[str, str]] = []
+    found: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in ("pool_min_size", "pool_max_size", "pool_timeout"):
+            found[key.removeprefix("pool_")] = value
+        else:
+            kept.append((key, value))
+    defaults = PoolSettings()
+    try:
+        settings = PoolSettings(
+            min_size=int(found.get("min_size", defaults.min_size)),
+            max_size=int(found.get("max_size", defaults.max_size)),
+            timeout=float(found.get("timeout", defaults.timeout)),
+        )
+    except ValueError as exc:
+        raise ValueError(f"bad pool setting in the database URL: {exc}") from None
+    if settings.min_size < 0 or settings.max_size < max(1, settings.min_size):
+        raise ValueError("the database URL needs 0 <= pool_min_size <= pool_max_size, max >= 1")
+    if not any(key == "application_name" for key, _ in kept):
+        kept.append(("application_name", "dhan-postback"))
+    return urlunsplit(parts._replace(query=urlencode(kept))), settings
+
+
+class PostgresStore:
+    """The outbox, registry and delivery log in PostgreSQL, through a connection pool."""
+
+    def __init__(self, url: str) -> None:
+        self._conninfo, self.pool_settings = split_pool_settings(url)
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+
+    # Lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        settings = self.pool_settings
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
+            self._conninfo,
+            min_size=settings.min_size,
+            max_size=settings.max_size,
+            timeout=settings.timeout,
+            kwargs={"autocommit": True},
+            name="dhan-postback",
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=settings.timeout)
+        except PoolTimeout:
+            await pool.close()
+            raise StoreUnavailable("cannot connect to the PostgreSQL database") from None
+        self._pool = pool
+        try:
+            await self._migrate()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def ping(self) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["ping"], prepare=True)
+
+        await self._run(run)
+
+    async def _migrate(self) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute(_Q["lock_migrations"])
+                await conn.execute(_Q["create_schema_version"])
+                current = await _scalar(conn, _Q["schema_version"])
+                newest = _MIGRATIONS[-1][0]
+                if current > newest:
+                    raise StoreUnavailable(
+                        f"the database schema is at version {current}, newer than this "
+                        f"dhan-postback knows ({newest}): upgrade dhan-postback"
+                    )
+                for version, migration in _MIGRATIONS:
+                    if version > current:
+                        await conn.execute(migration)
+                        await conn.execute(_Q["record_schema_version"], {"version": version})
+                        log.info("schema migrated", backend="postgres", version=version)
+
+        await self._run(run)
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at (for operators and tests)."""
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> int:
+            return await _scalar(conn, _Q["schema_version"])
+
+        return await self._run(run)
+
+    # Running queries ----------------------------------------------------------------------
+    async def _run(
+        self,
+        work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]],
+        *,
+        retry_conflicts: bool = False,
+    ) -> _T:
+        """Run ``work`` on a pooled connection; map lost databases to StoreUnavailable.
+
+        With ``retry_conflicts``, ``work`` (a whole transaction) is run again when the
+        database aborted it for a deadlock or a serialisation failure.
+        """
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        tries = _TRANSACTION_TRIES if retry_conflicts else 1
+        for attempt in range(1, tries + 1):
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn)
+            except _RETRIED_ERRORS:
+                if attempt == tries:
+                    raise
+                await asyncio.sleep(0.005 * attempt)
+            except PoolTimeout:
+                raise StoreUnavailable("no database connection free in time") from None
+            except psycopg.OperationalError as exc:
+                raise StoreUnavailable(
+                    f"the PostgreSQL database is unavailable ({type(exc).__name__})"
+                ) from None
+        raise AssertionError("unreachable")
+
+    # Registry -----------------------------------------------------------------------------
+    async def add_token(self, token: TokenRecord) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["insert_token"], dataclasses.asdict(token))
+
+        try:
+            await self._run(run)
+        except psycopg.errors.UniqueViolation:
+            raise Conflict("token already exists") from None
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> TokenRecord | None:
+            cur = await conn.execute(_Q["get_token"], {"token_hash": token_hash}, prepare=True)
+            row = await cur.fetchone()
+            return None if row is None else TokenRecord(*row)
+
+        return await self._run(run)
+
+    async def revoke_token(self, token_hash: str, at: float) -> bool:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> bool:
+            cur = await conn.execute(_Q["revoke_token"], {"token_hash": token_hash, "at": at})
+            return await cur.fetchone() is not None
+
+        return await self._run(run)
+
+    async def put_partner(self, partner: PartnerRecord) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["put_partner"], dataclasses.asdict(partner))
+
+        await self._run(run)
+
+    async def get_partner(self, partner_id: str) -> PartnerRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> PartnerRecord | None:
+            cur = await conn.execute(_Q["get_partner"], {"partner_id": partner_id}, prepare=True)
+            row = await cur.fetchone()
+            return None if row is None else PartnerRecord(*row)
+
+        return await self._run(run)
+
+    # Outbox ------------------------------------------------------------------------------
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        if not deliveries:
+            return
+        columns = {
+            "ids": [d.id for d in deliveries],
+            "dhan_client_ids": [d.dhan_client_id for d in deliveries],
+            "token_hashes": [d.token_hash for d in deliveries],
+            "targets": [d.target.value for d in deliveries],
+            "partner_ids": [d.partner_id for d in deliveries],
+            "urls": [d.url for d in deliveries],
+            "order_ids": [d.order_id for d in deliveries],
+            "payloads": [d.payload for d in deliveries],
+            "created_ats": [d.created_at for d in deliveries],
+        }
+        queues = {"urls": columns["urls"], "order_ids": columns["order_ids"]}
+        heads = {"ids": columns["ids"], "channel": CHANNEL}
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction(), conn.pipeline():
+                await conn.execute(_Q["lock_new_queues"], queues, prepare=True)
+                await conn.execute(_Q["insert_deliveries"], columns, prepare=True)
+                await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
+
+        try:
+            await self._run(run, retry_conflicts=True)
+        except psycopg.errors.UniqueViolation as exc:
+            detail = exc.diag.message_detail or "a delivery with one of these ids exists"
+            raise Conflict(f"delivery already exists: {detail}") from None
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        params = {
+            "limit": limit,
+            "now": now,
+            "lease_until": now + lease,
+            "skip_urls": list(skip_urls),
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
+            cur = await conn.execute(_Q["claim"], params, prepare=True)
+            return [Claim(*row) for row in await cur.fetchall()]
+
+        return await self._run(run, retry_conflicts=True)
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        attempts = [outcome.attempt for outcome in outcomes]
+        ids = [outcome.delivery_id for outcome in outcomes]
+        recorded = {
+            "delivery_ids": ids,
+            "numbers": [a.number for a in attempts],
+            "started_ats": [a.started_at for a in attempts],
+            "latencies": [a.latency_ms for a in attempts],
+            "status_codes": [a.status_code for a in attempts],
+            "errors": [a.error for a in attempts],
+            "prefixes": [a.response_prefix for a in attempts],
+        }
+        moved = {
+            "ids": ids,
+            "results": [o.result for o in outcomes],
+            "status_codes": recorded["status_codes"],
+            "errors": recorded["errors"],
+            "delivered_ats": [a.started_at + a.latency_ms / 1000 for a in attempts],
+            "next_attempt_ats": [
+                o.next_attempt_at if o.next_attempt_at is not None else o.attempt.started_at
+                for o in outcomes
+            ],
+        }
+        dead = {"ids": [o.delivery_id for o in outcomes if o.result == "dead"]}
+        left_queue = {
+            "ids": [o.delivery_id for o in outcomes if o.result != "retry"],
+            "channel": CHANNEL,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction(), conn.pipeline():
+                await conn.execute(_Q["lock_queues"], {"ids": ids}, prepare=True)
+                await conn.execute(_Q["insert_attempts"], recorded, prepare=True)
+                await conn.execute(_Q["finish"], moved, prepare=True)
+                if dead["ids"]:
+                    await conn.execute(_Q["flag_after_dead"], dead, prepare=True)
+                if left_queue["ids"]:
+                    await conn.execute(_Q["refresh_queue_heads"], left_queue, prepare=True)
+
+        await self._run(run, retry_conflicts=True)
+
+    async def release(self, delivery_ids: Sequence[str]) -> None:
+        if not delivery_ids:
+            return
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["release"], {"ids": list(delivery_ids), "channel": CHANNEL})
+
+        await self._run(run)
+
+    async def next_due(self) -> float | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> float | None:
+            cur = await conn.execute(_Q["next_due"], prepare=True)
+            row = await cur.fetchone()
+            return None if row is None else row[0]
+
+        return await self._run(run)
+
+    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+        everything = dataclasses.replace(query, cursor=None)
+        order = [delivery.id for delivery in await self._list(everything, with_limit=False)]
+        if not order:
+            return []
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> set[str]:
+            async with conn.transaction():
+                await conn.execute(_Q["lock_queues"], {"ids": order})
+                cur = await conn.execute(_Q["replay"], {"ids": order, "now": now})
+                replayed = {row[0] for row in await cur.fetchall()}
+                if replayed:
+                    await conn.execute(_Q["unset_queue_heads"], {"ids": list(replayed)})
+                    await conn.execute(
+                        _Q["refresh_queue_heads"], {"ids": list(replayed), "channel": CHANNEL}
+                    )
+                return replayed
+
+        replayed = await self._run(run, retry_conflicts=True)
+        return [delivery_id for delivery_id in order if delivery_id in replayed]
+
+    # Delivery log ------------------------------------------------------------------------
+    async def get_delivery(self, delivery_id: str) -> Delivery | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> Delivery | None:
+            cur = await conn.execute(_Q["get_delivery"], {"id": delivery_id}, prepare=True)
+            row = await cur.fetchone()
+            return None if row is None else _delivery(row)
+
+        return await self._run(run)
+
+    async def get_attempts(self, delivery_id: str) -> list[Attempt]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Attempt]:
+            cur = await conn.execute(_Q["get_attempts"], {"delivery_id": delivery_id}, prepare=True)
+            return [Attempt(*row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+        return await self._list(query, with_limit=True)
+
+    async def _list(self, query: DeliveryQuery, *, with_limit: bool) -> list[Delivery]:
+        statement = _LIST_NEWEST_FIRST if query.newest_first else _LIST_OLDEST_FIRST
+        params = {
+            "status": None if query.status is None else query.status.value,
+            "order_id": query.order_id,
+            "dhan_client_id": query.dhan_client_id,
+            "target": None if query.target is None else query.target.value,
+            "partner_id": query.partner_id,
+            "since": query.since,
+            "until": query.until,
+            "ids": None if query.ids is None else list(query.ids),
+            "cursor": query.cursor,
+            "limit": query.limit if with_limit else None,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Delivery]:
+            # Unprepared on purpose: planned with the actual values, unset filters vanish.
+            cur = await conn.execute(statement, params, prepare=False)
+            return [_delivery(row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def counts(self) -> dict[DeliveryStatus, int]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> dict[DeliveryStatus, int]:
+            cur = await conn.execute(_Q["counts"], prepare=True)
+            counts = dict.fromkeys(DeliveryStatus, 0)
+            for status, count in await cur.fetchall():
+                counts[DeliveryStatus(status)] = count
+            return counts
+
+        return await self._run(run)
+
+    # Wake-ups across nodes ----------------------------------------------------------------
+    def listen_wakeups(self, callback: Callable[[], None]) -> AbstractAsyncContextManager[None]:
+        """Call ``callback`` whenever any node commits deliveries that became claimable.
+
+        Use as ``async with store.listen_wakeups(event.set): ...``. Entering returns once
+        the listening connection (one of its own, outside the pool) is up, so every commit
+        after that wakes it. If that connection drops, it reconnects in the background and
+        calls ``callback`` once on reconnecting, since notifications may have been missed
+        meanwhile. ``callback`` runs on the event loop: it should be quick (set an event).
+        """
+        return _Listener(self._conninfo, callback)
+
+
+class _Listener:
+    """A dedicated connection that LISTENs on :data:`CHANNEL` and calls back on each NOTIFY."""
+
+    _RECONNECT_DELAYS: Final = (0.1, 0.5, 1.0, 2.0, 5.0)
+
+    def __init__(self, conninfo: str, callback: Callable[[], None]) -> None:
+        self._conninfo = conninfo
+        self._callback = callback
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        try:
+            conn = await self._connect()
+        except psycopg.OperationalError:
+            raise StoreUnavailable("cannot LISTEN on the PostgreSQL database") from None
+        self._task = asyncio.create_task(self._listen(conn), name="dhan-postback-listen")
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+        return conn
+
+    async def _listen(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            try:
+                async with conn:
+                    async for _ in conn.notifies():
+                        self._wake()
+            except psycopg.Error as exc:
+                log.warning("listen connection lost", backend="postgres", error=type(exc).__name__)
+            conn = await self._reconnect()
+            self._wake()  # whatever was committed while we were away
+
+    def _wake(self) -> None:
+        try:
+            self._callback()
+        except Exception:
+            log.exception("wake-up callback failed")
+
+    async def _reconnect(self) -> psycopg.AsyncConnection[Any]:
+        failures = 0
+        while True:
+            delays = self._RECONNECT_DELAYS
+            await asyncio.sleep(delays[min(failures, len(delays) - 1)])
+            try:
+                return await self._connect()
+            except psycopg.Error:
+                failures += 1
+
+
+async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:
+    cur = await conn.execute(query)
+    row = await cur.fetchone()
+    assert row is not None
+    value: int = row[0]
+    return value
+
+
+def _list_statement(newest_first: bool) -> sql.Composed:
+    return sql.SQL(_Q["list_deliveries"]).format(
+        order=sql.SQL("DESC" if newest_first else "ASC"),
+        after=sql.SQL("<" if newest_first else ">"),
+    )
+
+
+_LIST_NEWEST_FIRST: Final = _list_statement(True)
+_LIST_OLDEST_FIRST: Final = _list_statement(False)
+
+
+def _delivery(row: tuple[Any, ...]) -> Delivery:
+    (
+        seq,
+        delivery_id,
+        dhan_client_id,
+        token_hash,
+        target,
+        partner_id,
+        url,
+        order_id,
+        payload,
+        status,
+        attempts,
+        created_at,
+        next_attempt_at,
+        delivered_at,
+        last_status_code,
+        last_error,
+        after_dead,
+    ) = row
+    pending = status == DeliveryStatus.PENDING.value
+    return Delivery(
+        id=delivery_id,
+        seq=seq,
+        dhan_client_id=dhan_client_id,
+        token_hash=token_hash,
+        target=Target(target),
+        partner_id=partner_id,
+        url=url,
+        order_id=order_id,
+        payload=bytes(payload),
+        status=DeliveryStatus(status),
+        attempts=attempts,
+        created_at=created_at,
+        next_attempt_at=next_attempt_at if pending else None,
+        delivered_at=delivered_at,
+        last_status_code=last_status_code,
+        last_error=last_error,
+        after_dead=after_dead,
+    )

@@ -1,0 +1,352 @@
+-- The PostgreSQL store's SQL, one named query per operation (loaded by store/queries.py).
+--
+-- Conventions:
+--   * times are seconds since the epoch (double precision), as the Store Protocol passes them;
+--   * a delivery's queue is (url, order_id); its lock key is
+--     hashtextextended(url || chr(31) || order_id, 0), taken with pg_advisory_xact_lock by every
+--     transaction that adds to a queue, removes its head or re-opens a delivery in it;
+--   * is_head is true for exactly one pending delivery per queue (the lowest seq) and false
+--     for every other row, kept so under those locks: a new delivery starts false, a finish
+--     that moves a delivery out of pending clears it, refresh_queue_heads promotes the next
+--     head, and a replay (which can re-open a delivery before the head) unsets the queue's
+--     head first; claim reads only heads, through a small partial index;
+--   * %(name)s are query parameters; {order} and {after} in list_deliveries are filled from a
+--     fixed list (ASC/DESC, >/<) by the store, never from input.
+
+
+-- Schema ------------------------------------------------------------------------------------
+
+-- name: lock_migrations
+-- Several nodes may start at once: one migrates, the others wait here and find it done.
+SELECT pg_advisory_xact_lock(hashtextextended('dhan_postback:migrations', 0));
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM schema_version;
+
+-- name: record_schema_version
+INSERT INTO schema_version (version) VALUES (%(version)s);
+
+-- name: migration_1
+CREATE TABLE tokens (
+    token_hash     text PRIMARY KEY,
+    dhan_client_id text NOT NULL,
+    postback_url   text,
+    partner_id     text,
+    signing_secret text NOT NULL,
+    created_at     double precision NOT NULL,
+    expires_at     double precision NOT NULL,
+    revoked_at     double precision
+);
+
+CREATE TABLE partners (
+    partner_id     text PRIMARY KEY,
+    postback_url   text NOT NULL,
+    signing_secret text NOT NULL,
+    created_at     double precision NOT NULL
+);
+
+-- fillfactor leaves room on each page so that a claim (which changes only lease_until, an
+-- unindexed column) is a HOT update: no index is touched on the hottest write.
+CREATE TABLE deliveries (
+    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               text NOT NULL UNIQUE,
+    dhan_client_id   text NOT NULL,
+    token_hash       text NOT NULL,
+    target           text NOT NULL CHECK (target IN ('token', 'partner')),
+    partner_id       text,
+    url              text NOT NULL,
+    order_id         text NOT NULL,
+    payload          bytea NOT NULL,
+    created_at       double precision NOT NULL,
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'delivered', 'dead')),
+    is_head          boolean NOT NULL DEFAULT false,
+    attempts         integer NOT NULL DEFAULT 0,
+    round_attempts   integer NOT NULL DEFAULT 0,
+    next_attempt_at  double precision NOT NULL,
+    lease_until      double precision NOT NULL DEFAULT 0,
+    delivered_at     double precision,
+    last_status_code integer,
+    last_error       text,
+    after_dead       boolean NOT NULL DEFAULT false
+) WITH (fillfactor = 80);
+
+-- What claim scans: due heads, oldest due first.
+CREATE INDEX deliveries_claimable ON deliveries (next_attempt_at, seq)
+    WHERE status = 'pending' AND is_head;
+-- Each queue's pending deliveries in order: finding the next head.
+CREATE INDEX deliveries_queue ON deliveries (url, order_id, seq) WHERE status = 'pending';
+-- The delivery log's usual filters, newest first.
+CREATE INDEX deliveries_client ON deliveries (dhan_client_id, seq);
+CREATE INDEX deliveries_order ON deliveries (order_id, seq);
+-- Pending and dead deliveries, by seq; delivered ones (most rows) stay out of it, so a finish
+-- that delivers writes one index entry fewer, and a scan of seq finds delivered ones anyway.
+CREATE INDEX deliveries_unfinished ON deliveries (seq) WHERE status <> 'delivered';
+
+CREATE TABLE attempts (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id     text NOT NULL,
+    number          integer NOT NULL,
+    started_at      double precision NOT NULL,
+    latency_ms      double precision NOT NULL,
+    status_code     integer,
+    error           text,
+    response_prefix text
+);
+CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
+
+
+-- Health -------------------------------------------------------------------------------------
+
+-- name: ping
+SELECT 1;
+
+
+-- Registry -----------------------------------------------------------------------------------
+
+-- name: insert_token
+INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+                    created_at, expires_at, revoked_at)
+VALUES (%(token_hash)s, %(dhan_client_id)s, %(postback_url)s, %(partner_id)s,
+        %(signing_secret)s, %(created_at)s, %(expires_at)s, %(revoked_at)s);
+
+-- name: get_token
+SELECT token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+       created_at, expires_at, revoked_at
+FROM tokens WHERE token_hash = %(token_hash)s;
+
+-- name: revoke_token
+UPDATE tokens SET revoked_at = coalesce(revoked_at, %(at)s)
+WHERE token_hash = %(token_hash)s
+RETURNING 1;
+
+-- name: put_partner
+INSERT INTO partners (partner_id, postback_url, signing_secret, created_at)
+VALUES (%(partner_id)s, %(postback_url)s, %(signing_secret)s, %(created_at)s)
+ON CONFLICT (partner_id) DO UPDATE
+SET postback_url = excluded.postback_url,
+    signing_secret = excluded.signing_secret,
+    created_at = excluded.created_at;
+
+-- name: get_partner
+SELECT partner_id, postback_url, signing_secret, created_at
+FROM partners WHERE partner_id = %(partner_id)s;
+
+
+-- Outbox: queue locks and heads ---------------------------------------------------------------
+
+-- name: lock_new_queues
+-- Before enqueue: lock the queues the new deliveries join, in key order (no deadlock).
+SELECT pg_advisory_xact_lock(k.key)
+FROM (
+    SELECT DISTINCT hashtextextended(q.url || chr(31) || q.order_id, 0) AS key
+    FROM unnest(%(urls)s::text[], %(order_ids)s::text[]) AS q (url, order_id)
+    ORDER BY key
+) AS k;
+
+-- name: lock_queues
+-- Before finish or replay: lock the queues of these deliveries, in key order.
+SELECT pg_advisory_xact_lock(k.key)
+FROM (
+    SELECT DISTINCT hashtextextended(d.url || chr(31) || d.order_id, 0) AS key
+    FROM deliveries AS d
+    WHERE d.id = ANY(%(ids)s::text[])
+    ORDER BY key
+) AS k;
+
+-- name: refresh_queue_heads
+-- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
+-- queue). Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
+WITH queues AS (
+    SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
+), promoted AS (
+    UPDATE deliveries AS d
+    SET is_head = true
+    FROM queues AS q
+    CROSS JOIN LATERAL (
+        SELECT p.seq
+        FROM deliveries AS p
+        WHERE p.url = q.url AND p.order_id = q.order_id AND p.status = 'pending'
+        ORDER BY p.seq
+        LIMIT 1
+    ) AS head
+    WHERE d.seq = head.seq AND NOT d.is_head
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, '') FROM promoted LIMIT 1;
+
+-- name: unset_queue_heads
+-- Before a replay re-opens deliveries: a re-opened delivery may come before its queue's
+-- current head, so the head is chosen again (refresh_queue_heads) from scratch.
+UPDATE deliveries AS d
+SET is_head = false
+FROM (SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])) AS q
+WHERE d.url = q.url AND d.order_id = q.order_id AND d.status = 'pending' AND d.is_head;
+
+
+-- Outbox -------------------------------------------------------------------------------------
+
+-- name: insert_deliveries
+-- One statement for the whole batch; seq follows the batch's order.
+INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url, order_id,
+                        payload, created_at, next_attempt_at)
+SELECT n.id, n.dhan_client_id, n.token_hash, n.target, n.partner_id, n.url, n.order_id,
+       n.payload, n.created_at, n.created_at
+FROM unnest(%(ids)s::text[], %(dhan_client_ids)s::text[], %(token_hashes)s::text[],
+            %(targets)s::text[], %(partner_ids)s::text[], %(urls)s::text[],
+            %(order_ids)s::text[], %(payloads)s::bytea[], %(created_ats)s::float8[])
+     WITH ORDINALITY
+     AS n (id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+           created_at, position)
+ORDER BY n.position;
+
+-- name: claim
+-- Lease up to `limit` due heads; rows another node is claiming right now are skipped, not
+-- waited for. The secret is the partner's for partner deliveries, else the token's.
+WITH picked AS MATERIALIZED (
+    SELECT d.seq
+    FROM deliveries AS d
+    WHERE d.status = 'pending' AND d.is_head
+      AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+      AND d.url <> ALL(%(skip_urls)s::text[])
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE deliveries AS d
+    SET lease_until = %(lease_until)s
+    FROM picked
+    WHERE d.seq = picked.seq
+    RETURNING d.id, d.seq, d.url, d.order_id, d.payload, d.target, d.token_hash, d.partner_id,
+              d.attempts, d.round_attempts, d.lease_until, d.after_dead, d.next_attempt_at
+)
+SELECT c.id, c.seq, c.url, c.order_id, c.payload,
+       CASE WHEN c.target = 'partner' AND c.partner_id IS NOT NULL
+            THEN p.signing_secret ELSE t.signing_secret END AS signing_secret,
+       c.attempts, c.round_attempts, c.lease_until, c.after_dead
+FROM claimed AS c
+LEFT JOIN tokens AS t ON t.token_hash = c.token_hash
+LEFT JOIN partners AS p ON p.partner_id = c.partner_id
+ORDER BY c.next_attempt_at, c.seq;
+
+-- name: insert_attempts
+INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
+                      response_prefix)
+SELECT *
+FROM unnest(%(delivery_ids)s::text[], %(numbers)s::int[], %(started_ats)s::float8[],
+            %(latencies)s::float8[], %(status_codes)s::int[], %(errors)s::text[],
+            %(prefixes)s::text[]);
+
+-- name: finish
+-- Move each attempted delivery on. Only a pending delivery changes status: a late report
+-- from a node whose lease ran out cannot undo what another node already finished.
+UPDATE deliveries AS d
+SET attempts = d.attempts + 1,
+    round_attempts = d.round_attempts + 1,
+    last_status_code = o.status_code,
+    last_error = o.error,
+    lease_until = 0,
+    status = CASE WHEN d.status = 'pending' AND o.result <> 'retry' THEN o.result
+                  ELSE d.status END,
+    delivered_at = CASE WHEN d.status = 'pending' AND o.result = 'delivered'
+                        THEN o.delivered_at ELSE d.delivered_at END,
+    next_attempt_at = CASE WHEN o.result = 'retry' THEN o.next_attempt_at
+                           ELSE d.next_attempt_at END,
+    is_head = d.is_head AND (d.status <> 'pending' OR o.result = 'retry')
+FROM unnest(%(ids)s::text[], %(results)s::text[], %(status_codes)s::int[],
+            %(errors)s::text[], %(delivered_ats)s::float8[], %(next_attempt_ats)s::float8[])
+     AS o (id, result, status_code, error, delivered_at, next_attempt_at)
+WHERE d.id = o.id;
+
+-- name: flag_after_dead
+-- The delivery that follows a dead one in its queue is flagged, so the gap can be seen.
+UPDATE deliveries AS d
+SET after_dead = true
+FROM (
+    SELECT DISTINCT ON (dead.seq) successor.seq
+    FROM deliveries AS dead
+    JOIN deliveries AS successor
+      ON successor.url = dead.url AND successor.order_id = dead.order_id
+     AND successor.status = 'pending' AND successor.seq > dead.seq
+    WHERE dead.id = ANY(%(ids)s::text[]) AND dead.status = 'dead'
+    ORDER BY dead.seq, successor.seq
+) AS next
+WHERE d.seq = next.seq;
+
+-- name: release
+WITH released AS (
+    UPDATE deliveries SET lease_until = 0
+    WHERE id = ANY(%(ids)s::text[]) AND status = 'pending'
+    RETURNING 1
+)
+SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
+
+-- name: next_due
+-- The earliest max(next_attempt_at, lease_until) over queue heads (a delivery queued behind
+-- another is not due before its turn, and the commit that gives it its turn wakes the
+-- dispatchers), in two index range scans that each read only the heads in flight:
+-- `free` is the earliest head not leased past its due time; any head due before it is in
+-- flight, so only those can end their lease earlier.
+WITH free AS (
+    SELECT next_attempt_at AS due
+    FROM deliveries
+    WHERE status = 'pending' AND is_head AND lease_until <= next_attempt_at
+    ORDER BY next_attempt_at
+    LIMIT 1
+)
+SELECT least(
+    (SELECT due FROM free),
+    (SELECT min(lease_until)
+     FROM deliveries
+     WHERE status = 'pending' AND is_head AND lease_until > next_attempt_at
+       AND next_attempt_at < coalesce((SELECT due FROM free), 'infinity'))
+);
+
+
+-- name: replay
+-- Re-open the matching deliveries (found with list_deliveries) that are not in flight.
+UPDATE deliveries
+SET status = 'pending', round_attempts = 0, next_attempt_at = %(now)s, lease_until = 0
+WHERE id = ANY(%(ids)s::text[])
+  AND NOT (status = 'pending' AND lease_until > %(now)s)
+RETURNING id;
+
+
+-- Delivery log -------------------------------------------------------------------------------
+
+-- name: get_delivery
+SELECT seq, id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+       status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
+       last_error, after_dead
+FROM deliveries WHERE id = %(id)s;
+
+-- name: get_attempts
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts WHERE delivery_id = %(delivery_id)s ORDER BY id;
+
+-- name: list_deliveries
+-- Unset filters are NULL; run unprepared, so the planner folds them away per call.
+SELECT seq, id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+       status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
+       last_error, after_dead
+FROM deliveries
+WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
+  AND (%(order_id)s::text IS NULL OR order_id = %(order_id)s::text)
+  AND (%(dhan_client_id)s::text IS NULL OR dhan_client_id = %(dhan_client_id)s::text)
+  AND (%(target)s::text IS NULL OR target = %(target)s::text)
+  AND (%(partner_id)s::text IS NULL OR partner_id = %(partner_id)s::text)
+  AND (%(since)s::float8 IS NULL OR created_at >= %(since)s::float8)
+  AND (%(until)s::float8 IS NULL OR created_at < %(until)s::float8)
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+  AND (%(cursor)s::bigint IS NULL OR seq {after} %(cursor)s::bigint)
+ORDER BY seq {order}
+LIMIT %(limit)s;
+
+-- name: counts
+SELECT status, count(*) FROM deliveries GROUP BY status;

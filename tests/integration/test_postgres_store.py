@@ -1,0 +1,349 @@
+"""What only the PostgreSQL store promises: several nodes on one database.
+
+Each "node" here is a :class:`PostgresStore` with its own connection pool, as a separate
+``dhan-postback`` process would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from dhan_postback.errors import StoreUnavailable
+from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
+from dhan_postback.service.store.postgres import PostgresStore
+from dhan_postback.service.store.queries import load_queries, migrations
+
+from ..dispatching import eventually, fast_settings, settled
+from ..receivers import Receiver
+from ..support import UvicornThread, free_port
+from .test_store_contract import NOW, PARTNER, TOKEN, URL, new, outcome
+
+pytestmark = pytest.mark.postgres
+
+LEASE = 30.0
+WAKE_TIMEOUT = 10.0
+_numbers = itertools.count(1)
+
+
+def delivery(order_id: str = "order-1", **options: Any) -> NewDelivery:
+    """A new delivery (the contract tests' ``new``) with an id of its own."""
+    return new(f"msg_pg{next(_numbers)}", order_id=order_id, **options)
+
+
+def delivered(claim: Claim, at: float = NOW) -> Outcome:
+    return outcome(claim, "delivered", at=at)
+
+
+def dead(claim: Claim, at: float = NOW) -> Outcome:
+    return outcome(claim, "dead", at=at, status_code=500)
+
+
+def retry(claim: Claim, *, next_at: float) -> Outcome:
+    return outcome(claim, "retry", status_code=500, next_attempt_at=next_at)
+
+
+async def seed_registry(store: PostgresStore) -> None:
+    await store.put_partner(PARTNER)
+    await store.add_token(TOKEN)
+
+
+@pytest.fixture
+async def nodes(pg_url: str) -> AsyncIterator[list[PostgresStore]]:
+    """Three nodes sharing one freshly migrated database with the test registry."""
+    stores = [PostgresStore(pg_url) for _ in range(3)]
+    await asyncio.gather(*(store.open() for store in stores))
+    await seed_registry(stores[0])
+    try:
+        yield stores
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+# Migrations -------------------------------------------------------------------------------
+
+
+async def test_nodes_starting_together_migrate_the_schema_once(pg_url: str) -> None:
+    stores = [PostgresStore(pg_url) for _ in range(5)]
+    await asyncio.gather(*(store.open() for store in stores))
+    try:
+        async with await psycopg.AsyncConnection.connect(pg_url) as conn:
+            cur = await conn.execute("SELECT version FROM schema_version ORDER BY version")
+            versions = [row[0] for row in await cur.fetchall()]
+        assert versions == [version for version, _ in migrations(load_queries("postgres"))]
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_reopening_a_migrated_database_keeps_its_data(pg_url: str) -> None:
+    first = PostgresStore(pg_url)
+    await first.open()
+    await seed_registry(first)
+    await first.enqueue([made := delivery()])
+    await first.close()
+    again = PostgresStore(pg_url)
+    await again.open()
+    try:
+        assert await again.get_delivery(made.id) is not None
+        assert await again.schema_version() == migrations(load_queries("postgres"))[-1][0]
+    finally:
+        await again.close()
+
+
+async def test_a_database_from_a_newer_release_is_refused(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    await store.open()
+    await store.close()
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute("INSERT INTO schema_version (version) VALUES (999)")
+    with pytest.raises(StoreUnavailable, match="version 999"):
+        await PostgresStore(pg_url).open()
+
+
+# Availability -----------------------------------------------------------------------------
+
+
+async def test_an_unreachable_database_is_unavailable_without_leaking_the_password() -> None:
+    url = f"postgresql://app:s3cret-pw@127.0.0.1:{free_port()}/postback?pool_timeout=1"
+    with pytest.raises(StoreUnavailable) as caught:
+        await PostgresStore(url).open()
+    assert "s3cret-pw" not in str(caught.value)
+
+
+async def test_a_store_that_is_not_open_is_unavailable(pg_url: str) -> None:
+    with pytest.raises(StoreUnavailable):
+        await PostgresStore(pg_url).ping()
+
+
+# Several nodes ----------------------------------------------------------------------------
+
+
+async def test_nodes_claiming_at_once_get_disjoint_batches(nodes: list[PostgresStore]) -> None:
+    batch = [delivery(f"O{n}") for n in range(60)]
+    await nodes[0].enqueue(batch)
+    results = await asyncio.gather(*(node.claim(limit=60, now=NOW, lease=LEASE) for node in nodes))
+    claimed = [claim.id for claims in results for claim in claims]
+    assert sorted(claimed) == sorted(d.id for d in batch)
+
+
+async def test_a_late_report_from_an_expired_lease_cannot_undo_a_delivery(
+    nodes: list[PostgresStore],
+) -> None:
+    slow, fast = nodes[0], nodes[1]
+    await slow.enqueue([made := delivery()])
+    [stale] = await slow.claim(limit=1, now=NOW, lease=LEASE)
+    [fresh] = await fast.claim(limit=1, now=NOW + LEASE, lease=LEASE)
+    await fast.finish([delivered(fresh, NOW + LEASE)])
+    await slow.finish([dead(stale, NOW + LEASE + 1)])
+    shown = await fast.get_delivery(made.id)
+    assert shown is not None and shown.status is DeliveryStatus.DELIVERED
+    assert len(await fast.get_attempts(made.id)) == 2
+
+
+async def test_a_finish_batch_that_fails_changes_nothing(nodes: list[PostgresStore]) -> None:
+    node = nodes[0]
+    await node.enqueue([first := delivery("O1"), delivery("O2")])
+    one, two = await node.claim(limit=2, now=NOW, lease=LEASE)
+    broken = Outcome(delivered(two).attempt, "vanished")  # type: ignore[arg-type]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await node.finish([delivered(one), broken])
+    shown = await node.get_delivery(first.id)
+    assert shown is not None and shown.status is DeliveryStatus.PENDING
+    assert await node.get_attempts(first.id) == []
+
+
+async def test_fifo_per_order_holds_across_nodes_under_concurrent_enqueue_and_finish(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    """Two producers and six dispatchers on three nodes race over a few busy queues.
+
+    Checked all along: no queue ever has two deliveries in flight; each queue's deliveries
+    are attempted in ``seq`` order; a watcher sees exactly one head per non-empty queue in
+    every committed state. At the end every delivery has finished exactly once.
+    """
+    orders = [f"O{n}" for n in range(6)]
+    urls = [URL, "https://other.example/postback"]
+    per_producer, producers = 300, 2
+    total = per_producer * producers
+    rng = random.Random(7)
+    in_flight: dict[tuple[str, str], str] = {}
+    last_seq: dict[tuple[str, str], int] = {}
+    finished: dict[str, str] = {}
+    violations: list[str] = []
+    done = asyncio.Event()
+
+    async def produce(node: PostgresStore) -> None:
+        made = 0
+        while made < per_producer:
+            size = min(rng.randint(1, 12), per_producer - made)
+            batch = [
+                delivery(rng.choice(orders), url=rng.choice(urls), created_at=NOW)
+                for _ in range(size)
+            ]
+            await node.enqueue(batch)
+            made += size
+            await asyncio.sleep(0)
+
+    def check_claim(claim: Claim) -> None:
+        queue = (claim.url, claim.order_id)
+        if queue in in_flight:
+            violations.append(f"{queue} has {in_flight[queue]} and {claim.id} in flight")
+        if claim.seq < last_seq.get(queue, 0):
+            violations.append(f"{queue}: seq {claim.seq} after {last_seq[queue]}")
+        if claim.id in finished:
+            violations.append(f"{claim.id} claimed after it finished")
+        in_flight[queue] = claim.id
+        last_seq[queue] = claim.seq
+
+    async def dispatch(node: PostgresStore, seed: int) -> None:
+        local = random.Random(seed)
+        while not done.is_set():
+            claims = await node.claim(limit=8, now=NOW, lease=LEASE)
+            if not claims:
+                await asyncio.sleep(0.002)
+                continue
+            for claim in claims:
+                check_claim(claim)
+            await asyncio.sleep(local.random() * 0.002)
+            outcomes = []
+            for claim in claims:
+                in_flight.pop((claim.url, claim.order_id), None)  # before the commit frees it
+                roll = local.random()
+                if roll < 0.15:
+                    outcomes.append(retry(claim, next_at=NOW))
+                    continue
+                result = dead(claim) if roll < 0.25 else delivered(claim)
+                finished[claim.id] = result.result
+                outcomes.append(result)
+            await node.finish(outcomes)
+            if len(finished) == total:
+                done.set()
+
+    async def watch_heads(conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
+        while not done.is_set():
+            cur = await conn.execute(
+                """SELECT url, order_id, count(*) FILTER (WHERE is_head)
+                   FROM deliveries WHERE status = 'pending'
+                   GROUP BY url, order_id HAVING count(*) FILTER (WHERE is_head) <> 1"""
+            )
+            for url, order_id, heads in await cur.fetchall():
+                violations.append(f"({url}, {order_id}) has {heads} heads")
+            await asyncio.sleep(0.005)
+
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as watcher:
+        tasks = [
+            *(produce(nodes[n % len(nodes)]) for n in range(producers)),
+            *(dispatch(nodes[n % len(nodes)], n) for n in range(6)),
+            watch_heads(watcher),
+        ]
+        await asyncio.wait_for(asyncio.gather(*tasks), timeout=60)
+
+    assert violations == []
+    assert len(finished) == total
+    counts = await nodes[0].counts()
+    assert counts[DeliveryStatus.PENDING] == 0
+    assert counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.DEAD] == total
+
+
+# Wake-ups ---------------------------------------------------------------------------------
+
+
+async def test_an_enqueue_on_one_node_wakes_another(nodes: list[PostgresStore]) -> None:
+    woken = asyncio.Event()
+    async with nodes[1].listen_wakeups(woken.set):
+        await nodes[0].enqueue([delivery()])
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+async def test_finishing_a_head_wakes_the_nodes_for_the_next_update(
+    nodes: list[PostgresStore],
+) -> None:
+    await nodes[0].enqueue([delivery("O1"), delivery("O1")])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+    woken = asyncio.Event()
+    async with nodes[1].listen_wakeups(woken.set):
+        await nodes[0].finish([delivered(claim)])
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+async def test_a_replay_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
+    await nodes[0].enqueue([made := delivery()])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+    await nodes[0].finish([dead(claim)])
+    woken = asyncio.Event()
+    async with nodes[1].listen_wakeups(woken.set):
+        assert await nodes[0].replay(DeliveryQuery(ids=[made.id]), now=NOW) == [made.id]
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+async def test_a_release_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
+    await nodes[0].enqueue([made := delivery()])
+    await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+    woken = asyncio.Event()
+    async with nodes[1].listen_wakeups(woken.set):
+        await nodes[0].release([made.id])
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+async def test_a_listener_whose_connection_drops_reconnects_and_wakes(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    woken = asyncio.Event()
+    async with nodes[1].listen_wakeups(woken.set):
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as admin:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
+            )
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)  # woken on reconnect
+        woken.clear()
+        await nodes[0].enqueue([delivery()])
+        await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
+
+
+async def test_leaving_the_listener_closes_its_connection(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    async with nodes[1].listen_wakeups(lambda: None):
+        assert await listening_backends(pg_url) == 1
+    deadline = time.monotonic() + WAKE_TIMEOUT  # a backend exits just after its client leaves
+    while await listening_backends(pg_url) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert await listening_backends(pg_url) == 0
+
+
+async def listening_backends(pg_url: str) -> int:
+    async with await psycopg.AsyncConnection.connect(pg_url) as admin:
+        cur = await admin.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN %%' AND pid <> pg_backend_pid()"
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    count: int = row[0]
+    return count
+
+
+async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
+    nodes: list[PostgresStore],
+) -> None:
+    """Its poll and its lease ends are minutes away: only the NOTIFY brings the second update."""
+    ingest, sender = nodes[0], nodes[1]
+    receiver = Receiver()
+    with UvicornThread(receiver.app) as server:
+        hook_url = f"{server.url}/hook"
+        await ingest.enqueue([delivery("O1", url=hook_url)])
+        async with Dispatcher(sender, fast_settings(lease=300), idle_poll=300):
+            await eventually(lambda: len(receiver.accepted()) == 1, timeout=WAKE_TIMEOUT)
+            await settled(sender, 1)
+            await asyncio.sleep(0.5)  # the dispatcher has gone idle for its long poll
+            await ingest.enqueue([delivery("O2", url=hook_url)])
+            await eventually(lambda: len(receiver.accepted()) == 2, timeout=WAKE_TIMEOUT)

@@ -1,0 +1,153 @@
+"""The relay's pipeline with an in-memory frame source and sink (the real ones are in
+tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from dhan_postback.payload import OrderUpdate, validate_strict
+from dhan_postback.relay import Relay, RelayLog, SinkUnusable, UpdateRefused
+from tests.dhan_ws import alert_frame, docs_style_frame, expected_postback, simulated_updates
+
+UPDATES = simulated_updates(12)
+
+
+class ListSource:
+    """Frames from a list; the stream ends when the list does."""
+
+    def __init__(self, frames: Sequence[str | bytes]) -> None:
+        self._frames = list(frames)
+        self.connected = True
+        self.connections = 1
+        self.disconnects = 0
+        self.last_error: str | None = None
+
+    async def frames(self) -> AsyncGenerator[str | bytes, None]:
+        for frame in self._frames:
+            yield frame
+
+
+class MemorySink:
+    """Commits batches in memory; refuses batches holding given orders; or refuses all."""
+
+    def __init__(self, refuse: set[str] = frozenset(), unusable: bool = False) -> None:
+        self.batches: list[list[OrderUpdate]] = []
+        self.refuse = refuse
+        self.unusable = unusable
+        self.last_error: str | None = None
+
+    @property
+    def received(self) -> list[OrderUpdate]:
+        return [update for batch in self.batches for update in batch]
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, bodies: Sequence[bytes]) -> list[str]:
+        if self.unusable:
+            raise SinkUnusable("HTTP 401: invalid token", status=401)
+        updates = [validate_strict(json.loads(body)) for body in bodies]
+        if any(update.order_id in self.refuse for update in updates):
+            raise UpdateRefused("HTTP 400: refused", status=400)
+        self.batches.append(updates)
+        return [f"msg_{n}" for n in range(len(updates))]
+
+
+async def _relay(frames: Sequence[str | bytes], sink: MemorySink, path: Path) -> Relay:
+    async with RelayLog(path / "relay.db") as log:
+        relay = Relay(ListSource(frames), sink, log, batch_size=4)
+        await relay.run()
+        return relay
+
+
+async def test_every_update_reaches_the_sink_once_in_order(tmp_path: Path) -> None:
+    sink = MemorySink()
+    relay = await _relay([alert_frame(u) for u in UPDATES], sink, tmp_path)
+    assert sink.received == [expected_postback(u) for u in UPDATES]
+    assert relay.status().relayed == len(UPDATES)
+    assert relay.status().last_update_time == UPDATES[-1].update_time
+
+
+async def test_a_repeated_frame_is_skipped_as_a_duplicate(tmp_path: Path) -> None:
+    frames = [alert_frame(u) for u in UPDATES[:5]]
+    sink = MemorySink()
+    relay = await _relay([*frames, frames[1], alert_frame(UPDATES[2], camel=True)], sink, tmp_path)
+    assert sink.received == [expected_postback(u) for u in UPDATES[:5]]
+    assert relay.status().duplicates == 2
+
+
+async def test_broken_json_like_the_documentation_is_repaired_and_relayed(tmp_path: Path) -> None:
+    sink = MemorySink()
+    relay = await _relay([docs_style_frame(UPDATES[0])], sink, tmp_path)
+    assert sink.received == [expected_postback(UPDATES[0])]
+    assert relay.status().repaired_frames == 1
+
+
+async def test_unreadable_and_unmappable_frames_become_dead_letters_and_the_stream_goes_on(
+    tmp_path: Path,
+) -> None:
+    unmappable = alert_frame(UPDATES[1]).replace('"Status": "', '"Status": "X')
+    frames = [alert_frame(UPDATES[0]), "garbage\nover lines", unmappable, alert_frame(UPDATES[2])]
+    sink = MemorySink()
+    relay = await _relay(frames, sink, tmp_path)
+    assert sink.received == [expected_postback(UPDATES[0]), expected_postback(UPDATES[2])]
+    assert relay.status().dead_letters == 2
+    async with RelayLog(tmp_path / "relay.db") as log:
+        reasons = [letter.reason for letter in await log.dead_letters()]
+    assert "cannot map the order_alert" in reasons[0] and "not JSON" in reasons[1]
+
+
+async def test_frames_that_are_not_order_alerts_are_counted_and_ignored(tmp_path: Path) -> None:
+    frames = ['{"Type":"LoginRsp","MsgCode":43}', '{"Type":"heartbeat"}', alert_frame(UPDATES[0])]
+    sink = MemorySink()
+    relay = await _relay(frames, sink, tmp_path)
+    assert sink.received == [expected_postback(UPDATES[0])]
+    assert relay.status().other_frames == 2
+
+
+async def test_an_update_the_service_refuses_is_isolated_and_dead_lettered(tmp_path: Path) -> None:
+    bad = UPDATES[3].order_id
+    sink = MemorySink(refuse={bad})
+    relay = await _relay([alert_frame(u) for u in UPDATES], sink, tmp_path)
+    assert sink.received == [expected_postback(u) for u in UPDATES if u.order_id != bad]
+    refused = sum(1 for u in UPDATES if u.order_id == bad)
+    assert relay.status().refused == refused
+    assert relay.status().pending == 0
+
+
+async def test_an_unusable_sink_stops_the_relay_and_keeps_what_it_had_read(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(SinkUnusable):
+        await _relay([alert_frame(u) for u in UPDATES[:3]], MemorySink(unusable=True), tmp_path)
+    sink = MemorySink()
+    await _relay([], sink, tmp_path)
+    assert sink.received
+    assert sink.received == [expected_postback(u) for u in UPDATES[: len(sink.received)]]
+
+
+async def test_a_restart_does_not_send_again_what_the_sink_already_took(tmp_path: Path) -> None:
+    frames = [alert_frame(u) for u in UPDATES[:6]]
+    first, second = MemorySink(), MemorySink()
+    await _relay(frames[:4], first, tmp_path)
+    await _relay(frames, second, tmp_path)
+    assert first.received + second.received == [expected_postback(u) for u in UPDATES[:6]]
+
+
+async def test_a_repeated_mapping_warning_is_counted_every_time_but_logged_once(
+    tmp_path: Path,
+) -> None:
+    frames = [
+        re.sub(r'"OffMktFlag": "."', '"OffMktFlag": "?"', alert_frame(u)) for u in UPDATES[:4]
+    ]
+    with structlog.testing.capture_logs() as events:
+        relay = await _relay(frames, MemorySink(), tmp_path)
+    assert relay.status().warnings == 4
+    assert [e["event"] for e in events].count("relay.mapping.warnings") == 1
