@@ -15,6 +15,7 @@ import argparse
 import datetime
 import importlib
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -33,7 +34,7 @@ MODULES = [
     "bench.receiver_bench",
     "bench.memory_bench",
     "bench.isolation_bench",
-    "bench.postgres_bench",
+    "bench.pg_bench",
 ]
 
 
@@ -51,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="do not write the markdown")
     options = parser.parse_args(argv)
     console = Console()
-    # the in-process dispatcher (B1) logs its start and stop: not wanted between table rows
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     chosen = scenarios()
     if options.list:
         for scenario in chosen:
@@ -97,4 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C, so every server this run started is stopped on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # the in-process dispatcher (B1) logs its start and stop: not wanted between table rows
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     sys.exit(main())

@@ -12,9 +12,11 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import bench.__main__ as bench_main
 import pytest
 from bench.__main__ import main, scenarios
-from bench.harness import BEGIN, END, ROOT, Context, Row, write_markdown
+from bench.dispatch_bench import bare
+from bench.harness import BEGIN, END, ROOT, Context, Row, Scenario, run_async, write_markdown
 from bench.ingest_bench import batch_body, update_body
 
 from tests.support import free_port
@@ -44,10 +46,23 @@ def test_unknown_scenario_is_a_usage_error() -> None:
     assert exited.value.code == 2
 
 
-def test_a_scenario_run_produces_its_row(tmp_path: Path) -> None:
-    rows = next(s for s in scenarios() if s.key == "B7").run(Context(True, tmp_path))
-    assert [row.scenario for row in rows] == ["B7"]
-    assert rows[0].measure
+def tiny_scenario(ctx: Context) -> list[Row]:
+    """50 bare POSTs to a sink in its own process: the harness end to end, in a second."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with ctx.spawn(["-m", "bench.sink", "--port", str(port)], health_url=url + "/stats"):
+        wall, _ = run_async(bare(url + "/hook", 50, 4, update_body("tiny")))
+    return [Row("B0", "tiny", 50 / wall, None, "/s", note="harness test")]
+
+
+def test_a_scenario_run_produces_its_row_in_the_table_and_the_markdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(bench_main, "scenarios", lambda: [Scenario("B0", "tiny", tiny_scenario)])
+    output = tmp_path / "benchmarks.md"
+    assert main(["--quick", "--output", str(output)]) == 0
+    assert "tiny" in capsys.readouterr().out
+    assert "| B0 | tiny |" in output.read_text()
 
 
 def test_ratio_is_ours_over_baseline_and_absent_without_baseline() -> None:
