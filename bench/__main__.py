@@ -5,8 +5,9 @@
     python -m bench --only B1 B4    # some of them
     python -m bench --list          # what there is
 
-Everything runs on loopback; servers run in their own processes. The markdown file is written
-only for a run of every scenario (``--no-write`` to skip, ``--output`` for another file).
+Everything runs on loopback; servers run in their own processes. ``docs/benchmarks.md`` is
+rewritten (its generated section) only by a full run of every scenario; ``--output FILE``
+writes any run's table to FILE, ``--no-write`` writes nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller runs (under 2 minutes)")
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run these scenarios only")
     parser.add_argument("--list", action="store_true", help="list the scenarios and stop")
-    parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--output", type=Path, help="write the table here (any run)")
     parser.add_argument("--no-write", action="store_true", help="do not write the markdown")
     options = parser.parse_args(argv)
     console = Console()
@@ -86,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  {time.monotonic() - scenario_clock:.0f} s, load average {loads[-1]}")
     elapsed = time.monotonic() - clock
     render(rows, console, title=f"dhan-postback benchmarks ({elapsed:.0f} s)")
-    if not options.no_write and not options.only:
+    output = options.output
+    if output is None and not options.quick and not options.only:
+        output = ROOT / "docs" / "benchmarks.md"
+    if output is not None and not options.no_write:
         command = "python -m bench" + (" --quick" if options.quick else "")
-        write_markdown(
-            options.output, rows, command=command, started=started, elapsed=elapsed, loads=loads
-        )
-        console.print(f"wrote {options.output}")
+        command += f" --only {' '.join(options.only)}" if options.only else ""
+        write_markdown(output, rows, command=command, started=started, elapsed=elapsed, loads=loads)
+        console.print(f"wrote {output}")
     return 1 if failed else 0
 
 
