@@ -1,46 +1,31 @@
-"""Delivered per second: our dispatcher (store, leases, signing, batching) vs a bare POST loop.
+"""B1: delivered per second, our dispatcher over SQLite vs a bare POST loop, same receiver.
 
-Both send the same payload to the same local receiver (raw ASGI on uvicorn + uvloop +
-httptools, answering 200, in its own process), with the same concurrency, in the same run:
+Both send the same payload to the same receiver (:mod:`bench.sink`, its own process), with the
+same concurrency, back to back in each round:
 
-* **bare**: aiohttp + uvloop, one session, ``--concurrency`` workers POSTing pre-encoded
-  bytes with fixed headers: no store, no signing, no retries. The ceiling for our client.
-* **dispatcher**: ``--updates`` deliveries (one per order, so order never holds anything
-  back) committed to the store first, then a :class:`Dispatcher` with
-  ``max_in_flight_per_url = max_in_flight = --concurrency``; the clock stops when the store
-  says every delivery is delivered.
+* **bare**: aiohttp + uvloop, one session, ``concurrency`` workers POSTing pre-encoded bytes
+  with fixed headers: no store, no signing, no retries. The ceiling for our client.
+* **dispatcher**: the deliveries (one per order, so order never holds anything back) committed
+  to a fresh SQLite file first, then a :class:`Dispatcher` with ``max_in_flight_per_url =
+  max_in_flight = concurrency``; the clock stops when the store has committed every one
+  delivered. A :class:`NullStore` run shows the dispatcher's own ceiling (no store cost).
 
-Run::
-
-    .venv/bin/python bench/dispatch_bench.py --updates 20000 --rounds 3     # SQLite store
-    .venv/bin/python bench/dispatch_bench.py --db null                      # no store cost
-
-The CPU time per delivery (this process, every thread) is printed too: it is steadier than
-the rates on a shared machine.
+The CPU time per delivery (this process, every thread) goes in the notes: it is steadier than
+the rates on a shared machine. Run alone: ``python -m bench --only B1``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
-import importlib.util
-import os
-import socket
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 import uuid
 from collections import deque
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import uvloop
 
+from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
 from dhan_postback import payload
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics
@@ -56,64 +41,7 @@ from dhan_postback.service.store.base import (
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
 
-BODY = (Path(__file__).parent.parent / "tests" / "fixtures" / "docs_example.json").read_bytes()
-
-
-async def receiver_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The fastest honest receiver: read the body, answer 200 ``ok``."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
-    )
-    await send({"type": "http.response.body", "body": b"ok"})
-
-
-def serve(port: int) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        "bench.dispatch_bench:receiver_app",
-        host="127.0.0.1",
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_receiver() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    root = Path(__file__).parent.parent
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen(
-        [sys.executable, "-c", f"from bench.dispatch_bench import serve; serve({port})"],
-        cwd=root,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}/hook"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, data=b"{}"), timeout=1).read()
-            return process, url
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
+BODY = (ROOT / "tests" / "fixtures" / "docs_example.json").read_bytes()
 
 
 def valid_body() -> bytes:
@@ -269,48 +197,63 @@ async def dispatched(
         await inner.close()
 
 
-async def main(args: argparse.Namespace) -> None:
-    process, url = start_receiver()
+CONCURRENCY = 64
+
+
+def run(ctx: Context) -> list[Row]:
+    """Median over rounds of bare and dispatcher rates, each round on a fresh SQLite file."""
+    count = ctx.pick(4_000, 20_000)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/hook"
     body = valid_body()
-    try:
-        await bare(url, 2000, args.concurrency, body)  # warm up the receiver
-        n = args.updates
-        ratios = []
-        print(f"{n} POSTs per run, concurrency {args.concurrency}, store {args.db}")
-        for round_number in range(1, args.rounds + 1):
-            bare_s, bare_cpu = await bare(url, n, args.concurrency, body)
-            db = args.db
-            if db == "sqlite":
-                db = f"sqlite:///{tempfile.mkdtemp()}/bench-{round_number}.db"
-            ours_s, ours_cpu = await dispatched(db, url, n, args.concurrency, body)
-            ratios.append(bare_s / ours_s)
-            print(
-                f"round {round_number}: bare aiohttp {n / bare_s:,.0f}/s "
-                f"({bare_cpu / n * 1e6:.0f} us CPU each), "
-                f"dispatcher {n / ours_s:,.0f}/s ({ours_cpu / n * 1e6:.0f} us CPU each), "
-                f"ratio {ratios[-1]:.2f}",
-                flush=True,
-            )
-        print(f"median ratio {statistics.median(ratios):.2f}")
-    finally:
-        process.terminate()
-        process.wait(10)
+    bare_rates: list[float] = []
+    ours_rates: list[float] = []
+    null_rates: list[float] = []
+    cpu: dict[str, list[float]] = {"bare": [], "ours": [], "null": []}
+    with ctx.spawn(
+        ["-m", "bench.sink", "--port", str(port)],
+        health_url=f"http://127.0.0.1:{port}/stats",
+        log_name="b1-sink",
+    ):
+        run_async(bare(url, 2_000, CONCURRENCY, body))  # warm the receiver up
+        for round_number in range(ctx.rounds):
+            wall, used = run_async(bare(url, count, CONCURRENCY, body))
+            bare_rates.append(count / wall)
+            cpu["bare"].append(used / count)
+            db = f"sqlite:///{ctx.scratch('b1')}/bench-{round_number}.db"
+            wall, used = run_async(dispatched(db, url, count, CONCURRENCY, body))
+            ours_rates.append(count / wall)
+            cpu["ours"].append(used / count)
+            if round_number == 0:
+                wall, used = run_async(dispatched("null", url, count, CONCURRENCY, body))
+                null_rates.append(count / wall)
+                cpu["null"].append(used / count)
+    ours, baseline = median(ours_rates), median(bare_rates)
+
+    def micros(name: str) -> str:
+        return f"{median(cpu[name]) * 1e6:.0f} us"
+
+    return [
+        Row(
+            "B1",
+            "durable delivery, SQLite",
+            ours,
+            baseline,
+            "/s",
+            target=">= 0.8x",
+            met=ours / baseline >= 0.8,
+            note=f"{count:,} orders x {ctx.rounds} rounds, {CONCURRENCY} in flight; CPU per "
+            f"delivery: ours {micros('ours')}, bare {micros('bare')}",
+        ),
+        Row(
+            "B1",
+            "dispatcher, no-cost store",
+            median(null_rates),
+            baseline,
+            "/s",
+            note=f"the dispatcher's own ceiling (1 round); CPU {micros('null')} per delivery",
+        ),
+    ]
 
 
-def _has_sqlite() -> bool:
-    return importlib.util.find_spec("dhan_postback.service.store.sqlite") is not None
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--updates", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--db",
-        default="sqlite" if _has_sqlite() else "memory://",
-        help="store URL; 'sqlite' (the default when that backend exists): a fresh temporary "
-        "file per round; 'null': a store that costs nothing (the dispatcher's own ceiling)",
-    )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(parser.parse_args()))
+SCENARIO = Scenario("B1", "durable delivery throughput (SQLite) vs bare aiohttp POST loop", run)

@@ -1,41 +1,48 @@
-"""Ingest throughput of ``dhan-postback serve`` on SQLite: durable updates per second.
+"""B3: durable ingest into ``dhan-postback serve`` on SQLite, and the service helpers B2/B5/B6 use.
 
-Starts the service as a subprocess on a fresh SQLite file (or uses ``--server``), creates an
-access token, then for ``--duration`` seconds keeps ``--concurrency`` requests in flight,
-each carrying ``--batch`` updates with distinct order ids. Every 202 means the updates were
-committed (WAL, synchronous=FULL). Client and server share the machine's cores.
+For a fixed time the client keeps requests in flight, each carrying ``batch`` updates with
+distinct order ids; every 202 means the updates were committed (WAL, synchronous=FULL).
+Two shapes: 1,000 updates a request (4 in flight) and single updates (64 in flight).
 
-    .venv/bin/python bench/ingest_bench.py --batch 1 --concurrency 64 --duration 10
-    .venv/bin/python bench/ingest_bench.py --batch 1000 --concurrency 4 --duration 10
+Baseline: stdlib ``sqlite3`` inserting delivery rows of the same updates into the service's
+own schema (``sql/sqlite.sql``: its settings and tables, indexes included) in one transaction
+(WAL, synchronous=FULL) on the same disk: the storage floor, without HTTP, parsing or group
+commit scheduling.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import contextlib
 import itertools
 import json
-import os
 import secrets
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
+import sqlite3
 import time
-import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover
-    uvloop = None
+from bench.harness import Context, Row, Scenario, free_port, median, run_async
+from dhan_postback.service.store.queries import load_queries
 
+__all__ = [
+    "SCENARIO",
+    "Service",
+    "batch_body",
+    "create_token",
+    "ingest_for",
+    "serve",
+    "update_body",
+]
+
+CLIENT_ID = "1000000003"
 EXAMPLE: dict[str, Any] = {
-    "dhanClientId": "1000000003",
+    "dhanClientId": CLIENT_ID,
     "orderId": "0",
     "correlationId": "bench",
     "orderStatus": "PENDING",
@@ -65,126 +72,198 @@ EXAMPLE: dict[str, Any] = {
     "filled_qty": 0,
     "algoId": None,
 }
+_HEAD, _TAIL = json.dumps({**EXAMPLE, "orderId": "@"}).encode().split(b"@")
+_CLIENT_HEAD, _CLIENT_TAIL = _HEAD.split(CLIENT_ID.encode(), 1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def update_body(order_id: str, client_id: str = CLIENT_ID) -> bytes:
+    """One update as JSON, cheaply: the example with this order id (and client id)."""
+    head = _HEAD if client_id == CLIENT_ID else _CLIENT_HEAD + client_id.encode() + _CLIENT_TAIL
+    return head + order_id.encode() + _TAIL
 
 
-def _wait_ok(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
+def batch_body(order_ids: Iterable[str]) -> bytes:
+    """A JSON array of updates, one per order id."""
+    return b"[" + b",".join(update_body(order_id) for order_id in order_ids) + b"]"
 
 
-def _start_server(workdir: Path, admin_key: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "DHAN_POSTBACK_ADMIN_KEY": admin_key}
-    args = [sys.executable, "-m", "dhan_postback", "serve", "--port", str(port)]
-    args += ["--db", f"sqlite:///{workdir / 'bench.db'}", "--allow-loopback"]
-    log = open(workdir / "serve.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+@dataclass
+class Service:
+    """A running ``serve``: its base URL, admin key and process id."""
+
+    url: str
+    admin_key: str
+    pid: int
+
+
+@contextlib.contextmanager
+def serve(ctx: Context, name: str, *flags: str) -> Iterator[Service]:
+    """``dhan-postback serve`` on a fresh SQLite file and a free port, loopback URLs allowed."""
+    port = free_port()
+    admin_key = secrets.token_urlsafe(16)
+    database = ctx.scratch(name) / "service.db"
+    args = ["-m", "dhan_postback", "serve", "--port", str(port), "--allow-loopback"]
+    args += ["--db", f"sqlite:///{database}", *flags]
     url = f"http://127.0.0.1:{port}"
-    _wait_ok(url + "/healthz")
-    return process, url
+    with ctx.spawn(
+        args,
+        health_url=url + "/healthz",
+        env={"DHAN_POSTBACK_ADMIN_KEY": admin_key},
+        log_name=f"{name}-serve",
+    ) as process:
+        yield Service(url, admin_key, process.pid)
 
 
-def _bodies(batch: int, count: int) -> list[bytes]:
-    """``count`` request bodies of ``batch`` updates each, every order id distinct."""
-    order_ids = itertools.count(1)
-    bodies = []
-    for _ in range(count):
-        updates = [{**EXAMPLE, "orderId": str(next(order_ids))} for _ in range(batch)]
-        bodies.append(json.dumps(updates[0] if batch == 1 else updates).encode())
-    return bodies
+async def create_token(
+    session: aiohttp.ClientSession, service: Service, postback_url: str, client_id: str = CLIENT_ID
+) -> str:
+    """A new access token whose updates go to ``postback_url``."""
+    async with session.post(
+        service.url + "/v2/access-tokens",
+        headers={"admin-key": service.admin_key},
+        json={"dhanClientId": client_id, "postbackUrl": postback_url},
+    ) as response:
+        if response.status != 201:
+            raise RuntimeError(f"token: {response.status} {await response.text()}")
+        token: str = (await response.json())["accessToken"]
+        return token
 
 
-async def _run(url: str, admin_key: str, batch: int, concurrency: int, duration: float) -> None:
+@dataclass
+class IngestResult:
+    updates_per_second: float
+    requests: int
+    failures: int
+
+
+async def ingest_for(
+    service: Service, token: str, bodies: list[bytes], batch: int, concurrency: int, duration: float
+) -> IngestResult:
+    """Keep ``concurrency`` ingest requests in flight for ``duration`` seconds (after a short
+    warm-up), cycling through ``bodies``; count the updates acknowledged with 202."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
+    headers = {"access-token": token, "Content-Type": "application/json"}
+    acknowledged = requests = failures = 0
+    next_body = itertools.count()
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        async with session.post(
-            url + "/v2/access-tokens",
-            headers={"admin-key": admin_key},
-            json={"dhanClientId": EXAMPLE["dhanClientId"], "postbackUrl": "http://127.0.0.1:8999/"},
-        ) as response:
-            token = (await response.json())["accessToken"]
-        headers = {"access-token": token, "Content-Type": "application/json"}
-        bodies = _bodies(batch, max(64, 2 * concurrency) if batch <= 10 else 2 * concurrency)
-        latencies: list[float] = []
-        failures = 0
-        acknowledged = 0
 
-        async def worker(offset: int, deadline: float) -> None:
-            nonlocal failures, acknowledged
-            index = offset
+        async def worker(deadline: float) -> None:
+            nonlocal acknowledged, requests, failures
             while time.perf_counter() < deadline:
-                body = bodies[index % len(bodies)]
-                index += concurrency
-                started = time.perf_counter()
-                async with session.post(url + "/v2/order-updates", data=body, headers=headers) as r:
-                    await r.read()
-                    if r.status == 202:
+                body = bodies[next(next_body) % len(bodies)]
+                async with session.post(
+                    service.url + "/v2/order-updates", data=body, headers=headers
+                ) as response:
+                    await response.read()
+                    requests += 1
+                    if response.status == 202:
                         acknowledged += batch
-                        latencies.append(time.perf_counter() - started)
                     else:
                         failures += 1
-                        if failures <= 3:
-                            print(f"  failed: {r.status} {(await r.read())[:200]!r}")
 
-        warm = time.perf_counter() + min(2.0, duration / 5)
-        await asyncio.gather(*(worker(i, warm) for i in range(concurrency)))
-        latencies.clear()
-        acknowledged = failures = 0
+        warm = time.perf_counter() + min(1.0, duration / 5)
+        await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+        acknowledged = requests = failures = 0
         started = time.perf_counter()
-        deadline = started + duration
-        await asyncio.gather(*(worker(i, deadline) for i in range(concurrency)))
+        await asyncio.gather(*(worker(started + duration) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    latencies.sort()
+    return IngestResult(acknowledged / elapsed, requests, failures)
 
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
-    print(
-        f"batch={batch} concurrency={concurrency} duration={elapsed:.1f}s "
-        f"requests={len(latencies)} failures={failures}\n"
-        f"  updates/s (durable): {acknowledged / elapsed:,.0f}\n"
-        f"  requests/s:          {len(latencies) / elapsed:,.0f}\n"
-        f"  latency ms p50={pct(0.5):.1f} p99={pct(0.99):.1f} max={latencies[-1] * 1000:.1f}"
+def sqlite_insert_rate(directory: Path, rows: int) -> float:
+    """Rows/s inserting ``rows`` deliveries into the service's schema in one transaction."""
+    queries = load_queries("sqlite")
+    connection = sqlite3.connect(directory / "baseline.db", isolation_level=None)
+    try:
+        connection.executescript(queries["connection_settings"])  # WAL, synchronous=FULL
+        connection.executescript(queries["migration_1"])
+        now = time.time()
+        values = [
+            (
+                f"msg_{uuid.uuid4().hex}",
+                CLIENT_ID,
+                "bench-token",
+                "token",
+                "http://127.0.0.1:9/hook",
+                str(number),
+                update_body(str(number)),
+                now,
+                now,
+            )
+            for number in range(rows)
+        ]
+        started = time.perf_counter()
+        connection.execute("BEGIN")
+        connection.executemany(
+            "INSERT INTO deliveries (id, dhan_client_id, token_hash, target, url, order_id,"
+            " payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        connection.execute("COMMIT")
+        return rows / (time.perf_counter() - started)
+    finally:
+        connection.close()
+
+
+async def _measure_shape(
+    service: Service, batch: int, concurrency: int, duration: float, rounds: int
+) -> list[IngestResult]:
+    """``rounds`` timed runs of one request shape against one service."""
+    # the Postback URL is a closed port: nothing is delivered, so delivery takes no CPU here
+    closed = f"http://127.0.0.1:{free_port()}/hook"
+    async with aiohttp.ClientSession() as session:
+        token = await create_token(session, service, closed)
+    prefix = uuid.uuid4().hex[:8]
+    count = 2 * concurrency if batch > 1 else 4096
+    numbers = iter(range(count * batch))
+    bodies = [
+        batch_body(f"{prefix}-{next(numbers)}" for _ in range(batch))
+        if batch > 1
+        else update_body(f"{prefix}-{next(numbers)}")
+        for _ in range(count)
+    ]
+    return [
+        await ingest_for(service, token, bodies, batch, concurrency, duration)
+        for _ in range(rounds)
+    ]
+
+
+def run(ctx: Context) -> list[Row]:
+    """Batched and single-update ingest rates (median of rounds), next to raw SQLite inserts."""
+    duration = ctx.pick(2.0, 5.0)
+    shapes = [(1000, 4, 20_000.0), (1, 64, None)]
+    results: dict[int, list[IngestResult]] = {}
+    for batch, concurrency, _ in shapes:
+        with serve(ctx, f"b3-{batch}", "--breaker-cooldown", "1h") as service:
+            results[batch] = run_async(
+                _measure_shape(service, batch, concurrency, duration, ctx.rounds)
+            )
+    baseline = median(
+        [
+            sqlite_insert_rate(ctx.scratch("b3-sqlite"), ctx.pick(30_000, 100_000))
+            for _ in range(ctx.rounds)
+        ]
     )
+    rows = []
+    for batch, concurrency, target in shapes:
+        rates = [result.updates_per_second for result in results[batch]]
+        ours = median(rates)
+        failures = sum(result.failures for result in results[batch])
+        rows.append(
+            Row(
+                "B3",
+                f"ingest, {batch:,} per request, {concurrency} in flight",
+                ours,
+                baseline,
+                "/s",
+                target=f">= {target:,.0f}/s" if target else "",
+                met=ours >= target if target else None,
+                note=f"median of {ctx.rounds} runs of {duration:.0f} s "
+                f"({', '.join(f'{rate:,.0f}' for rate in rates)}), {failures} failed; "
+                "baseline: sqlite3 executemany of the same rows, one transaction",
+            )
+        )
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch", type=int, default=1, help="updates per request")
-    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds to measure")
-    parser.add_argument("--server", help="use a running service instead of starting one")
-    parser.add_argument("--admin-key", default=os.environ.get("DHAN_POSTBACK_ADMIN_KEY"))
-    args = parser.parse_args()
-    if uvloop is not None:
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    if args.server:
-        if not args.admin_key:
-            raise SystemExit("--server needs --admin-key (or DHAN_POSTBACK_ADMIN_KEY)")
-        asyncio.run(_run(args.server, args.admin_key, args.batch, args.concurrency, args.duration))
-        return
-    admin_key = secrets.token_urlsafe(16)
-    with tempfile.TemporaryDirectory(prefix="ingest-bench-") as workdir:
-        process, url = _start_server(Path(workdir), admin_key)
-        try:
-            asyncio.run(_run(url, admin_key, args.batch, args.concurrency, args.duration))
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-
-
-if __name__ == "__main__":
-    main()
+SCENARIO = Scenario("B3", "durable ingest rate vs raw SQLite inserts", run)

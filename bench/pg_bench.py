@@ -1,40 +1,33 @@
-"""PostgreSQL: the store's own speed, and delivered/s with one and with two worker nodes.
+"""B7: PostgreSQL: delivered/s with one and with two worker processes, and the store alone.
 
 A throwaway PostgreSQL server with its default durability (fsync on, synchronous commit) is
-started in a temporary folder, as the tests do (``tests/pg.py``); ``--db URL`` uses an
-existing database instead (each run then gets a schema of its own there, dropped at the end).
-Measured, in one run:
+started in a temporary folder, as the tests do (``tests/pg.py``; ``DHAN_POSTBACK_TEST_PG_URL``
+uses an existing database instead). Skipped, with the reason, when no server can be had.
 
-* **store**, no HTTP at all:
-  - *enqueue*: ``--rows`` deliveries on ``--orders`` order queues, committed in batches of
-    ``--batch`` (one transaction each: queue locks, one INSERT from arrays, head refresh);
-  - *claim + finish*, 1 node then 2 nodes (processes): claim ``--claim`` heads at a time,
-    finish them all delivered in one transaction, until the outbox is empty.
-* **nodes**, end to end: ``--updates`` deliveries (one per order) are committed, then
-  ``dhan-postback worker`` processes (1, then 2, each with ``--concurrency`` POSTs in flight)
-  send them to a local receiver (the dispatch bench's raw ASGI app, its own process). The
-  rate is taken between 10 % and 90 % delivered, so process start-up does not count.
-
-Run from the repository root::
-
-    .venv/bin/python -m bench.pg_bench
-    .venv/bin/python -m bench.pg_bench --updates 40000 --db postgresql://me@localhost/bench
+* **workers**, end to end (B1 on PostgreSQL): deliveries (one per order) are committed, then
+  ``dhan-postback worker`` processes (1, then 2, each with 64 POSTs in flight) send them to
+  :mod:`bench.sink` (its own process). The rate is taken between 10 % and 90 % delivered, so
+  process start-up does not count. Baseline: B1's bare aiohttp POST loop (64 in flight) to
+  the same receiver in the same run.
+* **store**, no HTTP at all: claim + finish (delivered) by 1 then 2 processes, until the outbox
+  is empty; baseline: the enqueue rate of the same rows in batches of 500.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from tests.pg import ENV_URL, PostgresServer
+from tests.pg import PostgresServer, unavailable_reason
 
+from bench.dispatch_bench import bare, valid_body
+from bench.dispatch_bench import fill as fill_one_per_order
+from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
 from dhan_postback.service.store.base import (
     Attempt,
     DeliveryStatus,
@@ -45,10 +38,8 @@ from dhan_postback.service.store.base import (
 )
 from dhan_postback.service.store.postgres import PostgresStore
 
-from .dispatch_bench import fill as fill_one_per_order
-from .dispatch_bench import start_receiver, valid_body
+__all__ = ["SCENARIO"]
 
-ROOT = Path(__file__).parent.parent
 TOKEN_HASH = "f" * 64
 URL = "http://127.0.0.1:9/hook"
 BODY = b'{"dhanClientId":"1000000001","orderId":"%d","orderStatus":"PENDING"}'
@@ -139,44 +130,46 @@ def drain_rate(url: str, nodes: int, claim: int) -> float:
     return finished / elapsed
 
 
-def store_section(server: PostgresServer, args: argparse.Namespace) -> None:
-    print(f"store: {args.rows} deliveries on {args.orders} order queues")
+def store_rates(server: PostgresServer, rows: int, orders: int) -> dict[str, float]:
+    """Enqueue rows/s, then claim+finish rows/s with 1 and with 2 processes."""
+    rates = {}
     for nodes in (1, 2):
         url = server.new_database()
-        rate = asyncio.run(enqueue_rate(url, args.rows, args.orders, args.batch))
-        print(f"  enqueue, batches of {args.batch}:          {rate:9,.0f} rows/s")
-        rate = drain_rate(url, nodes, args.claim)
-        print(f"  claim+finish, {nodes} node(s), claims of {args.claim}: {rate:9,.0f} rows/s")
+        rates["enqueue"] = asyncio.run(enqueue_rate(url, rows, orders, 500))
+        rates[f"drain-{nodes}"] = drain_rate(url, nodes, 256)
+    return rates
 
 
 # Worker nodes end to end --------------------------------------------------------------------
 
 
 async def delivered_rate(
-    url: str, receiver: str, workers: int, args: argparse.Namespace
+    url: str, receiver: str, workers: int, updates: int, concurrency: int
 ) -> tuple[float, float]:
-    """Commit ``--updates`` deliveries, start ``workers`` worker processes.
+    """Commit ``updates`` deliveries, start ``workers`` worker processes.
 
     Returns delivered/s, and how busy the machine's CPUs were meanwhile (0 to 1).
     """
     store = PostgresStore(url)
     await store.open()
     try:
-        await fill_one_per_order(store, receiver, args.updates, valid_body())
+        await fill_one_per_order(store, receiver, updates, valid_body())
         env = {
             **os.environ,
             "DHAN_POSTBACK_DB": url,
             "DHAN_POSTBACK_ALLOW_LOOPBACK": "true",
-            "DHAN_POSTBACK_MAX_IN_FLIGHT": str(args.concurrency),
-            "DHAN_POSTBACK_MAX_IN_FLIGHT_PER_URL": str(args.concurrency),
+            "DHAN_POSTBACK_MAX_IN_FLIGHT": str(concurrency),
+            "DHAN_POSTBACK_MAX_IN_FLIGHT_PER_URL": str(concurrency),
         }
         command = [sys.executable, "-m", "dhan_postback", "worker"]
         processes = [
-            subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+            subprocess.Popen(
+                command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             for _ in range(workers)
         ]
         try:
-            samples = await _watch(store, args.updates)
+            samples = await _watch(store, updates)
         finally:
             for process in processes:
                 process.terminate()
@@ -184,7 +177,7 @@ async def delivered_rate(
                 process.wait(30)
     finally:
         await store.close()
-    low, high = args.updates // 10, args.updates * 9 // 10
+    low, high = updates // 10, updates * 9 // 10
     first = next(s for s in samples if s[1] >= low)
     last = next(s for s in samples if s[1] >= high)
     busy = (last[2] - first[2]) / max(1, last[3] - first[3])
@@ -215,49 +208,65 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(ticks) - idle, sum(ticks)
 
 
-def nodes_section(server: PostgresServer, args: argparse.Namespace) -> None:
-    process, receiver = start_receiver()
-    try:
-        print(
-            f"nodes: {args.updates} deliveries (one per order) to a local receiver, "
-            f"{args.concurrency} in flight per worker"
-        )
-        rates = {}
-        for workers in (1, 2):
-            url = server.new_database()
-            rates[workers], busy = asyncio.run(delivered_rate(url, receiver, workers, args))
-            print(
-                f"  {workers} worker(s): {rates[workers]:9,.0f} delivered/s "
-                f"(all {os.cpu_count()} CPUs of the machine {busy:.0%} busy meanwhile)"
-            )
-        print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}")
-    finally:
-        process.terminate()
-        process.wait(10)
+CONCURRENCY = 64
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", help="an existing PostgreSQL database URL")
-    parser.add_argument("--rows", type=int, default=20_000, help="store: deliveries")
-    parser.add_argument("--orders", type=int, default=5_000, help="store: order queues")
-    parser.add_argument("--batch", type=int, default=500, help="store: deliveries per enqueue")
-    parser.add_argument("--claim", type=int, default=256, help="store: deliveries per claim")
-    parser.add_argument("--updates", type=int, default=20_000, help="nodes: deliveries")
-    parser.add_argument("--concurrency", type=int, default=64, help="nodes: POSTs per worker")
-    parser.add_argument("--only", choices=["store", "nodes"], help="run one section")
-    args = parser.parse_args()
-    if args.db:
-        os.environ[ENV_URL] = args.db
+def run(ctx: Context) -> list[Row]:
+    reason = unavailable_reason()
+    if reason is not None:
+        return [
+            Row("B7", "PostgreSQL, 1 and 2 workers", None, None, "/s", note=f"skipped: {reason}")
+        ]
+    updates = ctx.pick(6_000, 20_000)
+    port = free_port()
+    receiver = f"http://127.0.0.1:{port}/hook"
     server = PostgresServer(durable=True).start()
     try:
-        if args.only in (None, "store"):
-            store_section(server, args)
-        if args.only in (None, "nodes"):
-            nodes_section(server, args)
+        with ctx.spawn(
+            ["-m", "bench.sink", "--port", str(port)],
+            health_url=f"http://127.0.0.1:{port}/stats",
+            log_name="b7-sink",
+        ):
+            body = valid_body()
+            run_async(bare(receiver, 2_000, CONCURRENCY, body))  # warm the receiver up
+            baselines = [updates / run_async(bare(receiver, updates, CONCURRENCY, body))[0]]
+            rates, busy = {}, {}
+            for workers in (1, 2):
+                url = server.new_database()
+                rates[workers], busy[workers] = asyncio.run(
+                    delivered_rate(url, receiver, workers, updates, CONCURRENCY)
+                )
+                baselines.append(updates / run_async(bare(receiver, updates, CONCURRENCY, body))[0])
+        store = store_rates(server, ctx.pick(6_000, 20_000), ctx.pick(1_500, 5_000))
     finally:
         server.stop()
+    baseline = median(baselines)
+    rows = [
+        Row(
+            "B7",
+            f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}",
+            rates[workers],
+            baseline,
+            "/s",
+            note=f"{updates:,} orders, {CONCURRENCY} in flight per worker; machine CPU "
+            f"{busy[workers]:.0%} busy meanwhile; baseline: bare POST loop, median of "
+            f"{len(baselines)}"
+            + (f"; 2 workers / 1: {rates[2] / rates[1]:.2f}x" if workers == 2 else ""),
+        )
+        for workers in (1, 2)
+    ]
+    rows += [
+        Row(
+            "B7",
+            f"PostgreSQL store alone, claim+finish, {nodes} process{'es' if nodes > 1 else ''}",
+            store[f"drain-{nodes}"],
+            store["enqueue"],
+            "rows/s",
+            note="no HTTP; claims of 256; baseline: enqueue rate of the same rows (batches of 500)",
+        )
+        for nodes in (1, 2)
+    ]
+    return rows
 
 
-if __name__ == "__main__":
-    main()
+SCENARIO = Scenario("B7", "durable delivery throughput on PostgreSQL, 1 and 2 workers", run)
