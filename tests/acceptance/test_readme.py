@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from dhan_postback.settings import ServiceSettings
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -47,7 +48,13 @@ def test_the_tour_runs_from_start_to_end(tmp_path: Path) -> None:
     for name, text in files.items():
         (tmp_path / "tour" / name).write_text(text)
     script = "set -euo pipefail\n" + "\n".join(shell)
+    # The tour uses the usual ports 8000-8002; the test moves them to free ones so that it
+    # never meets another server on this machine. Nothing else in the commands changes.
+    ports = {port: free_port() for port in ("8000", "8001", "8002")}
+    for usual, free in ports.items():
+        script = script.replace(usual, str(free))
     env = {key: value for key, value in os.environ.items() if not key.startswith("DHAN_POSTBACK")}
+    env["DHAN_POSTBACK_SERVER"] = f"http://127.0.0.1:{ports['8000']}"  # `tokens` defaults to 8000
     log = tmp_path / "tour.out"
     # A file, not a pipe: the servers the tour starts in the background inherit its stdout.
     with log.open("w") as out:
