@@ -147,57 +147,75 @@ SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4
 FROM json_each(:rows) AS r
 ORDER BY r.key;
 
--- name: select_due_heads
-SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
-       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
-            THEN p.signing_secret
-            ELSE t.signing_secret
-       END AS signing_secret
-FROM deliveries AS d INDEXED BY deliveries_due
-LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
-LEFT JOIN partners AS p ON p.partner_id = d.partner_id
-WHERE d.is_head = 1 AND d.status = 'pending'
-  AND d.next_attempt_at <= :now
-  AND d.lease_until <= :now
-  AND d.url NOT IN (SELECT value FROM json_each(:skip_urls))
-ORDER BY d.next_attempt_at, d.seq
-LIMIT :limit;
-
--- name: lease
-UPDATE deliveries SET lease_until = :lease_until WHERE seq = :seq;
+-- name: claim_due_heads
+-- Lease up to :limit due heads, oldest due first, in one statement. RETURNING gives rows in
+-- no particular order: the store sorts them by (next_attempt_at, seq). The signing secret is
+-- the partner's for a partner delivery, the token's otherwise.
+UPDATE deliveries SET lease_until = :lease_until
+WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_due
+              WHERE is_head = 1 AND status = 'pending'
+                AND next_attempt_at <= :now
+                AND lease_until <= :now
+                AND url NOT IN (SELECT value FROM json_each(:skip_urls))
+              ORDER BY next_attempt_at, seq
+              LIMIT :limit)
+RETURNING seq, id, url, order_id, payload, attempts, round_attempts, after_dead,
+          next_attempt_at,
+          CASE WHEN target = 'partner' AND partner_id IS NOT NULL
+               THEN (SELECT p.signing_secret FROM partners AS p
+                     WHERE p.partner_id = deliveries.partner_id)
+               ELSE (SELECT t.signing_secret FROM tokens AS t
+                     WHERE t.token_hash = deliveries.token_hash)
+          END;
 
 -- name: release
 UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
 
--- name: insert_attempt
+-- name: insert_attempts
+-- One statement for a batch: :rows is a JSON array of
+--   [delivery_id, number, started_at, latency_ms, status_code, error, response_prefix].
 INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
                       response_prefix)
-VALUES (:delivery_id, :number, :started_at, :latency_ms, :status_code, :error,
-        :response_prefix);
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6
+FROM json_each(:rows) AS r
+ORDER BY r.key;
 
--- name: finish_delivered
+-- name: finish_deliveries
+-- Move a batch of attempted deliveries on, in one statement. :rows is a JSON array of
+--   [id, result ('delivered' | 'retry' | 'dead'), status_code, error, next_attempt_at,
+--    delivered_at]
+-- with each id at most once. Delivered and dead rows leave "pending" and stop being heads;
+-- a retry stays the head of its queue, due again at next_attempt_at.
 UPDATE deliveries
-SET status = 'delivered', is_head = 0, lease_until = 0,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    delivered_at = :delivered_at, last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
+SET status = CASE r.result WHEN 'retry' THEN deliveries.status ELSE r.result END,
+    is_head = CASE r.result WHEN 'retry' THEN deliveries.is_head ELSE 0 END,
+    lease_until = 0,
+    next_attempt_at = CASE r.result WHEN 'retry' THEN r.next_attempt_at
+                                    ELSE deliveries.next_attempt_at END,
+    attempts = deliveries.attempts + 1,
+    round_attempts = deliveries.round_attempts + 1,
+    delivered_at = CASE r.result WHEN 'delivered' THEN r.delivered_at
+                                 ELSE deliveries.delivered_at END,
+    last_status_code = r.status_code,
+    last_error = r.error
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS result, value ->> 2 AS status_code,
+             value ->> 3 AS error, value ->> 4 AS next_attempt_at, value ->> 5 AS delivered_at
+      FROM json_each(:rows)) AS r
+WHERE deliveries.id = r.id
+RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
 
--- name: finish_dead
-UPDATE deliveries
-SET status = 'dead', is_head = 0, lease_until = 0,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
-
--- name: finish_retry
-UPDATE deliveries
-SET lease_until = 0, next_attempt_at = :next_attempt_at,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
+-- name: promote_queue_heads
+-- After the heads of the queues in :queues (a JSON array of [url, order_id]) left "pending":
+-- each queue's pending row with the smallest seq becomes its head. A row that leaves was its
+-- queue's only head, so no flag needs clearing here (refresh_queue_head, which also clears,
+-- is for replay, where a queue can gain an earlier row).
+UPDATE deliveries SET is_head = 1
+WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d
+                      WHERE d.url = q.value ->> 0 AND d.order_id = q.value ->> 1
+                        AND d.status = 'pending')
+              FROM json_each(:queues) AS q)
+  AND is_head = 0;
 
 -- name: refresh_queue_head
 -- After a row of the queue (url, order_id) left "pending" or came back to it: the pending
