@@ -410,8 +410,10 @@ class SQLiteStore:
         }
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
-            rows = _rows(conn, _QUERIES["claim_due_heads"], params)
-            rows.sort(key=_due_order)
+            rows = _rows(conn, _QUERIES["select_due_heads"], params)
+            if rows:
+                seqs = _json.encode([row[0] for row in rows]).decode()
+                _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
             return [_claim(row, lease_until) for row in rows]
 
         return await self._write(run)
@@ -633,11 +635,6 @@ def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
     return (" AND ".join(terms) or "1 = 1"), params
 
 
-def _due_order(row: Row) -> tuple[float, int]:
-    """Oldest due first, then FIFO: the order claims are handed out in."""
-    return row[8], row[0]
-
-
 def _claim(row: Row, lease_until: float) -> Claim:
     (
         seq,
@@ -648,7 +645,6 @@ def _claim(row: Row, lease_until: float) -> Claim:
         attempts,
         round_attempts,
         after_dead,
-        _next_attempt_at,
         secret,
     ) = row
     if secret is None:

@@ -147,26 +147,29 @@ SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4
 FROM json_each(:rows) AS r
 ORDER BY r.key;
 
--- name: claim_due_heads
--- Lease up to :limit due heads, oldest due first, in one statement. RETURNING gives rows in
--- no particular order: the store sorts them by (next_attempt_at, seq). The signing secret is
--- the partner's for a partner delivery, the token's otherwise.
+-- name: select_due_heads
+-- Up to :limit due heads, oldest due first, with the secret that signs each (the partner's
+-- for a partner delivery, the token's otherwise). Joins, not subqueries in a RETURNING
+-- clause: SQLite 3.40 runs a correlated subquery there as a scan of the whole table.
+SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
+       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
+            THEN p.signing_secret
+            ELSE t.signing_secret
+       END AS signing_secret
+FROM deliveries AS d INDEXED BY deliveries_due
+LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
+LEFT JOIN partners AS p ON p.partner_id = d.partner_id
+WHERE d.is_head = 1 AND d.status = 'pending'
+  AND d.next_attempt_at <= :now
+  AND d.lease_until <= :now
+  AND d.url NOT IN (SELECT value FROM json_each(:skip_urls))
+ORDER BY d.next_attempt_at, d.seq
+LIMIT :limit;
+
+-- name: lease
+-- Lease the rows select_due_heads found (:seqs, a JSON array), in one statement.
 UPDATE deliveries SET lease_until = :lease_until
-WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_due
-              WHERE is_head = 1 AND status = 'pending'
-                AND next_attempt_at <= :now
-                AND lease_until <= :now
-                AND url NOT IN (SELECT value FROM json_each(:skip_urls))
-              ORDER BY next_attempt_at, seq
-              LIMIT :limit)
-RETURNING seq, id, url, order_id, payload, attempts, round_attempts, after_dead,
-          next_attempt_at,
-          CASE WHEN target = 'partner' AND partner_id IS NOT NULL
-               THEN (SELECT p.signing_secret FROM partners AS p
-                     WHERE p.partner_id = deliveries.partner_id)
-               ELSE (SELECT t.signing_secret FROM tokens AS t
-                     WHERE t.token_hash = deliveries.token_hash)
-          END;
+WHERE seq IN (SELECT value FROM json_each(:seqs));
 
 -- name: release
 UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
