@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.store import NewDelivery, Target
+from dhan_postback.service.store.queries import load_queries
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 
 
@@ -80,3 +82,39 @@ async def test_a_payload_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
         await store.ping()  # the writer is still serving
     finally:
         await store.close()
+
+
+_OUTBOX_STATEMENTS = (
+    "insert_deliveries",
+    "select_due_heads",
+    "lease",
+    "release",
+    "finish_deliveries",
+    "insert_attempts",
+    "promote_queue_heads",
+    "flag_after_dead",
+    "refresh_queue_head",
+    "next_due_head",
+    "next_lease_end",
+)
+
+
+@pytest.mark.parametrize("name", _OUTBOX_STATEMENTS)
+async def test_outbox_statements_never_scan_a_whole_table(tmp_path: Path, name: str) -> None:
+    """The delivery path stays proportional to its batch, however many rows are stored.
+
+    (A correlated subquery in a RETURNING clause, for one, is run as a scan by SQLite 3.40.)
+    """
+    store = SQLiteStore(f"sqlite:///{tmp_path}/plan.db")
+    await store.open()
+    await store.close()
+    sql = load_queries("sqlite")[name]
+    params = dict.fromkeys(re.findall(r":(\w+)", sql), "[]")
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    finally:
+        conn.close()
+    tables = ("deliveries", "attempts", "tokens", "partners", "t", "p", "d", "q")
+    whole_table_scans = [step for step in plan if step in {f"SCAN {name}" for name in tables}]
+    assert whole_table_scans == []

@@ -182,7 +182,11 @@ class Dispatcher:
         """(url, order_id) -> delivery id, from claim until its outcome is written."""
         self._waiting = 0
         self._in_flight = 0
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._idle_workers: deque[asyncio.Future[None]] = deque()
+        self._jobs: deque[tuple[_Lane, Claim, Ticket]] = deque()
+        """Attempts counted in flight by :meth:`_pump`, not yet picked up by a worker."""
+        self._workers_closing = False
         self._starved: deque[_Lane] = deque()
         self._outcomes: list[tuple[Outcome, tuple[str, str]]] = []
         self._retry_times: list[float] = []
@@ -239,14 +243,22 @@ class Dispatcher:
         for lane in list(self._lanes.values()):
             while lane.queue:
                 self._give_back(lane, lane.queue.popleft())
-        tasks = set(self._tasks)
-        if tasks:
-            _, unfinished = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        self._workers_closing = True
+        while self._idle_workers:
+            self._idle_workers.popleft().set_result(None)
+        workers = set(self._workers)
+        if workers:
+            _, unfinished = await asyncio.wait(workers, timeout=self.settings.shutdown_grace)
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
-            if unfinished:
-                log.warning("dispatcher gave back unfinished POSTs", count=len(unfinished))
+            abandoned = len(self._jobs)
+            while self._jobs:
+                self._abandon(*self._jobs.popleft())
+            if unfinished or abandoned:
+                log.warning(
+                    "dispatcher gave back unfinished POSTs", count=len(unfinished) + abandoned
+                )
         self._final = True
         self._flush_wanted.set()
         if self._flush_task is not None:
@@ -478,9 +490,44 @@ class Dispatcher:
             lane.in_flight += 1
             if lane.in_flight_gauge is not None:
                 lane.in_flight_gauge.inc()
-            task = asyncio.create_task(self._attempt(lane, claim, ticket))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._jobs.append((lane, claim, ticket))
+            if self._idle_workers:
+                self._idle_workers.popleft().set_result(None)
+            else:
+                worker = asyncio.create_task(self._worker(), name="dispatcher-worker")
+                self._workers.add(worker)
+                worker.add_done_callback(self._workers.discard)
+
+    async def _worker(self) -> None:
+        """Runs attempts one after another: one task per POST slot, not one per POST.
+
+        :meth:`_pump` counts an attempt in flight and queues it; a worker that finishes an
+        attempt takes the next one at once, so under load no task or future is made per POST.
+        Idle workers wait on a future of their own; there are never more workers than
+        attempts in flight at the busiest moment (at most ``max_in_flight``).
+        """
+        loop = asyncio.get_running_loop()
+        jobs = self._jobs
+        while True:
+            if not jobs:
+                if self._workers_closing:
+                    return
+                idle: asyncio.Future[None] = loop.create_future()
+                self._idle_workers.append(idle)
+                try:
+                    await idle
+                except asyncio.CancelledError:
+                    with contextlib.suppress(ValueError):
+                        self._idle_workers.remove(idle)
+                    raise
+                continue
+            lane, claim, ticket = jobs.popleft()
+            try:
+                await self._attempt(lane, claim, ticket)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug: keep the worker for the next attempts
+                log.exception("an attempt failed unexpectedly")
 
     def _pump_starved(self) -> None:
         while self._starved and self._in_flight < self.settings.max_in_flight:
@@ -494,12 +541,7 @@ class Dispatcher:
             attempt, retry_after = await self._post(claim)
         except asyncio.CancelledError:
             # Shutdown ran out of grace: give it back; it goes again, same webhook-id.
-            self._slot_freed(lane)
-            lane.drop(claim.url)
-            self._held.pop((claim.url, claim.order_id), None)
-            self.breakers.abandon(ticket)
-            self._releases.append(claim.id)
-            self._flush_wanted.set()
+            self._abandon(lane, claim, ticket)
             raise
         now = self._clock()
         outcome = decide(
@@ -528,6 +570,15 @@ class Dispatcher:
         self._pump(lane)
         # No wake here: the flush of this outcome follows within flush_interval and wakes
         # the claim loop once for the whole batch (successors and freed slots together).
+
+    def _abandon(self, lane: _Lane, claim: Claim, ticket: Ticket) -> None:
+        """Give back a claim counted in flight but not attempted to the end."""
+        self._slot_freed(lane)
+        lane.drop(claim.url)
+        self._held.pop((claim.url, claim.order_id), None)
+        self.breakers.abandon(ticket)
+        self._releases.append(claim.id)
+        self._flush_wanted.set()
 
     def _slot_freed(self, lane: _Lane) -> None:
         self._in_flight -= 1

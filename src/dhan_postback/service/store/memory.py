@@ -3,11 +3,16 @@
 It keeps the same rules as the real backends (FIFO per ``(url, order_id)``, leases, the
 ``after_dead`` flag, replay rounds) in plain Python, so it is also the easiest place to read
 what those rules are.
+
+One index keeps it usable with thousands of rows: the pending rows of each queue, in ``seq``
+order, so that a queue's head is its first pending row and a claim looks at heads only.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -51,6 +56,8 @@ class MemoryStore:
         self._partners: dict[str, PartnerRecord] = {}
         self._rows: dict[str, _Row] = {}
         self._attempts: dict[str, list[Attempt]] = {}
+        self._queues: dict[tuple[str, str], list[_Row]] = {}
+        """Each queue's pending rows in ``seq`` order; the first is the queue's head."""
         self._seq = 0
 
     async def open(self) -> None:
@@ -92,26 +99,39 @@ class MemoryStore:
                 raise Conflict(f"delivery {new.id} already exists")
         for new in deliveries:
             self._seq += 1
-            self._rows[new.id] = _Row(new=new, seq=self._seq, next_attempt_at=new.created_at)
+            row = _Row(new=new, seq=self._seq, next_attempt_at=new.created_at)
+            self._rows[new.id] = row
+            self._set_pending(row)
 
-    def _is_head(self, row: _Row) -> bool:
-        key = (row.new.url, row.new.order_id)
-        return not any(
-            other.status is DeliveryStatus.PENDING
-            and other.seq < row.seq
-            and (other.new.url, other.new.order_id) == key
-            for other in self._rows.values()
-        )
+    def _set_pending(self, row: _Row) -> None:
+        """Make ``row`` pending and put it in its queue, in ``seq`` order."""
+        row.status = DeliveryStatus.PENDING
+        queue = self._queues.setdefault((row.new.url, row.new.order_id), [])
+        bisect.insort(queue, row, key=lambda queued: queued.seq)
+
+    def _set_done(self, row: _Row, status: DeliveryStatus) -> None:
+        """Move ``row`` to ``status`` (delivered or dead), out of its queue if it was in one."""
+        if row.status is DeliveryStatus.PENDING:
+            key = (row.new.url, row.new.order_id)
+            queue = self._queues[key]
+            queue.remove(row)
+            if not queue:
+                del self._queues[key]
+        row.status = status
+
+    def _heads(self) -> list[_Row]:
+        """The head of every queue: the only rows that may be sent."""
+        return [queue[0] for queue in self._queues.values()]
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
-        due = sorted(
+        due = heapq.nsmallest(
+            max(limit, 0),
             (
                 row
-                for row in self._rows.values()
-                if row.status is DeliveryStatus.PENDING
-                and row.next_attempt_at <= now
+                for row in self._heads()
+                if row.next_attempt_at <= now
                 and row.lease_until <= now
                 and row.new.url not in skip_urls
             ),
@@ -119,10 +139,6 @@ class MemoryStore:
         )
         claims: list[Claim] = []
         for row in due:
-            if len(claims) >= limit:
-                break
-            if not self._is_head(row):
-                continue
             row.lease_until = now + lease
             claims.append(
                 Claim(
@@ -156,25 +172,20 @@ class MemoryStore:
             row.last_error = attempt.error
             row.lease_until = 0.0
             if outcome.result == "delivered":
-                row.status = DeliveryStatus.DELIVERED
+                self._set_done(row, DeliveryStatus.DELIVERED)
                 row.delivered_at = attempt.started_at + attempt.latency_ms / 1000
             elif outcome.result == "dead":
-                row.status = DeliveryStatus.DEAD
+                self._set_done(row, DeliveryStatus.DEAD)
                 self._flag_successor(row)
             else:
                 row.next_attempt_at = outcome.next_attempt_at or attempt.started_at
 
     def _flag_successor(self, dead: _Row) -> None:
-        key = (dead.new.url, dead.new.order_id)
-        waiting = [
-            row
-            for row in self._rows.values()
-            if row.status is DeliveryStatus.PENDING
-            and row.seq > dead.seq
-            and (row.new.url, row.new.order_id) == key
-        ]
-        if waiting:
-            min(waiting, key=lambda row: row.seq).after_dead = True
+        """The next pending delivery of the dead one's queue is sent ``after_dead``."""
+        queue = self._queues.get((dead.new.url, dead.new.order_id), [])
+        after = bisect.bisect_right(queue, dead.seq, key=lambda row: row.seq)
+        if after < len(queue):
+            queue[after].after_dead = True
 
     async def release(self, delivery_ids: Sequence[str]) -> None:
         for delivery_id in delivery_ids:
@@ -185,11 +196,7 @@ class MemoryStore:
     async def next_due(self) -> float | None:
         # Only queue heads can be claimed: a waiting successor is not due before its head
         # is done, whatever its own next_attempt_at says.
-        times = [
-            max(row.next_attempt_at, row.lease_until)
-            for row in self._rows.values()
-            if row.status is DeliveryStatus.PENDING and self._is_head(row)
-        ]
+        times = [max(row.next_attempt_at, row.lease_until) for row in self._heads()]
         return min(times, default=None)
 
     async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
@@ -199,7 +206,8 @@ class MemoryStore:
             row = self._rows[delivery.id]
             if row.status is DeliveryStatus.PENDING and row.lease_until > now:
                 continue  # in flight: it is being sent right now
-            row.status = DeliveryStatus.PENDING
+            if row.status is not DeliveryStatus.PENDING:
+                self._set_pending(row)
             row.round_attempts = 0
             row.next_attempt_at = now
             row.lease_until = 0.0

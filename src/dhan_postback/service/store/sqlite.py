@@ -401,12 +401,19 @@ class SQLiteStore:
     ) -> list[Claim]:
         if limit <= 0:
             return []
-        params = {"now": now, "limit": limit, "skip_urls": json.dumps(list(skip_urls))}
         lease_until = now + lease
+        params = {
+            "now": now,
+            "limit": limit,
+            "lease_until": lease_until,
+            "skip_urls": _json.encode(list(skip_urls)).decode() if skip_urls else "[]",
+        }
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
             rows = _rows(conn, _QUERIES["select_due_heads"], params)
-            _run_many(conn, "lease", [{"seq": row[0], "lease_until": lease_until} for row in rows])
+            if rows:
+                seqs = _json.encode([row[0] for row in rows]).decode()
+                _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
             return [_claim(row, lease_until) for row in rows]
 
         return await self._write(run)
@@ -532,50 +539,76 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-    """Record each attempt and move its delivery on (delivered, retry or dead)."""
-    attempts: list[dict[str, Any]] = []
-    changed_queues: set[tuple[str, str]] = set()
+    """Record each attempt and move its delivery on (delivered, retry or dead).
+
+    A few statements per batch, not per outcome (see the module docstring). An outcome for
+    an id already in the batch (not something the dispatcher sends) goes in a later round, so
+    that each is applied, in order.
+    """
+    pending: Sequence[Outcome] = outcomes
+    while pending:
+        ids: set[str] = set()
+        now: list[Outcome] = []
+        later: list[Outcome] = []
+        for outcome in pending:
+            if outcome.delivery_id in ids:
+                later.append(outcome)
+            else:
+                ids.add(outcome.delivery_id)
+                now.append(outcome)
+        _finish_round(conn, now)
+        pending = later
+
+
+def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
+    """:func:`_finish` for outcomes with distinct ids."""
+    rows = []
+    for outcome in outcomes:
+        attempt = outcome.attempt
+        result = outcome.result
+        rows.append(
+            (
+                attempt.delivery_id,
+                result,
+                attempt.status_code,
+                attempt.error,
+                (outcome.next_attempt_at or attempt.started_at) if result == "retry" else None,
+                attempt.started_at + attempt.latency_ms / 1000 if result == "delivered" else None,
+            )
+        )
+    changed = _rows(conn, _QUERIES["finish_deliveries"], {"rows": _json.encode(rows).decode()})
+    if not changed:
+        return  # no such deliveries: nothing to record the attempts against
+    found = {delivery_id: (seq, url, order_id) for seq, delivery_id, url, order_id in changed}
+    attempts = []
+    queues: set[tuple[str, str]] = set()
     dead: list[dict[str, Any]] = []
     for outcome in outcomes:
         attempt = outcome.attempt
-        params: dict[str, Any] = {
-            "id": attempt.delivery_id,
-            "status_code": attempt.status_code,
-            "error": attempt.error,
-        }
-        if outcome.result == "delivered":
-            params["delivered_at"] = attempt.started_at + attempt.latency_ms / 1000
-            rows = _rows(conn, _QUERIES["finish_delivered"], params)
-        elif outcome.result == "dead":
-            rows = _rows(conn, _QUERIES["finish_dead"], params)
-        else:
-            params["next_attempt_at"] = outcome.next_attempt_at or attempt.started_at
-            rows = _rows(conn, _QUERIES["finish_retry"], params)
-        if not rows:
-            continue  # no such delivery: nothing to record it against
-        [(seq, url, order_id)] = rows
+        row = found.get(attempt.delivery_id)
+        if row is None:
+            continue
         attempts.append(
-            {
-                "delivery_id": attempt.delivery_id,
-                "number": attempt.number,
-                "started_at": attempt.started_at,
-                "latency_ms": attempt.latency_ms,
-                "status_code": attempt.status_code,
-                "error": attempt.error,
-                "response_prefix": attempt.response_prefix,
-            }
+            (
+                attempt.delivery_id,
+                attempt.number,
+                attempt.started_at,
+                attempt.latency_ms,
+                attempt.status_code,
+                attempt.error,
+                attempt.response_prefix,
+            )
         )
         if outcome.result != "retry":
-            changed_queues.add((url, order_id))
-        if outcome.result == "dead":
-            dead.append({"seq": seq, "url": url, "order_id": order_id})
-    _run_many(conn, "insert_attempt", attempts)
-    _run_many(conn, "flag_after_dead", dead)
-    _run_many(
-        conn,
-        "refresh_queue_head",
-        [{"url": url, "order_id": order_id} for url, order_id in changed_queues],
-    )
+            seq, url, order_id = row
+            queues.add((url, order_id))
+            if outcome.result == "dead":
+                dead.append({"seq": seq, "url": url, "order_id": order_id})
+    _run(conn, "insert_attempts", {"rows": _json.encode(attempts).decode()})
+    if dead:
+        _run_many(conn, "flag_after_dead", dead)
+    if queues:
+        _run(conn, "promote_queue_heads", {"queues": _json.encode(list(queues)).decode()})
 
 
 def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
@@ -603,7 +636,17 @@ def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
 
 
 def _claim(row: Row, lease_until: float) -> Claim:
-    seq, delivery_id, url, order_id, payload, attempts, round_attempts, after_dead, secret = row
+    (
+        seq,
+        delivery_id,
+        url,
+        order_id,
+        payload,
+        attempts,
+        round_attempts,
+        after_dead,
+        secret,
+    ) = row
     if secret is None:
         # Tokens and partners are never deleted, so this means a damaged database.
         raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")

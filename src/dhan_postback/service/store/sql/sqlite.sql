@@ -148,6 +148,9 @@ FROM json_each(:rows) AS r
 ORDER BY r.key;
 
 -- name: select_due_heads
+-- Up to :limit due heads, oldest due first, with the secret that signs each (the partner's
+-- for a partner delivery, the token's otherwise). Joins, not subqueries in a RETURNING
+-- clause: SQLite 3.40 runs a correlated subquery there as a scan of the whole table.
 SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
        CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
             THEN p.signing_secret
@@ -164,40 +167,59 @@ ORDER BY d.next_attempt_at, d.seq
 LIMIT :limit;
 
 -- name: lease
-UPDATE deliveries SET lease_until = :lease_until WHERE seq = :seq;
+-- Lease the rows select_due_heads found (:seqs, a JSON array), in one statement.
+UPDATE deliveries SET lease_until = :lease_until
+WHERE seq IN (SELECT value FROM json_each(:seqs));
 
 -- name: release
 UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
 
--- name: insert_attempt
+-- name: insert_attempts
+-- One statement for a batch: :rows is a JSON array of
+--   [delivery_id, number, started_at, latency_ms, status_code, error, response_prefix].
+-- No ORDER BY (it costs a sort): each delivery has at most one attempt in a batch, so the
+-- order within a batch says nothing; a delivery's attempts follow each other by id.
 INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
                       response_prefix)
-VALUES (:delivery_id, :number, :started_at, :latency_ms, :status_code, :error,
-        :response_prefix);
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6
+FROM json_each(:rows) AS r;
 
--- name: finish_delivered
+-- name: finish_deliveries
+-- Move a batch of attempted deliveries on, in one statement. :rows is a JSON array of
+--   [id, result ('delivered' | 'retry' | 'dead'), status_code, error, next_attempt_at,
+--    delivered_at]
+-- with each id at most once. Delivered and dead rows leave "pending" and stop being heads;
+-- a retry stays the head of its queue, due again at next_attempt_at.
 UPDATE deliveries
-SET status = 'delivered', is_head = 0, lease_until = 0,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    delivered_at = :delivered_at, last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
+SET status = CASE r.result WHEN 'retry' THEN deliveries.status ELSE r.result END,
+    is_head = CASE r.result WHEN 'retry' THEN deliveries.is_head ELSE 0 END,
+    lease_until = 0,
+    next_attempt_at = CASE r.result WHEN 'retry' THEN r.next_attempt_at
+                                    ELSE deliveries.next_attempt_at END,
+    attempts = deliveries.attempts + 1,
+    round_attempts = deliveries.round_attempts + 1,
+    delivered_at = CASE r.result WHEN 'delivered' THEN r.delivered_at
+                                 ELSE deliveries.delivered_at END,
+    last_status_code = r.status_code,
+    last_error = r.error
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS result, value ->> 2 AS status_code,
+             value ->> 3 AS error, value ->> 4 AS next_attempt_at, value ->> 5 AS delivered_at
+      FROM json_each(:rows)) AS r
+WHERE deliveries.id = r.id
+RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
 
--- name: finish_dead
-UPDATE deliveries
-SET status = 'dead', is_head = 0, lease_until = 0,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
-
--- name: finish_retry
-UPDATE deliveries
-SET lease_until = 0, next_attempt_at = :next_attempt_at,
-    attempts = attempts + 1, round_attempts = round_attempts + 1,
-    last_status_code = :status_code, last_error = :error
-WHERE id = :id
-RETURNING seq, url, order_id;
+-- name: promote_queue_heads
+-- After the heads of the queues in :queues (a JSON array of [url, order_id]) left "pending":
+-- each queue's pending row with the smallest seq becomes its head. A row that leaves was its
+-- queue's only head, so no flag needs clearing here (refresh_queue_head, which also clears,
+-- is for replay, where a queue can gain an earlier row).
+UPDATE deliveries SET is_head = 1
+WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d
+                      WHERE d.url = q.value ->> 0 AND d.order_id = q.value ->> 1
+                        AND d.status = 'pending')
+              FROM json_each(:queues) AS q)
+  AND is_head = 0;
 
 -- name: refresh_queue_head
 -- After a row of the queue (url, order_id) left "pending" or came back to it: the pending
