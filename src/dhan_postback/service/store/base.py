@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "Attempt",
@@ -154,7 +154,10 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A delivery as the log shows it."""
+    """A delivery as the log shows it.
+
+    SQL backends select its columns in the order of :meth:`from_row`.
+    """
 
     id: str
     seq: int
@@ -173,6 +176,51 @@ class Delivery:
     last_status_code: int | None = None
     last_error: str | None = None
     after_dead: bool = False
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Delivery:
+        """From ``id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id,
+        payload, status, attempts, created_at, next_attempt_at, delivered_at,
+        last_status_code, last_error, after_dead`` (SQL backends select them in this order)."""
+        (
+            delivery_id,
+            seq,
+            dhan_client_id,
+            token_hash,
+            target,
+            partner_id,
+            url,
+            order_id,
+            payload,
+            status,
+            attempts,
+            created_at,
+            next_attempt_at,
+            delivered_at,
+            last_status_code,
+            last_error,
+            after_dead,
+        ) = row
+        status = DeliveryStatus(status)
+        return cls(
+            id=delivery_id,
+            seq=seq,
+            dhan_client_id=dhan_client_id,
+            token_hash=token_hash,
+            target=Target(target),
+            partner_id=partner_id,
+            url=url,
+            order_id=order_id,
+            payload=bytes(payload),
+            status=status,
+            attempts=attempts,
+            created_at=created_at,
+            next_attempt_at=next_attempt_at if status is DeliveryStatus.PENDING else None,
+            delivered_at=delivered_at,
+            last_status_code=last_status_code,
+            last_error=last_error,
+            after_dead=bool(after_dead),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,7 +50,6 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
-    Target,
     TokenRecord,
 )
 from .queries import load_queries, migrations
@@ -378,7 +377,7 @@ class PostgresStore:
         async def run(conn: psycopg.AsyncConnection[Any]) -> Delivery | None:
             cur = await conn.execute(_Q["get_delivery"], {"id": delivery_id}, prepare=True)
             row = await cur.fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else Delivery.from_row(row)
 
         return await self._run(run)
 
@@ -410,7 +409,7 @@ class PostgresStore:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Delivery]:
             # Unprepared on purpose: planned with the actual values, unset filters vanish.
             cur = await conn.execute(statement, params, prepare=False)
-            return [_delivery(row) for row in await cur.fetchall()]
+            return [Delivery.from_row(row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
@@ -511,45 +510,3 @@ def _list_statement(newest_first: bool) -> sql.Composed:
 
 _LIST_NEWEST_FIRST: Final = _list_statement(True)
 _LIST_OLDEST_FIRST: Final = _list_statement(False)
-
-
-def _delivery(row: tuple[Any, ...]) -> Delivery:
-    (
-        seq,
-        delivery_id,
-        dhan_client_id,
-        token_hash,
-        target,
-        partner_id,
-        url,
-        order_id,
-        payload,
-        status,
-        attempts,
-        created_at,
-        next_attempt_at,
-        delivered_at,
-        last_status_code,
-        last_error,
-        after_dead,
-    ) = row
-    pending = status == DeliveryStatus.PENDING.value
-    return Delivery(
-        id=delivery_id,
-        seq=seq,
-        dhan_client_id=dhan_client_id,
-        token_hash=token_hash,
-        target=Target(target),
-        partner_id=partner_id,
-        url=url,
-        order_id=order_id,
-        payload=bytes(payload),
-        status=DeliveryStatus(status),
-        attempts=attempts,
-        created_at=created_at,
-        next_attempt_at=next_attempt_at if pending else None,
-        delivered_at=delivered_at,
-        last_status_code=last_status_code,
-        last_error=last_error,
-        after_dead=after_dead,
-    )

@@ -45,7 +45,6 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
-    Target,
     TokenRecord,
 )
 from .queries import load_queries, migrations
@@ -460,7 +459,7 @@ class SQLiteStore:
     async def get_delivery(self, delivery_id: str) -> Delivery | None:
         params = {"id": delivery_id}
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_delivery"], params))
-        return _delivery(rows[0]) if rows else None
+        return Delivery.from_row(rows[0]) if rows else None
 
     async def get_attempts(self, delivery_id: str) -> list[Attempt]:
         params = {"delivery_id": delivery_id}
@@ -476,7 +475,7 @@ class SQLiteStore:
         )
         params["limit"] = query.limit
         rows = await self._read(lambda conn: _rows(conn, sql, params))
-        return [_delivery(row) for row in rows]
+        return [Delivery.from_row(row) for row in rows]
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
@@ -660,47 +659,5 @@ def _claim(row: Row, lease_until: float) -> Claim:
         attempts=attempts,
         round_attempts=round_attempts,
         lease_until=lease_until,
-        after_dead=bool(after_dead),
-    )
-
-
-def _delivery(row: Row) -> Delivery:
-    (
-        delivery_id,
-        seq,
-        dhan_client_id,
-        token_hash,
-        target,
-        partner_id,
-        url,
-        order_id,
-        payload,
-        status,
-        attempts,
-        created_at,
-        next_attempt_at,
-        delivered_at,
-        last_status_code,
-        last_error,
-        after_dead,
-    ) = row
-    status = DeliveryStatus(status)
-    return Delivery(
-        id=delivery_id,
-        seq=seq,
-        dhan_client_id=dhan_client_id,
-        token_hash=token_hash,
-        target=Target(target),
-        partner_id=partner_id,
-        url=url,
-        order_id=order_id,
-        payload=bytes(payload),
-        status=status,
-        attempts=attempts,
-        created_at=created_at,
-        next_attempt_at=next_attempt_at if status is DeliveryStatus.PENDING else None,
-        delivered_at=delivered_at,
-        last_status_code=last_status_code,
-        last_error=last_error,
         after_dead=bool(after_dead),
     )

@@ -321,7 +321,7 @@ RETURNING id;
 -- Delivery log -------------------------------------------------------------------------------
 
 -- name: get_delivery
-SELECT seq, id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
        status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
        last_error, after_dead
 FROM deliveries WHERE id = %(id)s;
@@ -332,7 +332,7 @@ FROM attempts WHERE delivery_id = %(delivery_id)s ORDER BY id;
 
 -- name: list_deliveries
 -- Unset filters are NULL; run unprepared, so the planner folds them away per call.
-SELECT seq, id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
        status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
        last_error, after_dead
 FROM deliveries
