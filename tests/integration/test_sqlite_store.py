@@ -12,7 +12,7 @@ import pytest
 
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.store import NewDelivery, Target
-from dhan_postback.service.store.queries import load_queries
+from dhan_postback.service.store.queries import load_queries, migrations
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 
 
@@ -29,13 +29,14 @@ def test_sqlite_urls_without_a_file_are_refused(url: str) -> None:
 
 
 async def test_a_new_file_is_created_in_wal_mode_at_the_current_schema(tmp_path: Path) -> None:
+    current = migrations(load_queries("sqlite"))[-1][0]
     path = tmp_path / "sub" / "outbox.db"
     store = SQLiteStore(f"sqlite:///{path}")
     await store.open()
     await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (current,)
 
 
 async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -87,6 +88,9 @@ async def test_a_payload_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
 _OUTBOX_STATEMENTS = (
     "insert_deliveries",
     "select_due_heads",
+    "select_due_urls",
+    "select_due_heads_of_url",
+    "select_heads",
     "lease",
     "release",
     "finish_deliveries",

@@ -180,6 +180,40 @@ async def test_claim_skips_the_urls_it_is_told_to_skip(outbox: Store) -> None:
     assert await claim_ids(outbox) == ["msg_a"]
 
 
+async def test_a_skipped_urls_large_backlog_does_not_hide_the_other_urls_due_heads(
+    outbox: Store,
+) -> None:
+    backlog = [new(f"msg_old_{i}", order_id=f"old-{i}", created_at=NOW - 10) for i in range(2000)]
+    await outbox.enqueue(backlog)
+    await outbox.enqueue(
+        [
+            new("msg_b1", url=OTHER_URL, token=OTHER_TOKEN, order_id="b1"),
+            new("msg_p1", url=PARTNER_URL, target=Target.PARTNER, order_id="p1"),
+            new("msg_b2", url=OTHER_URL, token=OTHER_TOKEN, order_id="b2"),
+        ]
+    )
+    assert await claim_ids(outbox, limit=2, skip_urls={URL}) == ["msg_b1", "msg_p1"]
+    assert await claim_ids(outbox, limit=2, skip_urls={URL}) == ["msg_b2"]
+
+
+async def test_a_claim_that_skips_a_url_takes_only_due_unleased_heads_of_the_others(
+    outbox: Store,
+) -> None:
+    await outbox.enqueue(
+        [
+            new("msg_a", url=URL, order_id="a"),
+            new("msg_b1", url=OTHER_URL, token=OTHER_TOKEN, order_id="b"),
+            new("msg_b2", url=OTHER_URL, token=OTHER_TOKEN, order_id="b"),
+            new("msg_c", url=OTHER_URL, token=OTHER_TOKEN, order_id="c"),
+            new("msg_later", url=OTHER_URL, token=OTHER_TOKEN, order_id="d", created_at=NOW + 10),
+        ]
+    )
+    assert await claim_ids(outbox, limit=1, skip_urls={URL}) == ["msg_b1"]
+    assert await claim_ids(outbox, skip_urls={URL}) == ["msg_c"]
+    assert await claim_ids(outbox, skip_urls={URL, PARTNER_URL}) == []
+    assert await claim_ids(outbox, now=NOW + 10, skip_urls={URL}) == ["msg_later"]
+
+
 async def test_claim_with_a_zero_limit_claims_nothing(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1")])
     assert await claim_ids(outbox, limit=0) == []

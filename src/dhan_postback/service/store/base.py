@@ -277,7 +277,10 @@ class Store(Protocol):
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
-        """Lease up to ``limit`` due queue heads, oldest due first, none of ``skip_urls``."""
+        """Lease up to ``limit`` due queue heads, oldest due first, none of ``skip_urls``.
+
+        Its cost must not grow with the skipped URLs' heads: the dispatcher skips a URL whose
+        lane is full or whose breaker is open, which is when its backlog is largest."""
 
     async def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Record attempts and move each claimed delivery on (see the module docstring)."""

@@ -56,8 +56,9 @@ class MemoryStore:
         self._partners: dict[str, PartnerRecord] = {}
         self._rows: dict[str, _Row] = {}
         self._attempts: dict[str, list[Attempt]] = {}
-        self._queues: dict[tuple[str, str], list[_Row]] = {}
-        """Each queue's pending rows in ``seq`` order; the first is the queue's head."""
+        self._queues: dict[str, dict[str, list[_Row]]] = {}
+        """url -> order_id -> that queue's pending rows in ``seq`` order; the first is the
+        queue's head. By URL first, so that a claim skips a URL's queues without looking."""
         self._seq = 0
 
     async def open(self) -> None:
@@ -106,22 +107,29 @@ class MemoryStore:
     def _set_pending(self, row: _Row) -> None:
         """Make ``row`` pending and put it in its queue, in ``seq`` order."""
         row.status = DeliveryStatus.PENDING
-        queue = self._queues.setdefault((row.new.url, row.new.order_id), [])
+        queue = self._queues.setdefault(row.new.url, {}).setdefault(row.new.order_id, [])
         bisect.insort(queue, row, key=lambda queued: queued.seq)
 
     def _set_done(self, row: _Row, status: DeliveryStatus) -> None:
         """Move ``row`` to ``status`` (delivered or dead), out of its queue if it was in one."""
         if row.status is DeliveryStatus.PENDING:
-            key = (row.new.url, row.new.order_id)
-            queue = self._queues[key]
+            queues = self._queues[row.new.url]
+            queue = queues[row.new.order_id]
             queue.remove(row)
             if not queue:
-                del self._queues[key]
+                del queues[row.new.order_id]
+                if not queues:
+                    del self._queues[row.new.url]
         row.status = status
 
-    def _heads(self) -> list[_Row]:
-        """The head of every queue: the only rows that may be sent."""
-        return [queue[0] for queue in self._queues.values()]
+    def _heads(self, skip_urls: Collection[str] = ()) -> list[_Row]:
+        """The head of every queue (the only rows that may be sent), but ``skip_urls``'."""
+        return [
+            queue[0]
+            for url, queues in self._queues.items()
+            if url not in skip_urls
+            for queue in queues.values()
+        ]
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
@@ -130,10 +138,8 @@ class MemoryStore:
             max(limit, 0),
             (
                 row
-                for row in self._heads()
-                if row.next_attempt_at <= now
-                and row.lease_until <= now
-                and row.new.url not in skip_urls
+                for row in self._heads(skip_urls)
+                if row.next_attempt_at <= now and row.lease_until <= now
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
@@ -182,7 +188,7 @@ class MemoryStore:
 
     def _flag_successor(self, dead: _Row) -> None:
         """The next pending delivery of the dead one's queue is sent ``after_dead``."""
-        queue = self._queues.get((dead.new.url, dead.new.order_id), [])
+        queue = self._queues.get(dead.new.url, {}).get(dead.new.order_id, [])
         after = bisect.bisect_right(queue, dead.seq, key=lambda row: row.seq)
         if after < len(queue):
             queue[after].after_dead = True

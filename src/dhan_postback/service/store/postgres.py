@@ -61,6 +61,10 @@ CHANNEL: Final = "dhan_postback_outbox"
 
 _Q: Final = load_queries("postgres")
 _MIGRATIONS: Final = migrations(_Q)
+_CLAIM: Final = _Q["claim"].format(picks=_Q["claim_picks"])
+_CLAIM_SKIPPING: Final = _Q["claim"].format(picks=_Q["claim_picks_skipping"])
+"""A claim that skips URLs reads the others' heads URL by URL (see the SQL), so that its
+cost does not grow with the skipped URLs' backlog; without skips, the global due index."""
 _RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _TRANSACTION_TRIES: Final = 5
 _T = TypeVar("_T")
@@ -284,9 +288,10 @@ class PostgresStore:
             "lease_until": now + lease,
             "skip_urls": list(skip_urls),
         }
+        sql = _CLAIM_SKIPPING if skip_urls else _CLAIM
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
-            cur = await conn.execute(_Q["claim"], params, prepare=True)
+            cur = await conn.execute(sql, params, prepare=True)
             return [Claim(*row) for row in await cur.fetchall()]
 
         return await self._run(run, retry_conflicts=True)

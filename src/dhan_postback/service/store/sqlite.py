@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import heapq
 import json
 import os
 import queue
@@ -401,15 +402,14 @@ class SQLiteStore:
         if limit <= 0:
             return []
         lease_until = now + lease
-        params = {
-            "now": now,
-            "limit": limit,
-            "lease_until": lease_until,
-            "skip_urls": _json.encode(list(skip_urls)).decode() if skip_urls else "[]",
-        }
+        params = {"now": now, "limit": limit}
+        skipped = frozenset(skip_urls)
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
-            rows = _rows(conn, _QUERIES["select_due_heads"], params)
+            if skipped:
+                rows = _due_heads_skipping(conn, params, skipped)
+            else:
+                rows = _rows(conn, _QUERIES["select_due_heads"], params)
             if rows:
                 seqs = _json.encode([row[0] for row in rows]).decode()
                 _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
@@ -535,6 +535,29 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
             )
         )
     _run(conn, "insert_deliveries", {"rows": _json.encode(rows).decode()})
+
+
+def _due_heads_skipping(
+    conn: sqlite3.Connection, params: Mapping[str, Any], skipped: frozenset[str]
+) -> list[Row]:
+    """``select_due_heads`` without the heads of ``skipped``, at a cost that does not grow
+    with how many heads those URLs have (a full lane's or an open breaker's backlog).
+
+    Each other URL gives its oldest due heads (at most ``limit``, by index); the oldest
+    ``limit`` of those are the claim. A statement per URL with heads, not a row filter on the
+    global due index, which would read through every due head of a skipped URL.
+    """
+    limit = params["limit"]
+    candidates: list[tuple[float, int]] = []
+    for (url,) in _rows(conn, _QUERIES["select_due_urls"]):
+        if url in skipped:
+            continue
+        heads = _rows(conn, _QUERIES["select_due_heads_of_url"], {**params, "url": url})
+        candidates += ((due, seq) for seq, due in heads)
+    if not candidates:
+        return []
+    seqs = [seq for _, seq in heapq.nsmallest(limit, candidates)]
+    return _rows(conn, _QUERIES["select_heads"], {"seqs": _json.encode(seqs).decode()})
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:

@@ -102,6 +102,12 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 
 
+-- name: migration_2
+-- Due heads by URL: lets a claim that skips some URLs (a full lane, an open breaker) read the
+-- other URLs' heads without stepping over the skipped ones' backlog (claim_picks_skipping).
+CREATE INDEX deliveries_claimable_url ON deliveries (url, next_attempt_at, seq)
+    WHERE status = 'pending' AND is_head;
+
 -- Health -------------------------------------------------------------------------------------
 
 -- name: ping
@@ -209,16 +215,9 @@ ORDER BY n.position;
 -- name: claim
 -- Lease up to `limit` due heads; rows another node is claiming right now are skipped, not
 -- waited for. The secret is the partner's for partner deliveries, else the token's.
-WITH picked AS MATERIALIZED (
-    SELECT d.seq
-    FROM deliveries AS d
-    WHERE d.status = 'pending' AND d.is_head
-      AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
-      AND d.url <> ALL(%(skip_urls)s::text[])
-    ORDER BY d.next_attempt_at, d.seq
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+-- The store fills in the picks placeholder below with claim_picks (no URL skipped) or
+-- claim_picks_skipping: CTEs ending in "picked", the seqs to lease, locked.
+WITH {picks}, claimed AS (
     UPDATE deliveries AS d
     SET lease_until = %(lease_until)s
     FROM picked
@@ -234,6 +233,59 @@ FROM claimed AS c
 LEFT JOIN tokens AS t ON t.token_hash = c.token_hash
 LEFT JOIN partners AS p ON p.partner_id = c.partner_id
 ORDER BY c.next_attempt_at, c.seq;
+
+-- name: claim_picks
+-- Due heads of any URL, oldest due first, from the global due index.
+picked AS MATERIALIZED (
+    SELECT d.seq
+    FROM deliveries AS d
+    WHERE d.status = 'pending' AND d.is_head
+      AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+
+-- name: claim_picks_skipping
+-- Due heads of every URL but %(skip_urls)s, oldest due first, at a cost that does not grow
+-- with the skipped URLs' backlog (a full lane, an open breaker): the URLs with heads, one
+-- index seek each (a loose index scan), then each other URL's oldest due heads by index.
+-- A row filter on the global due index would read through every due head of a skipped URL.
+-- The candidates are read unlocked, so "picked" checks them again as it locks them.
+RECURSIVE head_urls (url) AS (
+    (SELECT d.url FROM deliveries AS d
+     WHERE d.status = 'pending' AND d.is_head
+     ORDER BY d.url
+     LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.url FROM deliveries AS d
+            WHERE d.status = 'pending' AND d.is_head AND d.url > head_urls.url
+            ORDER BY d.url
+            LIMIT 1)
+    FROM head_urls
+    WHERE head_urls.url IS NOT NULL
+), candidates AS (
+    SELECT c.seq, c.next_attempt_at
+    FROM head_urls AS u
+    CROSS JOIN LATERAL (
+        SELECT d.seq, d.next_attempt_at
+        FROM deliveries AS d
+        WHERE d.status = 'pending' AND d.is_head AND d.url = u.url
+          AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+        ORDER BY d.next_attempt_at, d.seq
+        LIMIT %(limit)s
+    ) AS c
+    WHERE u.url IS NOT NULL AND u.url <> ALL(%(skip_urls)s::text[])
+    ORDER BY c.next_attempt_at, c.seq
+    LIMIT %(limit)s
+), picked AS MATERIALIZED (
+    SELECT d.seq
+    FROM deliveries AS d
+    WHERE d.seq IN (SELECT seq FROM candidates)
+      AND d.status = 'pending' AND d.is_head AND d.lease_until <= %(now)s
+    ORDER BY d.next_attempt_at, d.seq
+    FOR UPDATE SKIP LOCKED
+)
 
 -- name: insert_attempts
 INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,

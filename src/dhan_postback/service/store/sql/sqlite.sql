@@ -95,6 +95,13 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 
 
+-- name: migration_2
+-- Due heads by URL: lets a claim that skips some URLs (a full lane, an open breaker) read the
+-- other URLs' heads without stepping over the skipped ones' backlog (select_due_urls and
+-- select_due_heads_of_url).
+CREATE INDEX deliveries_due_url ON deliveries (url, next_attempt_at)
+    WHERE is_head = 1 AND status = 'pending';
+
 -- Registry ------------------------------------------------------------------------------
 
 -- name: insert_token
@@ -148,8 +155,8 @@ FROM json_each(:rows) AS r
 ORDER BY r.key;
 
 -- name: select_due_heads
--- Up to :limit due heads, oldest due first, with the secret that signs each (the partner's
--- for a partner delivery, the token's otherwise). Joins, not subqueries in a RETURNING
+-- Up to :limit due heads of any URL (a claim that skips none), oldest due first, with the
+-- secret that signs each (the partner's for a partner delivery, the token's otherwise). Joins, not subqueries in a RETURNING
 -- clause: SQLite 3.40 runs a correlated subquery there as a scan of the whole table.
 SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
        CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
@@ -162,9 +169,47 @@ LEFT JOIN partners AS p ON p.partner_id = d.partner_id
 WHERE d.is_head = 1 AND d.status = 'pending'
   AND d.next_attempt_at <= :now
   AND d.lease_until <= :now
-  AND d.url NOT IN (SELECT value FROM json_each(:skip_urls))
 ORDER BY d.next_attempt_at, d.seq
 LIMIT :limit;
+
+-- name: select_due_urls
+-- The URLs that have queue heads (due or not), one index seek each: a claim that skips some
+-- URLs asks each of the others for its due heads (select_due_heads_of_url) instead of reading
+-- through the skipped URLs' heads, so its cost does not grow with their backlog.
+WITH RECURSIVE urls (url) AS (
+    SELECT MIN(url) FROM deliveries INDEXED BY deliveries_due_url
+    WHERE is_head = 1 AND status = 'pending'
+    UNION ALL
+    SELECT (SELECT MIN(h.url) FROM deliveries AS h INDEXED BY deliveries_due_url
+            WHERE h.is_head = 1 AND h.status = 'pending' AND h.url > urls.url)
+    FROM urls
+    WHERE urls.url IS NOT NULL
+)
+SELECT url FROM urls WHERE url IS NOT NULL;
+
+-- name: select_due_heads_of_url
+-- Up to :limit due, unleased heads of one URL, oldest due first: (seq, next_attempt_at).
+-- (seq is the rowid, the index's last column: no sort.)
+SELECT seq, next_attempt_at FROM deliveries INDEXED BY deliveries_due_url
+WHERE url = :url AND is_head = 1 AND status = 'pending'
+  AND next_attempt_at <= :now
+  AND lease_until <= :now
+ORDER BY next_attempt_at, seq
+LIMIT :limit;
+
+-- name: select_heads
+-- The heads select_due_heads_of_url picked (:seqs, a JSON array), as select_due_heads
+-- returns them.
+SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
+       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
+            THEN p.signing_secret
+            ELSE t.signing_secret
+       END AS signing_secret
+FROM json_each(:seqs) AS s
+JOIN deliveries AS d ON d.seq = s.value
+LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
+LEFT JOIN partners AS p ON p.partner_id = d.partner_id
+ORDER BY s.key;
 
 -- name: lease
 -- Lease the rows select_due_heads found (:seqs, a JSON array), in one statement.
