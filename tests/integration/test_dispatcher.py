@@ -216,7 +216,7 @@ async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(sto
             await settled(store, 1)
         failed, succeeded = await store.get_attempts(delivery.id)
 
-    assert (failed.status_code, failed.error) == (500, None)
+    assert (failed.status_code, failed.error) == (500, "HTTP 500")
     assert failed.response_prefix == "x" * 512
     assert failed.latency_ms > 0
     assert failed.started_at <= succeeded.started_at

@@ -175,3 +175,18 @@ def test_an_attempt_keeps_the_first_512_bytes_of_the_response() -> None:
 
 def test_an_attempt_without_a_body_keeps_no_prefix() -> None:
     assert attempt(204).response_prefix is None
+
+
+def test_an_answer_that_is_not_2xx_gets_an_error_text() -> None:
+    attempt = retry.make_attempt("msg_1", 1, started_at=0.0, latency_ms=1.0, status_code=503)
+    assert attempt.error == "HTTP 503"
+
+
+def test_a_redirect_says_it_was_not_followed() -> None:
+    attempt = retry.make_attempt("msg_1", 1, started_at=0.0, latency_ms=1.0, status_code=302)
+    assert attempt.error == "HTTP 302 (redirects are not followed)"
+
+
+def test_a_2xx_has_no_error_text() -> None:
+    attempt = retry.make_attempt("msg_1", 1, started_at=0.0, latency_ms=1.0, status_code=204)
+    assert attempt.error is None

@@ -113,7 +113,15 @@ def make_attempt(
     error: str | None = None,
     response_body: bytes | None = None,
 ) -> Attempt:
-    """An :class:`Attempt` with its error text and response prefix cut to the stored sizes."""
+    """An :class:`Attempt` with its error text and response prefix cut to the stored sizes.
+
+    An answer that is not a 2xx gets an error text too (``HTTP 503``), so that the delivery
+    log says why in words wherever a status code alone would be easy to misread.
+    """
+    if error is None and status_code is not None and not 200 <= status_code < 300:
+        error = f"HTTP {status_code}"
+        if 300 <= status_code < 400:
+            error += " (redirects are not followed)"
     prefix: str | None = None
     if response_body:
         prefix = response_body[:RESPONSE_PREFIX_BYTES].decode("utf-8", errors="replace")
