@@ -184,20 +184,7 @@ class FifoBreakingStore(MemoryStore):
                 and row.next_attempt_at <= now
                 and row.new.url not in skip_urls
             ):
-                row.lease_until = now + lease
-                claims.append(
-                    Claim(
-                        id=row.new.id,
-                        seq=row.seq,
-                        url=row.new.url,
-                        order_id=row.new.order_id,
-                        payload=row.new.payload,
-                        signing_secret=self._secret_of(row.new),
-                        attempts=row.attempts,
-                        round_attempts=row.round_attempts,
-                        lease_until=row.lease_until,
-                    )
-                )
+                claims.append(self._lease(row, now + lease))
         return claims[:limit]
 
 

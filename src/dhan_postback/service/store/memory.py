@@ -143,24 +143,23 @@ class MemoryStore:
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
-        claims: list[Claim] = []
-        for row in due:
-            row.lease_until = now + lease
-            claims.append(
-                Claim(
-                    id=row.new.id,
-                    seq=row.seq,
-                    url=row.new.url,
-                    order_id=row.new.order_id,
-                    payload=row.new.payload,
-                    signing_secret=self._secret_of(row.new),
-                    attempts=row.attempts,
-                    round_attempts=row.round_attempts,
-                    lease_until=row.lease_until,
-                    after_dead=row.after_dead,
-                )
-            )
-        return claims
+        return [self._lease(row, now + lease) for row in due]
+
+    def _lease(self, row: _Row, until: float) -> Claim:
+        """Lease ``row`` until ``until`` and describe it as a claim."""
+        row.lease_until = until
+        return Claim(
+            id=row.new.id,
+            seq=row.seq,
+            url=row.new.url,
+            order_id=row.new.order_id,
+            payload=row.new.payload,
+            signing_secret=self._secret_of(row.new),
+            attempts=row.attempts,
+            round_attempts=row.round_attempts,
+            lease_until=until,
+            after_dead=row.after_dead,
+        )
 
     def _secret_of(self, new: NewDelivery) -> str:
         if new.target is Target.PARTNER and new.partner_id is not None:
