@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import heapq
 import json
 import os
@@ -345,16 +346,7 @@ class SQLiteStore:
 
     # Registry ------------------------------------------------------------------------------
     async def add_token(self, token: TokenRecord) -> None:
-        params = {
-            "token_hash": token.token_hash,
-            "dhan_client_id": token.dhan_client_id,
-            "postback_url": token.postback_url,
-            "partner_id": token.partner_id,
-            "signing_secret": token.signing_secret,
-            "created_at": token.created_at,
-            "expires_at": token.expires_at,
-            "revoked_at": token.revoked_at,
-        }
+        params = dataclasses.asdict(token)
         await self._write(lambda conn: _run(conn, "insert_token", params))
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
@@ -368,12 +360,7 @@ class SQLiteStore:
         return count > 0
 
     async def put_partner(self, partner: PartnerRecord) -> None:
-        params = {
-            "partner_id": partner.partner_id,
-            "postback_url": partner.postback_url,
-            "signing_secret": partner.signing_secret,
-            "created_at": partner.created_at,
-        }
+        params = dataclasses.asdict(partner)
         await self._write(lambda conn: _run(conn, "put_partner", params))
 
     async def get_partner(self, partner_id: str) -> PartnerRecord | None:
