@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Any
 
 import pytest
+import structlog
 
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
-from dhan_postback.service.store.base import Claim, DeliveryStatus, Store
+from dhan_postback.service.store.base import Claim, DeliveryStatus, Outcome, Store
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dispatching import eventually, fast_settings, settled
 from tests.outbox import Outbox, order_updates
@@ -224,3 +227,50 @@ async def test_a_busy_endpoint_cannot_keep_every_global_slot(store: Store) -> No
             busy_sent = len(slow.snapshot())
 
     assert busy_sent < 60 / 2  # the other endpoint did not wait for the busy one's backlog
+
+
+class _NotifyingStore(MemoryStore):
+    """A store that wakes its listeners on every commit of outcomes, and lets the woken claim
+    run before ``finish`` returns, as PostgreSQL's NOTIFY can reach a node before the answer
+    to its own COMMIT does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._listeners: list[Callable[[], None]] = []
+        self._claimed = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def listen_wakeups(self, wake: Callable[[], None]) -> AsyncIterator[None]:
+        self._listeners.append(wake)
+        yield
+
+    async def claim(self, **kwargs: Any) -> list[Claim]:
+        claims = await super().claim(**kwargs)
+        self._claimed.set()
+        return claims
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+        await super().finish(outcomes)
+        self._claimed.clear()
+        for wake in self._listeners:
+            wake()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._claimed.wait(), 1.0)
+
+
+async def test_a_wakeup_that_overtakes_the_commit_answer_is_no_second_head() -> None:
+    store = _NotifyingStore()
+    receiver = Receiver()
+    with UvicornThread(receiver.app) as server:
+        outbox = await Outbox(store).open(server.url)
+        added = await outbox.add(server.url + "/hook", order_updates(3, 5))
+        with structlog.testing.capture_logs() as events:
+            async with Dispatcher(store, fast_settings(max_in_flight_per_url=4)):
+                counts = await settled(store, len(added))
+
+    assert counts[DeliveryStatus.DELIVERED] == len(added)
+    assert [e["event"] for e in events if e["log_level"] == "error"] == []
+    arrived = [r.webhook_id for r in receiver.first_arrivals()]
+    for order_id in {d.order_id for d in added}:
+        submitted = [d.id for d in added if d.order_id == order_id]
+        assert [i for i in arrived if i in submitted] == submitted

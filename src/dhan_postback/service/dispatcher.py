@@ -47,7 +47,7 @@ import heapq
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Final
 
@@ -700,15 +700,19 @@ class Dispatcher:
         """Write pending outcomes and give-backs; False (and keep them) when the store fails."""
         outcomes, self._outcomes = self._outcomes, []
         if outcomes:
+            # Let go of each queue *before* its outcome commits: the commit makes the queue's
+            # next head claimable, and its wake-up (PostgreSQL's NOTIFY reaches this node too)
+            # can run a claim that returns that head before ``finish`` has returned here.
+            let_go = self._let_go(outcomes)
             try:
                 await self.store.finish([outcome for outcome, _ in outcomes])
             except Exception:
                 log.exception("finish failed", outcomes=len(outcomes))
                 self._outcomes[:0] = outcomes
+                for key, delivery_id in let_go:  # not committed: the heads are still ours
+                    self._held.setdefault(key, delivery_id)
                 return False
-            for outcome, key in outcomes:
-                if self._held.get(key) == outcome.delivery_id:
-                    del self._held[key]
+            for outcome, _ in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
                     heapq.heappush(self._retry_times, outcome.next_attempt_at)
         releases, self._releases = self._releases, []
@@ -722,6 +726,21 @@ class Dispatcher:
         if outcomes or releases:
             self._wakeup.set()
         return True
+
+    def _let_go(
+        self, outcomes: Sequence[tuple[Outcome, tuple[str, str]]]
+    ) -> list[tuple[tuple[str, str], str]]:
+        """Forget the queues whose heads these outcomes settle; what was forgotten.
+
+        Until the store commits an outcome the head stays leased, so no claim can return its
+        successor early; from the commit on, the successor is the queue's legitimate head.
+        """
+        let_go = []
+        for outcome, key in outcomes:
+            if self._held.get(key) == outcome.delivery_id:
+                del self._held[key]
+                let_go.append((key, outcome.delivery_id))
+        return let_go
 
 
 async def _read_prefix(response: aiohttp.ClientResponse) -> bytes:
