@@ -1,14 +1,15 @@
 """A postback service inside the relay's process: one command from websocket to Postback URL.
 
-:class:`EmbeddedService` runs the real service app (``create_app``) with its dispatcher on a
-SQLite outbox, served on a loopback port of this process, and hands the relay's batches to its
+:class:`EmbeddedService` runs a :class:`~dhan_postback.service.node.ServiceNode` (store and
+dispatcher) and its app (``create_app``) on a SQLite outbox, served on a loopback port of this process, and hands the relay's batches to its
 ingest API exactly as :class:`~.sink.HttpIngest` does with a remote service. So the updates get
 the service's guarantees unchanged: committed before acknowledged, signed, retried, delivered in
 order per order.
 
 The service needs an access token per client, with the Postback URL saved on it. Instead of
 keeping tokens somewhere, the embedded service derives each one from the signing secret, the
-client id and the URL (an HMAC), and registers it in its store the first time it is needed.
+client id and the URL (an HMAC), and registers it through the node's registry the first time
+it is needed.
 The same secret therefore gives the same tokens after a restart (pending deliveries keep going
 out, signed with the same secret), a new URL gives a new token (as at the broker, a new token is
 how a URL changes), and one signing secret covers every client of a partner login.
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from collections.abc import Iterator, Sequence
 from typing import Final
 
@@ -27,10 +27,7 @@ import structlog
 from pydantic import SecretStr
 
 from ..service.app import create_app
-from ..service.dispatcher import hook
-from ..service.metrics import ServiceMetrics
-from ..service.registry import hash_secret
-from ..service.store import Store, TokenRecord, create_store
+from ..service.node import ServiceNode
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
 from ..signing import Signer, generate_secret
@@ -87,7 +84,7 @@ class EmbeddedService:
         self._backoff = backoff
         self.url: str | None = None
         self._server: BackgroundServer | None = None
-        self._store: Store | None = None
+        self._node: ServiceNode | None = None
         self._ingests: dict[str, HttpIngest] = {}
 
     def __repr__(self) -> str:
@@ -101,19 +98,15 @@ class EmbeddedService:
         """Open the outbox, start the dispatcher and the API (idempotent)."""
         if self._server is not None:
             return
-        metrics = ServiceMetrics()
-        dispatch = hook(self.settings, metrics=metrics)
-        store = create_store(self.settings.db)
-        app = create_app(
-            self.settings,
-            store,
-            on_commit=dispatch.wake,
-            lifespan_hooks=[dispatch],
-            metrics=metrics,
-        )
-        self._store = store
-        server = BackgroundServer(app, host="127.0.0.1", port=self.settings.port)
-        await server.start()
+        node = ServiceNode(self.settings)
+        await node.start()
+        try:
+            server = BackgroundServer(create_app(node), host="127.0.0.1", port=self.settings.port)
+            await server.start()
+        except BaseException:
+            await node.stop()
+            raise
+        self._node = node
         self._server = server
         self.url = f"http://127.0.0.1:{server.port}"
         log.info("relay.embedded.started", api=self.url, postback_url=self.postback_url)
@@ -125,9 +118,9 @@ class EmbeddedService:
         self._ingests.clear()
         if self._server is not None:
             await self._server.stop()
-        if self._store is not None:
-            await self._store.close()
-        self._server = self._store = None
+        if self._node is not None:
+            await self._node.stop()
+        self._server = self._node = None
 
     async def submit(self, bodies: Sequence[bytes]) -> list[str]:
         """Ingest ``bodies`` in order, one request per run of updates of the same client."""
@@ -141,26 +134,18 @@ class EmbeddedService:
         ingest = self._ingests.get(client_id)
         if ingest is not None:
             return ingest
-        if self.url is None or self._store is None:
+        if self.url is None or self._node is None:
             raise RuntimeError("the embedded postback service is not running")
-        token = self.token_for(client_id)
-        record = await self._store.get_token(hash_secret(token))
-        now = time.time()
-        if record is None:
-            await self._store.add_token(
-                TokenRecord(
-                    token_hash=hash_secret(token),
-                    dhan_client_id=client_id,
-                    postback_url=self.postback_url,
-                    partner_id=None,
-                    signing_secret=self._secret,
-                    created_at=now,
-                    expires_at=now + TOKEN_LIFETIME,
-                )
-            )
-            log.info("relay.embedded.token_registered", client_id=client_id)
-        elif not record.is_active(now):
+        active = await self._node.ensure_token(
+            self.token_for(client_id),
+            dhan_client_id=client_id,
+            postback_url=self.postback_url,
+            signing_secret=self._secret,
+            lifetime=TOKEN_LIFETIME,
+        )
+        if not active:
             raise SinkUnusable(f"the embedded token of client {client_id} is revoked or expired")
+        token = self.token_for(client_id)
         ingest = HttpIngest(self.url, token, backoff=self._backoff)
         self._ingests[client_id] = ingest
         return ingest

@@ -3,7 +3,7 @@
 Routes are thin: they authenticate, read the request, and hand the work to the registry
 (:mod:`.registry`), the ingest rules (:mod:`.ingest`) and the store. The order system hands
 updates to ``POST /v2/order-updates`` and gets its 202 only once the outbox has committed
-them; the dispatcher (a lifespan hook) is woken through ``on_commit``.
+them; the node (:mod:`.node`) wakes its dispatcher after each commit.
 
 Every error is the broker's shape ``{"errorType", "errorCode", "errorMessage"}`` with a 4xx
 (or 503 when the store is down); an unexpected exception is a 500 in the same shape, logged
@@ -12,11 +12,7 @@ without the request path, headers or body.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -32,11 +28,8 @@ from ..errors import (
     DhanPostbackError,
     NotFound,
     PayloadError,
-    PermissionDenied,
-    StoreUnavailable,
 )
-from ..settings import ServiceSettings
-from .dashboard import EndpointHealth, create_dashboard
+from .dashboard import create_dashboard
 from .http import (
     ErrorShield,
     from_iso,
@@ -48,7 +41,6 @@ from .http import (
     to_iso,
 )
 from .ingest import check_client, decode_updates, plan_deliveries
-from .metrics import ServiceMetrics
 from .models import (
     PartnerRequest,
     ReplayRequest,
@@ -58,17 +50,16 @@ from .models import (
     parse_body,
     payload_json,
 )
+from .node import ServiceNode
 from .openapi import openapi_document
 from .operations import operations_routes
-from .registry import AdminKey, Registry
-from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
+from .principal import Principal
+from .registry import Registry
+from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target
 
-__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "LifespanHook", "create_app"]
+__all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "create_app"]
 
 log = structlog.get_logger(__name__)
-
-LifespanHook = Callable[[Store], contextlib.AbstractAsyncContextManager[object]]
-"""Something that runs beside the API while it serves, given the open store (the dispatcher)."""
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
@@ -83,101 +74,32 @@ _LIST_PARAMETERS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Viewer:
-    """Who reads the delivery log: the admin (``token`` None) or one token's holder.
-
-    A token's holder sees the deliveries to its client's own Postback URLs, never another
-    client's, and never a partner's copy.
-    """
-
-    token: TokenRecord | None
-
-    def restrict(self, query: DeliveryQuery) -> DeliveryQuery:
-        if self.token is None:
-            return query
-        own = self.token.dhan_client_id
-        if query.dhan_client_id not in (None, own):
-            raise PermissionDenied("an access token sees only its own client's deliveries")
-        return dataclasses.replace(query, dhan_client_id=own, target=Target.TOKEN)
-
-    def may_see(self, delivery: Delivery) -> bool:
-        return self.token is None or (
-            delivery.dhan_client_id == self.token.dhan_client_id and delivery.target is Target.TOKEN
-        )
-
-
 class _Service:
-    """The state behind the routes; the store and registry exist while the app runs."""
+    """The routes' view of the node: its parts, and who is asking."""
 
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        store: Store,
-        on_commit: Callable[[], None] | None,
-        metrics: ServiceMetrics,
-        *,
-        owns_store: bool,
-    ) -> None:
-        self.settings = settings
-        self._backend = store
-        self._owns_store = owns_store
-        self._on_commit = on_commit
-        self.metrics = metrics
-        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.admin_key = AdminKey(admin_key)
-        self._store: Store | None = None
-        self._registry: Registry | None = None
+    def __init__(self, node: ServiceNode) -> None:
+        self.node = node
+        self.settings = node.settings
+        self.metrics = node.metrics
+        self.admin_key = node.admin_key
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            raise StoreUnavailable("the service is not running")
-        return self._store
+        return self.node.store
 
     @property
     def registry(self) -> Registry:
-        if self._registry is None:
-            raise StoreUnavailable("the service is not running")
-        return self._registry
-
-    @contextlib.asynccontextmanager
-    async def running(self, hooks: Sequence[LifespanHook]) -> AsyncIterator[None]:
-        """Open the store (and close it after, when it was made from settings.db), run the hooks."""
-        store = self._backend
-        await store.open()
-        async with contextlib.AsyncExitStack() as stack:
-            if self._owns_store:
-                stack.push_async_callback(store.close)
-            self._store = store
-            self._registry = Registry(
-                store,
-                token_ttl=self.settings.token_ttl,
-                allow_loopback=self.settings.allow_loopback,
-            )
-            stack.callback(self._forget)
-            for hook in hooks:
-                await stack.enter_async_context(hook(store))
-            yield
-
-    def _forget(self) -> None:
-        self._store = self._registry = None
+        return self.node.registry
 
     def committed(self) -> None:
         """Tell the dispatcher there is new work; its failure must not fail the request."""
-        if self._on_commit is None:
-            return
-        try:
-            self._on_commit()
-        except Exception as exc:
-            log.error("on_commit hook failed", error_type=type(exc).__name__)
+        self.node.wake()
 
-    async def viewer(self, request: Request) -> _Viewer:
-        offered_key = request.headers.get("admin-key")
-        if offered_key is not None:
-            self.admin_key.check(offered_key)
-            return _Viewer(None)
-        return _Viewer(await self.registry.authenticate(request.headers.get("access-token")))
+    async def viewer(self, request: Request) -> Principal:
+        return await self.node.authenticate(
+            admin_key=request.headers.get("admin-key"),
+            access_token=request.headers.get("access-token"),
+        )
 
     async def admin_body(self, request: Request) -> bytes:
         self.admin_key.check(request.headers.get("admin-key"))
@@ -260,10 +182,10 @@ class _Service:
             {"deliveries": [delivery_json(d) for d in found], "nextCursor": next_cursor}
         )
 
-    async def visible_delivery(self, request: Request) -> tuple[_Viewer, Delivery]:
+    async def visible_delivery(self, request: Request) -> tuple[Principal, Delivery]:
         viewer = await self.viewer(request)
         delivery = await self.store.get_delivery(request.path_params["delivery_id"])
-        if delivery is None or not viewer.may_see(delivery):
+        if delivery is None or not viewer.may_see(delivery.dhan_client_id, delivery.target):
             raise NotFound("no such delivery")
         return viewer, delivery
 
@@ -354,38 +276,15 @@ def _integer(text: str | None, name: str, low: int, high: int) -> int | None:
     return value
 
 
-def create_app(
-    settings: ServiceSettings,
-    store: Store | None = None,
-    *,
-    on_commit: Callable[[], None] | None = None,
-    lifespan_hooks: Sequence[LifespanHook] = (),
-    metrics: ServiceMetrics | None = None,
-    endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
-) -> Starlette:
-    """The service's ASGI app.
+def create_app(node: ServiceNode) -> Starlette:
+    """The service's ASGI app on ``node``: the API, ``/healthz``, ``/metrics`` and the
+    delivery dashboard at ``/dashboard``.
 
-    Its lifespan opens ``store`` (or one made from ``settings.db``, which it then also
-    closes), then enters every ``lifespan_hooks(store)`` context, and leaves them in reverse
-    order on shutdown. ``on_commit`` is called after every commit of new or replayed
-    deliveries: the dispatcher's wake-up. Pass ``metrics`` to share one registry with the
-    dispatcher, so that ``GET /metrics`` shows both. The delivery dashboard is mounted at
-    ``/dashboard`` on the same store; ``endpoint_health`` feeds its endpoints page the
-    dispatcher's live view (breaker state, in-flight).
+    Its lifespan runs the node, unless the node already runs (``serve`` starts it before it
+    binds nothing else, so that a database error is one line and not a server traceback).
     """
-    owns_store = store is None
-    store = store or create_store(settings.db)  # made now, opened by the lifespan
-    service = _Service(
-        settings, store, on_commit, metrics or ServiceMetrics(), owns_store=owns_store
-    )
-    dashboard = create_dashboard(
-        store, settings, on_commit=service.committed, endpoint_health=endpoint_health
-    )
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with service.running(lifespan_hooks):
-            yield
+    service = _Service(node)
+    dashboard = create_dashboard(node)
 
     routes = [
         Route("/v2/access-tokens", service.create_token, methods=["POST"]),
@@ -396,7 +295,7 @@ def create_app(
         Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
         Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
         Route("/v2/deliveries/{delivery_id}/replay", service.replay_one, methods=["POST"]),
-        *operations_routes(store, service.metrics),
+        *operations_routes(node),
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Mount("/dashboard", app=dashboard),
     ]
@@ -407,7 +306,7 @@ def create_app(
             DhanPostbackError: handle_error,
             HTTPException: handle_http_exception,
         },
-        lifespan=lifespan,
+        lifespan=node.lifespan,
     )
-    app.state.service = service
+    app.state.node = node
     return app

@@ -47,7 +47,7 @@ import heapq
 import random
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Final
 
@@ -71,7 +71,7 @@ from .retry import (
 )
 from .store.base import Attempt, Claim, Outcome, Store
 
-__all__ = ["Dispatcher", "DispatcherHook", "hook"]
+__all__ = ["Dispatcher"]
 
 log = structlog.get_logger(__name__)
 
@@ -317,6 +317,18 @@ class Dispatcher:
     def held(self) -> int:
         """Claims held: waiting in lanes or under way."""
         return self._waiting + self._in_flight
+
+    def endpoint_states(self) -> list[tuple[str, BreakerState, int]]:
+        """(url, breaker state, POSTs under way to its endpoint) for every URL this node is
+        busy with or whose breaker is not closed."""
+        now = self._clock()
+        in_flight: dict[str, int] = {}
+        for lane in self._lanes.values():
+            for url in lane.urls:
+                in_flight[url] = lane.in_flight
+        for url in self.breakers.not_closed(now):
+            in_flight.setdefault(url, 0)
+        return [(url, self.breakers.state(url, now), n) for url, n in sorted(in_flight.items())]
 
     def _lane_of(self, url: str) -> _Lane:
         label = self._labels.get(url)
@@ -759,53 +771,3 @@ async def _read_prefix(response: aiohttp.ClientResponse) -> bytes:
             response.close()
             break
     return prefix
-
-
-class DispatcherHook:
-    """Runs a :class:`Dispatcher` for the life of an app: a ``lifespan_hooks`` entry.
-
-    ``hook(store)`` returns the async context manager that starts and stops it;
-    :meth:`wake` is the ``on_commit`` callback (it does nothing before the start).
-    """
-
-    def __init__(
-        self,
-        settings: ServiceSettings,
-        *,
-        metrics: ServiceMetrics | None = None,
-        clock: Clock = time.time,
-    ) -> None:
-        self.settings = settings
-        self.metrics = metrics
-        self.clock = clock
-        self.dispatcher: Dispatcher | None = None
-
-    def wake(self, *_: object) -> None:
-        """Wake the running dispatcher; takes and ignores any arguments of the caller."""
-        if self.dispatcher is not None:
-            self.dispatcher.wake()
-
-    def __call__(self, store: Store) -> contextlib.AbstractAsyncContextManager[Dispatcher]:
-        return self._run(store)
-
-    @contextlib.asynccontextmanager
-    async def _run(self, store: Store) -> AsyncIterator[Dispatcher]:
-        async with Dispatcher(
-            store, self.settings, metrics=self.metrics, clock=self.clock
-        ) as dispatcher:
-            self.dispatcher = dispatcher
-            try:
-                yield dispatcher
-            finally:
-                self.dispatcher = None
-
-
-def hook(settings: ServiceSettings, *, metrics: ServiceMetrics | None = None) -> DispatcherHook:
-    """A lifespan hook running the dispatcher; pass its ``wake`` as the ingest's ``on_commit``.
-
-    ::
-
-        dispatch = hook(settings, metrics=metrics)
-        app = create_app(settings, store, on_commit=dispatch.wake, lifespan_hooks=[dispatch])
-    """
-    return DispatcherHook(settings, metrics=metrics)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,8 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import DhanPostbackError, StoreUnavailable, error_body
-from .metrics import ServiceMetrics
-from .store import Store
+
+if TYPE_CHECKING:
+    from .node import ServiceNode
 
 __all__ = ["operations_routes"]
 
@@ -26,11 +28,11 @@ log = structlog.get_logger(__name__)
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _health(store: Store) -> Endpoint:
+def _health(node: ServiceNode) -> Endpoint:
     async def health(request: Request) -> Response:
         """200 when the store answers, else 503 in the broker's error shape."""
         try:
-            await store.ping()
+            await node.store.ping()
         except StoreUnavailable as exc:
             return JSONResponse(error_body(exc), exc.http_status)
         except Exception as exc:
@@ -42,19 +44,21 @@ def _health(store: Store) -> Endpoint:
     return health
 
 
-def _metrics(store: Store, metrics: ServiceMetrics) -> Endpoint:
+def _metrics(node: ServiceNode) -> Endpoint:
+    metrics = node.metrics
+
     async def metrics_text(request: Request) -> Response:
         """Prometheus text; the outbox gauge is read from the store at scrape time."""
         with contextlib.suppress(DhanPostbackError):
-            for status, count in (await store.counts()).items():
+            for status, count in (await node.store.counts()).items():
                 metrics.deliveries.labels(status=status.value).set(count)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics_text
 
 
-def operations_routes(store: Store, metrics: ServiceMetrics) -> list[Route]:
+def operations_routes(node: ServiceNode) -> list[Route]:
     return [
-        Route("/healthz", _health(store), methods=["GET"]),
-        Route("/metrics", _metrics(store, metrics), methods=["GET"]),
+        Route("/healthz", _health(node), methods=["GET"]),
+        Route("/metrics", _metrics(node), methods=["GET"]),
     ]

@@ -134,6 +134,34 @@ class Registry:
         await self.store.add_token(record)
         return IssuedToken(access_token, record)
 
+    async def adopt_token(
+        self,
+        access_token: str,
+        *,
+        dhan_client_id: str,
+        postback_url: str,
+        signing_secret: str,
+        lifetime: float,
+    ) -> TokenRecord:
+        """The record of a token made outside the registry (the relay derives its tokens from
+        its signing secret), stored the first time it is seen; the URL is checked like any."""
+        token_hash = hash_secret(access_token)
+        found = await self.store.get_token(token_hash)
+        if found is not None:
+            return found
+        now = self._clock()
+        record = TokenRecord(
+            token_hash=token_hash,
+            dhan_client_id=dhan_client_id,
+            postback_url=await self._check_url(postback_url),
+            partner_id=None,
+            signing_secret=signing_secret,
+            created_at=now,
+            expires_at=now + lifetime,
+        )
+        await self.store.add_token(record)
+        return record
+
     async def revoke_token(self, access_token: str) -> TokenRecord:
         """Revoke a token; its deliveries are kept and still sent. NotFound if unknown."""
         token_hash = hash_secret(access_token)

@@ -1,8 +1,9 @@
 """The delivery dashboard: a small server-rendered Starlette app, mountable at ``/dashboard``.
 
-Pages read the store through the same :class:`~dhan_postback.service.store.base.Store` the API
+Pages read the store of the same :class:`~dhan_postback.service.node.ServiceNode` the API
 uses; the two actions (replay one delivery, replay every dead delivery of a filter) call
-``store.replay`` and then ``on_commit`` so that the dispatcher wakes at once. Who may see what:
+``store.replay`` and then wake the node's dispatcher. Who may see what is
+:class:`~dhan_postback.service.principal.Principal`'s to say, as for the API:
 
 * the admin key sees every client;
 * an access token sees only its own client's deliveries: every query is restricted with
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlencode
 
 import structlog
@@ -33,9 +34,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..._version import __version__
-from ...errors import AuthenticationError, DhanPostbackError, NotFound, PermissionDenied
-from ...settings import ServiceSettings
-from ..registry import AdminKey, hash_secret
+from ...errors import DhanPostbackError, NotFound, PermissionDenied
+from ..principal import Principal
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
 from .formatting import (
     display_url,
@@ -45,8 +45,11 @@ from .formatting import (
     pretty_payload,
     update_facts,
 )
-from .health import BACKLOG_CAP, EndpointHealth, summarise_endpoints
-from .sessions import COOKIE_NAME, Principal, Session, SessionStore, same_token
+from .health import BACKLOG_CAP, summarise_endpoints
+from .sessions import COOKIE_NAME, Session, SessionStore, same_token
+
+if TYPE_CHECKING:
+    from ..node import ServiceNode
 
 __all__ = ["PAGE_SIZE", "create_dashboard"]
 
@@ -56,7 +59,6 @@ PAGE_SIZE = 50
 _HERE = Path(__file__).parent
 _log = structlog.get_logger(__name__)
 
-EndpointHealthSource: TypeAlias = Callable[[], Sequence[EndpointHealth]]
 Handler: TypeAlias = Callable[[Request, Session, Principal], Awaitable[Response]]
 
 _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -99,21 +101,11 @@ class _LoginRequired(Exception):
 
 
 class _Dashboard:
-    """The state behind the routes: store, settings, sessions, templates, hooks."""
+    """The state behind the routes: the node, sessions, templates."""
 
-    def __init__(
-        self,
-        store: Store,
-        settings: ServiceSettings,
-        on_commit: Callable[[], None] | None,
-        endpoint_health: EndpointHealthSource | None,
-    ) -> None:
-        self.store = store
-        self.settings = settings
-        self.on_commit = on_commit
-        self.endpoint_health = endpoint_health
-        key = settings.admin_key.get_secret_value() if settings.admin_key else None
-        self.admin_key = AdminKey(key)
+    def __init__(self, node: ServiceNode) -> None:
+        self.node = node
+        self.settings = node.settings
         self.sessions = SessionStore()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
@@ -125,6 +117,10 @@ class _Dashboard:
             ist=format_ist, utc=format_utc, url=display_url, facts=update_facts
         )
         self.templates.globals.update(version=__version__, DeliveryStatus=DeliveryStatus)
+
+    @property
+    def store(self) -> Store:
+        return self.node.store
 
     # Rendering ----------------------------------------------------------------------------
     def render(
@@ -173,11 +169,9 @@ class _Dashboard:
         if session is None or session.principal is None:
             raise _LoginRequired
         principal = session.principal
-        if not principal.is_admin:
-            token = await self.store.get_token(principal.token_hash or "")
-            if token is None or not token.is_active(time.time()):
-                self.sessions.end(session.id)
-                raise _LoginRequired
+        if not await self.node.still_valid(principal):
+            self.sessions.end(session.id)
+            raise _LoginRequired
         return session, principal
 
     def check_csrf(self, session: Session | None, form: FormData) -> Session:
@@ -189,23 +183,8 @@ class _Dashboard:
             )
         return session
 
-    async def authenticate(self, credential: str) -> Principal | None:
-        """The admin for the admin key, a client for an active access token, else None."""
-        try:
-            self.admin_key.check(credential)
-        except AuthenticationError:
-            pass
-        else:
-            return Principal(is_admin=True)
-        token_hash = hash_secret(credential)
-        token = await self.store.get_token(token_hash)
-        if token is None or not token.is_active(time.time()):
-            return None
-        return Principal(is_admin=False, dhan_client_id=token.dhan_client_id, token_hash=token_hash)
-
     def commit(self) -> None:
-        if self.on_commit is not None:
-            self.on_commit()
+        self.node.wake()
 
     async def visible_delivery(self, principal: Principal, delivery_id: str) -> Delivery:
         """The delivery, or 404 when it does not exist or belongs to another client."""
@@ -242,7 +221,7 @@ class _Filter:
             raise HTTPException(400, f"Unknown status {status!r}: use pending, delivered or dead.")
         found = cls(
             status=status,
-            client=_text(source, "client") if principal.is_admin else "",
+            client=_text(source, "client"),
             order_id=_text(source, "order_id"),
             since=_text(source, "since"),
             until=_text(source, "until"),
@@ -274,20 +253,12 @@ class _Filter:
         return not any(dataclasses.asdict(self).values())
 
 
-def create_dashboard(
-    store: Store,
-    settings: ServiceSettings,
-    *,
-    on_commit: Callable[[], None] | None = None,
-    endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
-) -> Starlette:
-    """The dashboard as a Starlette app; mount it (``Mount("/dashboard", app)``) or serve it.
-
-    ``store`` must be open already (the host app owns its lifecycle). ``on_commit`` is called
-    after every replay to wake the dispatcher; ``endpoint_health`` returns the dispatcher's
-    live view of each URL (breaker state, in-flight) for the endpoints page.
+def create_dashboard(node: ServiceNode) -> Starlette:
+    """The dashboard on ``node`` as a Starlette app; mount it (``Mount("/dashboard", app)``)
+    or serve it. The host app runs the node; replays wake its dispatcher, and the endpoints
+    page shows the dispatcher's live view (breaker state, in-flight) when the node has one.
     """
-    dash = _Dashboard(store, settings, on_commit, endpoint_health)
+    dash = _Dashboard(node)
 
     def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -308,7 +279,7 @@ def create_dashboard(
     async def login(request: Request) -> Response:
         form = await request.form()
         session = dash.check_csrf(dash.session_of(request), form)
-        principal = await dash.authenticate(_text(form, "credential"))
+        principal = await node.principal_for(_text(form, "credential"))
         if principal is None:
             _log.info("dashboard_login_refused")
             session.flash.append("That admin key or access token is not valid (or has expired).")
@@ -335,12 +306,12 @@ def create_dashboard(
         if cursor_text and not cursor_text.isdigit():
             raise HTTPException(400, "The page cursor is a number: follow the links.")
         cursor = int(cursor_text) if cursor_text else None
-        rows = await store.list_deliveries(
+        rows = await dash.store.list_deliveries(
             filters.query(principal, cursor=cursor, limit=PAGE_SIZE + 1)
         )
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
-        counts = await store.counts() if principal.is_admin else None
+        counts = await dash.store.counts() if principal.is_admin else None
         return dash.render(
             request,
             "deliveries.html",
@@ -355,7 +326,7 @@ def create_dashboard(
     @page
     async def delivery(request: Request, session: Session, principal: Principal) -> Response:
         found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
-        attempts = await store.get_attempts(found.id)
+        attempts = await dash.store.get_attempts(found.id)
         return dash.render(
             request,
             "delivery.html",
@@ -372,7 +343,7 @@ def create_dashboard(
         if request.method == "GET":
             return dash.render(request, "confirm_replay.html", session=session, d=found)
         dash.check_csrf(session, await request.form())
-        replayed = await store.replay(
+        replayed = await dash.store.replay(
             principal.restrict(DeliveryQuery(ids=[found.id])),
             now=time.time(),
         )
@@ -393,7 +364,7 @@ def create_dashboard(
             filters = dataclasses.replace(
                 _Filter.read(request.query_params, principal), status=DeliveryStatus.DEAD.value
             )
-            matching = await store.list_deliveries(filters.query(principal, limit=BACKLOG_CAP))
+            matching = await dash.store.list_deliveries(filters.query(principal, limit=BACKLOG_CAP))
             return dash.render(
                 request,
                 "confirm_replay_dead.html",
@@ -408,7 +379,7 @@ def create_dashboard(
         filters = dataclasses.replace(
             _Filter.read(form, principal), status=DeliveryStatus.DEAD.value
         )
-        replayed = await store.replay(filters.query(principal), now=time.time())
+        replayed = await dash.store.replay(filters.query(principal), now=time.time())
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
         session.flash.append(f"Queued {len(replayed)} dead deliveries again.")
@@ -417,16 +388,15 @@ def create_dashboard(
 
     @page
     async def endpoints(request: Request, session: Session, principal: Principal) -> Response:
-        live = list(dash.endpoint_health()) if dash.endpoint_health is not None else []
         summaries = await summarise_endpoints(
-            store, scope=principal.restrict(DeliveryQuery()), live=live
+            dash.store, scope=principal.restrict(DeliveryQuery()), live=node.endpoint_health()
         )
         return dash.render(
             request,
             "endpoints.html",
             session=session,
             summaries=summaries,
-            has_live=dash.endpoint_health is not None,
+            has_live=node.dispatches,
         )
 
     @page
@@ -436,7 +406,7 @@ def create_dashboard(
             return RedirectResponse(f"{_base(request)}/orders/{order_id}", status_code=303)
         queues: dict[str, list[Delivery]] = {}
         if order_id:
-            found = await store.list_deliveries(
+            found = await dash.store.list_deliveries(
                 principal.restrict(
                     DeliveryQuery(order_id=order_id, newest_first=False, limit=BACKLOG_CAP)
                 )

@@ -9,45 +9,17 @@ CSRF token; the id is replaced on login so that a planted id is worth nothing.
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..store.base import DeliveryQuery, Target
+from ..principal import Principal
 
 __all__ = ["COOKIE_NAME", "Principal", "Session", "SessionStore", "same_token"]
 
 COOKIE_NAME = "dpb_session"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is logged in: the admin (sees everything), or one client through its token.
-
-    A token's holder sees what the API shows it: its client's deliveries to its client's own
-    Postback URLs, never another client's and never a partner's copy. ``token_hash`` lets each
-    request check that the token is still active; it is never rendered.
-    """
-
-    is_admin: bool
-    dhan_client_id: str | None = None
-    token_hash: str | None = None
-
-    def restrict(self, query: DeliveryQuery) -> DeliveryQuery:
-        """``query`` limited to what this principal may see."""
-        if self.is_admin:
-            return query
-        return dataclasses.replace(query, dhan_client_id=self.dhan_client_id, target=Target.TOKEN)
-
-    def may_see(self, client_id: str, target: Target) -> bool:
-        return self.is_admin or (client_id == self.dhan_client_id and target is Target.TOKEN)
-
-    @property
-    def label(self) -> str:
-        return "admin" if self.is_admin else f"client {self.dhan_client_id}"
 
 
 @dataclass(slots=True)

@@ -1,0 +1,240 @@
+"""One postback service node: the store, the registry, the metrics and (optionally) the
+dispatcher, opened and closed together.
+
+``serve`` runs a node with its HTTP API, ``worker`` one without an API, the relay one embedded
+in its process, the demo one per run, and the tests whichever they need; all of them build the
+node from :class:`~dhan_postback.settings.ServiceSettings` and hand it to what needs its parts
+(:func:`~dhan_postback.service.app.create_app`, the dashboard). One object, so that nothing
+wires a dispatcher to an app by hand, and nothing writes to the store behind the registry's
+back.
+
+::
+
+    node = ServiceNode(settings)            # store made from settings.db, not yet opened
+    async with node:                        # opens (and migrates) the store, starts sending
+        app = create_app(node)              # the API and dashboard on the same parts
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from ..errors import AuthenticationError, StoreUnavailable
+from ..settings import ServiceSettings
+from .dashboard.health import EndpointHealth
+from .dispatcher import Dispatcher
+from .metrics import ServiceMetrics
+from .principal import Principal
+from .registry import AdminKey, Registry
+from .store import Store, create_store
+
+__all__ = ["ServiceNode"]
+
+log = structlog.get_logger(__name__)
+
+
+class ServiceNode:
+    """A service node built from ``settings``.
+
+    ``store`` defaults to one made from ``settings.db``, which the node then also closes; a
+    store handed in is opened by the node and left open for its owner. ``dispatch`` runs a
+    dispatcher while the node runs (off for an API-only node, or a test that wants the outbox
+    to stay put).
+    """
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        store: Store | None = None,
+        dispatch: bool = True,
+        metrics: ServiceMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or ServiceMetrics()
+        self._owns_store = store is None
+        self._store = store if store is not None else create_store(settings.db)
+        self._dispatch = dispatch
+        self._clock = clock
+        key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        self.admin_key = AdminKey(key)
+        self._registry = Registry(
+            self._store,
+            token_ttl=settings.token_ttl,
+            allow_loopback=settings.allow_loopback,
+            clock=clock,
+        )
+        self.dispatcher: Dispatcher | None = None
+        self._running = False
+        self._on_commit: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        backend = self.settings.db.split(":", 1)[0]
+        return f"ServiceNode({backend}, dispatch={self._dispatch}, running={self._running})"
+
+    # Parts ----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    @property
+    def store(self) -> Store:
+        """The open store; StoreUnavailable (503) while the node is not running."""
+        if not self._running:
+            raise StoreUnavailable("the service is not running")
+        return self._store
+
+    @property
+    def registry(self) -> Registry:
+        """Tokens and partners: the only way in to the store's registry tables."""
+        if not self._running:
+            raise StoreUnavailable("the service is not running")
+        return self._registry
+
+    @property
+    def dispatches(self) -> bool:
+        """Whether this node runs a dispatcher (and so has live endpoint health)."""
+        return self._dispatch
+
+    # Lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open (and migrate) the store, then start the dispatcher. Idempotent."""
+        if self._running:
+            return
+        await self._store.open()
+        try:
+            if self._dispatch:
+                dispatcher = Dispatcher(
+                    self._store, self.settings, metrics=self.metrics, clock=self._clock
+                )
+                await dispatcher.start()
+                self.dispatcher = dispatcher
+        except BaseException:
+            if self._owns_store:
+                await self._store.close()
+            raise
+        self._running = True
+
+    async def stop(self) -> None:
+        """Stop claiming, give POSTs under way the shutdown grace, close what the node made."""
+        if not self._running:
+            return
+        self._running = False
+        try:
+            if self.dispatcher is not None:
+                await self.dispatcher.close()
+        finally:
+            self.dispatcher = None
+            if self._owns_store:
+                await self._store.close()
+
+    async def __aenter__(self) -> ServiceNode:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """An ASGI lifespan: runs the node for the app's life, unless it already runs (then
+        whoever started it stops it)."""
+        if self._running:
+            yield
+            return
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # Wake-ups -------------------------------------------------------------------------------
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Also call ``callback`` after each commit of new or replayed deliveries."""
+        self._on_commit.append(callback)
+
+    def wake(self) -> None:
+        """New deliveries were committed: claim now. Never raises into the request."""
+        try:
+            if self.dispatcher is not None:
+                self.dispatcher.wake()
+            for callback in self._on_commit:
+                callback()
+        except Exception as exc:
+            log.error("on_commit hook failed", error_type=type(exc).__name__)
+
+    # Endpoint health ------------------------------------------------------------------------
+    def endpoint_health(self) -> list[EndpointHealth]:
+        """The dispatcher's live view of each URL it is busy with or whose breaker is not
+        closed; empty on a node without a dispatcher."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return []
+        return [
+            EndpointHealth(url=url, breaker=state.value, in_flight=in_flight)
+            for url, state, in_flight in dispatcher.endpoint_states()
+        ]
+
+    # Who is asking --------------------------------------------------------------------------
+    async def authenticate(self, *, admin_key: str | None, access_token: str | None) -> Principal:
+        """The API's question: an ``admin-key`` header, when sent, must be the admin key;
+        otherwise the ``access-token`` must be active. AuthenticationError (401) if not."""
+        if admin_key is not None:
+            self.admin_key.check(admin_key)
+            return Principal.admin()
+        return Principal.of_token(await self.registry.authenticate(access_token))
+
+    async def principal_for(self, credential: str) -> Principal | None:
+        """The dashboard's question: the admin for the admin key, a client for an active
+        access token, else None."""
+        try:
+            self.admin_key.check(credential)
+        except AuthenticationError:
+            pass
+        else:
+            return Principal.admin()
+        try:
+            return Principal.of_token(await self.registry.authenticate(credential))
+        except AuthenticationError:
+            return None
+
+    async def still_valid(self, principal: Principal) -> bool:
+        """Whether a principal from earlier (a dashboard session) may still act: its token
+        has not been revoked or expired since."""
+        if principal.is_admin:
+            return True
+        token = await self.store.get_token(principal.token_hash or "")
+        return token is not None and token.is_active(self._clock())
+
+    # Tokens ---------------------------------------------------------------------------------
+    async def ensure_token(
+        self,
+        access_token: str,
+        *,
+        dhan_client_id: str,
+        postback_url: str,
+        signing_secret: str,
+        lifetime: float,
+    ) -> bool:
+        """Register a token made elsewhere (the relay derives its own) unless it exists;
+        True when it is active. Goes through the registry, like every token."""
+        record = await self.registry.adopt_token(
+            access_token,
+            dhan_client_id=dhan_client_id,
+            postback_url=postback_url,
+            signing_secret=signing_secret,
+            lifetime=lifetime,
+        )
+        return record.is_active(self._clock())
