@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,8 +42,9 @@ class BackgroundServer(uvicorn.Server):
         port: int = self.servers[0].sockets[0].getsockname()[1]
         return port
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self.serve(), name="http-server")
+    async def start(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve (on ``sockets`` already bound, if given) once it has started."""
+        self._task = asyncio.create_task(self.serve(sockets), name="http-server")
         while not self.started:
             if self._task.done():
                 self._task.result()  # its error, if it has one

@@ -1,32 +1,145 @@
-"""Settings of the postback service: flags, then ``DHAN_POSTBACK_*`` variables, then defaults.
+"""Every command's settings: flags, then ``DHAN_POSTBACK_*`` variables, then defaults.
 
-Durations accept ``50ms``, ``5s``, ``2m``, ``3h``, ``1d`` or plain seconds; the retry schedule
-is a comma-separated list of them, one delay before each attempt.
+One model per concern, each field defined once; :mod:`dhan_postback.cli.options` makes the
+command-line flags (``--max-in-flight-per-url``), their help and their errors from these models,
+and docs/operations.md lists them. To add a setting, add a field: its flag, its variable and its
+line in ``--help`` follow.
+
+Variables: ``DHAN_POSTBACK_<NAME>`` for the service's settings (``serve``, ``worker``, the
+relay's embedded service, and the admin key ``tokens`` uses to reach a service);
+``DHAN_POSTBACK_<ROLE>_<NAME>`` for a role's own (``RECEIVER_``, ``RELAY_``, ``WORKER_``,
+``SEND_``, ``DEMO_``, ``SIMULATE_``). A field whose variable is another model's (``send``'s
+``--allow-loopback`` is the service's ``DHAN_POSTBACK_ALLOW_LOOPBACK``) names it as its
+``validation_alias``.
+
+Durations read ``50ms``, ``5s``, ``2m``, ``3h``, ``1d`` (or plain seconds); the retry schedule
+is a comma-separated list of them, one delay before each attempt. ``--db`` is a URL on every
+command (``sqlite:///path/file.db``, ``postgresql://...``) and a bare path means a SQLite file.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import datetime as dt
+from pathlib import Path
+from typing import Annotated, Any, Final
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .durations import parse_duration, parse_schedule
+from .payload import OrderStatus
+from .simulator import DEFAULT_CLIENTS, DEFAULT_DATE
 
-__all__ = ["DEFAULT_RETRY_SCHEDULE", "ServiceSettings"]
+__all__ = [
+    "DEFAULT_RETRY_SCHEDULE",
+    "DISPATCHER_FIELDS",
+    "DatabaseUrl",
+    "DemoSettings",
+    "Duration",
+    "OrdersQuery",
+    "ReceiverSettings",
+    "RelaySettings",
+    "SendSettings",
+    "ServiceSettings",
+    "SimulateSettings",
+    "Strings",
+    "TokensSettings",
+    "WorkerSettings",
+    "database_url",
+    "sqlite_path",
+]
 
 DEFAULT_RETRY_SCHEDULE = "0s,5s,30s,2m,10m,30m,1h,3h,6h,12h"
 """Ten attempts over about 23 hours; after the last failure the delivery is dead."""
 
-Seconds = Annotated[float, Field(ge=0)]
+PREFIX: Final = "DHAN_POSTBACK_"
+
+
+class Kind:
+    """What a field holds, for its flag's metavar and its default's spelling in help."""
+
+    def __init__(self, metavar: str) -> None:
+        self.metavar = metavar
+
+    def __repr__(self) -> str:
+        return f"Kind({self.metavar})"
+
+
+DURATION = Kind("DURATION")
+SCHEDULE = Kind("DELAYS")
+URL = Kind("URL")
+LIST = Kind("VALUES")
+
+
+def _seconds(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _schedule(value: Any) -> Any:
+    return parse_schedule(value) if isinstance(value, str) else value
+
+
+def _strings(value: Any) -> Any:
+    """A comma- or space-separated variable, or repeated flags, as a tuple of strings."""
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else list(value)
+    return tuple(part for item in items for part in str(item).replace(",", " ").split())
+
+
+_SCHEMES = {"sqlite", "postgresql", "postgres", "memory"}
+
+
+def database_url(value: str) -> str:
+    """``value`` as a store URL: a bare path means a SQLite file. ValueError for a scheme
+    no store reads."""
+    text = value.strip()
+    if not text:
+        raise ValueError("give a database URL (sqlite:///FILE or postgresql://...) or a file path")
+    if "://" not in text:
+        return f"sqlite:///{text}"
+    scheme = text.split("://", 1)[0].lower()
+    if scheme not in _SCHEMES:
+        raise ValueError(
+            f"unsupported database {scheme}://: use a SQLite file (a path, or sqlite:///FILE) "
+            "or postgresql://USER@HOST/DB"
+        )
+    return text
+
+
+def sqlite_path(value: str) -> str:
+    """The file of a SQLite-only database (``--db`` of the receiver, the relay's log): a
+    path, or a ``sqlite:///`` URL."""
+    url = database_url(value)
+    if not url.startswith("sqlite:///"):
+        raise ValueError(
+            "this database is a SQLite file: give a path or sqlite:///FILE, "
+            f"not {url.split(':')[0]}"
+        )
+    return url.removeprefix("sqlite:///")
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(ge=0), DURATION]
+"""Seconds, written ``50ms``, ``5s``, ``2m``, ``3h``, ``1d`` (or a plain number)."""
+DatabaseUrl = Annotated[str, AfterValidator(database_url), URL]
+SqliteFile = Annotated[str, AfterValidator(sqlite_path), Kind("FILE")]
+Strings = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_strings), LIST]
+"""Repeat the flag, or separate values with commas or spaces in the variable."""
+
+_CONFIG = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
 
 class ServiceSettings(BaseSettings):
-    """Every setting of ``dhan-postback serve`` and ``dhan-postback worker``."""
+    """Every setting of the postback service (``serve``; ``worker`` and the relay's embedded
+    service take the dispatcher's)."""
 
-    model_config = SettingsConfigDict(env_prefix="DHAN_POSTBACK_", extra="ignore")
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX)
 
-    db: str = Field("sqlite:///./dhan-postback.db", description="Database URL.")
+    db: DatabaseUrl = Field(
+        "sqlite:///./dhan-postback.db",
+        description="Database: sqlite:///FILE (or a path) for one node, postgresql://... to "
+        "share the outbox between nodes.",
+    )
     admin_key: SecretStr | None = Field(
         None, description="Key for admin endpoints (header admin-key). Required by serve."
     )
@@ -35,41 +148,216 @@ class ServiceSettings(BaseSettings):
     allow_loopback: bool = Field(
         False, description="Sandbox: allow loopback Postback URLs (local development only)."
     )
-    retry_schedule: Annotated[tuple[float, ...], NoDecode] = Field(
-        parse_schedule(DEFAULT_RETRY_SCHEDULE),
-        description=f"Delay before each attempt (default {DEFAULT_RETRY_SCHEDULE}).",
+    retry_schedule: Annotated[tuple[float, ...], NoDecode, BeforeValidator(_schedule), SCHEDULE] = (
+        Field(
+            parse_schedule(DEFAULT_RETRY_SCHEDULE),
+            description="Delay before each attempt; after the last the delivery is dead.",
+        )
     )
-    timeout: Seconds = Field(5.0, description="Time a receiver has to answer one POST.")
+    timeout: Duration = Field(5.0, description="Time a receiver has to answer one POST.")
     max_in_flight_per_url: int = Field(16, ge=1, description="Concurrent POSTs per URL.")
     max_in_flight: int = Field(512, ge=1, description="Concurrent POSTs in all.")
-    retry_after_cap: Seconds = Field(600.0, description="Longest Retry-After honoured.")
+    retry_after_cap: Duration = Field(600.0, description="Longest Retry-After honoured.")
     breaker_threshold: int = Field(
         5, ge=1, description="Consecutive failures that open a URL's circuit breaker."
     )
-    breaker_cooldown: Seconds = Field(30.0, description="Pause before probing an open URL.")
-    lease: Seconds = Field(
+    breaker_cooldown: Duration = Field(30.0, description="Pause before probing an open URL.")
+    lease: Duration = Field(
         60.0, description="How long a claim is held before another node may retry it."
     )
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
-    token_ttl: Seconds = Field(86400.0, description="Lifetime of a new access token.")
+    token_ttl: Duration = Field(86400.0, description="Lifetime of a new access token.")
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
-    shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
+    shutdown_grace: Duration = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
 
-    @field_validator(
-        "timeout",
-        "retry_after_cap",
-        "breaker_cooldown",
-        "lease",
-        "token_ttl",
-        "shutdown_grace",
-        mode="before",
+
+DISPATCHER_FIELDS: tuple[str, ...] = (
+    "db",
+    "allow_loopback",
+    "retry_schedule",
+    "timeout",
+    "max_in_flight_per_url",
+    "max_in_flight",
+    "retry_after_cap",
+    "breaker_threshold",
+    "breaker_cooldown",
+    "lease",
+    "claim_batch",
+    "shutdown_grace",
+)
+"""The service settings the dispatcher reads: ``worker``'s, and the relay's embedded service's
+(but its ``db``)."""
+
+
+class WorkerSettings(BaseSettings):
+    """``worker``'s own: where it serves ``/healthz`` and ``/metrics``, if anywhere."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "WORKER_")
+
+    host: str = Field("127.0.0.1", description="Address for /healthz and /metrics.")
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /healthz and /metrics on this port (none by default, so that "
+        "workers beside serve need no port of their own).",
     )
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value) if isinstance(value, str) else value
 
-    @field_validator("retry_schedule", mode="before")
-    @classmethod
-    def _schedule(cls, value: Any) -> Any:
-        return parse_schedule(value) if isinstance(value, str) else value
+
+class ReceiverSettings(BaseSettings):
+    """``receive``: a Postback URL on this machine."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "RECEIVER_")
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8001, ge=0, le=65535, description="Port to listen on.")
+    db: SqliteFile = Field(
+        "receiver.db",
+        description="SQLite file (a path or sqlite:///FILE) for updates and the order book; "
+        "created when missing.",
+    )
+    secret: Strings = Field(
+        (),
+        description="whsec_ signing secret to verify (repeat, or separate with commas, to "
+        "accept a rotation's old and new).",
+    )
+    path: str = Field(
+        "/", description="Path that accepts POSTs; a long random one works as a secret."
+    )
+    client_id: Strings = Field(
+        (),
+        validation_alias=PREFIX + "RECEIVER_CLIENT_IDS",
+        description="Accept only these dhanClientId values (repeat); others get 403.",
+    )
+    quiet: bool = Field(False, description="No live table and no periodic log lines.")
+
+
+class OrdersQuery(BaseModel):
+    """``orders``: which rows of a receiver's book to print (flags only)."""
+
+    status: str | None = Field(None, description="Only orders in this status (e.g. TRADED).")
+    client: str | None = Field(None, description="Only orders of this dhanClientId.")
+    order: str | None = Field(None, description="Only this order id (all its legs).")
+    limit: int | None = Field(None, ge=1, description="At most this many rows.")
+
+
+class SendSettings(BaseSettings):
+    """``send``: one test postback."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "SEND_")
+
+    secret: SecretStr | None = Field(
+        None, description="whsec_ secret to sign with (unsigned, as the broker, without)."
+    )
+    status: OrderStatus = Field(OrderStatus.TRADED, description="Order status of the update sent.")
+    client_id: str | None = Field(None, description="dhanClientId to put in the update.")
+    seed: int = Field(1, description="Simulator seed (which order).")
+    timeout: Duration = Field(5.0, description="Time to wait for the answer.")
+    allow_loopback: bool = Field(
+        False,
+        validation_alias=PREFIX + "ALLOW_LOOPBACK",
+        description="Sandbox: allow a loopback URL (the broker refuses them).",
+    )
+
+
+class TokensSettings(BaseSettings):
+    """``tokens``: how to reach a running service's admin API."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX)
+
+    server: str = Field("http://127.0.0.1:8000", description="The service's base URL.")
+    admin_key: SecretStr | None = Field(None, description="The service's admin key.")
+
+
+class SimulateSettings(BaseSettings):
+    """``simulate``: which day to play."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "SIMULATE_")
+
+    orders: int = Field(20, ge=0, description="How many orders (each posts several updates).")
+    seed: int = Field(0, description="Random seed; the same seed prints the same bytes.")
+    clients: Strings = Field(
+        DEFAULT_CLIENTS,
+        description="dhanClientId values to spread orders over (comma-separated).",
+    )
+    date: dt.date = Field(DEFAULT_DATE, description="Trading date (IST) of the simulated day.")
+    quirks: bool = Field(
+        False,
+        description="Post like an imperfect sender: some duplicates, some out of order, some "
+        'bodies with the documentation\'s invalid "legName": , hole.',
+    )
+    rate: float | None = Field(
+        None, gt=0, description="Lines per second (default: as fast as possible)."
+    )
+
+
+class DemoSettings(BaseSettings):
+    """``demo``: the whole system on this machine."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "DEMO_")
+
+    orders: int = Field(250, ge=1, description="Orders to simulate.")
+    seed: int = Field(7, description="Simulator seed.")
+    rate: float = Field(
+        400.0, ge=0, description="Updates submitted per second (0: as fast as accepted)."
+    )
+    chaos: float = Field(
+        0.0,
+        ge=0.0,
+        le=0.9,
+        description="Fraction of postbacks the receivers fail (5xx, timeouts, resets, lost "
+        "answers).",
+    )
+    keep_running: bool = Field(
+        False, description="Leave everything up after the checks, until Ctrl+C or SIGTERM."
+    )
+    dir: Path = Field(
+        Path("demo-data"),
+        description="Folder for the demo's databases and logs (emptied at every run).",
+    )
+
+
+class RelaySettings(BaseSettings):
+    """``relay``: the broker's websocket in, postbacks out."""
+
+    model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "RELAY_")
+
+    client_id: str | None = Field(None, description="Dhan client id of the account.")
+    access_token: SecretStr | None = Field(
+        None, description="Dhan access token of that account (prefer the variable)."
+    )
+    partner_id: str | None = Field(None, description="Log in as a partner (all its users).")
+    partner_secret: SecretStr | None = Field(None, description="The partner's secret.")
+    postback_url: str | None = Field(
+        None, description="Deliver to this URL through a service embedded in this process."
+    )
+    signing_secret: SecretStr | None = Field(
+        None,
+        description="Embedded service: the whsec_ secret postbacks are signed with (default: "
+        "generated once, kept in <db>.whsec).",
+    )
+    service_db: DatabaseUrl | None = Field(
+        None, description="Embedded service: its outbox (default: <db>-outbox.db beside --db)."
+    )
+    service_port: int = Field(
+        0, ge=0, le=65535, description="Embedded service: loopback port of its API (0: any)."
+    )
+    service_url: str | None = Field(
+        None, description="Hand updates to a running postback service at this URL instead."
+    )
+    service_token: SecretStr | None = Field(
+        None, description="That service's access token for this client."
+    )
+    ws_url: str = Field(
+        "wss://api-order-update.dhan.co", description="The broker's order-update websocket."
+    )
+    db: SqliteFile = Field(
+        "relay.db", description="The relay's own SQLite log (de-duplication, dead letters)."
+    )
+    idle_timeout: Duration = Field(
+        900.0, description="Redial when no frame arrives for this long (0: never)."
+    )
+    ping_interval: Duration = Field(20.0, description="Send a websocket ping this often.")
+    ping_timeout: Duration = Field(20.0, description="Redial when a ping is not answered.")
+    backoff_cap: Duration = Field(30.0, description="Longest wait between two redials.")

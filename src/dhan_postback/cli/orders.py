@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import click
@@ -9,36 +10,41 @@ from rich.console import Console
 
 from ..receiver.store import ReceiverStore
 from ..receiver.view import orders_table
+from ..settings import OrdersQuery, ReceiverSettings
+from .options import settings_options
 
 __all__ = ["orders"]
 
 
 @click.command()
-@click.option(
-    "--db",
-    default="receiver.db",
-    show_default=True,
-    envvar="DHAN_POSTBACK_RECEIVER_DB",
-    show_envvar=True,
-    help="The receiver's SQLite file.",
-)
-@click.option("--status", default=None, help="Only orders in this status (e.g. TRADED).")
-@click.option("--client", "client_id", default=None, help="Only orders of this dhanClientId.")
-@click.option("--order", "order_id", default=None, help="Only this order id (all its legs).")
-@click.option("--limit", default=None, type=click.IntRange(min=1), help="At most this many rows.")
-def orders(
-    db: str, status: str | None, client_id: str | None, order_id: str | None, limit: int | None
-) -> None:
-    """Print the order book a receiver has built, most recently active first."""
+@settings_options(ReceiverSettings, only=("db",), param="receiver")
+@settings_options(OrdersQuery, param="query")
+def orders(receiver: ReceiverSettings, query: OrdersQuery) -> None:
+    """Print the order book a receiver has built, most recently active first.
+
+    \b
+    Examples:
+      dhan-postback orders --db receiver.db --status TRADED
+      dhan-postback orders --order 112111182198
+    """
+    db = receiver.db
     if not Path(db).exists():
-        raise click.ClickException(f"no receiver database at {db} (see --db)")
-    store = ReceiverStore(db)
+        raise click.ClickException(
+            f"no receiver database at {db}: give the file `receive` writes with --db "
+            "(or DHAN_POSTBACK_RECEIVER_DB)"
+        )
+    try:
+        store = ReceiverStore(db)
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot read the receiver database {db}: {exc}; give the file `receive` writes"
+        ) from None
     try:
         rows = store.orders(
-            order_id=order_id,
-            status=status.strip().upper() if status else None,
-            client_id=client_id,
-            limit=limit,
+            order_id=query.order,
+            status=query.status.strip().upper() if query.status else None,
+            client_id=query.client,
+            limit=query.limit,
         )
         counts = store.counts()
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -17,6 +19,9 @@ from rich.live import Live
 
 from ..receiver import Receiver, ReceiverStats
 from ..receiver.view import orders_table, stats_text
+from ..settings import ReceiverSettings
+from .options import settings_options
+from .running import listen, run
 
 __all__ = ["receive"]
 
@@ -28,90 +33,63 @@ log = structlog.get_logger(__name__)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8001, show_default=True, type=click.IntRange(1, 65535))
-@click.option(
-    "--db",
-    default="receiver.db",
-    show_default=True,
-    envvar="DHAN_POSTBACK_RECEIVER_DB",
-    show_envvar=True,
-    help="SQLite file for updates and the order book (created when missing).",
-)
-@click.option(
-    "--secret",
-    "secrets",
-    multiple=True,
-    envvar="DHAN_POSTBACK_RECEIVER_SECRET",
-    show_envvar=True,
-    help="whsec_ signing secret to verify (repeat, or space-separate in the env var, to rotate).",
-)
-@click.option(
-    "--path",
-    default="/",
-    show_default=True,
-    envvar="DHAN_POSTBACK_RECEIVER_PATH",
-    show_envvar=True,
-    help="Path that accepts POSTs; a long random one works as a secret without signatures.",
-)
-@click.option(
-    "--client-id",
-    "client_ids",
-    multiple=True,
-    envvar="DHAN_POSTBACK_RECEIVER_CLIENT_IDS",
-    show_envvar=True,
-    help="Accept only these dhanClientId values (repeat); others get 403.",
-)
-@click.option("--quiet", is_flag=True, help="No live table and no periodic log lines.")
-def receive(
-    host: str,
-    port: int,
-    db: str,
-    secrets: tuple[str, ...],
-    path: str,
-    client_ids: tuple[str, ...],
-    quiet: bool,
-) -> None:
-    """Receive postbacks: verify, de-duplicate, store durably, keep the order book."""
+@settings_options(ReceiverSettings)
+def receive(settings: ReceiverSettings) -> None:
+    """Receive postbacks: verify, de-duplicate, store durably, keep the order book.
+
+    Answers POST at --path and GET /healthz. On a terminal it shows the book live; otherwise
+    it logs its counts once a minute. SIGTERM or Ctrl-C stops it.
+
+    \b
+    Examples:
+      dhan-postback receive --port 8001 --secret whsec_...
+      DHAN_POSTBACK_RECEIVER_SECRET=whsec_old,whsec_new dhan-postback receive --db book.db
+    """
+    listening = listen(settings.host, settings.port)
     try:
         receiver = Receiver(
-            secret=list(secrets) or None,
-            db=db,
-            allowed_client_ids=set(client_ids) or None,
-            path_secret=path if path.strip("/") else None,
+            secret=list(settings.secret) or None,
+            db=settings.db,
+            allowed_client_ids=set(settings.client_id) or None,
+            path_secret=settings.path if settings.path.strip("/") else None,
         )
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--secret") from None
+        raise click.UsageError(f"--secret: {exc}") from None
+    except sqlite3.Error as exc:
+        raise click.ClickException(
+            f"cannot open the receiver database {settings.db}: {exc}; check that its folder "
+            "exists and is writable (--db, DHAN_POSTBACK_RECEIVER_DB)"
+        ) from None
+    quiet = settings.quiet
     config = uvicorn.Config(
         receiver,
-        host=host,
-        port=port,
-        loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
         lifespan="on",
         access_log=False,
+        http="httptools",
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
     )
     server = uvicorn.Server(config)
-    shown_path = "/" if not path.strip("/") else "/<secret path>"
+    shown_path = "/" if not settings.path.strip("/") else "/<secret path>"
     if not quiet:
         click.echo(
-            f"receiving postbacks at http://{host}:{port}{shown_path} "
-            f"(db {db}, signatures {'verified' if secrets else 'not checked'})"
+            f"receiving postbacks at http://{settings.host}:{listening.getsockname()[1]}"
+            f"{shown_path} (db {settings.db}, signatures "
+            f"{'verified' if settings.secret else 'not checked'})"
         )
-    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve(server, receiver, quiet=quiet))
+    run(_serve(server, receiver, listening, quiet=quiet))
 
 
-async def _serve(server: uvicorn.Server, receiver: Receiver, *, quiet: bool) -> None:
+async def _serve(
+    server: uvicorn.Server, receiver: Receiver, listening: socket.socket, *, quiet: bool
+) -> None:
     """Serve until stopped, with the live table (a TTY) or a log line a minute (otherwise)."""
     show: Callable[[Receiver, uvicorn.Server], Coroutine[Any, Any, None]] | None = None
     if not quiet:
         show = _live_table if sys.stdout.isatty() else _log_minutely
     display = asyncio.get_running_loop().create_task(show(receiver, server)) if show else None
     try:
-        await server.serve()
+        await server.serve(sockets=[listening])
     finally:
         if display is not None:
             display.cancel()

@@ -17,22 +17,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import structlog
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ..durations import parse_duration
 from ..errors import URLRefused
 from ..logs import configure_logging
 from ..relay import (
-    DEFAULT_WS_URL,
     Backoff,
     EmbeddedService,
     HttpIngest,
@@ -44,10 +42,11 @@ from ..relay import (
     Sink,
     SinkUnusable,
 )
+from ..settings import DISPATCHER_FIELDS, RelaySettings, ServiceSettings
 from ..signing import generate_secret
 from ..urlpolicy import check_url, loopback_warning
-from ._settings import settings_from_flags, settings_options_for
-from .worker import DISPATCHER_FIELDS
+from .options import settings_options
+from .running import run
 
 __all__ = [
     "EMBEDDED_SERVICE_FIELDS",
@@ -79,159 +78,68 @@ class RelayOptions:
     backoff_cap: float
 
 
-def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]:
-    """A click option that may also come from ``DHAN_POSTBACK_RELAY_<env>``."""
-    return click.option(name, envvar=f"{_ENV}{env}", show_envvar=True, help=help, **kwargs)
-
-
 @click.command()
-@_option("--client-id", "CLIENT_ID", "Dhan client id of the account to listen to.")
-@_option(
-    "--access-token",
-    "ACCESS_TOKEN",
-    "Dhan access token of that account (prefer the variable: flags show in `ps`).",
-)
-@_option("--partner-id", "PARTNER_ID", "Log in as a partner instead (all its users' orders).")
-@_option("--partner-secret", "PARTNER_SECRET", "The partner's secret.")
-@_option(
-    "--postback-url",
-    "POSTBACK_URL",
-    "Deliver to this URL through a postback service embedded in this process.",
-)
-@_option(
-    "--signing-secret",
-    "SIGNING_SECRET",
-    "Embedded service: the whsec_ secret postbacks are signed with (default: generated once, "
-    "kept in <db>.whsec).",
-)
-@_option(
-    "--service-db",
-    "SERVICE_DB",
-    "Embedded service: its outbox database URL (default: sqlite beside --db, <db>-outbox.db).",
-)
-@_option(
-    "--service-port",
-    "SERVICE_PORT",
-    "Embedded service: the loopback port of its API (0: any free port).",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-)
-@_option(
-    "--service-url",
-    "SERVICE_URL",
-    "Hand updates to a running postback service at this URL instead of embedding one.",
-)
-@_option("--service-token", "SERVICE_TOKEN", "That service's access token for this client.")
-@settings_options_for(EMBEDDED_SERVICE_FIELDS)
-@_option(
-    "--ws-url",
-    "WS_URL",
-    "The broker's order-update websocket.",
-    default=DEFAULT_WS_URL,
-    show_default=True,
-)
-@_option(
-    "--db",
-    "DB",
-    "The relay's own SQLite log (de-duplication, unsent updates, dead letters).",
-    default="relay.db",
-    show_default=True,
-)
-@_option(
-    "--idle-timeout",
-    "IDLE_TIMEOUT",
-    "Redial when no frame arrives for this long (0: never).",
-    default="15m",
-    show_default=True,
-    callback=_duration,
-)
-@_option(
-    "--ping-interval",
-    "PING_INTERVAL",
-    "Send a websocket ping this often.",
-    default="20s",
-    show_default=True,
-    callback=_duration,
-)
-@_option(
-    "--ping-timeout",
-    "PING_TIMEOUT",
-    "Redial when a ping gets no answer within this.",
-    default="20s",
-    show_default=True,
-    callback=_duration,
-)
-@_option(
-    "--backoff-cap",
-    "BACKOFF_CAP",
-    "Longest wait between two redials.",
-    default="30s",
-    show_default=True,
-    callback=_duration,
-)
-def relay(
-    client_id: str | None,
-    access_token: str | None,
-    partner_id: str | None,
-    partner_secret: str | None,
-    postback_url: str | None,
-    signing_secret: str | None,
-    service_db: str | None,
-    service_port: int,
-    service_url: str | None,
-    service_token: str | None,
-    ws_url: str,
-    db: str,
-    idle_timeout: float | None,
-    ping_interval: float,
-    ping_timeout: float,
-    backoff_cap: float,
-    **service_flags: Any,
-) -> None:
+@settings_options(RelaySettings)
+@settings_options(ServiceSettings, only=EMBEDDED_SERVICE_FIELDS, param="service")
+def relay(settings: RelaySettings, service: ServiceSettings) -> None:
     """Relay a Dhan account's live order updates to its Postback URL, as postbacks.
 
     Either to a running postback service (--service-url, --service-token), or through one
-    embedded here (--postback-url), tuned by the same settings as `serve`.
+    embedded here (--postback-url), tuned by the same settings as `serve`. SIGTERM or Ctrl-C
+    stops it; what was not yet handed on stays in --db for the next run.
+
+    \b
+    Examples:
+      DHAN_POSTBACK_RELAY_ACCESS_TOKEN=... dhan-postback relay --client-id 1000000001 \
+        --postback-url https://example.com/postback
+      dhan-postback relay --client-id 1000000001 --service-url http://127.0.0.1:8000 \
+        --service-token ...
     """
+    ws_url = settings.ws_url
     if not ws_url.startswith(("wss://", "ws://")):
         raise click.UsageError("--ws-url must start with wss:// (or ws:// for a local test)")
-    login = _login(client_id, access_token, partner_id, partner_secret)
-    if service_url:
-        if postback_url:
+    login = _login(
+        settings.client_id,
+        _reveal(settings.access_token),
+        settings.partner_id,
+        _reveal(settings.partner_secret),
+    )
+    db = settings.db
+    if settings.service_url:
+        if settings.postback_url:
             raise click.UsageError(
                 "--postback-url is for the embedded service; a running service delivers to "
                 "the URL saved with --service-token"
             )
-        sink: Sink = _http_sink(service_url, service_token)
-    elif postback_url:
+        sink: Sink = _http_sink(settings.service_url, _reveal(settings.service_token))
+    elif settings.postback_url:
         sink = _embedded_sink(
-            postback_url, signing_secret, service_db, service_port, db, service_flags
+            settings.postback_url,
+            _reveal(settings.signing_secret),
+            settings.service_db,
+            settings.service_port,
+            db,
+            service,
         )
     else:
-        raise click.UsageError("give --postback-url (embedded service) or --service-url")
+        raise click.UsageError(
+            "give --postback-url (deliver through a service embedded here) or --service-url "
+            "(hand updates to a running service)"
+        )
     options = RelayOptions(
         login=login,
         ws_url=ws_url,
         db=db,
-        idle_timeout=idle_timeout or None,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        backoff_cap=backoff_cap,
+        idle_timeout=settings.idle_timeout or None,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        backoff_cap=settings.backoff_cap,
     )
-    sys.exit(asyncio.run(run_relay(options, sink, show_status=sys.stdout.isatty())))
+    sys.exit(run(run_relay(options, sink, show_status=sys.stdout.isatty())))
+
+
+def _reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def _login(
@@ -267,9 +175,9 @@ def _embedded_sink(
     service_db: str | None,
     service_port: int,
     db: str,
-    service_flags: dict[str, Any],
+    service: ServiceSettings,
 ) -> EmbeddedService:
-    settings = settings_from_flags({**service_flags, "db": service_db or _outbox_beside(db)})
+    settings = service.model_copy(update={"db": service_db or _outbox_beside(db)})
     try:
         check_url(postback_url, allow_loopback=settings.allow_loopback)
     except URLRefused as refusal:

@@ -7,9 +7,7 @@ the broker itself sends it. The URL goes through the same policy as a saved Post
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 
@@ -19,11 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from .._version import __version__
+from ..durations import format_duration
 from ..errors import URLRefused
 from ..payload import OrderStatus, OrderUpdate, dumps
+from ..settings import SendSettings
 from ..signing import Signer
 from ..simulator import OrderKind, Simulator
 from ..urlpolicy import GuardedResolver, check_url, loopback_warning, refusal_from
+from .options import settings_options
+from .running import run
 
 __all__ = ["SendResult", "post_once", "sample_update", "send"]
 
@@ -86,62 +88,77 @@ async def post_once(
 
 @click.command()
 @click.argument("url")
-@click.option("--secret", envvar="DHAN_POSTBACK_SEND_SECRET", help="whsec_ secret to sign with.")
-@click.option(
-    "--status",
-    type=click.Choice([status.value for status in OrderStatus]),
-    default=OrderStatus.TRADED.value,
-    show_default=True,
-    help="Order status of the update sent.",
-)
-@click.option("--client-id", default=None, help="dhanClientId to put in the update.")
-@click.option("--seed", default=1, show_default=True, help="Simulator seed (which order).")
-@click.option("--timeout", default=5.0, show_default=True, help="Seconds to wait for a reply.")
-@click.option(
-    "--allow-loopback",
-    is_flag=True,
-    envvar="DHAN_POSTBACK_ALLOW_LOOPBACK",
-    help="Sandbox: allow a loopback URL (the broker refuses them).",
-)
-def send(
-    url: str,
-    secret: str | None,
-    status: str,
-    client_id: str | None,
-    seed: int,
-    timeout: float,
-    allow_loopback: bool,
-) -> None:
-    """Send one realistic postback to URL and show what the receiver answered."""
+@settings_options(SendSettings)
+def send(url: str, settings: SendSettings) -> None:
+    """Send one realistic postback to URL and show what the receiver answered.
+
+    \b
+    Examples:
+      dhan-postback send https://example.com/postback --status CANCELLED
+      dhan-postback send http://127.0.0.1:8001/ --allow-loopback --secret whsec_...
+    """
     console = Console(stderr=True)
+    allow_loopback = settings.allow_loopback
     try:
         checked = check_url(url, allow_loopback=allow_loopback)
     except URLRefused as refusal:
-        console.print(f"[red]refused:[/red] {refusal.message}")
-        sys.exit(2)
+        raise click.UsageError(_refusal(url, refusal, allow_loopback)) from None
+    secret = settings.secret.get_secret_value() if settings.secret else None
+    if secret:
+        try:
+            Signer(secret)
+        except ValueError as exc:
+            raise click.UsageError(f"--secret: {exc}") from None
     if allow_loopback:
         console.print(f"[yellow]{loopback_warning()}[/yellow]")
-    update = sample_update(OrderStatus(status), seed=seed, client_id=client_id)
+    update = sample_update(settings.status, seed=settings.seed, client_id=settings.client_id)
     body = dumps(update)
     try:
-        result = asyncio.run(
+        result = run(
             post_once(
-                checked, body, secret=secret, allow_loopback=allow_loopback, reply_within=timeout
+                checked,
+                body,
+                secret=secret,
+                allow_loopback=allow_loopback,
+                reply_within=settings.timeout,
             )
         )
     except (aiohttp.ClientError, TimeoutError) as exc:
         guard_refusal = refusal_from(exc)
-        reason = guard_refusal.message if guard_refusal else f"{type(exc).__name__}: {exc}"
-        console.print(f"[red]not delivered:[/red] {reason}")
-        sys.exit(1)
+        if guard_refusal is not None:
+            reason = _refusal(url, guard_refusal, allow_loopback)
+        elif isinstance(exc, TimeoutError):
+            reason = f"no answer within {format_duration(settings.timeout)} (see --timeout)"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        raise click.ClickException(f"not delivered to {checked}: {reason}") from None
+    # No terminal: no width to fit, so nothing is cut (the receiver's answer least of all).
+    out = Console() if Console().is_terminal else Console(width=1000)
     table = Table(title=f"postback to {checked}", show_header=False)
+    table.add_column(overflow="fold")
+    table.add_column(overflow="fold")
     table.add_row("order", f"{update.order_id} {update.order_status} ({update.order_type})")
     table.add_row("webhook-id", result.message_id)
     table.add_row("signed", "yes (Standard Webhooks v1)" if secret else "no (as the broker)")
     table.add_row("response", str(result.status))
     table.add_row("body", result.body[:200].decode("utf-8", "replace") or "(empty)")
     table.add_row("time", f"{result.elapsed_ms:.1f} ms")
-    Console().print(table)
-    ok = 200 <= result.status < 300
-    console.print("[green]delivered[/green]" if ok else "[red]not accepted[/red]")
-    sys.exit(0 if ok else 1)
+    out.print(table)
+    if not 200 <= result.status < 300:
+        answer = " ".join(result.body[:200].decode("utf-8", "replace").split())
+        raise click.ClickException(
+            f"not accepted: {checked} answered {result.status}" + (f": {answer}" if answer else "")
+        )
+    console.print("[green]delivered[/green]")
+
+
+def _refusal(url: str, refusal: URLRefused, allow_loopback: bool) -> str:
+    """Why ``url`` is refused, and, when only the sandbox switch would allow it, that switch."""
+    message = f"{url} refused: {refusal.message}"
+    if not allow_loopback:
+        try:
+            check_url(url, allow_loopback=True)
+        except URLRefused:
+            return message
+        return message + "; for a receiver on this machine, pass --allow-loopback"
+    return message

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import socket
 
 import click
 import structlog
-import uvicorn
 from starlette.applications import Starlette
 
 from ..logs import configure_logging
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
-from ._settings import settings_from_flags, settings_options
+from .options import settings_options
+from .running import listen, run, stop_event
 
 __all__ = ["build_app", "serve"]
 
@@ -20,44 +20,56 @@ log = structlog.get_logger(__name__)
 
 
 def build_app(settings: ServiceSettings) -> Starlette:
-    """The app ``serve`` runs: the API, and the dispatcher as its lifespan hook, woken by each
-    commit and sharing one metrics registry with it."""
+    """The app ``serve`` runs, on a node of its own that its lifespan starts and stops."""
     from ..service.app import create_app
-    from ..service.dispatcher import hook
-    from ..service.metrics import ServiceMetrics
+    from ..service.node import ServiceNode
 
-    metrics = ServiceMetrics()
-    dispatch = hook(settings, metrics=metrics)
-    return create_app(settings, on_commit=dispatch.wake, lifespan_hooks=[dispatch], metrics=metrics)
+    return create_app(ServiceNode(settings))
 
 
 @click.command()
-@settings_options
-def serve(**flags: Any) -> None:
+@settings_options(ServiceSettings)
+def serve(settings: ServiceSettings) -> None:
     """Run the postback service: accept order updates, commit them, deliver them.
 
-    Every option can also be set with its DHAN_POSTBACK_* environment variable (prefer
-    DHAN_POSTBACK_ADMIN_KEY to --admin-key, which other users can see in the process list).
+    Every option can also be set with its DHAN_POSTBACK_* variable; prefer
+    DHAN_POSTBACK_ADMIN_KEY to --admin-key, which other users can see in the process list.
+    The port is bound first, then the database opened (and migrated), then delivery starts.
+    SIGTERM or Ctrl-C stops taking requests and gives POSTs under way --shutdown-grace.
+
+    \b
+    Examples:
+      DHAN_POSTBACK_ADMIN_KEY=change-me dhan-postback serve --db service.db
+      dhan-postback serve --db postgresql://postback@db.internal/postback --port 8080
     """
-    settings = settings_from_flags(flags)
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
         raise click.UsageError(
-            "an admin key is required: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key); "
-            "the admin API creates the access tokens"
+            "an admin key is required (the admin API creates the access tokens): set "
+            "DHAN_POSTBACK_ADMIN_KEY or pass --admin-key"
         )
+    listening = listen(settings.host, settings.port)
     configure_logging()
     if settings.allow_loopback:
         log.warning("SANDBOX: " + loopback_warning())
-    log.info("dhan-postback service starting", host=settings.host, port=settings.port)
-    uvicorn.run(
-        build_app(settings),
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_level="warning",
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
-    )
+    run(_serve(settings, listening))
+
+
+async def _serve(settings: ServiceSettings, listening: socket.socket) -> None:
+    from ..service.app import create_app
+    from ..service.node import ServiceNode
+    from ..serving import BackgroundServer
+
+    stop = stop_event()
+    async with ServiceNode(settings) as node:
+        server = BackgroundServer(
+            create_app(node),
+            host=settings.host,
+            port=settings.port,
+            http="httptools",
+            timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        )
+        await server.start(sockets=[listening])
+        log.info("dhan-postback service running", host=settings.host, port=server.port)
+        await stop.wait()
+        log.info("dhan-postback service stopping")
+        await server.stop()

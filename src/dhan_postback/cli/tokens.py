@@ -10,32 +10,32 @@ from typing import Any
 
 import click
 
+from ..settings import TokensSettings
+from .options import settings_options
+
 __all__ = ["tokens"]
 
-_SERVER = click.option(
-    "--server",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    envvar="DHAN_POSTBACK_SERVER",
-    help="The service's base URL. [env: DHAN_POSTBACK_SERVER]",
-)
-_ADMIN_KEY = click.option(
-    "--admin-key",
-    envvar="DHAN_POSTBACK_ADMIN_KEY",
-    required=True,
-    help="The service's admin key. [env: DHAN_POSTBACK_ADMIN_KEY]",
-)
+_service = settings_options(TokensSettings, param="service")
 
 
-def _call(method: str, url: str, admin_key: str, body: dict[str, Any] | None) -> Any:
+def _call(service: TokensSettings, method: str, path: str, body: dict[str, Any] | None) -> Any:
     """One admin API request; the service's error message becomes a click error."""
+    if service.admin_key is None or not service.admin_key.get_secret_value():
+        raise click.UsageError(
+            "--admin-key is required: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key) to "
+            "the key the service was started with"
+        )
+    server = service.server.rstrip("/")
+    if not server.startswith(("http://", "https://")):
+        raise click.UsageError(
+            f"--server must be the service's http:// or https:// URL, not {service.server!r}"
+        )
+    url = server + path
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
-    request.add_header("admin-key", admin_key)
+    request.add_header("admin-key", service.admin_key.get_secret_value())
     if data is not None:
         request.add_header("Content-Type", "application/json")
-    if not url.startswith(("http://", "https://")):
-        raise click.UsageError("--server must be an http:// or https:// URL")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return json.loads(response.read())
@@ -44,14 +44,26 @@ def _call(method: str, url: str, admin_key: str, body: dict[str, Any] | None) ->
             message = json.loads(exc.read()).get("errorMessage", exc.reason)
         except (ValueError, AttributeError):
             message = exc.reason
-        raise click.ClickException(f"the service answered {exc.code}: {message}") from None
-    except urllib.error.URLError as exc:
-        raise click.ClickException(f"cannot reach the service: {exc.reason}") from None
+        raise click.ClickException(
+            f"the service at {server} answered {exc.code}: {message}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise click.ClickException(
+            f"cannot reach the service at {server}: {reason}; check --server "
+            "(DHAN_POSTBACK_SERVER) and that `dhan-postback serve` runs there"
+        ) from None
 
 
 @click.group()
 def tokens() -> None:
-    """Create and revoke access tokens (each with its Postback URL)."""
+    """Create and revoke access tokens (each with its Postback URL).
+
+    \b
+    Examples:
+      dhan-postback tokens create --client-id 1000000001 --url https://example.com/hook
+      dhan-postback tokens revoke <access token>
+    """
 
 
 @tokens.command()
@@ -59,23 +71,28 @@ def tokens() -> None:
 @click.option("--url", "postback_url", help="The Postback URL saved with the token.")
 @click.option("--partner-id", help="A partner whose URL also gets this token's postbacks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
-@_SERVER
-@_ADMIN_KEY
+@_service
 def create(
     client_id: str,
     postback_url: str | None,
     partner_id: str | None,
     as_json: bool,
-    server: str,
-    admin_key: str,
+    service: TokensSettings,
 ) -> None:
-    """Generate an access token; prints the token and its signing secret, once."""
+    """Generate an access token; prints the token and its signing secret, once.
+
+    \b
+    Examples:
+      DHAN_POSTBACK_ADMIN_KEY=change-me dhan-postback tokens create --client-id 1000000001 \\
+        --url https://example.com/hook
+      dhan-postback tokens create --client-id 1000000001 --partner-id acme --json
+    """
     body: dict[str, Any] = {"dhanClientId": client_id}
     if postback_url is not None:
         body["postbackUrl"] = postback_url
     if partner_id is not None:
         body["partnerId"] = partner_id
-    created = _call("POST", server.rstrip("/") + "/v2/access-tokens", admin_key, body)
+    created = _call(service, "POST", "/v2/access-tokens", body)
     if as_json:
         click.echo(json.dumps(created, indent=2))
         return
@@ -91,10 +108,14 @@ def create(
 
 @tokens.command()
 @click.argument("token")
-@_SERVER
-@_ADMIN_KEY
-def revoke(token: str, server: str, admin_key: str) -> None:
-    """Revoke TOKEN; its pending deliveries are still sent."""
-    url = server.rstrip("/") + "/v2/access-tokens/" + urllib.parse.quote(token, safe="")
-    revoked = _call("DELETE", url, admin_key, None)
+@_service
+def revoke(token: str, service: TokensSettings) -> None:
+    """Revoke TOKEN; its pending deliveries are still sent.
+
+    \b
+    Examples:
+      DHAN_POSTBACK_ADMIN_KEY=change-me dhan-postback tokens revoke <access token>
+    """
+    path = "/v2/access-tokens/" + urllib.parse.quote(token, safe="")
+    revoked = _call(service, "DELETE", path, None)
     click.echo(f"revoked at {revoked['revokedAt']}")

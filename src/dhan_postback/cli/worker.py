@@ -9,123 +9,66 @@ the outbox for the next node.
 from __future__ import annotations
 
 import asyncio
-import signal
-from typing import Any
+import socket
 
 import click
 import structlog
 from starlette.applications import Starlette
 
 from ..logs import configure_logging
-from ..service.dispatcher import Dispatcher
-from ..service.metrics import ServiceMetrics
+from ..service.node import ServiceNode
 from ..service.operations import operations_routes
-from ..service.store import create_store
 from ..serving import BackgroundServer
-from ..settings import ServiceSettings
+from ..settings import DISPATCHER_FIELDS, ServiceSettings, WorkerSettings
 from ..urlpolicy import loopback_warning
-from ._settings import settings_from_flags, settings_options_for
+from .options import settings_options
+from .running import listen, run, stop_event
 
 __all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
 
 log = structlog.get_logger(__name__)
 
-DISPATCHER_FIELDS: tuple[str, ...] = (
-    "db",
-    "allow_loopback",
-    "retry_schedule",
-    "timeout",
-    "max_in_flight_per_url",
-    "max_in_flight",
-    "retry_after_cap",
-    "breaker_threshold",
-    "breaker_cooldown",
-    "lease",
-    "claim_batch",
-    "shutdown_grace",
-)
-"""The settings the dispatcher reads: the worker's flags."""
-
 
 @click.command()
-@settings_options_for(DISPATCHER_FIELDS)
-@click.option(
-    "--host",
-    "http_host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="DHAN_POSTBACK_WORKER_HOST",
-    help="Address for /healthz and /metrics. [env: DHAN_POSTBACK_WORKER_HOST]",
-)
-@click.option(
-    "--port",
-    "http_port",
-    default=None,
-    type=click.IntRange(0, 65535),
-    envvar="DHAN_POSTBACK_WORKER_PORT",
-    help="Serve /healthz and /metrics on this port (none by default, so that workers "
-    "beside `serve` need no port of their own). [env: DHAN_POSTBACK_WORKER_PORT]",
-)
-def worker(http_host: str, http_port: int | None, **flags: Any) -> None:
+@settings_options(ServiceSettings, only=DISPATCHER_FIELDS)
+@settings_options(WorkerSettings, param="http")
+def worker(settings: ServiceSettings, http: WorkerSettings) -> None:
     """Run only the dispatcher on a shared outbox (add sending capacity).
 
-    Every option can also be set with its DHAN_POSTBACK_* environment variable.
+    Every option can also be set with its DHAN_POSTBACK_* variable. SIGTERM or Ctrl-C stops
+    claiming, gives POSTs under way --shutdown-grace and hands the rest back to the outbox.
+
+    \b
+    Examples:
+      dhan-postback worker --db postgresql://postback@db.internal/postback
+      dhan-postback worker --db postgresql://postback@db.internal/postback --port 9100
     """
-    settings = settings_from_flags(flags)
+    listening = None if http.port is None else listen(http.host, http.port)
     configure_logging()
-    listen = None if http_port is None else (http_host, http_port)
-    _run(run_worker(settings, listen=listen))
-
-
-def _run(main: Any) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is not built for every platform
-        asyncio.run(main)
-        return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+    run(run_worker(settings, listening=listening))
 
 
 async def run_worker(
     settings: ServiceSettings,
     *,
     stop: asyncio.Event | None = None,
-    listen: tuple[str, int] | None = None,
+    listening: socket.socket | None = None,
 ) -> None:
     """Send the outbox until ``stop`` is set, or SIGTERM/SIGINT when no event is given.
 
-    With ``listen`` (host, port), also serve ``/healthz`` and ``/metrics`` there.
+    With ``listening`` (a bound socket), also serve ``/healthz`` and ``/metrics`` there.
     """
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_event()
     if settings.allow_loopback:
         log.warning("SANDBOX: " + loopback_warning())
-    store = create_store(settings.db)
-    metrics = ServiceMetrics()
-    await store.open()
-    server = None
-    try:
-        async with Dispatcher(store, settings, metrics=metrics):
-            if listen is not None:
-                app = Starlette(routes=operations_routes(store, metrics))
-                server = BackgroundServer(app, host=listen[0], port=listen[1], lifespan="off")
-                await server.start()
-            log.info(
-                "worker running",
-                db=settings.db.split(":", 1)[0],
-                port=listen and server and server.port,
-            )
-            await stop.wait()
-            log.info("worker stopping")
-            if server is not None:
-                await server.stop()
-    finally:
-        await store.close()
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
+    async with ServiceNode(settings) as node:
+        server = None
+        if listening is not None:
+            app = Starlette(routes=operations_routes(node))
+            server = BackgroundServer(app, host="", port=0, lifespan="off")
+            await server.start(sockets=[listening])
+        log.info("worker running", db=settings.db.split(":", 1)[0], port=server and server.port)
+        await stop.wait()
+        log.info("worker stopping")
+        if server is not None:
+            await server.stop()

@@ -1,18 +1,19 @@
 """A postback service inside the relay's process: one command from websocket to Postback URL.
 
 :class:`EmbeddedService` runs a :class:`~dhan_postback.service.node.ServiceNode` (store and
-dispatcher) and its app (``create_app``) on a SQLite outbox, served on a loopback port of this process, and hands the relay's batches to its
-ingest API exactly as :class:`~.sink.HttpIngest` does with a remote service. So the updates get
+dispatcher) and its app (``create_app``) on a SQLite outbox, served on a loopback port of this
+process, and hands the relay's batches to its ingest API exactly as :class:`~.sink.HttpIngest`
+does with a remote service. So the updates get
 the service's guarantees unchanged: committed before acknowledged, signed, retried, delivered in
 order per order.
 
 The service needs an access token per client, with the Postback URL saved on it. Instead of
 keeping tokens somewhere, the embedded service derives each one from the signing secret, the
 client id and the URL (an HMAC), and registers it through the node's registry the first time
-it is needed.
-The same secret therefore gives the same tokens after a restart (pending deliveries keep going
-out, signed with the same secret), a new URL gives a new token (as at the broker, a new token is
-how a URL changes), and one signing secret covers every client of a partner login.
+it is needed. The same secret therefore gives the same tokens after a restart (pending
+deliveries keep going out, signed with the same secret), a new URL gives a new token (as at the
+broker, a new token is how a URL changes), and one signing secret covers every client of a
+partner login.
 """
 
 from __future__ import annotations

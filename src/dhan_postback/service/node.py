@@ -22,10 +22,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 
-from ..errors import AuthenticationError, StoreUnavailable
+from ..errors import AuthenticationError, DhanPostbackError, StoreUnavailable
 from ..settings import ServiceSettings
 from .dashboard.health import EndpointHealth
 from .dispatcher import Dispatcher
@@ -108,7 +109,10 @@ class ServiceNode:
         """Open (and migrate) the store, then start the dispatcher. Idempotent."""
         if self._running:
             return
-        await self._store.open()
+        try:
+            await self._store.open()
+        except Exception as exc:
+            raise StoreUnavailable(_cannot_open(self.settings.db, exc)) from None
         try:
             if self._dispatch:
                 dispatcher = Dispatcher(
@@ -238,3 +242,18 @@ class ServiceNode:
             lifetime=lifetime,
         )
         return record.is_active(self._clock())
+
+
+def _cannot_open(url: str, exc: Exception) -> str:
+    """One line saying which database could not be opened, why, and what to check."""
+    parts = urlsplit(url)
+    shown = url
+    if parts.password:
+        shown = url.replace(f":{parts.password}@", ":***@", 1)
+    reason = exc.message if isinstance(exc, DhanPostbackError) else f"{exc}" or type(exc).__name__
+    reason = " ".join(reason.split())
+    if parts.scheme == "sqlite":
+        advice = "check that the file's folder exists and is writable"
+    else:
+        advice = "check the URL and that the database server is up"
+    return f"cannot open the database {shown}: {reason}; {advice} (--db, DHAN_POSTBACK_DB)"
