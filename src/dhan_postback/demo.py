@@ -2,8 +2,9 @@
 
 The run, in order:
 
-1. start the postback service (``dhan-postback serve``, SQLite in the demo folder) as its own
-   process, in sandbox mode so that it may deliver to loopback;
+1. start a postback service node (:class:`~dhan_postback.service.node.ServiceNode`, SQLite in
+   the demo folder, its log in ``service.log`` there) with its HTTP API, in sandbox mode so
+   that it may deliver to loopback;
 2. start one receiver per client and one for the partner, in this process, each with its own
    signing secret and SQLite file, optionally behind :class:`~dhan_postback.chaos.ChaosMiddleware`;
 3. register the partner and one access token per client (some clients trade through the
@@ -19,16 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import secrets
 import shutil
+import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,8 +40,13 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from .chaos import ChaosMiddleware
+from .logs import configure_logging
 from .payload import OrderUpdate, dumps
 from .receiver import Receiver
+from .service.app import create_app
+from .service.node import ServiceNode
+from .serving import BackgroundServer
+from .settings import ServiceSettings
 from .simulator import OrderKind, SimulatedOrder, Simulator, interleave
 
 __all__ = [
@@ -61,12 +65,12 @@ _BATCH: Final = 100
 
 # Delivery settings of the demo's service: retries come quickly, so a chaotic run still ends
 # in seconds, and there are enough of them that chaos never exhausts one.
-_SERVICE_ENV: Final = {
-    "DHAN_POSTBACK_RETRY_SCHEDULE": "0s,50ms,100ms,200ms,400ms,800ms,1s,1s,2s,2s,3s,3s,5s,5s",
-    "DHAN_POSTBACK_TIMEOUT": "500ms",
-    "DHAN_POSTBACK_BREAKER_THRESHOLD": "20",
-    "DHAN_POSTBACK_BREAKER_COOLDOWN": "500ms",
-    "DHAN_POSTBACK_ALLOW_LOOPBACK": "true",
+_SERVICE_SETTINGS: Final[dict[str, object]] = {
+    "retry_schedule": "0s,50ms,100ms,200ms,400ms,800ms,1s,1s,2s,2s,3s,3s,5s,5s",
+    "timeout": "500ms",
+    "breaker_threshold": 20,
+    "breaker_cooldown": "500ms",
+    "allow_loopback": True,
 }
 _CHAOS_HOLD: Final = 0.8
 """How long a chaos 'timeout' holds a request: longer than the service's 500 ms timeout."""
@@ -186,61 +190,37 @@ def _prepare_directory(directory: Path) -> None:
     (directory / _MARKER).write_text("made by dhan-postback demo; emptied at every run\n")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def _service_process(
-    directory: Path, port: int, admin_key: str
-) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        **_SERVICE_ENV,
-        "DHAN_POSTBACK_ADMIN_KEY": admin_key,
-        "DHAN_POSTBACK_DB": f"sqlite:///{(directory / 'service.db').resolve()}",
-        "DHAN_POSTBACK_PORT": str(port),
-        "DHAN_POSTBACK_HOST": "127.0.0.1",
-    }
-    log = (directory / "service.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dhan_postback", "serve"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+def _listen(port: int) -> socket.socket:
+    """A loopback socket bound now, so that nothing can take the port before it serves."""
     try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.terminate()
+        return socket.create_server(("127.0.0.1", port))
+    except OSError as exc:
+        raise RuntimeError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+
+
+@contextlib.asynccontextmanager
+async def _service(directory: Path, port: int, admin_key: str) -> AsyncIterator[str]:
+    """A service node with its API on ``port`` (0: any free one), logging to service.log;
+    its URL."""
+    settings = ServiceSettings.model_validate(
+        {
+            "db": f"sqlite:///{(directory / 'service.db').resolve()}",
+            "admin_key": admin_key,
+            "host": "127.0.0.1",
+            "port": port,
+            **_SERVICE_SETTINGS,
+        }
+    )
+    listening = _listen(port)
+    with (directory / "service.log").open("a") as log_file:
+        configure_logging(json=True, stream=log_file)
+        async with ServiceNode(settings) as node:
+            server = BackgroundServer(create_app(node), host="127.0.0.1", port=port)
+            await server.start(sockets=[listening])
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        log.close()
-
-
-async def _wait_healthy(
-    session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes]
-) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the service exited at start; see service.log in the demo folder")
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(url + "/healthz") as reply:
-                if reply.status == 200:
-                    return
-        await asyncio.sleep(0.05)
-    raise TimeoutError("the service did not become healthy within 30 s")
+                yield f"http://127.0.0.1:{server.port}"
+            finally:
+                await server.stop()
 
 
 class _Api:
@@ -375,20 +355,19 @@ async def run_demo(
     *,
     on_progress: Callable[[Progress], None] = lambda progress: None,
     on_ready: Callable[[Endpoints], None] = lambda endpoints: None,
-    keep_running: Callable[[], Any] | None = None,
+    keep_running: Callable[[DemoReport], Awaitable[object]] | None = None,
 ) -> DemoReport:
     """Run the whole demo and return the checks; see the module docstring for the steps.
 
     ``on_progress`` is called a few times a second; ``on_ready`` once everything is up. When
-    ``keep_running`` is given, it is awaited after the checks, with everything still up.
+    ``keep_running`` is given, it is awaited with the report after the checks, with
+    everything still up (show the report there, then wait).
     """
     _prepare_directory(options.directory)
     orders, stream = _plan(options)
     admin_key = secrets.token_urlsafe(24)
-    service_port = options.service_port or _free_port()
-    receiver_port = options.receiver_port or _free_port()
-    service_url = f"http://127.0.0.1:{service_port}"
-    receiver_base = f"http://127.0.0.1:{receiver_port}"
+    receiver_listening = _listen(options.receiver_port)
+    receiver_base = f"http://127.0.0.1:{receiver_listening.getsockname()[1]}"
     progress = Progress(updates_total=len(stream))
 
     partner_clients = set(options.clients[len(options.clients) - options.partner_clients :])
@@ -399,10 +378,9 @@ async def run_demo(
     timeout = aiohttp.ClientTimeout(total=30)
     server: uvicorn.Server | None = None
     server_task: asyncio.Task[None] | None = None
-    with _service_process(options.directory, service_port, admin_key) as process:
+    async with _service(options.directory, options.service_port, admin_key) as service_url:
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
-                await _wait_healthy(session, service_url, process)
                 api = _Api(session, service_url, admin_key)
                 secrets_by_name = {"partner": await api.partner(PARTNER_ID, urls["partner"])}
                 tokens: dict[str, str] = {}
@@ -418,14 +396,12 @@ async def run_demo(
                 server = uvicorn.Server(
                     uvicorn.Config(
                         _receiver_app(list(targets.values())),
-                        host="127.0.0.1",
-                        port=receiver_port,
                         log_level="critical",
                         access_log=False,
                         lifespan="on",
                     )
                 )
-                server_task = asyncio.create_task(server.serve())
+                server_task = asyncio.create_task(server.serve(sockets=[receiver_listening]))
                 while not server.started:
                     if server_task.done():
                         raise RuntimeError(f"the receivers could not start on {receiver_base}")
@@ -466,12 +442,13 @@ async def run_demo(
                     timed_out=timed_out,
                 )
                 if keep_running is not None:
-                    await keep_running()
+                    await keep_running(report)
                 return report
         finally:
             if server is not None and server_task is not None:
                 server.should_exit = True
                 await server_task
+            receiver_listening.close()
 
 
 def _target(name: str, path: str, secret: str, index: int, options: DemoOptions) -> _Target:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: int = logging.INFO, *, json: bool | None = None) -> None:
-    """Send structlog and stdlib logging to stderr; ``json`` defaults to "not a TTY"."""
-    as_json = not sys.stderr.isatty() if json is None else json
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
+def configure_logging(
+    level: int = logging.INFO, *, json: bool | None = None, stream: TextIO | None = None
+) -> None:
+    """Send structlog and stdlib logging to ``stream`` (stderr); ``json`` defaults to "not a
+    TTY"."""
+    stream = stream or sys.stderr
+    as_json = not stream.isatty() if json is None else json
+    logging.basicConfig(level=level, stream=stream, format="%(message)s", force=True)
     renderer: Any
     if as_json:
         renderer = structlog.processors.JSONRenderer()
@@ -39,6 +43,6 @@ def configure_logging(level: int = logging.INFO, *, json: bool | None = None) ->
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
     )

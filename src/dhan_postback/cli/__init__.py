@@ -13,6 +13,7 @@ status 2 for a usage mistake or 1 for a runtime failure; never a traceback (set
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -105,7 +106,7 @@ class LazyGroup(click.Group):
 def examples_last(command: click.Command) -> None:
     """Move the ``Examples:`` block of a command's docstring (and its sub-commands') after
     its options, so that every help ends with examples."""
-    help_text = command.help or ""
+    help_text = inspect.cleandoc(command.help or "")
     start = help_text.find("\b\nExamples:")
     if start >= 0 and command.epilog is None:
         command.help = help_text[:start].rstrip()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 
 import click
 from rich.console import Console
@@ -13,7 +12,10 @@ from rich.progress import Progress as Bars
 from rich.table import Table
 
 from ..demo import DemoOptions, DemoReport, Endpoints, Progress, kinds_covered, run_demo
+from ..settings import DemoSettings
 from ..urlpolicy import loopback_warning
+from .options import settings_options
+from .running import run, stop_event
 
 __all__ = ["demo", "report_table"]
 
@@ -63,41 +65,28 @@ def report_table(report: DemoReport) -> Table:
 
 
 @click.command()
-@click.option("--orders", default=250, show_default=True, help="Orders to simulate.")
-@click.option("--seed", default=7, show_default=True, help="Simulator seed.")
-@click.option(
-    "--rate",
-    default=400.0,
-    show_default=True,
-    help="Updates submitted per second (0: as fast as the service takes them).",
-)
-@click.option(
-    "--chaos",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0.0, 0.9),
-    help="Fraction of postbacks the receivers fail (5xx, timeouts, resets, lost answers).",
-)
-@click.option(
-    "--keep-running",
-    is_flag=True,
-    help="Leave everything up after the checks and print where to look.",
-)
-@click.option(
-    "--dir",
-    "directory",
-    default="demo-data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Folder for the demo's databases and logs (emptied at every run).",
-)
-def demo(
-    orders: int, seed: int, rate: float, chaos: float, keep_running: bool, directory: Path
-) -> None:
-    """Run service, dispatcher, receivers and simulator on this machine, and verify."""
+@settings_options(DemoSettings)
+def demo(settings: DemoSettings) -> None:
+    """Run service, dispatcher, receivers and simulator on this machine, and verify.
+
+    With --keep-running, the verification table is printed first and everything stays up
+    (the API, /dashboard and /metrics) until Ctrl+C or SIGTERM, which stop all of it.
+
+    \b
+    Examples:
+      dhan-postback demo
+      dhan-postback demo --chaos 0.3 --keep-running
+    """
     # Logs and CI have no terminal width; give the verification table room there.
     console = Console() if sys.stdout.isatty() else Console(width=120)
-    options = DemoOptions(orders=orders, seed=seed, rate=rate, chaos=chaos, directory=directory)
+    directory = settings.dir
+    options = DemoOptions(
+        orders=settings.orders,
+        seed=settings.seed,
+        rate=settings.rate,
+        chaos=settings.chaos,
+        directory=directory,
+    )
     console.print(
         "[bold]dhan-postback demo[/bold]: simulated orders -> postback service -> receivers, "
         f"all on this machine, data in {directory}/"
@@ -117,6 +106,7 @@ def demo(
     )
     submitted = bars.add_task("submitted", total=None, note="")
     delivered = bars.add_task("delivered", total=None, note="")
+    endpoints: list[Endpoints] = []
 
     def show(progress: Progress) -> None:
         bars.update(submitted, total=progress.updates_total, completed=progress.submitted)
@@ -130,34 +120,55 @@ def demo(
             ),
         )
 
-    def ready(endpoints: Endpoints) -> None:
+    def ready(found: Endpoints) -> None:
+        endpoints.append(found)
         console.print(
-            f"service {endpoints.service}  receivers {len(endpoints.receivers)}  "
-            f"clients {len(endpoints.tokens)} + 1 partner"
+            f"service {found.service}  receivers {len(found.receivers)}  "
+            f"clients {len(found.tokens)} + 1 partner"
         )
-        if keep_running:
-            _print_endpoints(console, endpoints)
 
-    async def wait_forever() -> None:
-        console.print("[bold]Still running.[/bold] Press Ctrl+C to stop.")
-        await asyncio.Event().wait()
+    async def main() -> DemoReport | None:
+        stop = stop_event()
+
+        async def keep_running(report: DemoReport) -> None:
+            bars.stop()
+            _print_report(console, report)
+            _print_endpoints(console, endpoints[0])
+            console.print("[bold]Still running.[/bold] Press Ctrl+C (or send SIGTERM) to stop.")
+            await stop.wait()
+
+        demo_task = asyncio.create_task(
+            run_demo(
+                options,
+                on_progress=show,
+                on_ready=ready,
+                keep_running=keep_running if settings.keep_running else None,
+            )
+        )
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({demo_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not demo_task.done():  # stopped before the checks: stop everything it started
+            demo_task.cancel()
+        stopped.cancel()
+        try:
+            return await demo_task
+        except asyncio.CancelledError:
+            return None
 
     try:
         with bars:
-            report = asyncio.run(
-                run_demo(
-                    options,
-                    on_progress=show,
-                    on_ready=ready,
-                    keep_running=wait_forever if keep_running else None,
-                )
-            )
-    except KeyboardInterrupt:
-        console.print("stopped")
-        return
+            report = run(main())
     except (RuntimeError, TimeoutError, FileExistsError) as exc:
-        console.print(f"[bold red]demo failed:[/bold red] {exc}")
-        sys.exit(1)
+        raise click.ClickException(f"the demo failed: {exc}") from None
+    if report is None:
+        console.print("stopped")
+        sys.exit(130)
+    if not settings.keep_running:
+        _print_report(console, report)
+    sys.exit(0 if report.ok else 1)
+
+
+def _print_report(console: Console, report: DemoReport) -> None:
     console.print(
         f"{report.orders} orders ({len(report.kinds)} kinds: {', '.join(kinds_covered(report))}), "
         f"{report.updates} updates, {sum(t.submitted for t in report.targets)} deliveries, "
@@ -176,7 +187,6 @@ def demo(
             "[bold green]Every update arrived exactly once per receiver, in order, signed, "
             "and every order book matches the simulator.[/bold green]"
         )
-    sys.exit(0 if report.ok else 1)
 
 
 def _print_endpoints(console: Console, endpoints: Endpoints) -> None:
