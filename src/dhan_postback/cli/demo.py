@@ -129,8 +129,10 @@ def demo(settings: DemoSettings) -> None:
 
     async def main() -> DemoReport | None:
         stop = stop_event()
+        checked = asyncio.Event()
 
         async def keep_running(report: DemoReport) -> None:
+            checked.set()
             bars.stop()
             _print_report(console, report)
             _print_endpoints(console, endpoints[0])
@@ -147,8 +149,8 @@ def demo(settings: DemoSettings) -> None:
         )
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({demo_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        if not demo_task.done():  # stopped before the checks: stop everything it started
-            demo_task.cancel()
+        if not demo_task.done() and not checked.is_set():
+            demo_task.cancel()  # stopped before the checks: stop everything it started
         stopped.cancel()
         try:
             return await demo_task
