@@ -14,8 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
 from dhan_postback.payload import OrderUpdate, dumps
+from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
 from dhan_postback.service.dashboard.formatting import IST
+from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.base import (
     Attempt,
     Claim,
@@ -26,6 +32,7 @@ from dhan_postback.service.store.base import (
     Target,
     TokenRecord,
 )
+from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
 from dhan_postback.simulator import Simulator
 
@@ -35,7 +42,9 @@ __all__ = [
     "PARTNER_URL",
     "URL_A",
     "URL_B",
+    "LiveNode",
     "Seeded",
+    "dashboard_app",
     "ist",
     "seed",
     "seed_simulated",
@@ -341,3 +350,36 @@ async def seed_simulated(store: Store, orders: int = 28) -> Seeded:
         _outage_answer(ist("2026-11-24 10:30:00"), ist("2026-11-24 21:30:00")),
     )
     return seeded
+
+
+class LiveNode(ServiceNode):
+    """A node on a seeded store, without a dispatcher, that reports the given live endpoint
+    states as if its dispatcher saw them (a breaker that stays open, for the pages to show)."""
+
+    def __init__(self, settings: ServiceSettings, store: Store, live: list[EndpointHealth]):
+        super().__init__(settings, store=store, dispatch=False)
+        self._live = live
+
+    @property
+    def dispatches(self) -> bool:
+        return bool(self._live)
+
+    def endpoint_health(self) -> list[EndpointHealth]:
+        return list(self._live)
+
+
+def dashboard_app(
+    store: Store,
+    *,
+    admin_key: str | None,
+    live: list[EndpointHealth] | None = None,
+    on_commit: Callable[[], None] | None = None,
+) -> Starlette:
+    """The dashboard alone, mounted at ``/dashboard``, on a node over ``store``."""
+    settings = ServiceSettings(admin_key=SecretStr(admin_key) if admin_key else None)
+    node = LiveNode(settings, store, live or [])
+    if on_commit is not None:
+        node.on_commit(on_commit)
+    return Starlette(
+        routes=[Mount("/dashboard", app=create_dashboard(node))], lifespan=node.lifespan
+    )

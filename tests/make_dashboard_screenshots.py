@@ -10,15 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
+from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
-from dhan_postback.settings import ServiceSettings
-from tests.dashboard_seed import PARTNER_URL, URL_A, URL_B, seed_simulated
+from tests.dashboard_seed import PARTNER_URL, URL_A, URL_B, dashboard_app, seed_simulated
 from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support import UvicornThread
 
@@ -40,12 +36,10 @@ def main() -> None:
         EndpointHealth(PARTNER_URL, "closed", 1, 0),
         EndpointHealth(URL_B, "open", 0, 7),
     ]
-    app = create_dashboard(
-        store, ServiceSettings(admin_key=SecretStr(ADMIN_KEY)), endpoint_health=lambda: live
-    )
+    app = dashboard_app(store, admin_key=ADMIN_KEY, live=live)
     OUT.mkdir(parents=True, exist_ok=True)
     with (
-        UvicornThread(Starlette(routes=[Mount("/dashboard", app=app)])) as server,
+        UvicornThread(app) as server,
         sync_playwright() as playwright,
     ):
         base = f"{server.url}/dashboard"

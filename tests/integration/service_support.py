@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from dhan_postback.service.app import create_app
+from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store import Store
 from dhan_postback.settings import ServiceSettings
 from tests.samples import new_client_id
@@ -83,6 +84,8 @@ def running_service(
     options: dict[str, Any] = {"db": db, "admin_key": ADMIN_KEY, "allow_loopback": True}
     options.update(settings)
     commits: list[None] = []
-    app = create_app(ServiceSettings(**options), store, on_commit=lambda: commits.append(None))
+    node = ServiceNode(ServiceSettings(**options), store=store, dispatch=False)
+    node.on_commit(lambda: commits.append(None))
+    app = create_app(node)
     with UvicornThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         yield Service(server.url, db, http, commits)

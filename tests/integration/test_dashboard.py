@@ -16,17 +16,22 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
 from dhan_postback.errors import StoreUnavailable
-from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
+from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.dashboard.app import PAGE_SIZE
 from dhan_postback.service.store.base import DeliveryStatus, NewDelivery, Target
 from dhan_postback.service.store.memory import MemoryStore
-from dhan_postback.settings import ServiceSettings
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, Seeded, seed
+from tests.dashboard_seed import (
+    CLIENT_A,
+    CLIENT_B,
+    PARTNER_URL,
+    URL_A,
+    URL_B,
+    Seeded,
+    dashboard_app,
+    seed,
+)
 from tests.support import UvicornThread
 
 ADMIN_KEY = "adm_" + "k" * 40
@@ -52,12 +57,9 @@ def serve(
     endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
     commits: list[float] | None = None,
 ) -> UvicornThread:
-    settings = ServiceSettings(admin_key=SecretStr(ADMIN_KEY))
     on_commit = (lambda: commits.append(time.time())) if commits is not None else None
-    dashboard = create_dashboard(
-        store, settings, on_commit=on_commit, endpoint_health=endpoint_health
-    )
-    return UvicornThread(Starlette(routes=[Mount("/dashboard", app=dashboard)]))
+    live = endpoint_health() if endpoint_health is not None else None
+    return UvicornThread(dashboard_app(store, admin_key=ADMIN_KEY, live=live, on_commit=on_commit))
 
 
 @pytest.fixture
@@ -550,8 +552,7 @@ def test_wrong_method_is_a_friendly_405(dash: Dashboard) -> None:
 def test_without_an_admin_key_only_tokens_log_in() -> None:
     store = MemoryStore()
     seeded = asyncio.run(seed(store))
-    app = create_dashboard(store, ServiceSettings(admin_key=None))
-    with UvicornThread(Starlette(routes=[Mount("/dashboard", app=app)])) as server:
+    with UvicornThread(dashboard_app(store, admin_key=None)) as server:
         dash = Dashboard(f"{server.url}/dashboard", store, seeded)
         with browser(dash) as client:
             form = client.get("/login")

@@ -15,15 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.routing import Mount
 
-from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
+from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.store.base import Attempt, Outcome
 from dhan_postback.service.store.memory import MemoryStore
-from dhan_postback.settings import ServiceSettings
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, URL_B, Seeded, seed
+from tests.dashboard_seed import CLIENT_A, CLIENT_B, URL_B, Seeded, dashboard_app, seed
 from tests.support import UvicornThread
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,13 +97,13 @@ def site() -> Iterator[tuple[str, Seeded]]:
     with ThreadPoolExecutor(1) as pool:
         seeded = pool.submit(lambda: asyncio.run(seed(store))).result()
     dispatcher = FakeDispatcher(store)
-    dashboard = create_dashboard(
+    app = dashboard_app(
         store,
-        ServiceSettings(admin_key=SecretStr(ADMIN_KEY)),
+        admin_key=ADMIN_KEY,
+        live=[EndpointHealth(URL_B, "open", 0, 7)],
         on_commit=dispatcher.on_commit,
-        endpoint_health=lambda: [EndpointHealth(URL_B, "open", 0, 7)],
     )
-    with UvicornThread(Starlette(routes=[Mount("/dashboard", app=dashboard)])) as server:
+    with UvicornThread(app) as server:
         yield f"{server.url}/dashboard", seeded
 
 

@@ -10,8 +10,9 @@ import pytest
 import standardwebhooks
 
 from dhan_postback._version import __version__
-from dhan_postback.service.dispatcher import Dispatcher, hook
+from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
+from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.base import DeliveryStatus, Store
 from tests.dispatching import eventually, fast_settings, settled
 from tests.integration.conftest import StoreMaker
@@ -320,18 +321,18 @@ async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll(store: St
     assert counts[DeliveryStatus.DELIVERED] == 1
 
 
-async def test_the_lifespan_hook_runs_a_dispatcher_and_its_wake_reaches_it(store: Store) -> None:
+async def test_a_node_runs_a_dispatcher_and_its_wake_reaches_it(store: Store) -> None:
     receiver = Receiver()
-    dispatch = hook(fast_settings())
-    dispatch.wake()  # before the start: nothing to wake, no error
+    node = ServiceNode(fast_settings(), store=store)
+    node.wake()  # before the start: nothing to wake, no error
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
-        async with dispatch(store) as dispatcher:
-            assert dispatch.dispatcher is dispatcher
+        async with node:
+            assert node.dispatcher is not None
             await outbox.add(server.url + "/hook", order_updates(2, 2))
-            dispatch.wake(["ids", "of", "the", "commit"])
+            node.wake()
             await settled(store, 4, timeout=10)
-    assert dispatch.dispatcher is None
+    assert node.dispatcher is None
     await eventually(lambda: len(receiver.snapshot()) == 4)
 
 

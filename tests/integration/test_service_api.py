@@ -15,7 +15,8 @@ import pytest
 
 from dhan_postback import payload
 from dhan_postback.service.app import create_app
-from dhan_postback.service.store import Attempt, DeliveryStatus, Outcome, Store
+from dhan_postback.service.node import ServiceNode
+from dhan_postback.service.store import Attempt, DeliveryStatus, Outcome
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 from dhan_postback.settings import ServiceSettings
 from tests.samples import new_client_id, update
@@ -589,19 +590,10 @@ def test_the_openapi_document_describes_every_route(service: Service) -> None:
     } == set(document["paths"])
 
 
-def test_lifespan_hooks_run_beside_the_api_with_the_open_store(tmp_path: Path) -> None:
-    events: list[str] = []
-
-    @contextlib.asynccontextmanager
-    async def hook(store: Store) -> AsyncIterator[None]:
-        await store.ping()  # already open
-        events.append("entered")
-        yield
-        events.append("left")
-
-    settings = ServiceSettings(db=f"sqlite:///{tmp_path / 'hooks.db'}", admin_key=ADMIN_KEY)
-    app = create_app(settings, lifespan_hooks=[hook])
-    with UvicornThread(app) as server:
+def test_the_app_runs_its_node_for_its_lifespan(tmp_path: Path) -> None:
+    settings = ServiceSettings(db=f"sqlite:///{tmp_path / 'node.db'}", admin_key=ADMIN_KEY)
+    node = ServiceNode(settings)
+    with UvicornThread(create_app(node)) as server:
         assert httpx.get(server.url + "/healthz").status_code == 200
-        assert events == ["entered"]
-    assert events == ["entered", "left"]
+        assert node.running and node.dispatcher is not None
+    assert not node.running and node.dispatcher is None

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 import pytest
 from click.testing import CliRunner
 
 from dhan_postback.cli import main
-from dhan_postback.cli._settings import settings_from_flags, settings_options_for
-from dhan_postback.cli.worker import DISPATCHER_FIELDS
-from dhan_postback.settings import ServiceSettings
+from dhan_postback.cli.options import settings_options
+from dhan_postback.settings import DISPATCHER_FIELDS, ServiceSettings
 
 
 @click.command()
-@settings_options_for(DISPATCHER_FIELDS)
-def show(**flags: Any) -> None:
-    settings = settings_from_flags(flags)
+@settings_options(ServiceSettings, only=DISPATCHER_FIELDS)
+def show(settings: ServiceSettings) -> None:
     click.echo(f"{settings.timeout} {settings.allow_loopback} {settings.retry_schedule}")
 
 
@@ -86,5 +82,5 @@ def test_a_bad_value_is_a_usage_error_naming_the_flag(args: list[str]) -> None:
 
 
 def test_an_unknown_field_is_refused_when_building_flags() -> None:
-    with pytest.raises(ValueError, match="not settings fields"):
-        settings_options_for(["no_such_setting"])
+    with pytest.raises(ValueError, match="not fields of ServiceSettings"):
+        settings_options(ServiceSettings, only=["no_such_setting"])

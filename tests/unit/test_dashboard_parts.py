@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dhan_postback.errors import PermissionDenied
 from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.dashboard.formatting import (
     display_url,
@@ -14,7 +15,8 @@ from dhan_postback.service.dashboard.formatting import (
     update_facts,
 )
 from dhan_postback.service.dashboard.health import percentile, summarise_endpoints
-from dhan_postback.service.dashboard.sessions import Principal, SessionStore, same_token
+from dhan_postback.service.dashboard.sessions import SessionStore, same_token
+from dhan_postback.service.principal import Principal
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
@@ -55,11 +57,17 @@ def test_admin_query_is_unrestricted() -> None:
     assert Principal(is_admin=True).restrict(query) == query
 
 
-def test_token_query_is_its_clients_own_urls_whatever_was_asked() -> None:
-    asked = DeliveryQuery(status=DeliveryStatus.DEAD, dhan_client_id="7")
+def test_token_query_is_its_clients_own_urls() -> None:
+    asked = DeliveryQuery(status=DeliveryStatus.DEAD)
     query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
     assert (query.dhan_client_id, query.target) == ("42", Target.TOKEN)
     assert query.status is DeliveryStatus.DEAD
+
+
+def test_token_asking_for_another_client_is_refused_as_the_api_refuses_it() -> None:
+    asked = DeliveryQuery(dhan_client_id="7")
+    with pytest.raises(PermissionDenied, match="only its own client"):
+        Principal(is_admin=False, dhan_client_id="42").restrict(asked)
 
 
 def test_token_may_not_see_a_partners_copy_or_another_client() -> None:

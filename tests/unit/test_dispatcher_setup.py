@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dhan_postback.service.dispatcher import Dispatcher, DispatcherHook, hook
+from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
 
@@ -22,8 +23,8 @@ async def test_closing_a_dispatcher_that_never_started_does_nothing() -> None:
     await Dispatcher(MemoryStore(), ServiceSettings()).close()
 
 
-def test_hook_makes_a_lifespan_hook_with_a_wake_callback() -> None:
-    dispatch = hook(ServiceSettings())
-    assert isinstance(dispatch, DispatcherHook)
-    assert dispatch.dispatcher is None
-    dispatch.wake()
+def test_a_node_that_is_not_running_has_no_dispatcher_and_wake_does_nothing() -> None:
+    node = ServiceNode(ServiceSettings(db="memory://"))
+    assert node.dispatcher is None
+    assert node.endpoint_health() == []
+    node.wake()
