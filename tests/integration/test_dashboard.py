@@ -189,9 +189,19 @@ def test_revoked_token_ends_its_session(dash: Dashboard) -> None:
 # What a token may see -------------------------------------------------------------------------
 
 
+def test_token_asking_for_another_clients_deliveries_is_refused_as_by_the_api(
+    dash: Dashboard,
+) -> None:
+    with logged_in(dash, dash.seeded.token_b) as client:
+        refused = client.get("/deliveries", params={"client": CLIENT_A})
+    assert refused.status_code == 403
+    assert "only its own client" in refused.text
+    assert CLIENT_A not in refused.text
+
+
 def test_token_sees_only_its_own_clients_deliveries(dash: Dashboard) -> None:
     with logged_in(dash, dash.seeded.token_b) as client:
-        html = client.get("/deliveries", params={"client": CLIENT_A}).text
+        html = client.get("/deliveries").text
     assert CLIENT_B in html
     assert CLIENT_A not in html
     assert delivery_ids(html) == {
