@@ -22,7 +22,15 @@ from typing import Any
 
 import uvicorn
 
-__all__ = ["ServerProcess", "UvicornThread", "free_port", "serve_process", "wait_http_ok"]
+__all__ = [
+    "ServerProcess",
+    "UvicornThread",
+    "clean_env",
+    "free_port",
+    "run_cli",
+    "serve_process",
+    "wait_http_ok",
+]
 
 
 def free_port() -> int:
@@ -157,6 +165,28 @@ def running(*servers: UvicornThread | ServerProcess) -> Iterator[None]:
 
 
 FAST_RETRIES = "0s,50ms,100ms,200ms,400ms"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any ``DHAN_POSTBACK_*`` variable, plus ``extra``: a
+    developer's own settings cannot leak into a test."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")}
+    return {**env, **extra}
+
+
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``dhan-postback ARGS`` as a real process, to its end; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "dhan_postback", *args],
+        env=dict(env) if env is not None else clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def serve_process(

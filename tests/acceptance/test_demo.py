@@ -45,7 +45,7 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "demo-data" / "precious.txt").write_text("keep me")
     result = _run("demo", "--orders", "5", cwd=tmp_path)
     assert result.returncode == 1
-    assert "was not made by the demo" in result.stdout
+    assert "Error: the demo failed: demo-data exists and was not made by the demo" in result.stderr
     assert (tmp_path / "demo-data" / "precious.txt").exists()
 
 

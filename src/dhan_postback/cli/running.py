@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import signal
 import socket
 from collections.abc import Coroutine
@@ -37,7 +38,7 @@ def listen(
     try:
         server = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
+        reason = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
         if exc.errno == errno.EADDRINUSE:
             advice = f"stop what is using it, or choose another port with {flag}"
         elif exc.errno == errno.EACCES:

@@ -127,6 +127,8 @@ def send(url: str, settings: SendSettings) -> None:
         guard_refusal = refusal_from(exc)
         if guard_refusal is not None:
             reason = _refusal(url, guard_refusal, allow_loopback)
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            reason = f"cannot connect: {exc.os_error.strerror or exc}; is a receiver listening?"
         elif isinstance(exc, TimeoutError):
             reason = f"no answer within {format_duration(settings.timeout)} (see --timeout)"
         else:
@@ -145,7 +147,7 @@ def send(url: str, settings: SendSettings) -> None:
     table.add_row("time", f"{result.elapsed_ms:.1f} ms")
     out.print(table)
     if not 200 <= result.status < 300:
-        answer = " ".join(result.body[:200].decode("utf-8", "replace").split())
+        answer = " ".join(result.body[:2000].decode("utf-8", "replace").split())
         raise click.ClickException(
             f"not accepted: {checked} answered {result.status}" + (f": {answer}" if answer else "")
         )
