@@ -19,9 +19,10 @@ from rich.live import Live
 
 from ..receiver import Receiver, ReceiverStats
 from ..receiver.view import orders_table, stats_text
+from ..serving import BackgroundServer
 from ..settings import ReceiverSettings
 from .options import settings_options
-from .running import listen, run
+from .running import listen, run, stop_event
 
 __all__ = ["receive"]
 
@@ -61,15 +62,14 @@ def receive(settings: ReceiverSettings) -> None:
             "exists and is writable (--db, DHAN_POSTBACK_RECEIVER_DB)"
         ) from None
     quiet = settings.quiet
-    config = uvicorn.Config(
+    server = BackgroundServer(
         receiver,
-        lifespan="on",
-        access_log=False,
+        host=settings.host,
+        port=settings.port,
         http="httptools",
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
     )
-    server = uvicorn.Server(config)
     shown_path = "/" if not settings.path.strip("/") else "/<secret path>"
     if not quiet:
         click.echo(
@@ -81,15 +81,19 @@ def receive(settings: ReceiverSettings) -> None:
 
 
 async def _serve(
-    server: uvicorn.Server, receiver: Receiver, listening: socket.socket, *, quiet: bool
+    server: BackgroundServer, receiver: Receiver, listening: socket.socket, *, quiet: bool
 ) -> None:
-    """Serve until stopped, with the live table (a TTY) or a log line a minute (otherwise)."""
+    """Serve until SIGTERM or Ctrl-C, with the live table (a TTY) or a log line a minute
+    (otherwise)."""
+    stop = stop_event()
     show: Callable[[Receiver, uvicorn.Server], Coroutine[Any, Any, None]] | None = None
     if not quiet:
         show = _live_table if sys.stdout.isatty() else _log_minutely
     display = asyncio.get_running_loop().create_task(show(receiver, server)) if show else None
     try:
-        await server.serve(sockets=[listening])
+        await server.start(sockets=[listening])
+        await stop.wait()
+        await server.stop()
     finally:
         if display is not None:
             display.cancel()

@@ -119,7 +119,8 @@ class PostgresStore:
         if self._pool is not None:
             return
         settings = self.pool_settings
-        await self._first_connection(settings.timeout)
+        async with asyncio.timeout(settings.timeout):
+            await self._first_connection()
         pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
             self._conninfo,
             min_size=settings.min_size,
@@ -141,12 +142,12 @@ class PostgresStore:
             await self.close()
             raise
 
-    async def _first_connection(self, timeout: float) -> None:
+    async def _first_connection(self) -> None:
         """Connect once before the pool does, so that a wrong URL or a server that is down is
         one clear StoreUnavailable with the server's reason, at once, rather than the pool's
         retries and a bare timeout."""
         try:
-            conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(self._conninfo), timeout)
+            conn = await psycopg.AsyncConnection.connect(self._conninfo)
         except (psycopg.Error, OSError, TimeoutError) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
