@@ -8,10 +8,15 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest test-servers bench bench-quick clean
 
+# First run only (and after pyproject.toml changes): pip says each package it fetches and
+# installs, with its progress bar, rather than a silent minute.
 $(STAMP): pyproject.toml
+	@echo "==> Setting up $(VENV): a virtual environment with dhan-postback (editable) and its"
+	@echo "    dependencies and test tools, as listed in pyproject.toml. This takes a minute once."
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on --upgrade pip
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	@echo "==> $(VENV) is ready: $$($(BIN)/dhan-postback --version)"
 	touch $(STAMP)
 
 demo: $(STAMP)
