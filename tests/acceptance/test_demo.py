@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,22 +9,11 @@ import pytest
 from dhan_postback.cli.demo import report_table
 from dhan_postback.demo import DemoReport, TargetReport
 from dhan_postback.signing import generate_secret
-from tests.support import ServerProcess, free_port
-
-
-def _run(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dhan_postback", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support import ServerProcess, free_port, run_cli
 
 
 def test_demo_verifies_every_delivery_and_exits_zero(tmp_path: Path) -> None:
-    result = _run("demo", "--orders", "40", "--rate", "0", cwd=tmp_path)
+    result = run_cli("demo", "--orders", "40", "--rate", "0", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Every update arrived exactly once per receiver, in order" in result.stdout
     assert "FAIL" not in result.stdout
@@ -34,7 +21,7 @@ def test_demo_verifies_every_delivery_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_demo_with_chaos_shows_retries_and_still_passes(tmp_path: Path) -> None:
-    result = _run("demo", "--orders", "30", "--rate", "0", "--chaos", "0.3", cwd=tmp_path)
+    result = run_cli("demo", "--orders", "30", "--rate", "0", "--chaos", "0.3", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "chaos injected:" in result.stdout
     assert " 0 failed attempts retried" not in result.stdout
@@ -43,7 +30,7 @@ def test_demo_with_chaos_shows_retries_and_still_passes(tmp_path: Path) -> None:
 def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     (tmp_path / "demo-data").mkdir()
     (tmp_path / "demo-data" / "precious.txt").write_text("keep me")
-    result = _run("demo", "--orders", "5", cwd=tmp_path)
+    result = run_cli("demo", "--orders", "5", cwd=tmp_path)
     assert result.returncode == 1
     assert "Error: the demo failed: demo-data exists and was not made by the demo" in result.stderr
     assert (tmp_path / "demo-data" / "precious.txt").exists()
@@ -81,10 +68,10 @@ def test_send_to_receive_is_a_verified_delivery(
     receiver: tuple[str, str, Path], tmp_path: Path
 ) -> None:
     url, secret, db = receiver
-    result = _run("send", url, "--secret", secret, "--allow-loopback", cwd=tmp_path)
+    result = run_cli("send", url, "--secret", secret, "--allow-loopback", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "delivered" in result.stderr
-    book = _run("orders", "--db", str(db), cwd=tmp_path)
+    book = run_cli("orders", "--db", str(db), cwd=tmp_path)
     assert "TRADED" in book.stdout
 
 
@@ -92,12 +79,12 @@ def test_send_with_the_wrong_secret_is_refused_by_the_receiver(
     receiver: tuple[str, str, Path], tmp_path: Path
 ) -> None:
     url, _, _ = receiver
-    result = _run("send", url, "--secret", generate_secret(), "--allow-loopback", cwd=tmp_path)
+    result = run_cli("send", url, "--secret", generate_secret(), "--allow-loopback", cwd=tmp_path)
     assert result.returncode == 1
     assert "401" in result.stdout
 
 
 def test_send_refuses_loopback_without_the_sandbox_switch(tmp_path: Path) -> None:
-    result = _run("send", "http://127.0.0.1:8001/", cwd=tmp_path)
+    result = run_cli("send", "http://127.0.0.1:8001/", cwd=tmp_path)
     assert result.returncode == 2
     assert "loopback" in result.stderr

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,37 +14,20 @@ import pytest
 
 from dhan_postback.settings import ServiceSettings
 from tests.samples import new_client_id, update
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, clean_env, free_port, run_cli
 
 ADMIN_KEY = "cli-admin-key"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """The test's environment without any DHAN_POSTBACK_* setting leaking in."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")}
-    return {**env, **extra}
 
 
 def _serve(db: Path, port: int, log: Path) -> ServerProcess:
     process = ServerProcess(
         ["serve", "--port", str(port), "--db", f"sqlite:///{db}", "--allow-loopback"],
-        env=_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY),
+        env=clean_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY),
         health_url=f"http://127.0.0.1:{port}/healthz",
         log_path=log,
     )
-    process.env = _env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY)  # ServerProcess adds os.environ back
+    process.env = clean_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY)  # ServerProcess adds os.environ back
     return process
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dhan_postback", *args],
-        env=env or _env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +39,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 
 def test_help_lists_every_setting_with_its_environment_variable() -> None:
-    result = _cli("serve", "--help")
+    result = run_cli("serve", "--help")
     assert result.returncode == 0
     text = " ".join(result.stdout.split())  # undo click's line wrapping
     for name in ServiceSettings.model_fields:
@@ -67,14 +48,14 @@ def test_help_lists_every_setting_with_its_environment_variable() -> None:
 
 
 def test_serve_refuses_to_start_without_an_admin_key() -> None:
-    result = _cli("serve", "--port", str(free_port()))
+    result = run_cli("serve", "--port", str(free_port()))
     assert result.returncode == 2
     assert "admin key is required" in result.stderr
     assert "DHAN_POSTBACK_ADMIN_KEY" in result.stderr
 
 
 def test_a_bad_setting_is_reported_by_its_flag() -> None:
-    result = _cli("serve", "--timeout", "soon", env=_env(DHAN_POSTBACK_ADMIN_KEY="k"))
+    result = run_cli("serve", "--timeout", "soon", env=clean_env(DHAN_POSTBACK_ADMIN_KEY="k"))
     assert result.returncode == 2
     assert "--timeout" in result.stderr
 
@@ -89,9 +70,9 @@ def test_tokens_create_prints_the_token_and_secret_once_and_they_work(
 ) -> None:
     url, _ = server
     client_id = new_client_id()
-    env = _env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY)
+    env = clean_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY)
     args = ["tokens", "create", "--client-id", client_id, "--server", url]
-    result = _cli(*args, "--url", "http://127.0.0.1:8999/hook", env=env)
+    result = run_cli(*args, "--url", "http://127.0.0.1:8999/hook", env=env)
     assert result.returncode == 0, result.stderr
     fields = dict(line.split(":", 1) for line in result.stdout.splitlines())
     token = fields["access token"].strip()
@@ -102,7 +83,7 @@ def test_tokens_create_prints_the_token_and_secret_once_and_they_work(
     )
     assert ingest.status_code == 202
 
-    revoked = _cli("tokens", "revoke", token, "--server", url, env=env)
+    revoked = run_cli("tokens", "revoke", token, "--server", url, env=env)
     assert revoked.returncode == 0, revoked.stderr
     again = httpx.post(
         url + "/v2/order-updates", json=update(client_id), headers={"access-token": token}
@@ -112,9 +93,9 @@ def test_tokens_create_prints_the_token_and_secret_once_and_they_work(
 
 def test_tokens_create_reports_the_services_refusal(server: tuple[str, Path]) -> None:
     url, _ = server
-    result = _cli(
+    result = run_cli(
         "tokens", "create", "--client-id", "1", "--url", "http://10.0.0.1/", "--server", url,
-        env=_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY),
+        env=clean_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY),
     )  # fmt: skip
     assert result.returncode == 1
     assert "422" in result.stderr and "private" in result.stderr
