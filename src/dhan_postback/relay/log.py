@@ -219,10 +219,12 @@ class RelayLog:
             )
         db.isolation_level = "DEFERRED"
         for number, script in _MIGRATIONS:
-            if number > version:
-                db.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
+            if number > version:  # each migration, with its data, in one transaction
+                db.executescript(f"BEGIN; {script};")
                 if number == 2:
-                    self._backfill_order_states(db)
+                    _backfill_order_states(db)
+                db.execute(f"PRAGMA user_version = {number}")
+                db.commit()
         self._db = db
         self._prune()
 
@@ -256,16 +258,6 @@ class RelayLog:
                 outcomes.append(Recorded.NEW)
         return outcomes
 
-    @staticmethod
-    def _backfill_order_states(db: sqlite3.Connection) -> None:
-        """A log from before order states: each order's last state from the updates kept."""
-        now = time.time()
-        with db:
-            for (payload,) in db.execute(_SQL["all_payloads"]).fetchall():
-                update = _decode(bytes(payload))
-                if compare(update, _order_state(db, update)) is Verdict.NEWER:
-                    _put_order_state(db, update, now)
-
     def _ack(self, seqs: Sequence[int]) -> None:
         db = self._db_()
         now = time.time()
@@ -285,6 +277,15 @@ class RelayLog:
 
 
 _decode: Final = msgspec.json.Decoder(OrderUpdate).decode
+
+
+def _backfill_order_states(db: sqlite3.Connection) -> None:
+    """A log from before order states: each order's last state from the updates it kept."""
+    now = time.time()
+    for (payload,) in db.execute(_SQL["all_payloads"]).fetchall():
+        update = _decode(bytes(payload))
+        if compare(update, _order_state(db, update)) is Verdict.NEWER:
+            _put_order_state(db, update, now)
 
 
 def _order_state(db: sqlite3.Connection, update: OrderUpdate) -> OrderState | None:
