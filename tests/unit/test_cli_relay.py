@@ -169,3 +169,9 @@ def test_a_refused_token_is_one_line_saying_how_to_pass_a_new_one() -> None:
     line = token_refused_message(login, TokenRefused("the order book answered HTTP 401 DH-901"))
     assert "\n" not in line and SECRET not in line
     assert "expired" in line and "--access-token or DHAN_POSTBACK_RELAY_ACCESS_TOKEN" in line
+
+
+def test_the_status_line_shows_what_came_from_the_order_book_and_its_trouble() -> None:
+    line = render_status(_status(reconciled=3, reconcile_error="rate limited (HTTP 429)")).plain
+    assert "relayed 8 (3 from the order book)" in line
+    assert "order book: rate limited (HTTP 429)" in line

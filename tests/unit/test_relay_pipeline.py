@@ -176,6 +176,7 @@ class MemoryBook:
     def __init__(self, *reads: list[dict[str, Any]] | Exception) -> None:
         self.reads = list(reads)
         self.calls = 0
+        self.last_error: str | None = None
 
     async def orders(self) -> list[dict[str, Any]]:
         self.calls += 1

@@ -115,22 +115,21 @@ class OrderBook:
                 continue
             body = _json(text)
             code, message = broker_error(body)
-            if status == 401 or code == INVALID_AUTHENTICATION:
-                raise TokenRefused(
-                    f"the order book answered HTTP {status} {code or ''} {message}".strip()
-                )
+            said = " ".join(part for part in (f"HTTP {status}", code, message) if part)
             if status == 429 or code == RATE_LIMITED:
-                await self._wait(f"rate limited (HTTP {status} {code or ''})", retry_after)
+                await self._wait(f"rate limited ({said})", retry_after)
                 continue
             if status >= 500 and code is None:
-                await self._wait(f"HTTP {status} from the order book")
+                await self._wait(f"{said} from the order book")
                 continue
+            self.backoff.reset()
+            self.last_error = None
+            if status == 401 or code == INVALID_AUTHENTICATION:
+                raise TokenRefused(f"the order book answered {said}")
             if 200 <= status < 300 and code is None and isinstance(body, list):
-                self.backoff.reset()
-                self.last_error = None
                 return [row for row in body if isinstance(row, dict)]
-            detail = f"{code} {message}" if code else text[:200] or "(empty body)"
-            raise OrderBookUnavailable(f"the order book answered HTTP {status}: {detail}")
+            detail = said if code else f"HTTP {status}: {text[:200] or '(empty body)'}"
+            raise OrderBookUnavailable(f"the order book answered {detail}")
 
     async def _wait(self, reason: str, retry_after: str | None = None) -> None:
         delay = self.backoff.next_delay()

@@ -30,7 +30,10 @@ Rows = list[dict[str, Any]]
 
 
 class BookSource(Protocol):
-    """The order book (see :class:`~.orderbook.OrderBook`)."""
+    """The order book (see :class:`~.orderbook.OrderBook`); ``last_error`` is the trouble it
+    is waiting out right now (None when healthy)."""
+
+    last_error: str | None
 
     async def orders(self) -> Rows: ...
 
@@ -46,8 +49,13 @@ class Reconciler:
         self.book = book
         self.interval = interval
         self.reconciles = 0
-        self.last_error: str | None = None
+        self._failed: str | None = None
         self._due = asyncio.Event()
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last read failed, or what the read in progress is waiting out."""
+        return self.book.last_error or self._failed
 
     def logged_in(self) -> None:
         """The websocket has just logged in: read the book now (give to ``on_login``)."""
@@ -71,10 +79,10 @@ class Reconciler:
                 try:
                     rows = await self.book.orders()
                 except OrderBookUnavailable as exc:
-                    self.last_error = exc.message
+                    self._failed = exc.message
                     log.error("relay.reconcile.failed", reason=exc.message)
                     continue
-                self.last_error = None
+                self._failed = None
                 self.reconciles += 1
                 await take(rows)
         finally:
