@@ -352,6 +352,15 @@ class RelaySettings(BaseSettings):
     ws_url: str = Field(
         "wss://api-order-update.dhan.co", description="The broker's order-update websocket."
     )
+    api_url: str = Field(
+        "https://api.dhan.co/v2",
+        description="The broker's REST API, for the order book the relay reconciles with.",
+    )
+    reconcile_interval: Duration = Field(
+        60.0,
+        description="Read the broker's order book after every login and this often while "
+        "connected, and relay what the websocket missed (0: never).",
+    )
     db: SqliteFile = Field(
         "relay.db", description="The relay's own SQLite log (de-duplication, dead letters)."
     )

@@ -82,3 +82,14 @@ def test_durations_are_shown_as_people_write_them() -> None:
     assert "--timeout DURATION" in text
     assert "default: 5s]" in text
     assert "--shutdown-grace DURATION" in text
+
+
+def test_the_relay_defaults_are_the_relay_packages() -> None:
+    from dhan_postback.relay import DEFAULT_API_URL, DEFAULT_WS_URL
+    from dhan_postback.settings import RelaySettings
+
+    fields = RelaySettings.model_fields
+    assert (fields["ws_url"].default, fields["api_url"].default) == (
+        DEFAULT_WS_URL,
+        DEFAULT_API_URL,
+    )
