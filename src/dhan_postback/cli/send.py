@@ -7,6 +7,7 @@ the broker itself sends it. The URL goes through the same policy as a saved Post
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -128,7 +129,9 @@ def send(url: str, settings: SendSettings) -> None:
         if guard_refusal is not None:
             reason = _refusal(url, guard_refusal, allow_loopback)
         elif isinstance(exc, aiohttp.ClientConnectorError):
-            reason = f"cannot connect: {exc.os_error.strerror or exc}; is a receiver listening?"
+            error = exc.os_error
+            why = os.strerror(error.errno).lower() if error.errno else str(error)
+            reason = f"cannot connect: {why}; is a receiver listening there?"
         elif isinstance(exc, TimeoutError):
             reason = f"no answer within {format_duration(settings.timeout)} (see --timeout)"
         else:

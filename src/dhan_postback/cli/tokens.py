@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,6 +50,8 @@ def _call(service: TokensSettings, method: str, path: str, body: dict[str, Any] 
         ) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, OSError) and reason.errno:
+            reason = os.strerror(reason.errno).lower()
         raise click.ClickException(
             f"cannot reach the service at {server}: {reason}; check --server "
             "(DHAN_POSTBACK_SERVER) and that `dhan-postback serve` runs there"
