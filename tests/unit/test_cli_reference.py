@@ -25,7 +25,10 @@ def _between(text: str, start: str, end: str) -> str:
 def test_docs_operations_holds_the_reference_of_every_setting() -> None:
     docs = (ROOT / "docs" / "operations.md").read_text()
     shown = _between(docs, "<!-- settings reference: generated -->", "<!-- end of")
-    assert shown == settings_reference()
+    assert shown == settings_reference(), (
+        "docs/operations.md is behind the settings: paste the output of "
+        "`python -m dhan_postback.cli.reference` between its markers"
+    )
 
 
 def test_the_readme_holds_the_table_of_serves_settings() -> None:
