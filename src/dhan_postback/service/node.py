@@ -18,6 +18,7 @@ back.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
@@ -250,7 +251,12 @@ def _cannot_open(url: str, exc: Exception) -> str:
     shown = url
     if parts.password:
         shown = url.replace(f":{parts.password}@", ":***@", 1)
-    reason = exc.message if isinstance(exc, DhanPostbackError) else f"{exc}" or type(exc).__name__
+    if isinstance(exc, DhanPostbackError):
+        reason = exc.message
+    elif isinstance(exc, OSError) and exc.errno and exc.filename:
+        reason = f"{os.strerror(exc.errno).lower()}: {exc.filename}"
+    else:
+        reason = f"{exc}" or type(exc).__name__
     reason = " ".join(reason.split())
     if parts.scheme == "sqlite":
         advice = "check that the file's folder exists and is writable"
