@@ -24,6 +24,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from .errors import InvalidUpdate, UnreadablePayload
+from .jsondepth import check_depth
 
 __all__ = [
     "FIELDS",
@@ -339,10 +340,13 @@ def parse(body: bytes | str) -> ReceivedUpdate:
     """Read a postback body the way a forgiving receiver must.
 
     Raises :class:`~dhan_postback.errors.UnreadablePayload` only when the body is not a JSON
-    object even after repair, or has no ``orderId``: a body without an order id cannot be
-    stored against any order.
+    object even after repair, has no ``orderId`` (a body without an order id cannot be
+    stored against any order), or nests deeper than
+    :data:`~dhan_postback.jsondepth.MAX_DEPTH` (no decoder could read it without
+    exhausting the stack).
     """
     raw = body.encode() if isinstance(body, str) else body
+    check_depth(raw)
     repaired = False
     try:
         obj = _decoder.decode(raw)
