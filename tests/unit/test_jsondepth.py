@@ -64,8 +64,10 @@ def test_check_depth_refuses_with_a_400_naming_the_limit() -> None:
 
 values = st.recursive(
     st.none() | st.integers() | st.text(alphabet='[]{}"\\ab'),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(alphabet='[]{}"\\ab', max_size=3), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.text(alphabet='[]{}"\\ab', max_size=3), children, max_size=3)
+    ),
     max_leaves=40,
 )
 
