@@ -40,7 +40,7 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Stor
         await outbox.add(server.url + "/hook", order_updates(5, 1))
         settings = fast_settings(
             retry_schedule="0s" + ",10ms" * 10,
-            breaker_threshold=3,
+            breaker_min_attempts=3,
             breaker_cooldown=0.3,
             max_in_flight_per_url=1,
         )
@@ -65,7 +65,7 @@ async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
         await bad_box.add(bad.url + "/hook", order_updates(20, 1))
         settings = fast_settings(
             retry_schedule="0s" + ",10ms" * 20,
-            breaker_threshold=2,
+            breaker_min_attempts=2,
             breaker_cooldown=30,
             max_in_flight_per_url=1,  # nothing of the bad URL is under way when it opens
         )
