@@ -1,4 +1,4 @@
-"""Circuit breakers: judged by the failure rate of recent deliveries, probed with a growing cooldown."""
+"""Circuit breakers: judged by recent deliveries' failure rate, probed with a growing cooldown."""
 
 from __future__ import annotations
 
