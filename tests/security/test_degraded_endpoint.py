@@ -9,6 +9,7 @@ stored, in order for each order, within 60 seconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -67,13 +68,14 @@ def test_a_thirty_percent_faulty_receiver_gets_every_update_in_order_within_a_mi
                 content=b"[" + b",".join(bodies[start : start + 500]) + b"]",
             )
             assert answer.status_code == 202, answer.text
-        asyncio.run(eventually(lambda: receiver.store.counts().updates >= UPDATES, timeout=120))
+        with contextlib.suppress(TimeoutError):  # generous, so a failure says how far it got
+            asyncio.run(eventually(lambda: receiver.store.counts().updates >= UPDATES, timeout=120))
         took = time.monotonic() - started
         stored = receiver.store.history_all()
 
-    print(f"{UPDATES} updates stored in {took:.1f} s; chaos injected {dict(chaos.injected)}")
+    print(f"{len(stored)} updates stored in {took:.1f} s; chaos injected {dict(chaos.injected)}")
+    assert len(stored) == UPDATES and took < 60, (len(stored), took)
     assert set(chaos.injected) == set(FAULTS)
-    assert took < 60
     sent: dict[str, list[bytes]] = defaultdict(list)
     for body in bodies:
         sent[msgspec.json.decode(body)["orderId"]].append(body)

@@ -9,6 +9,7 @@ follow their own retry schedule to ``dead``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import statistics
 import threading
@@ -82,15 +83,17 @@ def test_poisoned_deliveries_do_not_delay_another_clients_partner_copies(
         assert answer.status_code == 202, answer.text
         poisoned_ids: list[str] = answer.json()["deliveryIds"]
         streaming.join()
-        # Generous, so that a failure still measures how late the copies were.
-        asyncio.run(eventually(lambda: set(sent) <= set(arrived), timeout=150))
+        with contextlib.suppress(TimeoutError):  # generous, so a failure says how late
+            asyncio.run(eventually(lambda: set(sent) <= set(arrived), timeout=60))
+        late = [delivery_id for delivery_id in sent if delivery_id not in arrived]
+        assert not late, f"{len(late)} of {len(sent)} healthy copies not there 60 s later"
         asyncio.run(eventually(lambda: _all_dead(api, poisoned_ids), timeout=60))
         histories = [_delivery(api, delivery_id) for delivery_id in poisoned_ids]
 
     latencies = sorted(arrived[delivery_id] - at for delivery_id, at in sent.items())
     p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
     print(f"healthy copies: {len(latencies)}, p99 {p99 * 1000:.0f} ms, max {latencies[-1]:.3f} s")
-    assert len(latencies) >= STREAM_SECONDS - 1
+    assert len(latencies) == STREAM_SECONDS
     assert p99 < 1.0, latencies
     delays = parse_schedule(SCHEDULE)
     for history in histories:
