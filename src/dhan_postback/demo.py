@@ -68,8 +68,6 @@ _BATCH: Final = 100
 _SERVICE_SETTINGS: Final[dict[str, object]] = {
     "retry_schedule": "0s,50ms,100ms,200ms,400ms,800ms,1s,1s,2s,2s,3s,3s,5s,5s",
     "timeout": "500ms",
-    "breaker_threshold": 20,
-    "breaker_cooldown": "500ms",
     "allow_loopback": True,
 }
 _CHAOS_HOLD: Final = 0.8

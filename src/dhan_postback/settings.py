@@ -158,10 +158,22 @@ class ServiceSettings(BaseSettings):
     max_in_flight_per_url: int = Field(16, ge=1, description="Concurrent POSTs per URL.")
     max_in_flight: int = Field(512, ge=1, description="Concurrent POSTs in all.")
     retry_after_cap: Duration = Field(600.0, description="Longest Retry-After honoured.")
-    breaker_threshold: int = Field(
-        5, ge=1, description="Consecutive failures that open a URL's circuit breaker."
+    breaker_failure_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a URL's recent deliveries that failed which opens its breaker.",
     )
-    breaker_cooldown: Duration = Field(30.0, description="Pause before probing an open URL.")
+    breaker_min_attempts: int = Field(
+        20, ge=1, description="Recent deliveries a breaker needs before it judges a URL."
+    )
+    breaker_window: Duration = Field(30.0, gt=0, description="How recent a breaker's results are.")
+    breaker_cooldown: Duration = Field(
+        1.0, description="First pause before probing an open URL; doubles per failed probe."
+    )
+    breaker_max_cooldown: Duration = Field(
+        30.0, description="Longest pause between probes of a URL that stays down."
+    )
     lease: Duration = Field(
         60.0, description="How long a claim is held before another node may retry it."
     )
@@ -180,8 +192,11 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "max_in_flight_per_url",
     "max_in_flight",
     "retry_after_cap",
-    "breaker_threshold",
+    "breaker_failure_rate",
+    "breaker_min_attempts",
+    "breaker_window",
     "breaker_cooldown",
+    "breaker_max_cooldown",
     "lease",
     "claim_batch",
     "shutdown_grace",

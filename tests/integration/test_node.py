@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(60)
 async def test_endpoint_health_is_the_dispatchers_live_view_of_a_failing_url() -> None:
     store = MemoryStore()
     receiver = Receiver(lambda request: Reply(500))
-    settings = fast_settings(breaker_threshold=2, breaker_cooldown=30.0)
+    settings = fast_settings(breaker_min_attempts=2, breaker_cooldown=30.0)
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(3, 1))

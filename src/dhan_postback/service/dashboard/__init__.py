@@ -1,6 +1,6 @@
 """The delivery dashboard: deliveries, attempts, endpoints and replay, for people.
 
-``create_dashboard(store, settings)`` returns a Starlette app that the service mounts at
+``create_dashboard(node)`` returns a Starlette app that the service mounts at
 ``/dashboard``. See :mod:`.app` for who may see what.
 """
 
