@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..errors import (
+    AuthenticationError,
     Conflict,
     DhanPostbackError,
     NotFound,
@@ -39,6 +40,7 @@ from ..settings import ServiceSettings
 from .dashboard import EndpointHealth, create_dashboard
 from .http import (
     ErrorShield,
+    error_response,
     from_iso,
     handle_error,
     handle_http_exception,
@@ -62,6 +64,7 @@ from .openapi import openapi_document
 from .operations import operations_routes
 from .registry import AdminKey, Registry
 from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
+from .throttle import FailureThrottle, TooManyFailures
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "LifespanHook", "create_app"]
 
@@ -378,9 +381,23 @@ def create_app(
     service = _Service(
         settings, store, on_commit, metrics or ServiceMetrics(), owns_store=owns_store
     )
+    throttle = FailureThrottle(failures=settings.auth_failures, window=settings.auth_failure_window)
     dashboard = create_dashboard(
-        store, settings, on_commit=service.committed, endpoint_health=endpoint_health
+        store,
+        settings,
+        on_commit=service.committed,
+        endpoint_health=endpoint_health,
+        throttle=throttle,
     )
+
+    async def refused_credential(request: Request, exc: Exception) -> Response:
+        """A wrong or missing credential: 401, or 429 once its address is over budget."""
+        assert isinstance(exc, AuthenticationError)
+        try:
+            throttle.failed(request.client.host if request.client else None, where="api")
+        except TooManyFailures as too_many:
+            return error_response(too_many, too_many.headers)
+        return error_response(exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -404,6 +421,7 @@ def create_app(
         routes=routes,
         middleware=[Middleware(ErrorShield)],
         exception_handlers={
+            AuthenticationError: refused_credential,
             DhanPostbackError: handle_error,
             HTTPException: handle_http_exception,
         },
