@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
-from ..service.operations import operations_routes
+from ..service.operations import MetricsAccess, operations_routes
 from ..service.store import create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
@@ -116,7 +116,11 @@ async def run_worker(
     try:
         async with Dispatcher(store, settings, metrics=metrics):
             if listen is not None:
-                app = Starlette(routes=operations_routes(store, metrics))
+                token = settings.metrics_token
+                access = MetricsAccess.for_bind(
+                    listen[0], token.get_secret_value() if token else None
+                )
+                app = Starlette(routes=operations_routes(store, metrics, access))
                 server = BackgroundServer(
                     app,
                     host=listen[0],

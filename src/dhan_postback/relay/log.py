@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+from ..files import create_private
 from ..payload import OrderUpdate, dumps
 
 __all__ = ["DeadLetter", "LogCounts", "LoggedUpdate", "RelayLog", "change_key"]
@@ -231,7 +232,7 @@ class RelayLog:
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")

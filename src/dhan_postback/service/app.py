@@ -61,7 +61,7 @@ from .models import (
     payload_json,
 )
 from .openapi import openapi_document
-from .operations import operations_routes
+from .operations import MetricsAccess, operations_routes
 from .registry import AdminKey, Registry
 from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
 from .throttle import FailureThrottle, TooManyFailures
@@ -357,6 +357,12 @@ def _integer(text: str | None, name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _metrics_access(settings: ServiceSettings) -> MetricsAccess:
+    """Open ``/metrics`` on a loopback bind, else only to the metrics token's bearer."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    return MetricsAccess.for_bind(settings.host, token)
+
+
 def create_app(
     settings: ServiceSettings,
     store: Store | None = None,
@@ -413,7 +419,7 @@ def create_app(
         Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
         Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
         Route("/v2/deliveries/{delivery_id}/replay", service.replay_one, methods=["POST"]),
-        *operations_routes(store, service.metrics),
+        *operations_routes(store, service.metrics, _metrics_access(settings)),
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Mount("/dashboard", app=dashboard),
     ]

@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import heapq
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -38,6 +37,7 @@ import msgspec
 import structlog
 
 from ...errors import Conflict, StoreUnavailable
+from ...files import create_private
 from .base import (
     Attempt,
     Claim,
@@ -147,7 +147,7 @@ class _Writer:
 
     def _main(self) -> None:
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
+            create_private(self._path)
             conn = _connect(self._path)
             _migrate(conn)
         except BaseException as exc:
