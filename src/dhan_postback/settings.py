@@ -54,6 +54,9 @@ class ServiceSettings(BaseSettings):
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Seconds = Field(86400.0, description="Lifetime of a new access token.")
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
+    max_replay: int = Field(
+        10_000, ge=1, description="Most deliveries one replay-by-filter call queues again."
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
     header_timeout: Seconds = Field(

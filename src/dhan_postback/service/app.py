@@ -63,6 +63,7 @@ from .models import (
 from .openapi import openapi_document
 from .operations import MetricsAccess, operations_routes
 from .registry import AdminKey, Registry
+from .replaying import capped_page
 from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target, TokenRecord, create_store
 from .throttle import FailureThrottle, TooManyFailures
 
@@ -291,7 +292,8 @@ class _Service:
         viewer = await self.viewer(request)
         require_json(request)
         body = parse_body(ReplayRequest, await read_body(request, _ADMIN_BODY_LIMIT))
-        if all(value is None for value in body.model_dump().values()):
+        filters = body.model_dump(exclude={"cursor"})
+        if all(value is None for value in filters.values()):
             raise PayloadError(
                 "name at least one filter (status, orderId, since, until, dhanClientId): "
                 "replaying everything is not done by accident"
@@ -305,10 +307,19 @@ class _Service:
                 until=None if body.until is None else from_iso(body.until, "until"),
             )
         )
-        replayed = await self.store.replay(query, now=time.time())
+        limit = self.settings.max_replay
+        cursor = None if body.cursor is None else int(body.cursor)
+        page, next_cursor = await capped_page(self.store, query, cursor=cursor, limit=limit)
+        replayed = await self.store.replay(page, now=time.time()) if page.ids else []
         if replayed:
             self.committed()
-        return json_response({"deliveryIds": replayed}, 202)
+        answer: dict[str, Any] = {"deliveryIds": replayed, "nextCursor": next_cursor}
+        if next_cursor is not None:
+            answer["note"] = (
+                f"more than {limit} deliveries match: send the same request with "
+                f'"cursor": "{next_cursor}" to replay the next ones'
+            )
+        return json_response(answer, 202)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document())

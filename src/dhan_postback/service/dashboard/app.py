@@ -36,6 +36,7 @@ from ..._version import __version__
 from ...errors import AuthenticationError, DhanPostbackError, NotFound, PermissionDenied
 from ...settings import ServiceSettings
 from ..registry import AdminKey, hash_secret
+from ..replaying import capped_page
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
 from ..throttle import FailureThrottle, TooManyFailures
 from .formatting import (
@@ -474,10 +475,17 @@ def create_dashboard(
         filters = dataclasses.replace(
             _Filter.read(form, principal), status=DeliveryStatus.DEAD.value
         )
-        replayed = await store.replay(filters.query(principal), now=time.time())
+        page, more = await capped_page(
+            store, filters.query(principal), cursor=None, limit=settings.max_replay
+        )
+        replayed = await store.replay(page, now=time.time()) if page.ids else []
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
-        await dash.flash(session, f"Queued {len(replayed)} dead deliveries again.")
+        await dash.flash(
+            session,
+            f"Queued {len(replayed)} dead deliveries again."
+            + (" More are dead: replay again for the next ones." if more else ""),
+        )
         pending = dataclasses.replace(filters, status=DeliveryStatus.PENDING.value)
         return RedirectResponse(f"{_base(request)}/deliveries?{pending.params()}", status_code=303)
 
