@@ -156,9 +156,7 @@ def test_login_gives_a_new_session_id(dash: Dashboard) -> None:
     with browser(dash) as client:
         client.cookies.set("dpb_session", "planted-by-someone-else")
         form = client.get("/login")
-        response = client.post(
-            "/login", data={"credential": ADMIN_KEY, "csrf": csrf_of(form.text)}
-        )
+        response = client.post("/login", data={"credential": ADMIN_KEY, "csrf": csrf_of(form.text)})
     assert response.cookies["dpb_session"] != "planted-by-someone-else"
 
 
