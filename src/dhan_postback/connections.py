@@ -17,6 +17,7 @@ almost nothing. The protocol here is uvicorn's own (httptools) with two guards a
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,24 @@ class ConnectionLimits:
         }
 
 
+class _Refusals:
+    """Connections closed for the cap: one log line a minute at most, with the count."""
+
+    def __init__(self) -> None:
+        self._since_log = 0
+        self._logged_at = -60.0
+
+    def count(self, limit: int) -> None:
+        self._since_log += 1
+        now = time.monotonic()
+        if now - self._logged_at >= 60.0:
+            log.warning("connections refused: too many open", limit=limit, refused=self._since_log)
+            self._since_log, self._logged_at = 0, now
+
+
+_refusals = _Refusals()
+
+
 class _GuardedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header timeout and a connection cap."""
 
@@ -53,7 +72,7 @@ class _GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            log.warning("connection refused: too many open", limit=self.limits.max_connections)
+            _refusals.count(self.limits.max_connections)
             transport.close()
             return
         self._arm_header_timer()
