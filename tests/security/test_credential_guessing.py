@@ -94,3 +94,14 @@ def test_wrong_dashboard_logins_are_throttled_and_the_right_key_still_logs_in(
     assert "retry-after" in refused.headers and "Too many wrong attempts" in refused.text
     assert accepted.status_code == 303
     assert "guess-" not in log.read_text()
+
+
+def test_requests_without_any_credential_are_not_counted_as_guesses(
+    service: tuple[httpx.Client, Path],
+) -> None:
+    http, _ = service
+    bare = Counter(http.get("/v2/deliveries").status_code for _ in range(GUESSES))
+    answers, _ = _guesses(http, "admin-key")
+
+    assert bare == {401: GUESSES}
+    assert answers == {401: BUDGET, 429: GUESSES - BUDGET}

@@ -408,8 +408,11 @@ def create_app(
     )
 
     async def refused_credential(request: Request, exc: Exception) -> Response:
-        """A wrong or missing credential: 401, or 429 once its address is over budget."""
+        """A wrong credential: 401, or 429 once its address is over budget. A request that
+        offers none (no header) is not a guess: 401, uncounted."""
         assert isinstance(exc, AuthenticationError)
+        if not (request.headers.get("admin-key") or request.headers.get("access-token")):
+            return error_response(exc)
         try:
             throttle.failed(request.client.host if request.client else None, where="api")
         except TooManyFailures as too_many:

@@ -360,8 +360,9 @@ def create_dashboard(
     async def login(request: Request) -> Response:
         form = await request.form()
         dash.check_login_csrf(request, form)
-        principal = await dash.authenticate(_text(form, "credential"))
-        if principal is None:
+        credential = _text(form, "credential")
+        principal = await dash.authenticate(credential)
+        if principal is None and credential:
             client = request.client.host if request.client else None
             try:
                 dash.throttle.failed(client, where="dashboard")
@@ -372,6 +373,7 @@ def create_dashboard(
                     flash=[f"Too many wrong attempts: try again in {too_many.retry_after} s."],
                     headers=too_many.headers,
                 )
+        if principal is None:
             _log.info("dashboard_login_refused")
             return await login_page(
                 request,
