@@ -35,9 +35,11 @@ _METAVARS = {
     "admin_key": "KEY",
     "metrics_token": "TOKEN",
     "host": "ADDRESS",
+    "breaker_failure_rate": "FRACTION",
 }
 _DURATIONS = frozenset(
-    {"timeout", "retry_after_cap", "breaker_cooldown", "lease", "token_ttl", "shutdown_grace"}
+    {"timeout", "retry_after_cap", "lease", "token_ttl", "shutdown_grace"}
+    | {"breaker_window", "breaker_cooldown", "breaker_max_cooldown"}
     | {"header_timeout", "keep_alive_timeout", "auth_failure_window"}
 )
 
