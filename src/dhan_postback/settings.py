@@ -26,6 +26,7 @@ from typing import Annotated, Any, Final
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .connections import ConnectionLimits
 from .durations import parse_duration, parse_schedule
 from .payload import OrderStatus
 from .simulator import DEFAULT_CLIENTS, DEFAULT_DATE
@@ -33,12 +34,15 @@ from .simulator import DEFAULT_CLIENTS, DEFAULT_DATE
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
     "DISPATCHER_FIELDS",
+    "MIN_ADMIN_KEY_LENGTH",
     "DatabaseUrl",
     "DemoSettings",
     "Duration",
+    "FromFile",
     "OrdersQuery",
     "ReceiverSettings",
     "RelaySettings",
+    "Secret",
     "SendSettings",
     "ServiceSettings",
     "SimulateSettings",
@@ -126,6 +130,48 @@ SqliteFile = Annotated[str, AfterValidator(sqlite_path), Kind("FILE")]
 Strings = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_strings), LIST]
 """Repeat the flag, or separate values with commas or spaces in the variable."""
 
+
+class FromFile:
+    """A secret that may also be read from a file: ``--<name>-file``, or the variable
+    ``<VARIABLE>_FILE``, naming a file with one secret per line. A flag's value shows in every
+    user's ``ps`` and in the shell's history; a file with mode 0600 does not. With ``many``
+    the file's every line is a secret, added to those given otherwise."""
+
+    def __init__(self, *, many: bool = False) -> None:
+        self.many = many
+
+    def __repr__(self) -> str:
+        return f"FromFile(many={self.many})"
+
+
+Secret = Annotated[SecretStr | None, FromFile()]
+"""A secret from its flag, its variable, or its ``--<name>-file``."""
+
+MIN_ADMIN_KEY_LENGTH: Final = 16
+"""Shorter admin keys are refused: the admin key guards every token, and can be guessed online
+wherever the API is reachable."""
+
+
+def _admin_key(value: SecretStr | None) -> SecretStr | None:
+    length = len(value.get_secret_value()) if value is not None else 0
+    if 0 < length < MIN_ADMIN_KEY_LENGTH:
+        raise ValueError(
+            f"the admin key is {length} characters long; use at least {MIN_ADMIN_KEY_LENGTH} "
+            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return value
+
+
+HeaderTimeout = Annotated[
+    Duration, Field(gt=0, description="Time a client has to send a request's headers.")
+]
+KeepAliveTimeout = Annotated[
+    Duration, Field(gt=0, description="Time an idle keep-alive connection is kept open.")
+]
+MaxConnections = Annotated[
+    int, Field(ge=1, description="Open client connections; more are closed at once.")
+]
+
 _CONFIG = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
 
@@ -140,8 +186,10 @@ class ServiceSettings(BaseSettings):
         description="Database: sqlite:///FILE (or a path) for one node, postgresql://... to "
         "share the outbox between nodes.",
     )
-    admin_key: SecretStr | None = Field(
-        None, description="Key for admin endpoints (header admin-key). Required by serve."
+    admin_key: Annotated[Secret, AfterValidator(_admin_key)] = Field(
+        None,
+        description="Key for admin endpoints (header admin-key; at least 16 characters). "
+        "Required by serve.",
     )
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=0, le=65535, description="Port to listen on.")
@@ -180,8 +228,28 @@ class ServiceSettings(BaseSettings):
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Duration = Field(86400.0, description="Lifetime of a new access token.")
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
+    max_replay: int = Field(
+        10_000, ge=1, description="Most deliveries one replay-by-filter call queues again."
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Duration = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
+    header_timeout: HeaderTimeout = 10.0
+    keep_alive_timeout: KeepAliveTimeout = 5.0
+    max_connections: MaxConnections = 1000
+    auth_failures: int = Field(
+        10, ge=1, description="Wrong credentials one address may send per --auth-failure-window."
+    )
+    auth_failure_window: Duration = Field(
+        60.0, gt=0, description="Window of --auth-failures; a throttled address waits for it."
+    )
+    metrics_token: Secret = Field(
+        None,
+        description="Bearer token for /metrics (required to read it when --host is not loopback).",
+    )
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.header_timeout, self.keep_alive_timeout, self.max_connections)
 
 
 DISPATCHER_FIELDS: tuple[str, ...] = (
@@ -200,6 +268,10 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "lease",
     "claim_batch",
     "shutdown_grace",
+    "header_timeout",
+    "keep_alive_timeout",
+    "max_connections",
+    "metrics_token",
 )
 """The service settings the dispatcher reads: ``worker``'s, and the relay's embedded service's
 (but its ``db``)."""
@@ -232,7 +304,7 @@ class ReceiverSettings(BaseSettings):
         description="SQLite file (a path or sqlite:///FILE) for updates and the order book; "
         "created when missing.",
     )
-    secret: Strings = Field(
+    secret: Annotated[Strings, FromFile(many=True)] = Field(
         (),
         description="whsec_ signing secret to verify (repeat, or separate with commas, to "
         "accept a rotation's old and new).",
@@ -245,7 +317,14 @@ class ReceiverSettings(BaseSettings):
         validation_alias=PREFIX + "RECEIVER_CLIENT_IDS",
         description="Accept only these dhanClientId values (repeat); others get 403.",
     )
+    header_timeout: HeaderTimeout = 10.0
+    keep_alive_timeout: KeepAliveTimeout = 5.0
+    max_connections: MaxConnections = 1000
     quiet: bool = Field(False, description="No live table and no periodic log lines.")
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.header_timeout, self.keep_alive_timeout, self.max_connections)
 
 
 class OrdersQuery(BaseModel):
@@ -262,7 +341,7 @@ class SendSettings(BaseSettings):
 
     model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "SEND_")
 
-    secret: SecretStr | None = Field(
+    secret: Secret = Field(
         None, description="whsec_ secret to sign with (unsigned, as the broker, without)."
     )
     status: OrderStatus = Field(OrderStatus.TRADED, description="Order status of the update sent.")
@@ -282,7 +361,7 @@ class TokensSettings(BaseSettings):
     model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX)
 
     server: str = Field("http://127.0.0.1:8000", description="The service's base URL.")
-    admin_key: SecretStr | None = Field(None, description="The service's admin key.")
+    admin_key: Secret = Field(None, description="The service's admin key.")
 
 
 class SimulateSettings(BaseSettings):
@@ -339,15 +418,15 @@ class RelaySettings(BaseSettings):
     model_config = SettingsConfigDict(**_CONFIG, env_prefix=PREFIX + "RELAY_")
 
     client_id: str | None = Field(None, description="Dhan client id of the account.")
-    access_token: SecretStr | None = Field(
+    access_token: Secret = Field(
         None, description="Dhan access token of that account (prefer the variable)."
     )
     partner_id: str | None = Field(None, description="Log in as a partner (all its users).")
-    partner_secret: SecretStr | None = Field(None, description="The partner's secret.")
+    partner_secret: Secret = Field(None, description="The partner's secret.")
     postback_url: str | None = Field(
         None, description="Deliver to this URL through a service embedded in this process."
     )
-    signing_secret: SecretStr | None = Field(
+    signing_secret: Secret = Field(
         None,
         description="Embedded service: the whsec_ secret postbacks are signed with (default: "
         "generated once, kept in <db>.whsec).",
@@ -361,9 +440,7 @@ class RelaySettings(BaseSettings):
     service_url: str | None = Field(
         None, description="Hand updates to a running postback service at this URL instead."
     )
-    service_token: SecretStr | None = Field(
-        None, description="That service's access token for this client."
-    )
+    service_token: Secret = Field(None, description="That service's access token for this client.")
     ws_url: str = Field(
         "wss://api-order-update.dhan.co", description="The broker's order-update websocket."
     )

@@ -22,7 +22,7 @@ from tests.support import UvicornThread, clean_env, free_port, run_cli
 
 pytestmark = pytest.mark.timeout(300)
 
-ADMIN = {"DHAN_POSTBACK_ADMIN_KEY": "k"}
+ADMIN = {"DHAN_POSTBACK_ADMIN_KEY": "cli-mistakes-admin-key-0123456789"}
 LONG_REASON = "the order update was refused because " + "this receiver is very particular " * 6
 
 

@@ -85,7 +85,9 @@ async def test_a_signal_stops_the_command_and_everything_it_started(
     name: str, sig: signal.Signals, tmp_path: Path
 ) -> None:
     env = clean_env(
-        DHAN_POSTBACK_ADMIN_KEY="k", DHAN_POSTBACK_RELAY_ACCESS_TOKEN=TOKEN, NO_COLOR="1"
+        DHAN_POSTBACK_ADMIN_KEY="signals-admin-key-0123456789",
+        DHAN_POSTBACK_RELAY_ACCESS_TOKEN=TOKEN,
+        NO_COLOR="1",
     )
     async with _command(name, tmp_path) as (args, is_up):
         with (tmp_path / "output.log").open("wb") as output:

@@ -16,7 +16,7 @@ from dhan_postback.settings import ServiceSettings
 from tests.samples import new_client_id, update
 from tests.support import ServerProcess, clean_env, free_port, run_cli
 
-ADMIN_KEY = "cli-admin-key"
+ADMIN_KEY = "cli-admin-key-0123456789"
 
 
 def _serve(db: Path, port: int, log: Path) -> ServerProcess:
@@ -55,7 +55,7 @@ def test_serve_refuses_to_start_without_an_admin_key() -> None:
 
 
 def test_a_bad_setting_is_reported_by_its_flag() -> None:
-    result = run_cli("serve", "--timeout", "soon", env=clean_env(DHAN_POSTBACK_ADMIN_KEY="k"))
+    result = run_cli("serve", "--timeout", "soon", env=clean_env(DHAN_POSTBACK_ADMIN_KEY=ADMIN_KEY))
     assert result.returncode == 2
     assert "--timeout" in result.stderr
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import os
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -29,12 +30,13 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
 from ..durations import format_duration
-from ..settings import DURATION, SCHEDULE, Kind
+from ..settings import DURATION, SCHEDULE, FromFile, Kind
 
 __all__ = [
     "build_settings",
     "env_name",
     "flag_name",
+    "read_secret_file",
     "settings_options",
     "settings_table",
     "shown_default",
@@ -60,6 +62,10 @@ def env_name(model: type[BaseModel], name: str) -> str | None:
 
 def _kind(field: FieldInfo) -> Kind | None:
     return next((item for item in field.metadata if isinstance(item, Kind)), None)
+
+
+def _from_file(field: FieldInfo) -> FromFile | None:
+    return next((item for item in field.metadata if isinstance(item, FromFile)), None)
 
 
 def _base_type(field: FieldInfo) -> Any:
@@ -123,6 +129,68 @@ def _option(model: type[BaseModel], name: str, field: FieldInfo, dest: str) -> C
     )
 
 
+def _file_help(field: FieldInfo, env: str | None) -> str:
+    marker = _from_file(field)
+    many = " (one per line; several allowed)" if marker is not None and marker.many else ""
+    notes = f" [env: {env}_FILE]" if env else ""
+    return f"File holding the secret{many}: unlike a flag, not shown in the process list.{notes}"
+
+
+def _file_option(
+    model: type[BaseModel], name: str, field: FieldInfo, dest: str
+) -> Callable[[F], F]:
+    env = env_name(model, name)
+    return click.option(
+        flag_name(name) + "-file",
+        dest,
+        default=None,
+        metavar="PATH",
+        envvar=None if env is None else env + "_FILE",
+        help=_file_help(field, env),
+    )
+
+
+def read_secret_file(path: str, flag: str) -> list[str]:
+    """The secrets in ``path``, one per line (blank lines and ``#`` comments skipped); one
+    ``Error:`` line when it cannot be read or holds none (the file is wrong, not the
+    command line, so no pointer to ``--help``)."""
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise click.ClickException(f"{flag}: cannot read {path}: {reason}") from None
+    found = [line.strip() for line in text.splitlines()]
+    found = [line for line in found if line and not line.startswith("#")]
+    if not found:
+        raise click.ClickException(f"{flag}: {path} holds no secret (one per line)")
+    return found
+
+
+def _with_file(
+    model: type[BaseModel], name: str, field: FieldInfo, value: Any, path: str | None
+) -> Any:
+    """The flag's ``value`` with the secrets of the ``--<name>-file`` at ``path`` added (for
+    a field of several) or put in its place (giving both the secret and its file is then a
+    mistake: which one was meant?)."""
+    if path is None:
+        return value
+    flag = flag_name(name) + "-file"
+    found = read_secret_file(path, flag)
+    env = env_name(model, name)
+    from_env = os.environ.get(env) if env else None
+    marker = _from_file(field)
+    if marker is not None and marker.many:
+        given = tuple(value) if value else ((from_env,) if from_env else ())
+        return (*given, *found)
+    if len(found) != 1:
+        raise click.ClickException(f"{flag}: {path} must hold exactly one secret")
+    if value or from_env:
+        raise click.UsageError(
+            f"give the secret or {flag}, not both (unset the variable or the flag)"
+        )
+    return found[0]
+
+
 def settings_options(
     model: type[M],
     *,
@@ -140,10 +208,15 @@ def settings_options(
     if only is not None and set(only) - set(fields) - set(exclude):
         raise ValueError(f"not fields of {model.__name__}: {sorted(set(only) - set(fields))}")
 
+    files = [name for name, field in fields.items() if _from_file(field) is not None]
+
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def with_settings(*args: Any, **kwargs: Any) -> Any:
             flags = {name: kwargs.pop(_dest(param, name)) for name in fields}
+            for name in files:
+                path = kwargs.pop(_dest(param, name) + "__file")
+                flags[name] = _with_file(model, name, fields[name], flags[name], path)
             kwargs[param] = build_settings(model, flags)
             return function(*args, **kwargs)
 
@@ -153,6 +226,9 @@ def settings_options(
         )
         decorated: Any = with_settings
         for name, field in reversed(fields.items()):
+            if name in files:
+                dest = _dest(param, name) + "__file"
+                decorated = _file_option(model, name, field, dest)(decorated)
             decorated = _option(model, name, field, _dest(param, name))(decorated)
         return typing.cast(F, decorated)
 
@@ -203,4 +279,9 @@ def settings_table(model: type[BaseModel], *, only: Collection[str] | None = Non
             f"| `{flag_name(name)}` | {f'`{env}`' if env else '(flag only)'} | "
             f"{f'`{default}`' if default is not None else ''} | {field.description or ''} |"
         )
+        if _from_file(field) is not None:
+            rows.append(
+                f"| `{flag_name(name)}-file` | {f'`{env}_FILE`' if env else '(flag only)'} | "
+                f" | {_file_help(field, None)} |"
+            )
     return "\n".join(rows)

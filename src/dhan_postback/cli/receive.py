@@ -43,7 +43,7 @@ def receive(settings: ReceiverSettings) -> None:
 
     \b
     Examples:
-      dhan-postback receive --port 8001 --secret whsec_...
+      dhan-postback receive --port 8001 --secret-file receiver.secrets
       DHAN_POSTBACK_RECEIVER_SECRET=whsec_old,whsec_new dhan-postback receive --db book.db
     """
     listening = listen(settings.host, settings.port)
@@ -56,9 +56,16 @@ def receive(settings: ReceiverSettings) -> None:
         )
     except ValueError as exc:
         raise click.UsageError(f"--secret: {exc}") from None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
+        # OSError: the file is made (mode 0600) before SQLite opens it, so its folder's
+        # trouble is the operating system's, said as "file exists: a-file" and the like
+        reason = (
+            f"{exc.strerror.lower()}: {exc.filename}"
+            if isinstance(exc, OSError) and exc.strerror and exc.filename
+            else str(exc)
+        )
         raise click.ClickException(
-            f"cannot open the receiver database {settings.db}: {exc}; check that its folder "
+            f"cannot open the receiver database {settings.db}: {reason}; check that its folder "
             "exists and is writable (--db, DHAN_POSTBACK_RECEIVER_DB)"
         ) from None
     quiet = settings.quiet
@@ -66,9 +73,9 @@ def receive(settings: ReceiverSettings) -> None:
         receiver,
         host=settings.host,
         port=settings.port,
-        http="httptools",
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
+        **settings.connection_limits.uvicorn_options(),
     )
     shown_path = "/" if not settings.path.strip("/") else "/<secret path>"
     if not quiet:

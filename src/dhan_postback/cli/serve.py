@@ -33,19 +33,20 @@ def serve(settings: ServiceSettings) -> None:
     """Run the postback service: accept order updates, commit them, deliver them.
 
     Every option can also be set with its DHAN_POSTBACK_* variable; prefer
-    DHAN_POSTBACK_ADMIN_KEY to --admin-key, which other users can see in the process list.
+    DHAN_POSTBACK_ADMIN_KEY or --admin-key-file to --admin-key, which other users can see in
+    the process list.
     The port is bound first, then the database opened (and migrated), then delivery starts.
     SIGTERM or Ctrl-C stops taking requests and gives POSTs under way --shutdown-grace.
 
     \b
     Examples:
-      DHAN_POSTBACK_ADMIN_KEY=change-me dhan-postback serve --db service.db
+      dhan-postback serve --db service.db --admin-key-file /etc/dhan-postback/admin.key
       dhan-postback serve --db postgresql://postback@db.internal/postback --port 8080
     """
     if settings.admin_key is None or not settings.admin_key.get_secret_value():
         raise click.UsageError(
             "an admin key is required (the admin API creates the access tokens): set "
-            "DHAN_POSTBACK_ADMIN_KEY or pass --admin-key"
+            "DHAN_POSTBACK_ADMIN_KEY or --admin-key-file"
         )
     listening = listen(settings.host, settings.port)
     configure_logging()
@@ -65,8 +66,8 @@ async def _serve(settings: ServiceSettings, listening: socket.socket) -> None:
             create_app(node),
             host=settings.host,
             port=settings.port,
-            http="httptools",
             timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+            **settings.connection_limits.uvicorn_options(),
         )
         await server.start(sockets=[listening])
         log.info("dhan-postback service running", host=settings.host, port=server.port)

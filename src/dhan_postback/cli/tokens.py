@@ -23,7 +23,7 @@ def _call(service: TokensSettings, method: str, path: str, body: dict[str, Any] 
     """One admin API request; the service's error message becomes a click error."""
     if service.admin_key is None or not service.admin_key.get_secret_value():
         raise click.UsageError(
-            "--admin-key is required: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key) to "
+            "--admin-key is required: set DHAN_POSTBACK_ADMIN_KEY (or --admin-key-file) to "
             "the key the service was started with"
         )
     server = service.server.rstrip("/")

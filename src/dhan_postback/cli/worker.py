@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 
 from ..logs import configure_logging
 from ..service.node import ServiceNode
-from ..service.operations import operations_routes
+from ..service.operations import MetricsAccess, operations_routes
 from ..serving import BackgroundServer
 from ..settings import DISPATCHER_FIELDS, ServiceSettings, WorkerSettings
 from ..urlpolicy import loopback_warning
@@ -64,8 +64,17 @@ async def run_worker(
     async with ServiceNode(settings) as node:
         server = None
         if listening is not None:
-            app = Starlette(routes=operations_routes(node))
-            server = BackgroundServer(app, host="", port=0, lifespan="off")
+            token = settings.metrics_token
+            bound = str(listening.getsockname()[0])
+            access = MetricsAccess.for_bind(bound, token.get_secret_value() if token else None)
+            app = Starlette(routes=operations_routes(node, access))
+            server = BackgroundServer(
+                app,
+                host="",
+                port=0,
+                lifespan="off",
+                **settings.connection_limits.uvicorn_options(),
+            )
             await server.start(sockets=[listening])
         log.info("worker running", db=settings.db.split(":", 1)[0], port=server and server.port)
         await stop.wait()

@@ -102,7 +102,12 @@ class EmbeddedService:
         node = ServiceNode(self.settings)
         await node.start()
         try:
-            server = BackgroundServer(create_app(node), host="127.0.0.1", port=self.settings.port)
+            server = BackgroundServer(
+                create_app(node),
+                host="127.0.0.1",
+                port=self.settings.port,
+                **self.settings.connection_limits.uvicorn_options(),
+            )
             await server.start()
         except BaseException:
             await node.stop()

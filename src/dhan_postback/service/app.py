@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..errors import (
+    AuthenticationError,
     Conflict,
     DhanPostbackError,
     NotFound,
@@ -32,6 +33,7 @@ from ..errors import (
 from .dashboard import create_dashboard
 from .http import (
     ErrorShield,
+    error_response,
     from_iso,
     handle_error,
     handle_http_exception,
@@ -55,7 +57,9 @@ from .openapi import openapi_document
 from .operations import operations_routes
 from .principal import Principal
 from .registry import Registry
+from .replaying import capped_page
 from .store import Delivery, DeliveryQuery, DeliveryStatus, Store, Target
+from .throttle import TooManyFailures
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "create_app"]
 
@@ -210,7 +214,8 @@ class _Service:
         viewer = await self.viewer(request)
         require_json(request)
         body = parse_body(ReplayRequest, await read_body(request, _ADMIN_BODY_LIMIT))
-        if all(value is None for value in body.model_dump().values()):
+        filters = body.model_dump(exclude={"cursor"})
+        if all(value is None for value in filters.values()):
             raise PayloadError(
                 "name at least one filter (status, orderId, since, until, dhanClientId): "
                 "replaying everything is not done by accident"
@@ -224,10 +229,19 @@ class _Service:
                 until=None if body.until is None else from_iso(body.until, "until"),
             )
         )
-        replayed = await self.store.replay(query, now=time.time())
+        limit = self.settings.max_replay
+        cursor = None if body.cursor is None else int(body.cursor)
+        page, next_cursor = await capped_page(self.store, query, cursor=cursor, limit=limit)
+        replayed = await self.store.replay(page, now=time.time()) if page.ids else []
         if replayed:
             self.committed()
-        return json_response({"deliveryIds": replayed}, 202)
+        answer: dict[str, Any] = {"deliveryIds": replayed, "nextCursor": next_cursor}
+        if next_cursor is not None:
+            answer["note"] = (
+                f"more than {limit} deliveries match: send the same request with "
+                f'"cursor": "{next_cursor}" to replay the next ones'
+            )
+        return json_response(answer, 202)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document())
@@ -285,6 +299,19 @@ def create_app(node: ServiceNode) -> Starlette:
     """
     service = _Service(node)
     dashboard = create_dashboard(node)
+    throttle = node.throttle
+
+    async def refused_credential(request: Request, exc: Exception) -> Response:
+        """A wrong credential: 401, or 429 once its address is over budget. A request that
+        offers none (no header) is not a guess: 401, uncounted."""
+        assert isinstance(exc, AuthenticationError)
+        if not (request.headers.get("admin-key") or request.headers.get("access-token")):
+            return error_response(exc)
+        try:
+            throttle.failed(request.client.host if request.client else None, where="api")
+        except TooManyFailures as too_many:
+            return error_response(too_many, too_many.headers)
+        return error_response(exc)
 
     routes = [
         Route("/v2/access-tokens", service.create_token, methods=["POST"]),
@@ -303,6 +330,7 @@ def create_app(node: ServiceNode) -> Starlette:
         routes=routes,
         middleware=[Middleware(ErrorShield)],
         exception_handlers={
+            AuthenticationError: refused_credential,
             DhanPostbackError: handle_error,
             HTTPException: handle_http_exception,
         },

@@ -30,11 +30,14 @@ import structlog
 from ..errors import AuthenticationError, DhanPostbackError, StoreUnavailable
 from ..settings import ServiceSettings
 from .dashboard.health import EndpointHealth
+from .dashboard.sessions import Sessions
 from .dispatcher import Dispatcher
 from .metrics import ServiceMetrics
+from .operations import MetricsAccess
 from .principal import Principal
 from .registry import AdminKey, Registry
 from .store import Store, create_store
+from .throttle import FailureThrottle
 
 __all__ = ["ServiceNode"]
 
@@ -73,6 +76,14 @@ class ServiceNode:
             allow_loopback=settings.allow_loopback,
             clock=clock,
         )
+        self._sessions = Sessions(self._store, clock=clock)
+        self.throttle = FailureThrottle(
+            failures=settings.auth_failures, window=settings.auth_failure_window
+        )
+        """Wrong credentials per address: one budget for the API and the dashboard."""
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+        self.metrics_access = MetricsAccess.for_bind(settings.host, token)
+        """Who may read ``/metrics`` of an app on this node bound to ``settings.host``."""
         self.dispatcher: Dispatcher | None = None
         self._running = False
         self._on_commit: list[Callable[[], None]] = []
@@ -99,6 +110,14 @@ class ServiceNode:
         if not self._running:
             raise StoreUnavailable("the service is not running")
         return self._registry
+
+    @property
+    def sessions(self) -> Sessions:
+        """The dashboard's sessions, kept in the store (so every node behind one balancer,
+        and a restarted one, knows them)."""
+        if not self._running:
+            raise StoreUnavailable("the service is not running")
+        return self._sessions
 
     @property
     def dispatches(self) -> bool:

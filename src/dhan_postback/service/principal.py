@@ -54,3 +54,8 @@ class Principal:
     def label(self) -> str:
         """How logs name the caller (never a secret)."""
         return "admin" if self.is_admin else f"client {self.dhan_client_id}"
+
+    @property
+    def key(self) -> str:
+        """Whose sessions these are, for the dashboard's per-principal cap (no secret in it)."""
+        return "admin" if self.is_admin else f"token:{self.token_hash}"

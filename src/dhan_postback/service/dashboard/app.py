@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlencode
@@ -36,7 +36,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..._version import __version__
 from ...errors import DhanPostbackError, NotFound, PermissionDenied
 from ..principal import Principal
+from ..replaying import capped_page
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
+from ..throttle import FailureThrottle, TooManyFailures
 from .formatting import (
     display_url,
     format_ist,
@@ -46,7 +48,14 @@ from .formatting import (
     update_facts,
 )
 from .health import BACKLOG_CAP, summarise_endpoints
-from .sessions import COOKIE_NAME, Session, SessionStore, same_token
+from .sessions import (
+    COOKIE_NAME,
+    LOGIN_COOKIE_NAME,
+    Session,
+    Sessions,
+    new_login_token,
+    same_token,
+)
 
 if TYPE_CHECKING:
     from ..node import ServiceNode
@@ -55,6 +64,8 @@ __all__ = ["PAGE_SIZE", "create_dashboard"]
 
 PAGE_SIZE = 50
 """Deliveries per page of the list."""
+_LOGIN_FORM_LIFETIME = 3600
+"""Seconds the login form's double-submit cookie lasts."""
 
 _HERE = Path(__file__).parent
 _log = structlog.get_logger(__name__)
@@ -100,13 +111,19 @@ class _LoginRequired(Exception):
     """Raised by a page when nobody (or an expired token) is logged in."""
 
 
+def _form_expired() -> PermissionDenied:
+    return PermissionDenied(
+        "This form has expired or did not come from this dashboard. "
+        "Go back, reload the page and try again."
+    )
+
+
 class _Dashboard:
     """The state behind the routes: the node, sessions, templates."""
 
     def __init__(self, node: ServiceNode) -> None:
         self.node = node
         self.settings = node.settings
-        self.sessions = SessionStore()
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -122,37 +139,51 @@ class _Dashboard:
     def store(self) -> Store:
         return self.node.store
 
+    @property
+    def sessions(self) -> Sessions:
+        return self.node.sessions
+
+    @property
+    def throttle(self) -> FailureThrottle:
+        return self.node.throttle
+
     # Rendering ----------------------------------------------------------------------------
-    def render(
+    async def render(
         self,
         request: Request,
         template: str,
         *,
         session: Session | None = None,
         status_code: int = 200,
+        csrf: str = "",
+        flash: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        flash: list[str] = []
-        if session is not None:
-            flash, session.flash = session.flash, []
+        """The page; a logged-in ``session`` gives its principal, its CSRF token and the
+        messages kept for this page (which are then cleared)."""
+        messages = list(flash)
+        if session is not None and session.flash:
+            messages += session.flash
+            session.flash = []
+            await self.sessions.save_flash(session)
         html = self.templates.get_template(template).render(
             base=_base(request),
             session=session,
             principal=session.principal if session else None,
-            csrf=session.csrf if session else "",
-            flash=flash,
+            csrf=session.csrf if session else csrf,
+            flash=messages,
             **context,
         )
-        response = HTMLResponse(html, status_code=status_code)
-        if session is not None:
-            self.set_cookie(request, response, session)
-        return response
+        return HTMLResponse(html, status_code=status_code, headers=headers)
 
-    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+    def set_cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: int
+    ) -> None:
         response.set_cookie(
-            COOKIE_NAME,
-            session.id,
-            max_age=int(session.expires_at - time.time()),
+            name,
+            value,
+            max_age=max_age,
             path=_base(request) + "/",
             secure=request.url.scheme == "https",
             httponly=True,
@@ -160,28 +191,35 @@ class _Dashboard:
         )
 
     # Sessions -----------------------------------------------------------------------------
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE_NAME))
+    async def session_of(self, request: Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(COOKIE_NAME))
 
     async def logged_in(self, request: Request) -> tuple[Session, Principal]:
         """The session and who it belongs to, or :class:`_LoginRequired`."""
-        session = self.session_of(request)
-        if session is None or session.principal is None:
+        session = await self.session_of(request)
+        if session is None:
             raise _LoginRequired
         principal = session.principal
         if not await self.node.still_valid(principal):
-            self.sessions.end(session.id)
+            await self.sessions.end(session)
             raise _LoginRequired
         return session, principal
 
     def check_csrf(self, session: Session | None, form: FormData) -> Session:
         sent = form.get("csrf")
         if session is None or not isinstance(sent, str) or not same_token(sent, session.csrf):
-            raise PermissionDenied(
-                "This form has expired or did not come from this dashboard. "
-                "Go back, reload the page and try again."
-            )
+            raise _form_expired()
         return session
+
+    def check_login_csrf(self, request: Request, form: FormData) -> None:
+        """The login form's double submit: the hidden field must repeat the cookie."""
+        sent, expected = form.get("csrf"), request.cookies.get(LOGIN_COOKIE_NAME, "")
+        if not isinstance(sent, str) or not same_token(sent, expected):
+            raise _form_expired()
+
+    async def flash(self, session: Session, message: str) -> None:
+        session.flash.append(message)
+        await self.sessions.save_flash(session)
 
     def commit(self) -> None:
         self.node.wake()
@@ -257,6 +295,8 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     """The dashboard on ``node`` as a Starlette app; mount it (``Mount("/dashboard", app)``)
     or serve it. The host app runs the node; replays wake its dispatcher, and the endpoints
     page shows the dispatcher's live view (breaker state, in-flight) when the node has one.
+    Sessions live in the node's store, and wrong credentials count against the node's
+    throttle, the same budget as the API's.
     """
     dash = _Dashboard(node)
 
@@ -270,31 +310,59 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     async def index(request: Request) -> Response:
         return RedirectResponse(_base(request) + "/deliveries", status_code=303)
 
+    async def login_page(
+        request: Request, *, status_code: int = 200, flash: Sequence[str] = (), **extra: Any
+    ) -> Response:
+        """The login form with its double-submit token: the cookie's, or a fresh one."""
+        token = request.cookies.get(LOGIN_COOKIE_NAME, "")
+        if not 32 <= len(token) <= 64:
+            token = new_login_token()
+        response = await dash.render(
+            request, "login.html", csrf=token, status_code=status_code, flash=flash, **extra
+        )
+        dash.set_cookie(request, response, LOGIN_COOKIE_NAME, token, _LOGIN_FORM_LIFETIME)
+        return response
+
     async def login_form(request: Request) -> Response:
-        session = dash.session_of(request)
-        if session is not None and session.principal is not None:
+        if await dash.session_of(request) is not None:
             return RedirectResponse(_base(request) + "/deliveries", status_code=303)
-        return dash.render(request, "login.html", session=session or dash.sessions.new())
+        return await login_page(request)
 
     async def login(request: Request) -> Response:
         form = await request.form()
-        session = dash.check_csrf(dash.session_of(request), form)
-        principal = await node.principal_for(_text(form, "credential"))
+        dash.check_login_csrf(request, form)
+        credential = _text(form, "credential")
+        principal = await node.principal_for(credential)
+        if principal is None and credential:
+            client = request.client.host if request.client else None
+            try:
+                dash.throttle.failed(client, where="dashboard")
+            except TooManyFailures as too_many:
+                return await login_page(
+                    request,
+                    status_code=429,
+                    flash=[f"Too many wrong attempts: try again in {too_many.retry_after} s."],
+                    headers=too_many.headers,
+                )
         if principal is None:
             _log.info("dashboard_login_refused")
-            session.flash.append("That admin key or access token is not valid (or has expired).")
-            return dash.render(request, "login.html", session=session, status_code=401)
-        dash.sessions.end(session.id)  # a fresh id on login: a planted cookie is worth nothing
-        fresh = dash.sessions.new(principal)
+            return await login_page(
+                request,
+                status_code=401,
+                flash=["That admin key or access token is not valid (or has expired)."],
+            )
+        session = await dash.sessions.new(principal)  # always a fresh id: planting is useless
         _log.info("dashboard_login", who=principal.label)
         response = RedirectResponse(_base(request) + "/deliveries", status_code=303)
-        dash.set_cookie(request, response, fresh)
+        max_age = int(session.expires_at - time.time())
+        dash.set_cookie(request, response, COOKIE_NAME, session.id, max_age)
+        response.delete_cookie(LOGIN_COOKIE_NAME, path=_base(request) + "/")
         return response
 
     async def logout(request: Request) -> Response:
         form = await request.form()
-        session = dash.check_csrf(dash.session_of(request), form)
-        dash.sessions.end(session.id)
+        session = dash.check_csrf(await dash.session_of(request), form)
+        await dash.sessions.end(session)
         response = RedirectResponse(_base(request) + "/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path=_base(request) + "/")
         return response
@@ -312,7 +380,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         counts = await dash.store.counts() if principal.is_admin else None
-        return dash.render(
+        return await dash.render(
             request,
             "deliveries.html",
             session=session,
@@ -327,7 +395,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     async def delivery(request: Request, session: Session, principal: Principal) -> Response:
         found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
         attempts = await dash.store.get_attempts(found.id)
-        return dash.render(
+        return await dash.render(
             request,
             "delivery.html",
             session=session,
@@ -341,7 +409,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     async def replay_one(request: Request, session: Session, principal: Principal) -> Response:
         found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
         if request.method == "GET":
-            return dash.render(request, "confirm_replay.html", session=session, d=found)
+            return await dash.render(request, "confirm_replay.html", session=session, d=found)
         dash.check_csrf(session, await request.form())
         replayed = await dash.store.replay(
             principal.restrict(DeliveryQuery(ids=[found.id])),
@@ -349,10 +417,11 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         )
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
-        session.flash.append(
+        await dash.flash(
+            session,
             "Queued again: the next attempt is due now."
             if replayed
-            else "Not queued: this delivery is being sent right now."
+            else "Not queued: this delivery is being sent right now.",
         )
         return RedirectResponse(f"{_base(request)}/deliveries/{found.id}", status_code=303)
 
@@ -365,7 +434,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
                 _Filter.read(request.query_params, principal), status=DeliveryStatus.DEAD.value
             )
             matching = await dash.store.list_deliveries(filters.query(principal, limit=BACKLOG_CAP))
-            return dash.render(
+            return await dash.render(
                 request,
                 "confirm_replay_dead.html",
                 session=session,
@@ -379,10 +448,17 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         filters = dataclasses.replace(
             _Filter.read(form, principal), status=DeliveryStatus.DEAD.value
         )
-        replayed = await dash.store.replay(filters.query(principal), now=time.time())
+        page, more = await capped_page(
+            dash.store, filters.query(principal), cursor=None, limit=dash.settings.max_replay
+        )
+        replayed = await dash.store.replay(page, now=time.time()) if page.ids else []
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
-        session.flash.append(f"Queued {len(replayed)} dead deliveries again.")
+        await dash.flash(
+            session,
+            f"Queued {len(replayed)} dead deliveries again."
+            + (" More are dead: replay again for the next ones." if more else ""),
+        )
         pending = dataclasses.replace(filters, status=DeliveryStatus.PENDING.value)
         return RedirectResponse(f"{_base(request)}/deliveries?{pending.params()}", status_code=303)
 
@@ -391,7 +467,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         summaries = await summarise_endpoints(
             dash.store, scope=principal.restrict(DeliveryQuery()), live=node.endpoint_health()
         )
-        return dash.render(
+        return await dash.render(
             request,
             "endpoints.html",
             session=session,
@@ -413,7 +489,9 @@ def create_dashboard(node: ServiceNode) -> Starlette:
             )
             for row in found:
                 queues.setdefault(row.url, []).append(row)
-        return dash.render(request, "order.html", session=session, order_id=order_id, queues=queues)
+        return await dash.render(
+            request, "order.html", session=session, order_id=order_id, queues=queues
+        )
 
     async def login_required(request: Request, exc: Exception) -> Response:
         return RedirectResponse(_base(request) + "/login", status_code=303)
@@ -426,10 +504,14 @@ def create_dashboard(node: ServiceNode) -> Starlette:
             message = exc.detail if status == 400 else _STATUS_TEXT.get(status, exc.detail)
         else:  # pragma: no cover - registered only for the two types above
             raise exc
-        return dash.render(
+        try:
+            session = await dash.session_of(request)
+        except DhanPostbackError:  # the store is what failed: show the page without it
+            session = None
+        return await dash.render(
             request,
             "error.html",
-            session=dash.session_of(request),
+            session=session,
             status_code=status,
             title=_STATUS_TITLE.get(status, "Something went wrong"),
             message=message,
@@ -437,7 +519,7 @@ def create_dashboard(node: ServiceNode) -> Starlette:
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         _log.error("dashboard_error", error_type=type(exc).__name__)
-        return dash.render(
+        return await dash.render(
             request,
             "error.html",
             session=None,
