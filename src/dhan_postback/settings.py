@@ -55,6 +55,22 @@ class ServiceSettings(BaseSettings):
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
+    idempotency_window: Seconds = Field(
+        86400.0,
+        description="How long an Idempotency-Key of ingest answers its first answer again.",
+    )
+    retain_delivered: Seconds = Field(
+        7 * 86400.0, description="Delivered deliveries and their attempts are deleted after this."
+    )
+    retain_dead: Seconds = Field(
+        30 * 86400.0, description="Dead deliveries and their attempts are deleted after this."
+    )
+    prune_interval: Seconds = Field(
+        300.0, description="How often old deliveries are pruned (0: never prune)."
+    )
+    prune_batch: int = Field(
+        500, ge=1, description="Most deliveries deleted in one pruning transaction."
+    )
 
     @field_validator(
         "timeout",
@@ -63,6 +79,10 @@ class ServiceSettings(BaseSettings):
         "lease",
         "token_ttl",
         "shutdown_grace",
+        "idempotency_window",
+        "retain_delivered",
+        "retain_dead",
+        "prune_interval",
         mode="before",
     )
     @classmethod

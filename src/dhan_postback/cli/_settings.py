@@ -26,6 +26,7 @@ _ENV_PREFIX = str(ServiceSettings.model_config.get("env_prefix", ""))
 _METAVARS = {"retry_schedule": "DELAYS", "db": "URL", "admin_key": "KEY", "host": "ADDRESS"}
 _DURATIONS = frozenset(
     {"timeout", "retry_after_cap", "breaker_cooldown", "lease", "token_ttl", "shutdown_grace"}
+    | {"idempotency_window", "retain_delivered", "retain_dead", "prune_interval"}
 )
 
 

@@ -20,6 +20,7 @@ from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
 from ..service.operations import operations_routes
+from ..service.retention import pruning
 from ..service.store import create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
@@ -43,8 +44,13 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "lease",
     "claim_batch",
     "shutdown_grace",
+    "idempotency_window",
+    "retain_delivered",
+    "retain_dead",
+    "prune_interval",
+    "prune_batch",
 )
-"""The settings the dispatcher reads: the worker's flags."""
+"""The settings the dispatcher and the pruner read: the worker's flags."""
 
 
 @click.command()
@@ -105,7 +111,10 @@ async def run_worker(
     await store.open()
     server = None
     try:
-        async with Dispatcher(store, settings, metrics=metrics):
+        async with (
+            Dispatcher(store, settings, metrics=metrics),
+            pruning(store, settings, metrics=metrics),
+        ):
             if listen is not None:
                 app = Starlette(routes=operations_routes(store, metrics))
                 server = BackgroundServer(app, host=listen[0], port=listen[1], lifespan="off")
