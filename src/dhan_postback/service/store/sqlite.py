@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import json
 import os
 import queue
@@ -62,6 +63,9 @@ Row = tuple[Any, ...]
 
 _QUERIES: Final = load_queries("sqlite")
 _SCHEMA_VERSION: Final = len(migrations(_QUERIES))
+_VACUUM_PAGES_PER_BATCH: Final = 4096
+"""At most this many free pages (16 MiB) go back to the file system per pruning batch, so
+that a batch holds the writer briefly; the rest go with the next batches."""
 _MAX_OPS_PER_COMMIT: Final = 512
 """A bound on one transaction, so that a flood of writes still commits regularly."""
 
@@ -533,7 +537,9 @@ class SQLiteStore:
             attempts = _run(conn, "prune_attempts", {"ids": _json.encode(ids).decode()})
             keys = _run(conn, "prune_idempotency_keys", {"before": keys_before, "limit": limit})
             if ids or keys:
-                _rows(conn, _QUERIES["incremental_vacuum"])
+                (free,) = _rows(conn, _QUERIES["freelist_count"])[0]
+                pages = min(free, _VACUUM_PAGES_PER_BATCH)
+                _run_many(conn, "incremental_vacuum", itertools.repeat({}, pages))
             return PruneResult(len(delivered), len(dead), attempts, keys)
 
         return await self._write(run)

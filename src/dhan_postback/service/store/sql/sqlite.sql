@@ -132,10 +132,14 @@ PRAGMA auto_vacuum;
 PRAGMA auto_vacuum = INCREMENTAL;
 VACUUM;
 
+-- name: freelist_count
+PRAGMA freelist_count;
+
 -- name: incremental_vacuum
--- Give the pages a pruning batch freed back to the file system (read to the end: each row
--- read frees one page).
-PRAGMA incremental_vacuum;
+-- Give one free page back to the file system. Each step of this pragma frees one page, and
+-- Python's sqlite3 steps a statement without result columns only once, so the store runs it
+-- with executemany, once per free page: one call, a loop in C.
+PRAGMA incremental_vacuum(1);
 
 -- Registry ------------------------------------------------------------------------------
 
