@@ -160,9 +160,10 @@ FAST_RETRIES = "0s,50ms,100ms,200ms,400ms"
 
 
 def serve_process(
-    db: Path, port: int, admin_key: str, *, retry_schedule: str = FAST_RETRIES
+    db: Path | str, port: int, admin_key: str, *, retry_schedule: str = FAST_RETRIES
 ) -> ServerProcess:
-    """``dhan-postback serve`` on a SQLite file, in sandbox mode, with quick retries.
+    """``dhan-postback serve`` on a SQLite file (or any database URL given as a string), in
+    sandbox mode, with quick retries.
 
     The environment is this one minus every ``DHAN_POSTBACK_*`` variable, so a developer's
     own settings cannot leak into a test.
@@ -170,7 +171,7 @@ def serve_process(
     args = [
         "serve",
         "--port", str(port),
-        "--db", f"sqlite:///{db}",
+        "--db", db if isinstance(db, str) else f"sqlite:///{db}",
         "--allow-loopback",
         "--retry-schedule", retry_schedule,
         "--timeout", "2s",
