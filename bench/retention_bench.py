@@ -15,8 +15,10 @@ The rate is modest (200 updates/s) so that the service keeps up even on a shared
 machine: the question is whether anything grows or slows over time, not the top speed
 (B2 and B3 measure that).
 
-Flat means the last window is within 25 % (plus 2 MB / 2 ms of slack) of the window 40 % of
-the way in, once retention has reached its steady state. After the baseline run, its full
+Flat means the last window is within 25 % (plus 2 MB of slack) of the window 40 % of the
+way in, once retention has reached its steady state. Latency on a shared machine swings with
+whatever else runs, alike for both runs: it is judged window by window as ours / baseline,
+whose median from that window on must stay within 1.2. After the baseline run, its full
 database is opened by a ``serve`` with retention set to nothing: the note gives the file's
 size before and after that pruning, and how long it took (incremental vacuum shrinks it).
 """
@@ -34,7 +36,16 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.harness import Context, Row, Scenario, free_port, percentile, rss_mb, run_async
+from bench.harness import (
+    Context,
+    Row,
+    Scenario,
+    free_port,
+    median,
+    percentile,
+    rss_mb,
+    run_async,
+)
 from bench.ingest_bench import CLIENT_ID, Service, batch_body, create_token, serve
 
 __all__ = ["SCENARIO"]
@@ -208,12 +219,7 @@ def run(ctx: Context) -> list[Row]:
 
     common = f"{sent:,} updates at {rate:.0f}/s for {duration:.0f} s, windows of {window:.0f} s"
     rows = []
-    for measure, attribute, unit, slack in (
-        ("DB size on disk", "db_mb", "MB", 2.0),
-        ("RSS of serve", "rss_mb", "MB", 2.0),
-        ("submit -> received p50, per window", "p50_ms", "ms", 2.0),
-        ("submit -> received p99, per window", "p99_ms", "ms", 2.0),
-    ):
+    for measure, attribute in (("DB size on disk", "db_mb"), ("RSS of serve", "rss_mb")):
         first = getattr(ours[reference], attribute)
         last = getattr(ours[-1], attribute)
         rows.append(
@@ -222,11 +228,36 @@ def run(ctx: Context) -> list[Row]:
                 f"{measure}, last window",
                 last,
                 getattr(base[-1], attribute),
-                unit,
+                "MB",
                 target="flat",
-                met=flat(first, last, slack),
+                met=flat(first, last, 2.0),
                 note=f"ours by window: {curve(ours, attribute)}; baseline (no pruning): "
                 f"{curve(base, attribute)}",
+                higher_is_better=False,
+            )
+        )
+    for name, attribute in (("p50", "p50_ms"), ("p99", "p99_ms")):
+        # Latency on a shared machine swings with its load, alike for both runs (they run
+        # at the same time): judged window by window against the baseline, once pruning
+        # has reached its steady state.
+        ratios = [
+            getattr(a, attribute) / getattr(b, attribute)
+            for a, b in zip(ours, base, strict=True)
+            if getattr(b, attribute) > 0
+        ]
+        steady = median(ratios[reference:])
+        rows.append(
+            Row(
+                "B8",
+                f"submit -> received {name}, median of the windows",
+                median([getattr(sample, attribute) for sample in ours]),
+                median([getattr(sample, attribute) for sample in base]),
+                "ms",
+                target="<= 1.2x baseline, window by window",
+                met=steady <= 1.2,
+                note=f"ours / baseline by window: {', '.join(f'{r:.2f}' for r in ratios)} "
+                f"(median from {ours[reference].at:.0f} s on: {steady:.2f}); ours by window: "
+                f"{curve(ours, attribute)}; baseline: {curve(base, attribute)}",
                 higher_is_better=False,
             )
         )
