@@ -1,7 +1,7 @@
 """``python -m bench``: run the scenarios, print the table, write ``docs/benchmarks.md``.
 
-    python -m bench                 # every scenario, full size (about 17 minutes)
-    python -m bench --quick         # smaller runs (about 4 minutes)
+    python -m bench                 # every scenario, full size (about 11 minutes)
+    python -m bench --quick         # smaller runs (under 4 minutes)
     python -m bench --only B1 B4    # some of them
     python -m bench --list          # what there is
 
@@ -47,7 +47,7 @@ def scenarios() -> list[Scenario]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs (about 4 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (under 4 minutes)")
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run these scenarios only")
     parser.add_argument("--list", action="store_true", help="list the scenarios and stop")
     parser.add_argument("--output", type=Path, help="write the table here (any run)")
