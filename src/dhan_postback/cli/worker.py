@@ -2,9 +2,9 @@
 
 ``serve`` already runs a dispatcher next to the API; a worker adds sending capacity on
 another process or machine, on the same database. Like ``serve`` it also prunes what is past
-its retention (:mod:`..service.retention`); on PostgreSQL one node prunes at a time. It stops on SIGTERM or Ctrl-C the graceful
-way: no new claims, POSTs under way get ``--shutdown-grace`` to finish, the rest go back to
-the outbox for the next node.
+its retention (:mod:`..service.retention`); on PostgreSQL one node prunes at a time. It stops
+on SIGTERM or Ctrl-C the graceful way: no new claims, POSTs under way get
+``--shutdown-grace`` to finish, the rest go back to the outbox for the next node.
 """
 
 from __future__ import annotations
