@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import click
@@ -26,15 +25,11 @@ def build_app(settings: ServiceSettings) -> Starlette:
     from ..service.app import create_app
     from ..service.dispatcher import hook
     from ..service.metrics import ServiceMetrics
-    from ..service.retention import pruning
-    from ..service.store import Store
+    from ..service.retention import prune_hook
 
     metrics = ServiceMetrics()
     dispatch = hook(settings, metrics=metrics)
-
-    def prune(store: Store) -> contextlib.AbstractAsyncContextManager[object]:
-        return pruning(store, settings, metrics=metrics)
-
+    prune = prune_hook(settings, metrics=metrics)
     return create_app(
         settings, on_commit=dispatch.wake, lifespan_hooks=[dispatch, prune], metrics=metrics
     )

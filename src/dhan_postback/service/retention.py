@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 
 import structlog
 
@@ -23,7 +24,7 @@ from ..settings import ServiceSettings
 from .metrics import ServiceMetrics
 from .store import PruneResult, Store
 
-__all__ = ["Pruner", "pruning"]
+__all__ = ["Pruner", "prune_hook", "pruning"]
 
 log = structlog.get_logger(__name__)
 
@@ -112,3 +113,15 @@ async def pruning(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def prune_hook(
+    settings: ServiceSettings, *, metrics: ServiceMetrics | None = None
+) -> Callable[[Store], AbstractAsyncContextManager[object]]:
+    """:func:`pruning` as a lifespan hook of the service app (``create_app``), which hands
+    it the open store."""
+
+    def hook(store: Store) -> AbstractAsyncContextManager[object]:
+        return pruning(store, settings, metrics=metrics)
+
+    return hook
