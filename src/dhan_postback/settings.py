@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .connections import ConnectionLimits
 from .durations import parse_duration, parse_schedule
 
 __all__ = ["DEFAULT_RETRY_SCHEDULE", "ServiceSettings"]
@@ -65,8 +66,30 @@ class ServiceSettings(BaseSettings):
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Seconds = Field(86400.0, description="Lifetime of a new access token.")
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
+    max_replay: int = Field(
+        10_000, ge=1, description="Most deliveries one replay-by-filter call queues again."
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
+    header_timeout: Seconds = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers."
+    )
+    keep_alive_timeout: Seconds = Field(
+        5.0, gt=0, description="Time an idle keep-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open client connections; more are closed at once."
+    )
+    auth_failures: int = Field(
+        10, ge=1, description="Wrong credentials one address may send per --auth-failure-window."
+    )
+    auth_failure_window: Seconds = Field(
+        60.0, gt=0, description="Window of --auth-failures; a throttled address waits for it."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for /metrics (required to read it when --host is not loopback).",
+    )
     idempotency_window: Seconds = Field(
         86400.0,
         description="How long an Idempotency-Key of ingest answers its first answer again.",
@@ -93,6 +116,9 @@ class ServiceSettings(BaseSettings):
         "lease",
         "token_ttl",
         "shutdown_grace",
+        "header_timeout",
+        "keep_alive_timeout",
+        "auth_failure_window",
         "idempotency_window",
         "retain_delivered",
         "retain_dead",
@@ -102,6 +128,10 @@ class ServiceSettings(BaseSettings):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.header_timeout, self.keep_alive_timeout, self.max_connections)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

@@ -15,8 +15,11 @@ import uvicorn
 from rich.console import Group
 from rich.live import Live
 
+from ..connections import ConnectionLimits
+from ..durations import parse_duration
 from ..receiver import Receiver, ReceiverStats
 from ..receiver.view import orders_table, stats_text
+from ._secrets import secret_file_option
 
 __all__ = ["receive"]
 
@@ -25,6 +28,16 @@ _LOG_EVERY = 60.0
 _LIVE_ROWS = 20
 
 log = structlog.get_logger(__name__)
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than 0s")
+    return seconds
 
 
 @click.command()
@@ -44,7 +57,11 @@ log = structlog.get_logger(__name__)
     multiple=True,
     envvar="DHAN_POSTBACK_RECEIVER_SECRET",
     show_envvar=True,
-    help="whsec_ signing secret to verify (repeat, or space-separate in the env var, to rotate).",
+    help="whsec_ signing secret to verify (repeat, or space-separate in the env var, to rotate; "
+    "prefer the variable or --secret-file: flags show in `ps`).",
+)
+@secret_file_option(
+    "secrets", "--secret-file", envvar="DHAN_POSTBACK_RECEIVER_SECRET_FILE", many=True
 )
 @click.option(
     "--path",
@@ -62,6 +79,33 @@ log = structlog.get_logger(__name__)
     show_envvar=True,
     help="Accept only these dhanClientId values (repeat); others get 403.",
 )
+@click.option(
+    "--header-timeout",
+    default="10s",
+    show_default=True,
+    envvar="DHAN_POSTBACK_RECEIVER_HEADER_TIMEOUT",
+    show_envvar=True,
+    callback=_duration,
+    help="Time a client has to send a request's headers.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default="5s",
+    show_default=True,
+    envvar="DHAN_POSTBACK_RECEIVER_KEEP_ALIVE_TIMEOUT",
+    show_envvar=True,
+    callback=_duration,
+    help="Time an idle keep-alive connection is kept open.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="DHAN_POSTBACK_RECEIVER_MAX_CONNECTIONS",
+    show_envvar=True,
+    help="Open client connections; more are closed at once.",
+)
 @click.option("--quiet", is_flag=True, help="No live table and no periodic log lines.")
 def receive(
     host: str,
@@ -70,6 +114,9 @@ def receive(
     secrets: tuple[str, ...],
     path: str,
     client_ids: tuple[str, ...],
+    header_timeout: float,
+    keep_alive_timeout: float,
+    max_connections: int,
     quiet: bool,
 ) -> None:
     """Receive postbacks: verify, de-duplicate, store durably, keep the order book."""
@@ -87,11 +134,11 @@ def receive(
         host=host,
         port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
         lifespan="on",
         access_log=False,
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
+        **ConnectionLimits(header_timeout, keep_alive_timeout, max_connections).uvicorn_options(),
     )
     server = uvicorn.Server(config)
     shown_path = "/" if not path.strip("/") else "/<secret path>"

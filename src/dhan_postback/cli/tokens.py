@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
+from ._secrets import secret_file_option
+
 __all__ = ["tokens"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _SERVER = click.option(
     "--server",
@@ -19,12 +25,29 @@ _SERVER = click.option(
     envvar="DHAN_POSTBACK_SERVER",
     help="The service's base URL. [env: DHAN_POSTBACK_SERVER]",
 )
-_ADMIN_KEY = click.option(
-    "--admin-key",
-    envvar="DHAN_POSTBACK_ADMIN_KEY",
-    required=True,
-    help="The service's admin key. [env: DHAN_POSTBACK_ADMIN_KEY]",
-)
+
+
+def _ADMIN_KEY(command: F) -> F:
+    """``--admin-key`` (or its variable, or ``--admin-key-file``): required, one way or another."""
+
+    @functools.wraps(command)
+    def require(*args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("admin_key"):
+            raise click.UsageError(
+                "the admin key is required: set DHAN_POSTBACK_ADMIN_KEY or --admin-key-file"
+            )
+        return command(*args, **kwargs)
+
+    option = click.option(
+        "--admin-key",
+        envvar="DHAN_POSTBACK_ADMIN_KEY",
+        help="The service's admin key (prefer the variable or the file: flags show in `ps`). "
+        "[env: DHAN_POSTBACK_ADMIN_KEY]",
+    )
+    with_file = secret_file_option(
+        "admin_key", "--admin-key-file", envvar="DHAN_POSTBACK_ADMIN_KEY_FILE"
+    )
+    return option(with_file(require))  # type: ignore[return-value]
 
 
 def _call(method: str, url: str, admin_key: str, body: dict[str, Any] | None) -> Any:

@@ -109,6 +109,24 @@ CREATE INDEX deliveries_claimable_url ON deliveries (url, next_attempt_at, seq)
     WHERE status = 'pending' AND is_head;
 
 -- name: migration_3
+-- Dashboard sessions, shared by every node and kept across restarts. Only the SHA-256 of a
+-- session id is stored; the id itself lives in the browser's cookie. The cap is per
+-- principal (admin, or one token): dashboard_sessions_principal finds a principal's oldest.
+CREATE TABLE dashboard_sessions (
+    seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- eviction order
+    id_hash         text NOT NULL UNIQUE,
+    principal       text NOT NULL,
+    dhan_client_id  text,
+    token_hash      text,
+    created_at      double precision NOT NULL,
+    expires_at      double precision NOT NULL,
+    flash           text NOT NULL DEFAULT ''
+);
+CREATE INDEX dashboard_sessions_principal ON dashboard_sessions (principal, seq);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+
+
+-- name: migration_4
 -- Idempotent ingest: the first answer to each (client, Idempotency-Key), kept for the
 -- idempotency window. Retention: finished deliveries by the time that ages them (delivered
 -- ones by delivered_at, dead ones by the due time of their last attempt), so that a pruning
@@ -131,6 +149,36 @@ CREATE INDEX deliveries_dead_at ON deliveries (next_attempt_at) WHERE status = '
 
 -- name: ping
 SELECT 1;
+
+
+-- Dashboard sessions -------------------------------------------------------------------------
+
+-- name: insert_session
+INSERT INTO dashboard_sessions (id_hash, principal, dhan_client_id, token_hash, created_at,
+                                expires_at, flash)
+VALUES (%(id_hash)s, %(principal)s, %(dhan_client_id)s, %(token_hash)s, %(created_at)s,
+        %(expires_at)s, %(flash)s);
+
+-- name: evict_sessions
+-- All but the "keep" newest sessions of one principal.
+DELETE FROM dashboard_sessions
+WHERE principal = %(principal)s
+  AND seq NOT IN (SELECT seq FROM dashboard_sessions WHERE principal = %(principal)s
+                  ORDER BY seq DESC LIMIT %(keep)s);
+
+-- name: expire_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= %(now)s;
+
+-- name: get_session
+SELECT id_hash, principal, dhan_client_id, token_hash, created_at, expires_at, flash
+FROM dashboard_sessions
+WHERE id_hash = %(id_hash)s AND expires_at > %(now)s;
+
+-- name: end_session
+DELETE FROM dashboard_sessions WHERE id_hash = %(id_hash)s;
+
+-- name: set_session_flash
+UPDATE dashboard_sessions SET flash = %(flash)s WHERE id_hash = %(id_hash)s;
 
 
 -- Registry -----------------------------------------------------------------------------------
