@@ -190,7 +190,7 @@ def run_cli(
 
 
 def serve_process(
-    db: Path,
+    db: Path | str,
     port: int,
     admin_key: str,
     *,
@@ -198,7 +198,8 @@ def serve_process(
     flags: Sequence[str] = (),
     log_path: Path | None = None,
 ) -> ServerProcess:
-    """``dhan-postback serve`` on a SQLite file, in sandbox mode, with quick retries.
+    """``dhan-postback serve`` on a SQLite file (or any database URL given as a string), in
+    sandbox mode, with quick retries.
 
     ``flags`` come after the defaults here, so they override them (``--timeout 500ms``).
 
@@ -208,7 +209,7 @@ def serve_process(
     args = [
         "serve",
         "--port", str(port),
-        "--db", f"sqlite:///{db}",
+        "--db", db if isinstance(db, str) else f"sqlite:///{db}",
         "--allow-loopback",
         "--retry-schedule", retry_schedule,
         "--timeout", "2s",

@@ -246,6 +246,22 @@ class ServiceSettings(BaseSettings):
         None,
         description="Bearer token for /metrics (required to read it when --host is not loopback).",
     )
+    idempotency_window: Duration = Field(
+        86400.0,
+        description="How long an Idempotency-Key of ingest answers its first answer again.",
+    )
+    retain_delivered: Duration = Field(
+        7 * 86400.0, description="Delivered deliveries and their attempts are deleted after this."
+    )
+    retain_dead: Duration = Field(
+        30 * 86400.0, description="Dead deliveries and their attempts are deleted after this."
+    )
+    prune_interval: Duration = Field(
+        300.0, description="How often old deliveries are pruned (0: never prune)."
+    )
+    prune_batch: int = Field(
+        500, ge=1, description="Most deliveries deleted in one pruning transaction."
+    )
 
     @property
     def connection_limits(self) -> ConnectionLimits:
@@ -272,9 +288,14 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "keep_alive_timeout",
     "max_connections",
     "metrics_token",
+    "idempotency_window",
+    "retain_delivered",
+    "retain_dead",
+    "prune_interval",
+    "prune_batch",
 )
-"""The service settings the dispatcher reads: ``worker``'s, and the relay's embedded service's
-(but its ``db``)."""
+"""The service settings the dispatcher and the pruner read: ``worker``'s, and the relay's
+embedded service's (but its ``db``)."""
 
 
 class WorkerSettings(BaseSettings):

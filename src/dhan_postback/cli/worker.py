@@ -1,9 +1,10 @@
 """``dhan-postback worker``: only the dispatcher, sending a shared outbox (one more node).
 
 ``serve`` already runs a dispatcher next to the API; a worker adds sending capacity on
-another process or machine, on the same database. It stops on SIGTERM or Ctrl-C the graceful
-way: no new claims, POSTs under way get ``--shutdown-grace`` to finish, the rest go back to
-the outbox for the next node.
+another process or machine, on the same database. Like ``serve`` it also prunes what is past
+its retention (:mod:`..service.retention`); on PostgreSQL one node prunes at a time. It stops
+on SIGTERM or Ctrl-C the graceful way: no new claims, POSTs under way get
+``--shutdown-grace`` to finish, the rest go back to the outbox for the next node.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ log = structlog.get_logger(__name__)
 def worker(settings: ServiceSettings, http: WorkerSettings) -> None:
     """Run only the dispatcher on a shared outbox (add sending capacity).
 
-    Every option can also be set with its DHAN_POSTBACK_* variable. SIGTERM or Ctrl-C stops
-    claiming, gives POSTs under way --shutdown-grace and hands the rest back to the outbox.
+    Like serve it also prunes what is past its retention (on PostgreSQL one node prunes at a
+    time). Every option can also be set with its DHAN_POSTBACK_* variable. SIGTERM or Ctrl-C
+    stops claiming, gives POSTs under way --shutdown-grace and hands the rest back to the
+    outbox.
 
     \b
     Examples:

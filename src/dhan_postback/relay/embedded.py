@@ -1,11 +1,11 @@
 """A postback service inside the relay's process: one command from websocket to Postback URL.
 
-:class:`EmbeddedService` runs a :class:`~dhan_postback.service.node.ServiceNode` (store and
-dispatcher) and its app (``create_app``) on a SQLite outbox, served on a loopback port of this
-process, and hands the relay's batches to its ingest API exactly as :class:`~.sink.HttpIngest`
-does with a remote service. So the updates get
-the service's guarantees unchanged: committed before acknowledged, signed, retried, delivered in
-order per order.
+:class:`EmbeddedService` runs a :class:`~dhan_postback.service.node.ServiceNode` (store,
+dispatcher and retention pruner) and its app (``create_app``) on a SQLite outbox, served on a
+loopback port of this process, and hands the relay's batches to its ingest API exactly as
+:class:`~.sink.HttpIngest` does with a remote service. So the updates get the service's
+guarantees unchanged: committed before acknowledged, signed, retried, delivered in order per
+order, and pruned after retention.
 
 The service needs an access token per client, with the Postback URL saved on it. Instead of
 keeping tokens somewhere, the embedded service derives each one from the signing secret, the

@@ -1,5 +1,5 @@
 """One postback service node: the store, the registry, the metrics and (optionally) the
-dispatcher, opened and closed together.
+dispatcher and the retention pruner, opened and closed together.
 
 ``serve`` runs a node with its HTTP API, ``worker`` one without an API, the relay one embedded
 in its process, the demo one per run, and the tests whichever they need; all of them build the
@@ -36,6 +36,7 @@ from .metrics import ServiceMetrics
 from .operations import MetricsAccess
 from .principal import Principal
 from .registry import AdminKey, Registry
+from .retention import pruning
 from .store import Store, create_store
 from .throttle import FailureThrottle
 
@@ -49,8 +50,8 @@ class ServiceNode:
 
     ``store`` defaults to one made from ``settings.db``, which the node then also closes; a
     store handed in is opened by the node and left open for its owner. ``dispatch`` runs a
-    dispatcher while the node runs (off for an API-only node, or a test that wants the outbox
-    to stay put).
+    dispatcher, and beside it the retention pruner (:mod:`.retention`), while the node runs
+    (off for an API-only node, or a test that wants the outbox to stay put).
     """
 
     def __init__(
@@ -85,6 +86,7 @@ class ServiceNode:
         self.metrics_access = MetricsAccess.for_bind(settings.host, token)
         """Who may read ``/metrics`` of an app on this node bound to ``settings.host``."""
         self.dispatcher: Dispatcher | None = None
+        self._pruner = contextlib.AsyncExitStack()
         self._running = False
         self._on_commit: list[Callable[[], None]] = []
 
@@ -140,7 +142,13 @@ class ServiceNode:
                 )
                 await dispatcher.start()
                 self.dispatcher = dispatcher
+                await self._pruner.enter_async_context(
+                    pruning(self._store, self.settings, metrics=self.metrics)
+                )
         except BaseException:
+            if self.dispatcher is not None:
+                await self.dispatcher.close()
+                self.dispatcher = None
             if self._owns_store:
                 await self._store.close()
             raise
@@ -152,6 +160,7 @@ class ServiceNode:
             return
         self._running = False
         try:
+            await self._pruner.aclose()
             if self.dispatcher is not None:
                 await self.dispatcher.close()
         finally:

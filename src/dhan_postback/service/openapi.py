@@ -72,6 +72,15 @@ _DELIVERY_ID = {
     "schema": {"type": "string"},
     "description": "The delivery's id (msg_...), also its webhook-id.",
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "Send the request again with the same key and body to get its first "
+    "answer again, nothing stored twice (within the idempotency window); the same key with "
+    "another body is a 409.",
+}
 _TIME = {"type": "string", "description": "ISO 8601 (no offset means IST) or epoch seconds."}
 
 
@@ -250,8 +259,9 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "summary": "Hand over order updates; 202 once they are committed",
                 "security": [{"accessToken": []}],
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": _body("OrderUpdates"),
-                "responses": _responses(202, "Accepted", 400, 401, 403, 413, 415, 503),
+                "responses": _responses(202, "Accepted", 400, 401, 403, 409, 413, 415, 503),
             }
         },
         "/v2/deliveries": {
