@@ -52,6 +52,10 @@ class ServiceSettings(BaseSettings):
     )
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Seconds = Field(86400.0, description="Lifetime of a new access token.")
+    secret_rotation_grace: Seconds = Field(
+        86400.0,
+        description="How long a rotated-out signing secret keeps signing beside the new one.",
+    )
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
@@ -62,6 +66,7 @@ class ServiceSettings(BaseSettings):
         "breaker_cooldown",
         "lease",
         "token_ttl",
+        "secret_rotation_grace",
         "shutdown_grace",
         mode="before",
     )

@@ -18,6 +18,7 @@ import pytest
 
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
@@ -25,7 +26,16 @@ from dhan_postback.service.store.queries import load_queries, migrations
 from ..dispatching import eventually, fast_settings, settled
 from ..receivers import Receiver
 from ..support import UvicornThread, free_port
-from .test_store_contract import NOW, PARTNER, TOKEN, URL, new, outcome
+from .test_store_contract import (
+    NOW,
+    PARTNER,
+    PARTNER_SECRET,
+    TOKEN,
+    TOKEN_SECRET,
+    URL,
+    new,
+    outcome,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -52,8 +62,8 @@ def retry(claim: Claim, *, next_at: float) -> Outcome:
 
 
 async def seed_registry(store: PostgresStore) -> None:
-    await store.put_partner(PARTNER)
-    await store.add_token(TOKEN)
+    await register_partner(store, PARTNER, PARTNER_SECRET)
+    await register_token(store, TOKEN, TOKEN_SECRET)
 
 
 @pytest.fixture

@@ -25,7 +25,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ENV_PREFIX = str(ServiceSettings.model_config.get("env_prefix", ""))
 _METAVARS = {"retry_schedule": "DELAYS", "db": "URL", "admin_key": "KEY", "host": "ADDRESS"}
 _DURATIONS = frozenset(
-    {"timeout", "retry_after_cap", "breaker_cooldown", "lease", "token_ttl", "shutdown_grace"}
+    {
+        "timeout",
+        "retry_after_cap",
+        "breaker_cooldown",
+        "lease",
+        "token_ttl",
+        "secret_rotation_grace",
+        "shutdown_grace",
+    }
 )
 
 

@@ -28,7 +28,13 @@ def build_app(settings: ServiceSettings) -> Starlette:
 
     metrics = ServiceMetrics()
     dispatch = hook(settings, metrics=metrics)
-    return create_app(settings, on_commit=dispatch.wake, lifespan_hooks=[dispatch], metrics=metrics)
+    return create_app(
+        settings,
+        on_commit=dispatch.wake,
+        lifespan_hooks=[dispatch],
+        metrics=metrics,
+        breaker_state=dispatch.breaker_state,
+    )
 
 
 @click.command()

@@ -28,9 +28,10 @@ from pydantic import SecretStr
 
 from ..service.app import create_app
 from ..service.dispatcher import hook
+from ..service.ids import new_endpoint_id
 from ..service.metrics import ServiceMetrics
 from ..service.registry import hash_secret
-from ..service.store import Store, TokenRecord, create_store
+from ..service.store import EndpointKind, EndpointRecord, Store, TokenRecord, create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
 from ..signing import Signer, generate_secret
@@ -147,13 +148,13 @@ class EmbeddedService:
         record = await self._store.get_token(hash_secret(token))
         now = time.time()
         if record is None:
+            await self._ensure_endpoint(client_id, now)
             await self._store.add_token(
                 TokenRecord(
                     token_hash=hash_secret(token),
                     dhan_client_id=client_id,
                     postback_url=self.postback_url,
                     partner_id=None,
-                    signing_secret=self._secret,
                     created_at=now,
                     expires_at=now + TOKEN_LIFETIME,
                 )
@@ -164,6 +165,28 @@ class EmbeddedService:
         ingest = HttpIngest(self.url, token, backoff=self._backoff)
         self._ingests[client_id] = ingest
         return ingest
+
+    async def _ensure_endpoint(self, client_id: str, now: float) -> None:
+        """The client's endpoint at the relay's URL, signing with the relay's secret.
+
+        An endpoint left by an earlier run with another secret is rotated to this one: the
+        old secret keeps signing beside it for the service's grace period."""
+        assert self._store is not None
+        endpoint = await self._store.ensure_endpoint(
+            EndpointRecord(
+                id=new_endpoint_id(),
+                kind=EndpointKind.CLIENT,
+                owner_id=client_id,
+                url=self.postback_url,
+                signing_secret=self._secret,
+                created_at=now,
+            )
+        )
+        if endpoint.signing_secret != self._secret:
+            grace = self.settings.secret_rotation_grace
+            await self._store.rotate_secret(
+                endpoint.id, self._secret, now=now, keep_until=now + grace
+            )
 
     def token_for(self, client_id: str) -> str:
         """The access token of ``client_id`` at this URL: derived, never stored."""

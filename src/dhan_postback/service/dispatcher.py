@@ -337,6 +337,18 @@ class Dispatcher:
             signer = self._signers[secret] = Signer(secret)
         return signer
 
+    def _signature(self, claim: Claim, timestamp: int) -> str:
+        """The ``webhook-signature`` value: the endpoint's secret, then (during a rotation's
+        grace period) each retired one, space-separated, as Standard Webhooks allows."""
+        signature = self._signer(claim.signing_secret).signature(claim.id, timestamp, claim.payload)
+        if not claim.previous_secrets:
+            return signature
+        older = (
+            self._signer(secret).signature(claim.id, timestamp, claim.payload)
+            for secret in claim.previous_secrets
+        )
+        return " ".join((signature, *older))
+
     # Claiming ------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -629,9 +641,7 @@ class Dispatcher:
             "User-Agent": USER_AGENT,
             "webhook-id": claim.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": self._signer(claim.signing_secret).signature(
-                claim.id, timestamp, claim.payload
-            ),
+            "webhook-signature": self._signature(claim, timestamp),
         }
         status: int | None = None
         error: str | None = None
@@ -765,6 +775,14 @@ class DispatcherHook:
         """Wake the running dispatcher; takes and ignores any arguments of the caller."""
         if self.dispatcher is not None:
             self.dispatcher.wake()
+
+    def breaker_state(self, url: str) -> str | None:
+        """This node's circuit breaker state for ``url`` (``closed``, ``open``,
+        ``half_open``); None while the dispatcher is not running."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return None
+        return dispatcher.breakers.state(url, self.clock()).value
 
     def __call__(self, store: Store) -> contextlib.AbstractAsyncContextManager[Dispatcher]:
         return self._run(store)
