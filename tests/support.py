@@ -160,9 +160,14 @@ FAST_RETRIES = "0s,50ms,100ms,200ms,400ms"
 
 
 def serve_process(
-    db: Path, port: int, admin_key: str, *, retry_schedule: str = FAST_RETRIES
+    db: Path | str,
+    port: int,
+    admin_key: str,
+    *extra: str,
+    retry_schedule: str = FAST_RETRIES,
 ) -> ServerProcess:
-    """``dhan-postback serve`` on a SQLite file, in sandbox mode, with quick retries.
+    """``dhan-postback serve`` on a SQLite file (or a database URL), in sandbox mode, with
+    quick retries; ``extra`` flags follow the usual ones.
 
     The environment is this one minus every ``DHAN_POSTBACK_*`` variable, so a developer's
     own settings cannot leak into a test.
@@ -170,12 +175,13 @@ def serve_process(
     args = [
         "serve",
         "--port", str(port),
-        "--db", f"sqlite:///{db}",
+        "--db", db if isinstance(db, str) else f"sqlite:///{db}",
         "--allow-loopback",
         "--retry-schedule", retry_schedule,
         "--timeout", "2s",
         "--lease", "3s",
         "--max-in-flight-per-url", "8",
+        *extra,
     ]  # fmt: skip
     process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz")
     process.env = {

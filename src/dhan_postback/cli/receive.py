@@ -18,13 +18,20 @@ from rich.live import Live
 from ..receiver import Receiver, ReceiverStats
 from ..receiver.view import orders_table, stats_text
 
-__all__ = ["receive"]
+__all__ = ["receive", "split_secrets"]
 
 _REFRESH = 0.5
 _LOG_EVERY = 60.0
 _LIVE_ROWS = 20
 
 log = structlog.get_logger(__name__)
+
+
+def split_secrets(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Every secret of repeated ``--secret`` flags, each of which (or the environment
+    variable) may hold several, separated by commas: a receiver in the middle of a rotation
+    accepts a postback that any of them signs. (``whsec_`` secrets are base64: no commas.)"""
+    return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
 
 
 @click.command()
@@ -44,7 +51,9 @@ log = structlog.get_logger(__name__)
     multiple=True,
     envvar="DHAN_POSTBACK_RECEIVER_SECRET",
     show_envvar=True,
-    help="whsec_ signing secret to verify (repeat, or space-separate in the env var, to rotate).",
+    callback=lambda ctx, param, values: split_secrets(values),
+    help="whsec_ signing secret to verify. Repeat it, or separate several with commas, to "
+    "accept any of them (a rotation).",
 )
 @click.option(
     "--path",
