@@ -24,7 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo:demo", "Run everything on this machine and verify every delivery."),
     "send": ("send:send", "Send one realistic postback to a URL and show the answer."),
     "serve": ("serve:serve", "Run the postback service (API, outbox, delivery)."),
-    "tokens": ("tokens:tokens", "Create or revoke access tokens through a running service."),
+    "tokens": ("tokens:tokens", "Create, list or revoke access tokens through a running service."),
+    "endpoints": ("endpoints:endpoints", "List endpoints, show one, rotate its signing secret."),
+    "deliveries": ("deliveries:deliveries", "List deliveries, show one, replay them."),
     "worker": ("worker:worker", "Run only the dispatcher on a shared outbox (more nodes)."),
     "relay": ("relay:relay", "Relay a Dhan account's live order updates as postbacks."),
 }

@@ -1,57 +1,21 @@
-"""``dhan-postback tokens``: create and revoke access tokens through a running service."""
+"""``dhan-postback tokens``: create, list and revoke access tokens through a running service."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 import click
 
+from ._api import AdminApi, admin_api_options, print_json
+from ._tables import print_table, shown_time
+
 __all__ = ["tokens"]
-
-_SERVER = click.option(
-    "--server",
-    default="http://127.0.0.1:8000",
-    show_default=True,
-    envvar="DHAN_POSTBACK_SERVER",
-    help="The service's base URL. [env: DHAN_POSTBACK_SERVER]",
-)
-_ADMIN_KEY = click.option(
-    "--admin-key",
-    envvar="DHAN_POSTBACK_ADMIN_KEY",
-    required=True,
-    help="The service's admin key. [env: DHAN_POSTBACK_ADMIN_KEY]",
-)
-
-
-def _call(method: str, url: str, admin_key: str, body: dict[str, Any] | None) -> Any:
-    """One admin API request; the service's error message becomes a click error."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - http(s) only
-    request.add_header("admin-key", admin_key)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if not url.startswith(("http://", "https://")):
-        raise click.UsageError("--server must be an http:// or https:// URL")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("errorMessage", exc.reason)
-        except (ValueError, AttributeError):
-            message = exc.reason
-        raise click.ClickException(f"the service answered {exc.code}: {message}") from None
-    except urllib.error.URLError as exc:
-        raise click.ClickException(f"cannot reach the service: {exc.reason}") from None
 
 
 @click.group()
 def tokens() -> None:
-    """Create and revoke access tokens (each with its Postback URL)."""
+    """Create, list and revoke access tokens (each with its Postback URL)."""
 
 
 @tokens.command()
@@ -59,42 +23,72 @@ def tokens() -> None:
 @click.option("--url", "postback_url", help="The Postback URL saved with the token.")
 @click.option("--partner-id", help="A partner whose URL also gets this token's postbacks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
-@_SERVER
-@_ADMIN_KEY
+@admin_api_options
 def create(
     client_id: str,
     postback_url: str | None,
     partner_id: str | None,
     as_json: bool,
     server: str,
-    admin_key: str,
+    admin_key: str | None,
 ) -> None:
-    """Generate an access token; prints the token and its signing secret, once."""
+    """Generate an access token; prints the token, once, and its endpoint's signing secret.
+
+    A new token for a client and URL that already had one keeps that endpoint and its
+    secret: renewing a token every day does not touch the receiver."""
     body: dict[str, Any] = {"dhanClientId": client_id}
     if postback_url is not None:
         body["postbackUrl"] = postback_url
     if partner_id is not None:
         body["partnerId"] = partner_id
-    created = _call("POST", server.rstrip("/") + "/v2/access-tokens", admin_key, body)
+    created = AdminApi(server, admin_key).call("POST", "/v2/access-tokens", body=body)
     if as_json:
-        click.echo(json.dumps(created, indent=2))
+        print_json(created)
         return
     click.echo(f"access token:    {created['accessToken']}")
-    click.echo(f"signing secret:  {created['signingSecret']}")
+    click.echo(f"signing secret:  {created['signingSecret'] or '(none: no Postback URL)'}")
+    click.echo(f"endpoint:        {created.get('endpointId') or '(none)'}")
     click.echo(f"client:          {created['dhanClientId']}")
     click.echo(f"postback URL:    {created['postbackUrl'] or '(none)'}")
     if created.get("partnerId"):
         click.echo(f"partner:         {created['partnerId']}")
     click.echo(f"expires at:      {created['expiresAt']}")
-    click.echo("Store the token and the secret now: they are not shown again.", err=True)
+    click.echo("Store the token now: it is not shown again.", err=True)
+
+
+@tokens.command(name="list")
+@click.option("--client-id", help="Only this client's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
+@admin_api_options
+def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: str | None) -> None:
+    """List access tokens, newest first, by a non-secret id (never the tokens themselves)."""
+    api = AdminApi(server, admin_key)
+    found = api.call("GET", "/v2/access-tokens", params={"dhanClientId": client_id})
+    if as_json:
+        print_json(found)
+        return
+    print_table(
+        "Access tokens",
+        ["token id", "client", "endpoint", "created", "expires", "status"],
+        [
+            [
+                token["tokenId"],
+                token["dhanClientId"],
+                token["endpointId"] or "-",
+                shown_time(token["createdAt"]),
+                shown_time(token["expiresAt"]),
+                token["status"],
+            ]
+            for token in found["accessTokens"]
+        ],
+    )
 
 
 @tokens.command()
 @click.argument("token")
-@_SERVER
-@_ADMIN_KEY
-def revoke(token: str, server: str, admin_key: str) -> None:
+@admin_api_options
+def revoke(token: str, server: str, admin_key: str | None) -> None:
     """Revoke TOKEN; its pending deliveries are still sent."""
-    url = server.rstrip("/") + "/v2/access-tokens/" + urllib.parse.quote(token, safe="")
-    revoked = _call("DELETE", url, admin_key, None)
+    path = "/v2/access-tokens/" + urllib.parse.quote(token, safe="")
+    revoked = AdminApi(server, admin_key).call("DELETE", path)
     click.echo(f"revoked at {revoked['revokedAt']}")
