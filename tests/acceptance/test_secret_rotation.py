@@ -120,6 +120,7 @@ async def test_a_receiver_with_only_the_old_then_only_the_new_secret_accepts_eve
             await eventually(lambda: api.delivered(sent, CLIENT_ID), timeout=60)
 
         deliveries = {d["deliveryId"]: d for d in api.deliveries(CLIENT_ID)}
+        endpoint = httpx.get(f"{api.url}/v2/endpoints/{token['endpointId']}", headers=ADMIN).json()
 
     total = sum(len(phase) for phase in phases)
     assert len(sent) == total
@@ -128,6 +129,10 @@ async def test_a_receiver_with_only_the_old_then_only_the_new_secret_accepts_eve
     assert {deliveries[i]["lastStatusCode"] for i in sent} == {200}
     counts = ReceiverStore(receiver_db).counts()
     assert counts.updates == total
+    # serve's dispatcher tells the endpoints API its breaker state; the log its last answer.
+    assert (endpoint["breaker"], endpoint["backlog"]) == ("closed", 0)
+    assert endpoint["lastAnswer"]["statusCode"] == 200
+    assert endpoint["lastAnswer"]["deliveryId"] in sent
 
 
 async def test_the_official_standardwebhooks_package_verifies_both_signatures(

@@ -321,7 +321,7 @@ class PostgresStore:
             cur = await conn.execute(_Q["endpoint_backlog"], params)
             row = await cur.fetchone()
             backlog = 0 if row is None else int(row[0])
-            cur = await conn.execute(_Q["endpoint_last_attempt"], params)
+            cur = await conn.execute(_Q[f"{endpoint.kind.value}_last_attempt"], params)
             last = await cur.fetchone()
             return EndpointActivity(backlog, None if last is None else Attempt(*last))
 

@@ -409,7 +409,7 @@ class SQLiteStore:
 
         def run(conn: sqlite3.Connection) -> EndpointActivity:
             [(backlog,)] = _rows(conn, _QUERIES["endpoint_backlog"], params)
-            last = _rows(conn, _QUERIES["endpoint_last_attempt"], params)
+            last = _rows(conn, _QUERIES[f"{endpoint.kind.value}_last_attempt"], params)
             return EndpointActivity(backlog, Attempt(*last[0]) if last else None)
 
         return await self._read(run)

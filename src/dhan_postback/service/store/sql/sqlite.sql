@@ -236,18 +236,33 @@ WHERE id = :id;
 
 -- name: endpoint_backlog
 -- Pending deliveries to one endpoint (through the index of pending rows by URL).
-SELECT COUNT(*) FROM deliveries
+SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_queue
 WHERE url = :url AND status = 'pending' AND target = :target
   AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = :owner_id;
 
--- name: endpoint_last_attempt
--- The last attempt of the newest delivery to one endpoint that has been attempted.
+-- name: client_last_attempt
+-- The last attempt of the newest delivery to a client's endpoint that has been attempted
+-- (the client's deliveries newest first, by index, until one to this URL).
 SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
 FROM attempts
 WHERE delivery_id = (
     SELECT id FROM deliveries
-    WHERE url = :url AND target = :target AND attempts > 0
-      AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = :owner_id
+    WHERE dhan_client_id = :owner_id AND url = :url AND target = 'token'
+      AND attempts > 0
+    ORDER BY seq DESC
+    LIMIT 1
+)
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: partner_last_attempt
+-- The same for a partner's endpoint (partners are few: newest deliveries first).
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = (
+    SELECT id FROM deliveries
+    WHERE partner_id = :owner_id AND url = :url AND target = 'partner'
+      AND attempts > 0
     ORDER BY seq DESC
     LIMIT 1
 )
