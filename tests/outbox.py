@@ -23,8 +23,16 @@ from dhan_postback.payload import (
     TransactionType,
     Validity,
 )
+from dhan_postback.service.ids import new_endpoint_id
 from dhan_postback.service.registry import register_token
-from dhan_postback.service.store.base import NewDelivery, Store, Target, TokenRecord
+from dhan_postback.service.store.base import (
+    EndpointKind,
+    EndpointRecord,
+    NewDelivery,
+    Store,
+    Target,
+    TokenRecord,
+)
 from dhan_postback.signing import generate_secret
 from dhan_postback.simulator import Simulator, interleave
 
@@ -104,8 +112,21 @@ class Outbox:
         return self
 
     async def add(self, url: str, bodies: Sequence[bytes]) -> list[NewDelivery]:
-        """Commit one delivery per body to ``url``, in the given order."""
+        """Commit one delivery per body to ``url``, in the given order.
+
+        ``url`` need not be the token's: the client gets an endpoint there too (with this
+        outbox's secret, unless it had one), as if it had had a token for it."""
         now = time.time()
+        await self.store.ensure_endpoint(
+            EndpointRecord(
+                id=new_endpoint_id(),
+                kind=EndpointKind.CLIENT,
+                owner_id=self.client_id,
+                url=url,
+                signing_secret=self.secret,
+                created_at=now,
+            )
+        )
         batch = [
             NewDelivery(
                 id=f"msg_{uuid.uuid4().hex}",

@@ -16,7 +16,7 @@ import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from ...errors import Conflict
+from ...errors import Conflict, StoreUnavailable
 from .base import (
     Attempt,
     Claim,
@@ -227,7 +227,11 @@ class MemoryStore:
         )
 
     def _endpoint_of(self, new: NewDelivery) -> EndpointRecord:
-        return self._endpoints[self._endpoint_ids[_endpoint_key(new)]]
+        endpoint_id = self._endpoint_ids.get(_endpoint_key(new))
+        if endpoint_id is None:
+            # Endpoints are never deleted, so this means a damaged store (as on SQLite).
+            raise StoreUnavailable(f"delivery {new.id} has no endpoint to sign it")
+        return self._endpoints[endpoint_id]
 
     async def finish(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:

@@ -614,6 +614,9 @@ def _claim(row: Sequence[Any], now: float) -> Claim:
         after_dead,
         previous,
     ) = row
+    if secret is None:
+        # Endpoints are never deleted, so this means a damaged database.
+        raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
     return Claim(
         id=delivery_id,
         seq=seq,
