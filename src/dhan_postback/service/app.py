@@ -410,10 +410,7 @@ def _boolean(text: str | None, name: str) -> bool:
 
 def _list_query(request: Request) -> DeliveryQuery:
     """A DeliveryQuery from ``GET /v2/deliveries`` query parameters; 400 names a bad one."""
-    params = request.query_params
-    unknown = sorted(set(params) - _LIST_PARAMETERS)
-    if unknown:
-        raise PayloadError(f"unknown query parameter `{unknown[0]}`")
+    params = _known_parameters(request, _LIST_PARAMETERS)
     status = params.get("status")
     if status is not None and status not in DeliveryStatus.__members__.values():
         allowed = ", ".join(DeliveryStatus)
