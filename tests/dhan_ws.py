@@ -9,7 +9,11 @@ real broker.
 * :class:`DhanWsServer` speaks the documented protocol: it checks the login message, then
   streams the frames it is fed. It can drop a connection abruptly (after making sure the frames
   sent so far have reached the client), re-send the last frames after a reconnect, stay silent,
-  or stop answering pings.
+  stop answering pings, turn connections away (HTTP 503) or refuse logins (close code 4001).
+* :class:`FakeBroker` is one account at the broker: the websocket above and the REST order
+  book (``GET /v2/orders``), kept consistent: every change lands in the book when its frame
+  is fed, or in the book alone while the relay is away (the frame is lost, as at the
+  broker). :func:`to_book_row` writes an update as an order-book row.
 * :func:`simulated_updates` is one account's trading day from the simulator.
 * :class:`IngestRecorder` implements just ``POST /v2/order-updates`` of the service, strictly,
   and records what it accepted.
@@ -25,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from starlette.applications import Starlette
@@ -32,8 +37,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
 
 from dhan_postback.errors import AuthenticationError, InvalidUpdate, PayloadError, error_body
+from dhan_postback.lifecycle import order_key
 from dhan_postback.payload import (
     ExchangeSegment,
     LegName,
@@ -46,9 +54,11 @@ from dhan_postback.payload import (
     validate_strict,
 )
 from dhan_postback.simulator import Simulator, interleave
+from tests.support import UvicornThread
 
 __all__ = [
     "DhanWsServer",
+    "FakeBroker",
     "IngestRecorder",
     "alert_frame",
     "docs_style_frame",
@@ -57,6 +67,7 @@ __all__ = [
     "individual_login",
     "partner_login",
     "simulated_updates",
+    "to_book_row",
     "to_order_alert",
 ]
 
@@ -250,6 +261,11 @@ class DhanWsServer:
         self.logins: list[dict[str, Any]] = []
         self.bad_logins: list[str] = []
         self.drops = 0
+        self.close_codes: list[int | None] = []
+        self.away = False
+        self.turned_away = 0
+        self.refusing_logins = False
+        self._current: ServerConnection | None = None
         self._dropped = False
         self._more = asyncio.Event()
         self._closing = asyncio.Event()
@@ -262,7 +278,12 @@ class DhanWsServer:
 
     async def __aenter__(self) -> DhanWsServer:
         self._server = await serve(
-            self._handle, "127.0.0.1", 0, ping_interval=None, close_timeout=1
+            self._handle,
+            "127.0.0.1",
+            0,
+            ping_interval=None,
+            close_timeout=1,
+            process_request=self._turn_away,
         )
         port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://127.0.0.1:{port}"
@@ -274,6 +295,24 @@ class DhanWsServer:
         self._server.close()
         await self._server.wait_closed()
 
+    def _turn_away(self, ws: ServerConnection, request: WsRequest) -> WsResponse | None:
+        """While ``away``, the handshake is answered 503: the relay cannot get back in."""
+        if self.away:
+            self.turned_away += 1
+            return ws.respond(HTTPStatus.SERVICE_UNAVAILABLE, "away for a while\n")
+        return None
+
+    def drop(self) -> None:
+        """Cut the current connection abruptly (TCP reset), as a network failure would."""
+        if self._current is not None:
+            self._current.transport.abort()
+
+    async def refuse_logins(self, reason: str = "token expired") -> None:
+        """The token expired: close the current connection and refuse every login from now."""
+        self.refusing_logins = True
+        if self._current is not None:
+            await self._current.close(4001, reason)
+
     async def _handle(self, ws: ServerConnection) -> None:
         self.connections += 1
         try:
@@ -284,7 +323,7 @@ class DhanWsServer:
             login = json.loads(raw)
         except ValueError:
             login = None
-        if login != self.expected_login:
+        if login != self.expected_login or self.refusing_logins:
             self.bad_logins.append(str(raw))
             await ws.close(4001, "login failed")
             return
@@ -302,8 +341,14 @@ class DhanWsServer:
             return
         position = max(0, self.cursor - self.resend) if self._dropped else self.cursor
         self._dropped = False
-        with contextlib.suppress(Exception):
-            await self._stream(ws, position)
+        self._current = ws
+        try:
+            with contextlib.suppress(Exception):
+                await self._stream(ws, position)
+        finally:
+            self._current = None
+            received = ws.protocol.close_rcvd
+            self.close_codes.append(received.code if received is not None else None)
 
     async def _stream(self, ws: ServerConnection, position: int) -> None:
         closed = asyncio.ensure_future(ws.wait_closed())
@@ -394,3 +439,129 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, message: 
         if time.monotonic() > deadline:
             raise AssertionError(message or "condition not reached in time")
         await asyncio.sleep(0.02)
+
+
+# --------------------------------------------------------------------------------------------
+# The broker's REST order book, and the whole broker.
+
+
+def to_book_row(update: OrderUpdate) -> dict[str, Any]:
+    """The row the broker's order book shows for ``update`` (its names and extra fields; a
+    partly filled order is ``PART_TRADED``, as the book says)."""
+    wire = update.to_dict()
+    filled = wire.pop("filled_qty")
+    status = wire["orderStatus"]
+    if status == OrderStatus.PENDING and filled > 0:
+        status = "PART_TRADED"
+    return {
+        "dhanClientId": wire["dhanClientId"],
+        "orderId": wire["orderId"],
+        "exchangeOrderId": f"14{update.order_id[-12:]:0>14}",
+        "correlationId": wire["correlationId"],
+        "orderStatus": status,
+        **{key: value for key, value in wire.items() if key not in _BOOK_HEAD},
+        "remainingQuantity": update.quantity - filled,
+        "averageTradedPrice": update.price if filled else 0.0,
+        "filledQty": filled,
+    }
+
+
+_BOOK_HEAD = frozenset({"dhanClientId", "orderId", "correlationId", "orderStatus"})
+
+INVALID_TOKEN = {
+    "errorType": "Invalid_Authentication",
+    "errorCode": "DH-901",
+    "errorMessage": "Client ID or user generated access token is invalid or expired.",
+}
+RATE_LIMITED = {
+    "errorType": "Rate_Limit",
+    "errorCode": "DH-904",
+    "errorMessage": "Too many requests on server from single user breaching rate limits.",
+}
+
+OrderKey = tuple[str, str | None]
+
+
+class FakeBroker:
+    """One account at the broker: the order-update websocket and the REST order book.
+
+    :meth:`change` applies updates as the broker's OMS would: each becomes its order's row
+    in the book and, unless ``stream=False`` (the relay is away and the frame is lost), a
+    frame on the websocket, in that order, so the book never lags what was streamed.
+    ``history`` keeps every state each order went through, to check the relay invents none.
+    ``expire_token()`` makes the book answer 401 ``DH-901`` and the websocket refuse logins;
+    ``rate_limit(n)`` answers the next n book requests 429 ``DH-904`` with ``Retry-After``.
+    """
+
+    def __init__(self, client_id: str, token: str, *, retry_after: float = 1.0) -> None:
+        self.client_id = client_id
+        self.token = token
+        self.retry_after = retry_after
+        self.ws = DhanWsServer(individual_login(client_id, token), resend=0)
+        self.book: dict[OrderKey, OrderUpdate] = {}
+        self.history: dict[OrderKey, list[OrderUpdate]] = {}
+        self.book_requests: list[float] = []  # monotonic times
+        self.token_expired = False
+        self._rate_limited = 0
+        self._lock = threading.Lock()
+        app = Starlette(routes=[Route("/v2/orders", self._orders, methods=["GET"])])
+        self._rest = UvicornThread(app)
+
+    @property
+    def ws_url(self) -> str:
+        return self.ws.url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self._rest.url}/v2"
+
+    async def __aenter__(self) -> FakeBroker:
+        self._rest.start()
+        await self.ws.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.ws.__aexit__(*exc_info)
+        self._rest.stop()
+
+    def change(self, updates: Iterable[OrderUpdate], *, stream: bool = True) -> None:
+        for update in updates:
+            key = order_key(update)
+            with self._lock:
+                self.book[key] = update
+                self.history.setdefault(key, []).append(update)
+            if stream:
+                self.ws.feed([alert_frame(update)])
+
+    def send_frame_only(self, update: OrderUpdate) -> None:
+        """A frame the book does not change for: a late (or repeated) one."""
+        self.ws.feed([alert_frame(update)])
+
+    async def expire_token(self, *, websocket: bool = True) -> None:
+        """From now on the book answers 401 ``DH-901``; and, unless ``websocket=False``, the
+        websocket closes the connection and refuses every login."""
+        with self._lock:
+            self.token_expired = True
+        if websocket:
+            await self.ws.refuse_logins()
+
+    def rate_limit(self, requests: int) -> None:
+        with self._lock:
+            self._rate_limited = requests
+
+    async def _orders(self, request: Request) -> JSONResponse:
+        with self._lock:
+            self.book_requests.append(time.monotonic())
+            authentic = (
+                request.headers.get("access-token") == self.token
+                and request.headers.get("client-id") == self.client_id
+                and not self.token_expired
+            )
+            if not authentic:
+                return JSONResponse(INVALID_TOKEN, status_code=401)
+            if self._rate_limited > 0:
+                self._rate_limited -= 1
+                headers = {"Retry-After": f"{self.retry_after:g}"}
+                return JSONResponse(RATE_LIMITED, status_code=429, headers=headers)
+            rows = [to_book_row(update) for update in self.book.values()]
+        return JSONResponse(rows)

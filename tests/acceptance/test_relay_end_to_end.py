@@ -8,8 +8,6 @@ relay should make of the frame.
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ import pytest
 
 from dhan_postback.cli.serve import build_app
 from dhan_postback.payload import OrderUpdate, dumps
-from dhan_postback.receiver import Postback, Receiver
 from dhan_postback.relay import EmbeddedService, HttpIngest
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
@@ -32,30 +29,20 @@ from tests.dhan_ws import (
     individual_login,
     simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.support import ServerProcess, UvicornThread, free_port
+from tests.integration.relay_harness import (
+    CLIENT_ID,
+    TOKEN,
+    Trader,
+    relay_process,
+    running_relay,
+    stop_process,
+)
+from tests.support import UvicornThread, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
 UPDATES = simulated_updates(60, seed=21)
 FAST = {"retry_schedule": "0s,50ms,100ms,200ms", "timeout": "2s", "allow_loopback": True}
-
-
-class Trader:
-    """A receiver at the Postback URL, remembering every body its handler was given."""
-
-    def __init__(self, directory: Path, secret: str, port: int | None = None) -> None:
-        self.receiver = Receiver(secret, db=directory / "receiver.db")
-        self.bodies: list[bytes] = []
-        self.receiver.on_update(self._handle)
-        self.server = UvicornThread(self.receiver, port=port)
-
-    async def _handle(self, postback: Postback) -> None:
-        self.bodies.append(postback.body)
-
-    @property
-    def url(self) -> str:
-        return self.server.url + "/"
 
 
 def _frames(updates: list[OrderUpdate]) -> list[str]:
@@ -162,41 +149,15 @@ async def test_the_relay_command_with_an_embedded_service_reaches_the_receiver(
     trader = Trader(tmp_path, secret)
     broker = DhanWsServer(individual_login(CLIENT_ID, TOKEN))
     broker.feed(alert_frame(u) for u in UPDATES[:25])
-    output = tmp_path / "relay.log"
     with trader.server:
         async with broker:
-            process = ServerProcess(
-                [
-                    "relay",
-                    "--client-id",
-                    CLIENT_ID,
-                    "--ws-url",
-                    broker.url,
-                    "--postback-url",
-                    trader.url,
-                    "--allow-loopback",
-                    "--retry-schedule",
-                    "0s,50ms,100ms",
-                    "--db",
-                    str(tmp_path / "relay.db"),
-                ],
-                env={
-                    "DHAN_POSTBACK_RELAY_ACCESS_TOKEN": TOKEN,
-                    "DHAN_POSTBACK_RELAY_SIGNING_SECRET": secret,
-                },
-                log_path=output,
-            ).start()
-            assert process.process is not None
+            process = relay_process(trader, broker.url, tmp_path, "--reconcile-interval", "0")
             try:
                 await eventually(lambda: len(trader.bodies) >= 25, timeout=60)
             finally:
-                process.process.send_signal(signal.SIGTERM)
-                for _ in range(300):
-                    if process.process.poll() is not None:
-                        break
-                    await asyncio.sleep(0.05)
-    assert process.process.returncode == 0
+                code = await stop_process(process)
+    assert code == 0
     _assert_trader_saw_exactly(trader, UPDATES[:25])
-    text = output.read_text()
+    text = (tmp_path / "relay.log").read_text()
     assert "SANDBOX" in text and (tmp_path / "relay-outbox.db").exists()
     assert TOKEN not in text and secret not in text

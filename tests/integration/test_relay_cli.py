@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from tests.dhan_ws import (
     individual_login,
     simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN
+from tests.integration.relay_harness import CLIENT_ID, TOKEN, stop_process, wait_for_exit
 from tests.support import ServerProcess, UvicornThread
 
 UPDATES = simulated_updates(8)
@@ -31,19 +29,6 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
         with contextlib.suppress(ValueError):
             lines.append(json.loads(line))
     return [line for line in lines if isinstance(line, dict) and "event" in line]
-
-
-async def _stop(process: ServerProcess) -> int:
-    """SIGTERM, then wait without blocking the loop the test broker runs on."""
-    assert process.process is not None
-    process.process.send_signal(signal.SIGTERM)
-    for _ in range(300):
-        code = process.process.poll()
-        if code is not None:
-            return code
-        await asyncio.sleep(0.05)
-    process.process.kill()
-    raise AssertionError("the relay did not stop on SIGTERM")
 
 
 async def test_the_relay_command_delivers_updates_and_never_prints_a_secret(
@@ -66,6 +51,8 @@ async def test_the_relay_command_delivers_updates_and_never_prints_a_secret(
                     service.url,
                     "--db",
                     str(tmp_path / "relay.db"),
+                    "--reconcile-interval",
+                    "0",
                 ],
                 env={
                     "DHAN_POSTBACK_RELAY_ACCESS_TOKEN": TOKEN,
@@ -76,7 +63,7 @@ async def test_the_relay_command_delivers_updates_and_never_prints_a_secret(
             try:
                 await eventually(lambda: len(ingest.received) == len(UPDATES), timeout=30)
             finally:
-                code = await _stop(process)
+                code = await stop_process(process)
     assert code == 0
     assert ingest.received == [expected_postback(u) for u in UPDATES]
     text = output.read_text()
@@ -102,11 +89,11 @@ async def test_the_relay_command_exits_1_when_the_service_refuses_its_token(
                     "DHAN_POSTBACK_RELAY_ACCESS_TOKEN": TOKEN,
                     "DHAN_POSTBACK_RELAY_SERVICE_TOKEN": "wrong-service-token",
                     "DHAN_POSTBACK_RELAY_DB": str(tmp_path / "relay.db"),
+                    "DHAN_POSTBACK_RELAY_RECONCILE_INTERVAL": "0",
                 },
                 log_path=output,
             ).start()
-            assert process.process is not None
-            await eventually(lambda: process.process.poll() is not None, timeout=30)  # type: ignore[union-attr]
-    assert process.process.returncode == 1
+            code = await wait_for_exit(process)
+    assert code == 1
     text = output.read_text()
     assert "HTTP 401" in text and "wrong-service-token" not in text and TOKEN not in text

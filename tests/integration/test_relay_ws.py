@@ -4,12 +4,17 @@ HTTP server that answers like the service's ingest API. Loopback only."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
 import structlog.testing
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
 
 from dhan_postback.relay import (
     Backoff,
@@ -19,6 +24,7 @@ from dhan_postback.relay import (
     Relay,
     RelayLog,
     SinkUnusable,
+    TokenRefused,
 )
 from tests.dhan_ws import (
     DhanWsServer,
@@ -154,18 +160,64 @@ async def test_a_connection_that_stops_answering_pings_is_redialled(
     assert "keepalive ping timeout" in (relay.source.last_disconnect or "")
 
 
-async def test_a_refused_login_is_retried_with_backoff_and_reported(
+async def test_a_refused_login_stops_the_relay_instead_of_redialling(
     recorder: tuple[IngestRecorder, str], tmp_path: Path
 ) -> None:
     ingest, url = recorder
     broker = DhanWsServer(individual_login(CLIENT_ID, "another-token"))
+    async with broker, RelayLog(tmp_path / "relay.db") as relay_log:
+        stream = OrderUpdateStream(Login.individual(CLIENT_ID, TOKEN), url=broker.url)
+        relay = Relay(stream, HttpIngest(url, ingest.token), relay_log)
+        with pytest.raises(TokenRefused) as raised:
+            await asyncio.wait_for(relay.run(), 15)
+    assert len(broker.bad_logins) == 1
+    assert "code 4001: login failed" in raised.value.message
+    assert TOKEN not in raised.value.message
+
+
+async def test_a_handshake_answered_401_is_a_refused_login(tmp_path: Path) -> None:
+    async def refuse(connection: ServerConnection, request: WsRequest) -> WsResponse:
+        return connection.respond(HTTPStatus.UNAUTHORIZED, "invalid token\n")
+
+    async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=refuse) as ws:
+        port = ws.sockets[0].getsockname()[1]
+        stream = OrderUpdateStream(Login.individual(CLIENT_ID, TOKEN), url=f"ws://127.0.0.1:{port}")
+        with pytest.raises(TokenRefused) as raised:
+            async with contextlib.aclosing(stream.frames()) as frames:
+                await asyncio.wait_for(anext(frames), 15)
+    assert "HTTP 401" in raised.value.message
+
+
+async def test_a_connection_closed_by_the_broker_after_frames_is_redialled(
+    recorder: tuple[IngestRecorder, str], tmp_path: Path
+) -> None:
+    """A close with an application code mid-session is not a refused login by itself."""
+    ingest, url = recorder
+    broker = DhanWsServer(individual_login(CLIENT_ID, TOKEN))
+    broker.feed(alert_frame(u) for u in UPDATES[:2])
     sink = HttpIngest(url, ingest.token)
     async with broker, running_relay(broker.url, sink, tmp_path / "relay.db") as relay:
-        await eventually(lambda: len(broker.bad_logins) >= 3)
-        status = relay.status()
-    assert not status.connected
-    assert status.link_error is not None and "4001" in status.link_error
-    assert TOKEN not in (status.link_error or "")
+        await eventually(lambda: len(ingest.received) == 2)
+        assert broker._current is not None
+        await broker._current.close(4002, "maintenance")
+        await eventually(lambda: len(broker.logins) == 2)
+        broker.feed(alert_frame(u) for u in UPDATES[2:4])
+        await eventually(lambda: len(ingest.received) == 4)
+    assert relay.status().disconnects == 1
+
+
+async def test_stopping_the_relay_closes_the_websocket_normally(
+    recorder: tuple[IngestRecorder, str], tmp_path: Path
+) -> None:
+    ingest, url = recorder
+    broker = DhanWsServer(individual_login(CLIENT_ID, TOKEN))
+    broker.feed(alert_frame(u) for u in UPDATES[:2])
+    sink = HttpIngest(url, ingest.token)
+    async with broker:
+        async with running_relay(broker.url, sink, tmp_path / "relay.db"):
+            await eventually(lambda: len(ingest.received) == 2)
+        await eventually(lambda: len(broker.close_codes) == 1)
+    assert broker.close_codes == [1000]
 
 
 async def test_the_relay_waits_out_an_unavailable_service(tmp_path: Path) -> None:

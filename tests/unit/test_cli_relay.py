@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from dhan_postback.cli import main
-from dhan_postback.cli.relay import render_status, signing_secret_beside
-from dhan_postback.relay import RelayStatus
+from dhan_postback.cli.relay import render_status, signing_secret_beside, token_refused_message
+from dhan_postback.relay import Login, RelayStatus, TokenRefused
 
 SECRET = "eyJ-very-secret-token"
 
@@ -144,3 +144,34 @@ def test_the_generated_signing_secret_is_kept_for_the_owner_only_and_reused(
     assert secret.startswith("whsec_") and str(kept) in where
     assert kept.stat().st_mode & 0o777 == 0o600
     assert signing_secret_beside(str(tmp_path / "relay.db"))[0] == secret
+
+
+def test_help_shows_the_order_book_flags_and_their_defaults() -> None:
+    code, output = _invoke("--help")
+    flat = "".join(output.split())
+    assert code == 0
+    assert "--api-url" in output and "https://api.dhan.co/v2" in flat
+    assert "--reconcile-interval" in output and "DHAN_POSTBACK_RELAY_RECONCILE_INTERVAL" in output
+
+
+def test_an_api_url_must_be_http() -> None:
+    code, output = _invoke("--api-url", "ftp://api.dhan.co/v2")
+    assert code == 2 and "--api-url must start with https://" in output
+
+
+def test_an_unreadable_reconcile_interval_is_a_usage_error() -> None:
+    code, output = _invoke("--reconcile-interval", "often")
+    assert code == 2 and "not a duration" in output
+
+
+def test_a_refused_token_is_one_line_saying_how_to_pass_a_new_one() -> None:
+    login = Login.individual("1000000001", SECRET)
+    line = token_refused_message(login, TokenRefused("the order book answered HTTP 401 DH-901"))
+    assert "\n" not in line and SECRET not in line
+    assert "expired" in line and "--access-token or DHAN_POSTBACK_RELAY_ACCESS_TOKEN" in line
+
+
+def test_the_status_line_shows_what_came_from_the_order_book_and_its_trouble() -> None:
+    line = render_status(_status(reconciled=3, reconcile_error="rate limited (HTTP 429)")).plain
+    assert "relayed 8 (3 from the order book)" in line
+    assert "order book: rate limited (HTTP 429)" in line

@@ -3,17 +3,33 @@ tests/integration)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog.testing
 
 from dhan_postback.payload import OrderUpdate, validate_strict
-from dhan_postback.relay import Relay, RelayLog, SinkUnusable, UpdateRefused
-from tests.dhan_ws import alert_frame, docs_style_frame, expected_postback, simulated_updates
+from dhan_postback.relay import (
+    OrderBookUnavailable,
+    Reconciler,
+    Relay,
+    RelayLog,
+    SinkUnusable,
+    TokenRefused,
+    UpdateRefused,
+)
+from tests.dhan_ws import (
+    alert_frame,
+    docs_style_frame,
+    expected_postback,
+    simulated_updates,
+    to_book_row,
+)
 
 UPDATES = simulated_updates(12)
 
@@ -151,3 +167,88 @@ async def test_a_repeated_mapping_warning_is_counted_every_time_but_logged_once(
         relay = await _relay(frames, MemorySink(), tmp_path)
     assert relay.status().warnings == 4
     assert [e["event"] for e in events].count("relay.mapping.warnings") == 1
+
+
+class MemoryBook:
+    """An order book in memory: each read answers the next of ``reads`` (rows, or an error
+    to raise); after the last one it keeps answering the last rows."""
+
+    def __init__(self, *reads: list[dict[str, Any]] | Exception) -> None:
+        self.reads = list(reads)
+        self.calls = 0
+        self.last_error: str | None = None
+
+    async def orders(self) -> list[dict[str, Any]]:
+        self.calls += 1
+        read = self.reads.pop(0) if len(self.reads) > 1 else self.reads[0]
+        if isinstance(read, Exception):
+            raise read
+        return read
+
+    async def close(self) -> None: ...
+
+
+class LoginThenQuiet(ListSource):
+    """Sends its frames, logs in (as a reconnect would), then stays quiet until stopped."""
+
+    def __init__(self, frames: Sequence[str | bytes], reconciler: Reconciler) -> None:
+        super().__init__(frames)
+        self.reconciler = reconciler
+
+    async def frames(self) -> AsyncGenerator[str | bytes, None]:
+        for frame in self._frames:
+            yield frame
+        self.reconciler.logged_in()
+        await asyncio.Event().wait()
+
+
+async def _relay_with_book(
+    frames: Sequence[str], book: MemoryBook, sink: MemorySink, path: Path, reads: int
+) -> Relay:
+    reconciler = Reconciler(book, interval=3600)
+    async with RelayLog(path / "relay.db") as log:
+        relay = Relay(LoginThenQuiet(frames, reconciler), sink, log, reconciler=reconciler)
+        task = asyncio.create_task(relay.run())
+        while (reconciler.reconciles < reads or relay.status().pending) and not task.done():
+            await asyncio.sleep(0.01)
+        relay.stop()
+        await task
+        return relay
+
+
+async def test_book_rows_newer_than_the_frames_are_relayed_and_the_rest_are_not(
+    tmp_path: Path,
+) -> None:
+    order = [u for u in UPDATES if u.order_id == UPDATES[0].order_id]
+    frames = [alert_frame(u) for u in order[:2]]
+    rows = [to_book_row(order[0]), to_book_row(order[1]), to_book_row(UPDATES[-1])]
+    sink = MemorySink()
+    relay = await _relay_with_book(frames, MemoryBook(rows), sink, tmp_path, reads=1)
+    assert sink.received == [*(expected_postback(u) for u in order[:2]), UPDATES[-1]]
+    assert (relay.status().reconciled, relay.status().reconciles) == (1, 1)
+
+
+async def test_a_refused_token_hands_on_what_was_received_then_stops_the_relay(
+    tmp_path: Path,
+) -> None:
+    sink = MemorySink()
+    book = MemoryBook(TokenRefused("the order book answered HTTP 401 DH-901"))
+    with pytest.raises(TokenRefused):
+        await _relay_with_book([alert_frame(u) for u in UPDATES[:5]], book, sink, tmp_path, 1)
+    assert sink.received == [expected_postback(u) for u in UPDATES[:5]]
+
+
+async def test_an_order_book_that_is_unavailable_is_tried_again_next_time(
+    tmp_path: Path,
+) -> None:
+    sink = MemorySink()
+    book = MemoryBook(OrderBookUnavailable("HTTP 403: DH-902"), [to_book_row(UPDATES[0])])
+    reconciler = Reconciler(book, interval=0.01)
+    async with RelayLog(tmp_path / "relay.db") as log:
+        relay = Relay(LoginThenQuiet([], reconciler), sink, log, reconciler=reconciler)
+        task = asyncio.create_task(relay.run())
+        while not sink.received and not task.done():
+            await asyncio.sleep(0.01)
+        relay.stop()
+        await task
+    assert sink.received == [UPDATES[0]] and book.calls >= 2

@@ -7,6 +7,11 @@ same ``DHAN_POSTBACK_*`` settings as ``serve``). Secrets come from flags or, bet
 in ``ps``), from ``DHAN_POSTBACK_RELAY_*`` variables; none is ever printed or logged. The
 embedded service signs postbacks with ``--signing-secret``, or with a secret it generates once
 and keeps in a file next to ``--db`` (readable by the owner only).
+
+After every login and every ``--reconcile-interval`` the relay reads the broker's order book
+(``--api-url``) and relays what the websocket missed. Exit status: 0 when stopped by SIGINT or
+SIGTERM, 1 when the postback service refuses the relay, 3 when the broker refuses the access
+token (expired or wrong), with one line saying how to pass a new one.
 """
 
 from __future__ import annotations
@@ -32,17 +37,21 @@ from ..durations import parse_duration
 from ..errors import URLRefused
 from ..logs import configure_logging
 from ..relay import (
+    DEFAULT_API_URL,
     DEFAULT_WS_URL,
     Backoff,
     EmbeddedService,
     HttpIngest,
     Login,
+    OrderBook,
     OrderUpdateStream,
+    Reconciler,
     Relay,
     RelayLog,
     RelayStatus,
     Sink,
     SinkUnusable,
+    TokenRefused,
 )
 from ..signing import generate_secret
 from ..urlpolicy import check_url, loopback_warning
@@ -51,6 +60,7 @@ from .worker import DISPATCHER_FIELDS
 
 __all__ = [
     "EMBEDDED_SERVICE_FIELDS",
+    "EXIT_TOKEN_REFUSED",
     "RelayOptions",
     "relay",
     "render_status",
@@ -62,6 +72,9 @@ _ENV = "DHAN_POSTBACK_RELAY_"
 
 EMBEDDED_SERVICE_FIELDS: tuple[str, ...] = tuple(f for f in DISPATCHER_FIELDS if f != "db")
 """Service settings that tune the embedded service (its database is ``--service-db``)."""
+
+EXIT_TOKEN_REFUSED = 3
+"""The exit status when the broker refuses the access token: restarting will not help."""
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +90,8 @@ class RelayOptions:
     ping_interval: float
     ping_timeout: float
     backoff_cap: float
+    api_url: str = DEFAULT_API_URL
+    reconcile_interval: float | None = 60.0
 
 
 def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
@@ -144,6 +159,22 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     show_default=True,
 )
 @_option(
+    "--api-url",
+    "API_URL",
+    "The broker's REST API, for the order book the relay reconciles with.",
+    default=DEFAULT_API_URL,
+    show_default=True,
+)
+@_option(
+    "--reconcile-interval",
+    "RECONCILE_INTERVAL",
+    "Read the broker's order book after every login and this often while connected, and "
+    "relay what the websocket missed (0: never).",
+    default="60s",
+    show_default=True,
+    callback=_duration,
+)
+@_option(
     "--db",
     "DB",
     "The relay's own SQLite log (de-duplication, unsent updates, dead letters).",
@@ -194,6 +225,8 @@ def relay(
     service_url: str | None,
     service_token: str | None,
     ws_url: str,
+    api_url: str,
+    reconcile_interval: float | None,
     db: str,
     idle_timeout: float | None,
     ping_interval: float,
@@ -208,6 +241,8 @@ def relay(
     """
     if not ws_url.startswith(("wss://", "ws://")):
         raise click.UsageError("--ws-url must start with wss:// (or ws:// for a local test)")
+    if not api_url.startswith(("https://", "http://")):
+        raise click.UsageError("--api-url must start with https:// (or http:// for a local test)")
     login = _login(client_id, access_token, partner_id, partner_secret)
     if service_url:
         if postback_url:
@@ -230,6 +265,8 @@ def relay(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
         backoff_cap=backoff_cap,
+        api_url=api_url,
+        reconcile_interval=reconcile_interval or None,
     )
     sys.exit(asyncio.run(run_relay(options, sink, show_status=sys.stdout.isatty())))
 
@@ -302,7 +339,9 @@ def signing_secret_beside(db: str) -> tuple[str, str]:
 
 
 async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> int:
-    """Run until SIGINT/SIGTERM (exit code 0) or until the service refuses the relay (1)."""
+    """Run until SIGINT/SIGTERM (exit code 0), until the service refuses the relay (1) or
+    until the broker refuses the access token (3)."""
+    reconciler = _reconciler(options)
     stream = OrderUpdateStream(
         options.login,
         url=options.ws_url,
@@ -310,34 +349,71 @@ async def run_relay(options: RelayOptions, sink: Sink, *, show_status: bool) -> 
         ping_interval=options.ping_interval,
         ping_timeout=options.ping_timeout,
         backoff=Backoff(base=0.5, cap=options.backoff_cap),
+        on_login=reconciler.logged_in if reconciler else None,
     )
     async with RelayLog(options.db) as relay_log:
-        worker = Relay(stream, sink, relay_log)
+        worker = Relay(stream, sink, relay_log, reconciler=reconciler)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
         try:
-            refused = await _run_showing(worker, show_status)
+            outcome = await _run_showing(worker, show_status)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-        if refused:
-            log.error("relay.stopped", reason=refused)
+        if outcome is not None:
+            log.error("relay.stopped", reason=outcome.message)
         status = worker.status()
         log.info(
             "relay.summary",
             relayed=status.relayed,
+            reconciled=status.reconciled,
             duplicates=status.duplicates,
+            stale=status.stale,
             dead_letters=status.dead_letters,
             pending=status.pending,
             db=options.db,
         )
-    return 1 if refused else 0
+    if isinstance(outcome, TokenRefused):
+        click.echo(f"Error: {token_refused_message(options.login, outcome)}", err=True)
+        return EXIT_TOKEN_REFUSED
+    return 1 if outcome else 0
 
 
-async def _run_showing(worker: Relay, show_status: bool) -> str | None:
-    """Run the relay, with the status line on a terminal; why the service refused it, or
-    None when it was stopped.
+def _reconciler(options: RelayOptions) -> Reconciler | None:
+    """The order-book reconciler, unless it is turned off or the login cannot read the book
+    (the order book needs an account's access token; a partner login has none)."""
+    if options.reconcile_interval is None:
+        log.info("relay.reconcile.off", reason="--reconcile-interval 0")
+        return None
+    login = options.login
+    if login.user_type != "SELF" or login.token is None:
+        log.warning(
+            "relay.reconcile.off", reason="a partner login has no access token for the order book"
+        )
+        return None
+    book = OrderBook(options.api_url, login.client_id, login.token)
+    return Reconciler(book, interval=options.reconcile_interval)
+
+
+def token_refused_message(login: Login, refusal: TokenRefused) -> str:
+    """One line: what the broker refused, and how to pass a new credential."""
+    if login.user_type == "PARTNER":
+        return (
+            f"the broker refused the partner login of {login.client_id} ({refusal.message}); "
+            f"check --partner-id and --partner-secret ({_ENV}PARTNER_SECRET), then start the "
+            "relay again"
+        )
+    return (
+        f"the broker refused the access token of client {login.client_id}: it expired or is "
+        f"wrong ({refusal.message}); generate a new one on web.dhan.co and pass it with "
+        f"--access-token or {_ENV}ACCESS_TOKEN, then start the relay again"
+    )
+
+
+async def _run_showing(worker: Relay, show_status: bool) -> SinkUnusable | TokenRefused | None:
+    """Run the relay, with the status line on a terminal; the refusal (of the service or the
+    broker) that ended it, or None when it was stopped.
 
     When standard error is the same terminal, log lines are printed above the status line;
     otherwise they go to standard error as the other commands write them (JSON lines).
@@ -358,8 +434,8 @@ async def _run_showing(worker: Relay, show_status: bool) -> str | None:
                 await _with_status(worker, live)
         else:
             await worker.run()
-    except SinkUnusable as exc:
-        return exc.message
+    except (SinkUnusable, TokenRefused) as exc:
+        return exc
     return None
 
 
@@ -382,6 +458,8 @@ def render_status(status: RelayStatus, now: float | None = None) -> Text:
         if status.link_error:
             line.append(f" ({status.link_error})", style="red")
     line.append(f"  relayed {status.relayed}")
+    if status.reconciled:
+        line.append(f" ({status.reconciled} from the order book)")
     line.append(f"  duplicates skipped {status.duplicates}")
     if status.pending:
         line.append(f"  waiting {status.pending}", style="yellow")
@@ -394,6 +472,8 @@ def render_status(status: RelayStatus, now: float | None = None) -> Text:
         line.append(f"  last update {status.last_update_time}{ago}")
     if status.sink_error:
         line.append(f"  service: {status.sink_error}", style="yellow")
+    if status.reconcile_error:
+        line.append(f"  order book: {status.reconcile_error}", style="yellow")
     return line
 
 

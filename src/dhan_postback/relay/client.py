@@ -9,7 +9,13 @@ disconnected. So this client is defensive:
 * it detects a dead connection with websocket pings (``ping_interval``/``ping_timeout``) and
   a silent one with an idle timeout (no frame for ``idle_timeout`` seconds means redial);
 * it never logs or raises the login message, which holds the access token or partner
-  secret; the ``websockets`` library's own frame logging is kept off for the same reason.
+  secret; the ``websockets`` library's own frame logging is kept off for the same reason;
+* a login the broker refuses is not redialled forever: a handshake answered 401 or 403, or
+  a connection the broker closes with a policy or application close code (1008, 4000-4999)
+  before any frame and within ``refusal_window`` seconds of the login, raises
+  :class:`~.orderbook.TokenRefused` (the broker documents no login answer; a refusal is
+  the one thing such a close can mean right after a login);
+* it closes the connection with code 1000 (normal closure) when the consumer stops.
 
 De-duplication across reconnects is not done here but in the relay's log
 (:mod:`dhan_postback.relay.log`), which survives restarts.
@@ -22,7 +28,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,6 +38,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from .._version import __version__
 from .backoff import Backoff
+from .orderbook import TokenRefused
 
 __all__ = ["DEFAULT_WS_URL", "Login", "OrderUpdateStream"]
 
@@ -105,6 +112,8 @@ class OrderUpdateStream:
         close_timeout: float = 2.0,
         backoff: Backoff | None = None,
         stable_after: float = 30.0,
+        on_login: Callable[[], None] | None = None,
+        refusal_window: float = 10.0,
     ) -> None:
         self.login = login
         self.url = url
@@ -115,6 +124,8 @@ class OrderUpdateStream:
         self.close_timeout = close_timeout
         self.backoff = backoff or Backoff(base=0.5, cap=30.0)
         self.stable_after = stable_after
+        self.on_login = on_login
+        self.refusal_window = refusal_window
         self.connected = False
         self.connections = 0
         self.disconnects = 0
@@ -122,19 +133,35 @@ class OrderUpdateStream:
         self.last_disconnect: str | None = None
 
     async def frames(self) -> AsyncGenerator[str | bytes, None]:
-        """Every frame the broker sends, reconnecting and logging in again as needed."""
+        """Every frame the broker sends, reconnecting and logging in again as needed.
+
+        Raises :class:`~.orderbook.TokenRefused` when the broker refuses the login.
+        """
         while True:
             got_frames = False
             started = time.monotonic()
             try:
                 async with self._connect() as websocket:
                     await websocket.send(self.login.message())
+                    logged_in = time.monotonic()
                     self._on_connected()
-                    while (frame := await self._next_frame(websocket)) is not None:
-                        got_frames = True
-                        yield frame
+                    try:
+                        while (frame := await self._next_frame(websocket)) is not None:
+                            got_frames = True
+                            yield frame
+                    except (GeneratorExit, asyncio.CancelledError):
+                        await _close_normally(websocket)
+                        raise
+                    self._refused_right_after_login(websocket, got_frames, logged_in)
             except InvalidURI:
                 raise
+            except InvalidStatus as exc:
+                self._on_failure(_failure_reason(exc))
+                if exc.response.status_code in (401, 403):
+                    raise TokenRefused(
+                        f"the order-update websocket refused the connection "
+                        f"(HTTP {exc.response.status_code})"
+                    ) from None
             except (OSError, TimeoutError, WebSocketException) as exc:
                 self._on_failure(_failure_reason(exc))
             if got_frames or time.monotonic() - started >= self.stable_after:
@@ -142,6 +169,22 @@ class OrderUpdateStream:
             delay = self.backoff.next_delay()
             log.info("relay.ws.redial", in_seconds=round(delay, 3), url=self.url)
             await asyncio.sleep(delay)
+
+    def _refused_right_after_login(
+        self, websocket: ClientConnection, got_frames: bool, logged_in: float
+    ) -> None:
+        """Raise :class:`TokenRefused` if the broker closed this connection as a refusal."""
+        received = websocket.protocol.close_rcvd
+        if got_frames or received is None:
+            return
+        if time.monotonic() - logged_in > self.refusal_window:
+            return
+        if received.code == 1008 or 4000 <= received.code <= 4999:
+            reason = f": {received.reason}" if received.reason else ""
+            raise TokenRefused(
+                "the order-update websocket closed the connection right after the login "
+                f"(code {received.code}{reason})"
+            )
 
     def _connect(self) -> connect:
         return connect(
@@ -178,6 +221,8 @@ class OrderUpdateStream:
         self.connections += 1
         self.last_error = None
         log.info("relay.ws.connected", url=self.url, login=self.login.describe())
+        if self.on_login is not None:
+            self.on_login()
 
     def _on_failure(self, reason: str) -> None:
         self.last_error = reason
@@ -188,6 +233,12 @@ class OrderUpdateStream:
             log.warning("relay.ws.disconnected", reason=reason)
         else:
             log.warning("relay.ws.connect_failed", url=self.url, reason=reason)
+
+
+async def _close_normally(websocket: ClientConnection) -> None:
+    """Say goodbye with 1000 (the library would say 1011 for a consumer that stopped)."""
+    with contextlib.suppress(Exception):
+        await websocket.close(1000, "relay stopping")
 
 
 def _close_reason(closed: ConnectionClosed) -> str:

@@ -6,6 +6,9 @@ after a reconnect. The log makes the relay safe on both counts:
 * every mapped update is written here (durably) before the next frame is read, keyed by its
   *change key*; a frame whose change is already in the log is a duplicate and is skipped,
   also after a restart;
+* the log keeps each order's last state, from the websocket or the order book alike, and
+  takes an update only if it is newer (:mod:`~.progress`): the same state from the other
+  source is a duplicate, an older one is stale and skipped, so nothing moves an order back;
 * an update is marked acknowledged only after the sink committed it (the service answered
   202), so updates that were received but not yet handed on are sent after a restart;
 * frames that cannot be mapped, and updates the service refuses, are kept as dead letters
@@ -19,6 +22,7 @@ the relay's volumes (one account's orders) are far below what SQLite does in its
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import sqlite3
 import time
@@ -28,63 +32,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from ..payload import OrderUpdate, dumps
+import msgspec
 
-__all__ = ["DeadLetter", "LogCounts", "LoggedUpdate", "RelayLog", "change_key"]
+from ..payload import OrderUpdate, dumps
+from .progress import OrderState, Verdict, compare
+from .queries import load_relay_queries, migrations
+
+__all__ = ["DeadLetter", "LogCounts", "LoggedUpdate", "Recorded", "RelayLog", "change_key"]
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION: Final = 1
+_SQL: Final = load_relay_queries("log")
+_MIGRATIONS: Final = migrations(_SQL)
 
-_SQL: Final = {
-    "schema": """
-        CREATE TABLE IF NOT EXISTS updates (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            change_key TEXT NOT NULL UNIQUE,
-            order_id TEXT NOT NULL,
-            update_time TEXT NOT NULL,
-            payload BLOB NOT NULL,
-            received_at REAL NOT NULL,
-            acked_at REAL,
-            refused INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX IF NOT EXISTS updates_pending ON updates (seq) WHERE acked_at IS NULL;
-        CREATE TABLE IF NOT EXISTS dead_letters (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at REAL NOT NULL,
-            reason TEXT NOT NULL,
-            frame TEXT NOT NULL
-        );
-    """,
-    "insert_update": """
-        INSERT OR IGNORE INTO updates (change_key, order_id, update_time, payload, received_at)
-        VALUES (?, ?, ?, ?, ?)
-    """,
-    "pending": """
-        SELECT seq, order_id, update_time, payload FROM updates
-        WHERE acked_at IS NULL ORDER BY seq LIMIT ?
-    """,
-    "ack": "UPDATE updates SET acked_at = ? WHERE seq = ? AND acked_at IS NULL",
-    "refuse": "UPDATE updates SET acked_at = ?, refused = 1 WHERE seq = ?",
-    "insert_dead_letter": "INSERT INTO dead_letters (at, reason, frame) VALUES (?, ?, ?)",
-    "dead_letters": "SELECT id, at, reason, frame FROM dead_letters ORDER BY id DESC LIMIT ?",
-    "prune_updates": """
-        DELETE FROM updates WHERE acked_at IS NOT NULL AND seq <= (
-            SELECT seq FROM updates WHERE acked_at IS NOT NULL
-            ORDER BY seq DESC LIMIT 1 OFFSET ?)
-    """,
-    "prune_dead_letters": """
-        DELETE FROM dead_letters WHERE id <= (
-            SELECT id FROM dead_letters ORDER BY id DESC LIMIT 1 OFFSET ?)
-    """,
-    "counts": """
-        SELECT
-            (SELECT count(*) FROM updates WHERE acked_at IS NULL),
-            (SELECT count(*) FROM updates WHERE acked_at IS NOT NULL AND refused = 0),
-            (SELECT count(*) FROM updates WHERE refused = 1),
-            (SELECT count(*) FROM dead_letters)
-    """,
-}
+SCHEMA_VERSION: Final = _MIGRATIONS[-1][0]
+
+ORDER_STATE_DAYS: Final = 7
+"""How long the last state of an order is kept: the broker's order book and websocket only
+speak of the current trading day, so a week covers any restart."""
+
+
+class Recorded(enum.StrEnum):
+    """What :meth:`RelayLog.record` did with one update."""
+
+    NEW = "new"
+    """Written: it goes to the sink."""
+    DUPLICATE = "duplicate"
+    """Already taken: the same change, or the order's last state again."""
+    STALE = "stale"
+    """Older than the order's last state: it would move the order backwards; skipped."""
 
 
 def change_key(update: OrderUpdate) -> str:
@@ -169,10 +145,10 @@ class RelayLog:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def record(self, updates: Sequence[OrderUpdate]) -> list[bool]:
-        """Write new updates in one transaction; for each, True if new, False if a duplicate."""
-        rows = [(change_key(u), u.order_id, u.update_time, dumps(u), time.time()) for u in updates]
-        return await self._run(lambda: self._record(rows))
+    async def record(self, updates: Sequence[OrderUpdate]) -> list[Recorded]:
+        """Write the updates that are newer than their order's last state, in one transaction,
+        and make each the order's last state; say for each what was done."""
+        return await self._run(lambda: self._record(updates))
 
     async def pending(self, limit: int) -> list[LoggedUpdate]:
         """The oldest updates not yet acknowledged, in the order they arrived."""
@@ -242,9 +218,13 @@ class RelayLog:
                 f"{self.path} was written by a newer dhan-postback (schema {version})"
             )
         db.isolation_level = "DEFERRED"
-        with db:
-            db.executescript(_SQL["schema"])
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for number, script in _MIGRATIONS:
+            if number > version:  # each migration, with its data, in one transaction
+                db.executescript(f"BEGIN; {script};")
+                if number == 2:
+                    _backfill_order_states(db)
+                db.execute(f"PRAGMA user_version = {number}")
+                db.commit()
         self._db = db
         self._prune()
 
@@ -253,13 +233,30 @@ class RelayLog:
             self._db.close()
             self._db = None
 
-    def _record(self, rows: list[tuple[str, str, str, bytes, float]]) -> list[bool]:
+    def _record(self, updates: Sequence[OrderUpdate]) -> list[Recorded]:
         db = self._db_()
-        fresh: list[bool] = []
+        now = time.time()
+        outcomes: list[Recorded] = []
         with db:
-            for row in rows:
-                fresh.append(db.execute(_SQL["insert_update"], row).rowcount == 1)
-        return fresh
+            for update in updates:
+                key = change_key(update)
+                if db.execute(_SQL["known_change"], (key,)).fetchone() is not None:
+                    outcomes.append(Recorded.DUPLICATE)
+                    continue
+                verdict = compare(update, _order_state(db, update))
+                if verdict is Verdict.SAME:
+                    outcomes.append(Recorded.DUPLICATE)
+                    continue
+                if verdict is Verdict.OLDER:
+                    outcomes.append(Recorded.STALE)
+                    continue
+                db.execute(
+                    _SQL["insert_update"],
+                    (key, update.order_id, update.update_time, dumps(update), now),
+                )
+                _put_order_state(db, update, now)
+                outcomes.append(Recorded.NEW)
+        return outcomes
 
     def _ack(self, seqs: Sequence[int]) -> None:
         db = self._db_()
@@ -275,4 +272,44 @@ class RelayLog:
         with db:
             db.execute(_SQL["prune_updates"], (self.keep,))
             db.execute(_SQL["prune_dead_letters"], (self.keep_dead_letters,))
+            db.execute(_SQL["prune_order_states"], (time.time() - ORDER_STATE_DAYS * 86400,))
         self._acks_since_prune = 0
+
+
+_decode: Final = msgspec.json.Decoder(OrderUpdate).decode
+
+
+def _backfill_order_states(db: sqlite3.Connection) -> None:
+    """A log from before order states: each order's last state from the updates it kept."""
+    now = time.time()
+    for (payload,) in db.execute(_SQL["all_payloads"]).fetchall():
+        update = _decode(bytes(payload))
+        if compare(update, _order_state(db, update)) is Verdict.NEWER:
+            _put_order_state(db, update, now)
+
+
+def _order_state(db: sqlite3.Connection, update: OrderUpdate) -> OrderState | None:
+    row = db.execute(
+        _SQL["order_state"],
+        (update.dhan_client_id, update.order_id, update.leg_name or ""),
+    ).fetchone()
+    return None if row is None else OrderState(*row)
+
+
+def _put_order_state(db: sqlite3.Connection, update: OrderUpdate, now: float) -> None:
+    state = OrderState.of(update)
+    db.execute(
+        _SQL["put_order_state"],
+        (
+            update.dhan_client_id,
+            update.order_id,
+            update.leg_name or "",
+            state.update_time,
+            state.status,
+            state.filled_qty,
+            state.quantity,
+            state.price,
+            state.trigger_price,
+            now,
+        ),
+    )

@@ -14,7 +14,9 @@ Two functions do the work:
 * :func:`parse_frame` turns a raw frame into a :class:`Frame` (repairing JSON if needed);
 * :func:`map_order_alert` turns one ``Data`` object into a :class:`MappingResult`: the
   update plus warnings about values it had to drop or default, or the reason it could not
-  map the update at all (then the caller dead-letters it).
+  map the update at all (then the caller dead-letters it);
+* :func:`map_book_row` does the same for a row of the REST order book (``GET /v2/orders``),
+  whose names are mostly the postback's own (``filledQty`` is ``filled_qty``).
 
 The translation table lives in ``docs/relay.md``.
 """
@@ -53,6 +55,7 @@ __all__ = [
     "Frame",
     "MappingResult",
     "UnreadableFrame",
+    "map_book_row",
     "map_order_alert",
     "parse_frame",
     "repair_frame",
@@ -524,14 +527,14 @@ class _Mapper:
     # Flags and texts ------------------------------------------------------------------------
 
     def after_market(self) -> bool:
-        value = self.fields.get("offmktflag")
+        value = self.fields.get("offmktflag", "aftermarketorder")
         if value is None:
             return False
         text = str(value).strip().upper()
         if text in ("1", "TRUE", "Y", "YES"):
             return True
         if text not in ("0", "FALSE", "N", "NO"):
-            self.warn(f"OffMktFlag {value!r} unknown; afterMarketOrder sent false")
+            self.warn(f"after-market flag {value!r} unknown; afterMarketOrder sent false")
         return False
 
     @staticmethod
@@ -609,6 +612,92 @@ class _Mapper:
         if normalised is None:
             self.warn(f"ExpiryDate {value!r} is not a date; drvExpiryDate left null")
         return normalised
+
+
+def map_book_row(row: Mapping[str, Any]) -> MappingResult:
+    """Translate one row of the broker's order book into the postback payload.
+
+    The row is relayed as it is: the same rules as :func:`map_order_alert` for what is
+    required and what is defaulted, with the book's names (``orderStatus``, ``filledQty``,
+    ``exchangeSegment``, ...). The book carries what the websocket lacks (the BO values,
+    ``omsErrorCode``, ``legName``), so those come from the row. ``PART_TRADED`` is sent as
+    ``PENDING``, as from the websocket.
+    """
+    mapper = _BookMapper(_Folded(row))
+    try:
+        update = validate_strict(mapper.wire())
+    except _Unmappable as exc:
+        return MappingResult(update=None, warnings=tuple(mapper.warnings), error=str(exc))
+    except InvalidUpdate as exc:
+        return MappingResult(update=None, warnings=tuple(mapper.warnings), error=exc.message)
+    return MappingResult(update=update, warnings=tuple(mapper.warnings))
+
+
+_BOOK_LEGS: Final[dict[str, LegName]] = {leg.value: leg for leg in LegName}
+_NO_LEG: Final = frozenset({"NA", "-", "NONE"})
+
+
+class _BookMapper(_Mapper):
+    """One order-book row: the postback's names, with the book's ``filledQty``."""
+
+    def wire(self) -> dict[str, Any]:
+        f = self.fields
+        status = self.status()
+        update_time, create_time, exchange_time = self.times()
+        return {
+            "dhanClientId": self.required_id("dhanClientId", "dhanclientid", "clientid"),
+            "orderId": self.required_id("orderId", "orderid", "orderno"),
+            "correlationId": self.optional_text(f.get("correlationid")),
+            "orderStatus": status.value,
+            "transactionType": self.code(
+                "transactionType", _TRANSACTION_TYPES, "transactiontype", "txntype"
+            ).value,
+            "exchangeSegment": self.book_segment().value,
+            "productType": self.product().value,
+            "orderType": self.order_type().value,
+            "validity": self.code("validity", _VALIDITIES, "validity").value,
+            "tradingSymbol": self.optional_text(f.get("tradingsymbol", "symbol")) or "",
+            "securityId": self.required_id("securityId", "securityid"),
+            "quantity": self.count("quantity", f.get("quantity"), required=True),
+            "disclosedQuantity": self.count("disclosedQuantity", f.get("disclosedquantity")),
+            "price": self.amount("price", f.get("price")),
+            "triggerPrice": self.amount("triggerPrice", f.get("triggerprice")),
+            "afterMarketOrder": self.after_market(),
+            "boProfitValue": self.amount("boProfitValue", f.get("boprofitvalue")),
+            "boStopLossValue": self.amount("boStopLossValue", f.get("bostoplossvalue")),
+            "legName": self.book_leg(),
+            "createTime": create_time,
+            "updateTime": update_time,
+            "exchangeTime": exchange_time,
+            "drvExpiryDate": self.expiry(),
+            "drvOptionType": self.option_type(),
+            "drvStrikePrice": self.amount("drvStrikePrice", f.get("drvstrikeprice")),
+            "omsErrorCode": self.optional_text(f.get("omserrorcode")),
+            "omsErrorDescription": self.optional_text(f.get("omserrordescription")),
+            "filled_qty": self.count("filledQty", f.get("filledqty", "filled_qty")),
+            "algoId": self.algo_id(),
+        }
+
+    def book_segment(self) -> ExchangeSegment:
+        value = self.fields.get("exchangesegment")
+        if value is None:
+            raise _Unmappable("exchangeSegment is missing")
+        found = _EXCHANGE_SEGMENTS.get(str(value).strip().upper())
+        if found is None:
+            raise _Unmappable(f"exchangeSegment {value!r} is not one the postback can carry")
+        return found
+
+    def book_leg(self) -> str | None:
+        value = self.fields.get("legname")
+        if value is None:
+            return None
+        text = str(value).strip().upper()
+        leg = _BOOK_LEGS.get(text)
+        if leg is None:
+            if text not in _NO_LEG:
+                self.warn(f"legName {value!r} unknown; legName left null")
+            return None
+        return leg.value
 
 
 def _whole_number(value: Any) -> int | None:

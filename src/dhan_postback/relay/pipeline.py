@@ -1,9 +1,14 @@
 """The relay: broker websocket in, postback service out, the relay's log in between.
 
-Two tasks share the log::
+Three tasks share the log::
 
     frames --parse, map--> RelayLog.record (dedupe, durable) --wake--> forwarder --> Sink
                  \\--unreadable / unmappable--> dead letters        <--ack after commit--/
+    order book rows --map--/   (reconciler: after each login, every interval)
+
+Frames and book rows go through the same ``record``: an update is taken only if it is newer
+than its order's last state (:mod:`~.progress`), so a change seen by both is relayed once and
+nothing moves an order backwards.
 
 The reader writes each frame's updates to the log before it reads the next frame, so an
 update that arrived is never lost; the forwarder sends what the log holds, oldest first, and
@@ -16,15 +21,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
-from .log import LoggedUpdate, RelayLog
-from .mapping import UnreadableFrame, map_order_alert, parse_frame
+from ..payload import OrderUpdate
+from .log import LoggedUpdate, Recorded, RelayLog
+from .mapping import UnreadableFrame, map_book_row, map_order_alert, parse_frame
+from .orderbook import TokenRefused
+from .reconcile import Reconciler
 from .sink import Sink, UpdateRefused
 
 __all__ = ["FrameSource", "Relay", "RelayStatus"]
@@ -50,8 +59,10 @@ class RelayStatus:
     """A snapshot for the status line and for tests.
 
     ``relayed`` counts updates the sink committed in this run; ``duplicates`` frames whose
-    change was already in the log; ``dead_letters`` frames or updates kept aside (unreadable,
-    unmappable, or refused by the service); ``pending`` updates in the log not yet committed.
+    change was already taken (from a frame or the book); ``stale`` frames older than their
+    order's last state; ``dead_letters`` frames, rows or updates kept aside (unreadable,
+    unmappable, or refused by the service); ``pending`` updates in the log not yet committed;
+    ``reconciles`` order-book reads, ``reconciled`` updates taken from them.
     """
 
     connected: bool
@@ -70,6 +81,10 @@ class RelayStatus:
     pending: int
     last_update_time: str | None
     last_relayed_at: float | None
+    reconciles: int = 0
+    reconciled: int = 0
+    stale: int = 0
+    reconcile_error: str | None = None
 
 
 class Relay:
@@ -83,8 +98,10 @@ class Relay:
         *,
         batch_size: int = 500,
         shutdown_grace: float = 10.0,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self.source = source
+        self.reconciler = reconciler
         self.sink = sink
         self.log = relay_log
         self.batch_size = batch_size
@@ -93,7 +110,8 @@ class Relay:
         self._stopping = asyncio.Event()
         self._frames = self._relayed = self._duplicates = self._other = 0
         self._repaired = self._dead_letters = self._refused = self._warnings = 0
-        self._pending = 0
+        self._pending = self._reconciled = self._stale = 0
+        self._book_dead_letters: set[str] = set()
         self._last_update_time: str | None = None
         self._last_relayed_at: float | None = None
         self._warned: set[str] = set()
@@ -116,6 +134,10 @@ class Relay:
             pending=self._pending,
             last_update_time=self._last_update_time,
             last_relayed_at=self._last_relayed_at,
+            reconciles=self.reconciler.reconciles if self.reconciler else 0,
+            reconciled=self._reconciled,
+            stale=self._stale,
+            reconcile_error=self.reconciler.last_error if self.reconciler else None,
         )
 
     def stop(self) -> None:
@@ -124,7 +146,8 @@ class Relay:
         self._wake.set()
 
     async def run(self) -> None:
-        """Relay until stopped. Raises :class:`SinkUnusable` if the service refuses the relay.
+        """Relay until stopped. Raises :class:`SinkUnusable` if the service refuses the relay,
+        :class:`TokenRefused` (after handing on what it has) if the broker refuses the login.
 
         The sink is started here and closed when this returns; the log is the caller's.
         """
@@ -139,20 +162,35 @@ class Relay:
         reader = asyncio.create_task(self._read(), name="relay-reader")
         forwarder = asyncio.create_task(self._forward(), name="relay-forwarder")
         stopping = asyncio.create_task(self._stopping.wait(), name="relay-stop")
-        try:
-            done, _ = await asyncio.wait(
-                {reader, forwarder, stopping}, return_when=asyncio.FIRST_COMPLETED
+        tasks = {reader, forwarder, stopping}
+        if self.reconciler is not None:
+            source = self.source
+            tasks.add(
+                asyncio.create_task(
+                    self.reconciler.run(lambda: source.connected, self._take_rows),
+                    name="relay-reconciler",
+                )
             )
+        refused: TokenRefused | None = None
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stopping}:
-                task.result()  # a failure of either task ends the relay with its error
-            self.stop()  # the source ended or stop() was called: drain, then return
-            await _cancel(reader)
+                error = None if task.cancelled() else task.exception()
+                if isinstance(error, TokenRefused):
+                    refused = error  # the service still takes what was received: drain first
+                elif error is not None:
+                    raise error  # a failure of any task ends the relay with its error
+            self.stop()  # the source ended, stop() was called or the broker refused us
+            for task in tasks - {forwarder, stopping}:
+                await _cancel(task)
             try:
                 await asyncio.wait_for(asyncio.shield(forwarder), self.shutdown_grace)
             except TimeoutError:
                 log.warning("relay.stop.pending_left", pending=self._pending)
+            if refused is not None:
+                raise refused
         finally:
-            for task in (reader, forwarder, stopping):
+            for task in tasks:
                 await _cancel(task)
 
     # Reading -----------------------------------------------------------------------------
@@ -184,14 +222,48 @@ class Relay:
                 await self._dead_letter(raw, f"cannot map the order_alert: {result.error}")
             else:
                 updates.append(result.update)
-        if not updates:
-            return
-        fresh = await self.log.record(updates)
-        new = sum(fresh)
-        self._duplicates += len(fresh) - new
+        if updates:
+            await self._record(updates)
+
+    async def _take_rows(self, rows: list[dict[str, Any]]) -> None:
+        """The order book's rows: each newer than its order's last state is relayed."""
+        updates = []
+        for row in rows:
+            result = map_book_row(row)
+            if result.warnings:
+                self._warn(result.warnings, result.update.order_id if result.update else None)
+            if result.update is not None:
+                updates.append(result.update)
+                continue
+            text = json.dumps(row, sort_keys=True, default=str)
+            if text not in self._book_dead_letters:  # the book shows it again every time
+                self._book_dead_letters.add(text)
+                await self._dead_letter(text, f"cannot map the order-book row: {result.error}")
+        outcomes = await self._record(updates, from_book=True) if updates else []
+        new = outcomes.count(Recorded.NEW)
+        self._reconciled += new
+        log.info(
+            "relay.reconciled",
+            rows=len(rows),
+            relayed=new,
+            duplicates=outcomes.count(Recorded.DUPLICATE),
+            stale=outcomes.count(Recorded.STALE),
+        )
+
+    async def _record(
+        self, updates: list[OrderUpdate], *, from_book: bool = False
+    ) -> list[Recorded]:
+        """Log the updates newer than their order's last state; count what was skipped (the
+        book's unchanged rows are not counted: most of the book is unchanged every time)."""
+        outcomes = await self.log.record(updates)
+        new = outcomes.count(Recorded.NEW)
+        if not from_book:
+            self._duplicates += outcomes.count(Recorded.DUPLICATE)
+            self._stale += outcomes.count(Recorded.STALE)
         if new:
             self._pending += new
             self._wake.set()
+        return outcomes
 
     def _warn(self, warnings: Sequence[str], order_id: str | None) -> None:
         """Count every warning; log each distinct one once (a broker habit repeats a lot)."""
