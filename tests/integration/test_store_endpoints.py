@@ -240,10 +240,13 @@ _TOKENS = [
 
 
 def _version_2_database(backend: str, url: str) -> None:
-    """A database as dhan-postback left it before endpoints: schema version 2, tokens and a
-    partner with their own secrets, one delivery pending to each URL."""
+    """A database as dhan-postback left it before endpoints (the schema version before the
+    migration that makes them), tokens and a partner with their own secrets, one delivery
+    pending to each URL."""
     name = "postgres" if backend == "postgres" else "sqlite"
-    scripts = [script for version, script in migrations(load_queries(name)) if version <= 2]
+    every = migrations(load_queries(name))
+    [endpoints_version] = [v for v, script in every if "CREATE TABLE endpoints" in script]
+    scripts = [script for version, script in every if version < endpoints_version]
     mark = "%s" if backend == "postgres" else "?"
     rows: list[tuple[str, tuple[object, ...]]] = [
         (
@@ -281,7 +284,7 @@ def _version_2_database(backend: str, url: str) -> None:
                 conn.executescript(script)
             for statement, values in rows:
                 conn.execute(statement, values)
-            conn.execute("PRAGMA user_version = 2")
+            conn.execute(f"PRAGMA user_version = {len(scripts)}")
         return
     with psycopg.connect(url, autocommit=True) as pg:
         pg.execute(load_queries("postgres")["create_schema_version"])
