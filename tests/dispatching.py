@@ -20,7 +20,7 @@ def fast_settings(**overrides: Any) -> ServiceSettings:
         "timeout": 0.5,
         "lease": 5.0,
         "allow_loopback": True,
-        "breaker_threshold": 1000,
+        "breaker_min_attempts": 10_000,  # more than a window holds: it never opens
         "breaker_cooldown": 0.2,
         "shutdown_grace": 2.0,
         "max_in_flight_per_url": 16,

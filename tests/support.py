@@ -163,11 +163,15 @@ def serve_process(
     db: Path | str,
     port: int,
     admin_key: str,
-    *extra: str,
+    *,
     retry_schedule: str = FAST_RETRIES,
+    flags: Sequence[str] = (),
+    log_path: Path | None = None,
 ) -> ServerProcess:
     """``dhan-postback serve`` on a SQLite file (or a database URL), in sandbox mode, with
-    quick retries; ``extra`` flags follow the usual ones.
+    quick retries.
+
+    ``flags`` come after the defaults here, so they override them (``--timeout 500ms``).
 
     The environment is this one minus every ``DHAN_POSTBACK_*`` variable, so a developer's
     own settings cannot leak into a test.
@@ -181,9 +185,9 @@ def serve_process(
         "--timeout", "2s",
         "--lease", "3s",
         "--max-in-flight-per-url", "8",
-        *extra,
+        *flags,
     ]  # fmt: skip
-    process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz")
+    process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz", log_path=log_path)
     process.env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")},
         "DHAN_POSTBACK_ADMIN_KEY": admin_key,

@@ -7,7 +7,8 @@ things real endpoints do on a bad day, chosen at random:
 * ``lost_answer``: lets the app store the update, then answers 500, so the sender retries
   something the receiver already has (the receiver must absorb the duplicate);
 * ``timeout``: holds the request longer than the sender waits, then passes it on;
-* ``reset``: starts an answer and drops the connection half-way.
+* ``reset``: starts an answer and drops the connection half-way;
+* ``throttle``: answers 429 with ``Retry-After: 1`` (slow down for a second).
 
 Nothing here is used by the service or the receiver themselves: only by ``demo --chaos``.
 """
@@ -24,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["FAULTS", "ChaosMiddleware"]
 
-FAULTS: Final = ("error", "lost_answer", "timeout", "reset")
+FAULTS: Final = ("error", "lost_answer", "timeout", "reset", "throttle")
 
 
 class _DroppedConnection(Exception):
@@ -66,6 +67,8 @@ class ChaosMiddleware:
         elif fault == "lost_answer":
             await self.app(scope, receive, _swallow)
             await _answer(send, 500, b'{"error":"chaos: answer lost after storing"}')
+        elif fault == "throttle":
+            await _answer(send, 429, b'{"error":"chaos: slow down"}', [(b"retry-after", b"1")])
         elif fault == "timeout":
             await asyncio.sleep(self.hold)
             await self.app(scope, receive, send)
@@ -78,7 +81,10 @@ async def _swallow(message: Message) -> None:
     return None
 
 
-async def _answer(send: Send, status: int, body: bytes) -> None:
+async def _answer(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,7 @@ The tree::
     DhanPostbackError
     ├── PayloadError ..................... DH-905 Input_Exception   400
     │   ├── UnreadablePayload             a body that is not a JSON object, even after repair
+    │   │   └── UnstorablePayload         read, but the receiver's store refuses its values
     │   ├── InvalidUpdate                 strict validation failed; ``.field`` names the field
     │   │   └── IllegalTransition         an update that cannot follow the order's previous one
     │   │                                 (``.rule`` is a stable tag, see lifecycle.Violation)
@@ -49,6 +50,7 @@ __all__ = [
     "StoreUnavailable",
     "URLRefused",
     "UnreadablePayload",
+    "UnstorablePayload",
     "UnsupportedMediaType",
     "error_body",
 ]
@@ -74,6 +76,11 @@ class PayloadError(DhanPostbackError):
 
 class UnreadablePayload(PayloadError):
     """The body cannot be read as a JSON object (or lacks an ``orderId``)."""
+
+
+class UnstorablePayload(UnreadablePayload):
+    """A postback the receiver could read but not store: it would fail the same way forever,
+    so it is refused (and quarantined) once with a 400 rather than a 503 on every retry."""
 
 
 class InvalidUpdate(PayloadError):

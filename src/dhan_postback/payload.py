@@ -24,9 +24,14 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from .errors import InvalidUpdate, UnreadablePayload
+from .jsondepth import check_depth
 
 __all__ = [
     "FIELDS",
+    "MAX_ID_LENGTH",
+    "MAX_SAFE_INTEGER",
+    "MAX_TEXT_LENGTH",
+    "MAX_UPDATE_BYTES",
     "TERMINAL_STATUSES",
     "ExchangeSegment",
     "LegName",
@@ -118,9 +123,24 @@ _DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?$"
 Timestamp = Annotated[str, msgspec.Meta(pattern=_TIME_PATTERN)]
 """``YYYY-MM-DD HH:MM:SS`` in India Standard Time, as the broker writes it."""
 
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+"""The largest integer field value ingest accepts: exact in every JSON reader (JavaScript's
+``Number.MAX_SAFE_INTEGER``), and far inside what a receiver's SQL column holds."""
+
+MAX_ID_LENGTH: Final = 64
+"""Characters in ids, codes and symbols (dhanClientId, orderId, correlationId, ...)."""
+MAX_TEXT_LENGTH: Final = 512
+"""Characters in ``omsErrorDescription``, the one free-text field."""
+MAX_UPDATE_BYTES: Final = 4096
+"""Bytes of one update as sent (compact UTF-8 JSON). A real one is under 1 KiB; a receiver's
+body limit (the bundled one's is 64 KiB) is far above this, so no accepted update is too big
+for the receiver it goes to."""
+
 ExpiryDate = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN)]
-NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Quantity = Annotated[int, msgspec.Meta(ge=0)]
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
+ShortText = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
+LongText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+Quantity = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 Price = Annotated[float, msgspec.Meta(ge=0)]
 
 
@@ -134,14 +154,14 @@ class OrderUpdate(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
 
     dhan_client_id: NonEmpty
     order_id: NonEmpty
-    correlation_id: str | None = None
+    correlation_id: ShortText | None = None
     order_status: OrderStatus
     transaction_type: TransactionType
     exchange_segment: ExchangeSegment
     product_type: ProductType
     order_type: OrderType
     validity: Validity
-    trading_symbol: str = ""
+    trading_symbol: ShortText = ""
     security_id: NonEmpty
     quantity: Quantity
     disclosed_quantity: Quantity = 0
@@ -157,10 +177,10 @@ class OrderUpdate(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     drv_expiry_date: ExpiryDate | None = None
     drv_option_type: OptionType | None = None
     drv_strike_price: Price = 0.0
-    oms_error_code: str | None = None
-    oms_error_description: str | None = None
+    oms_error_code: ShortText | None = None
+    oms_error_description: LongText | None = None
     filled_qty: Quantity = msgspec.field(default=0, name="filled_qty")
-    algo_id: str | None = None
+    algo_id: ShortText | None = None
 
     def __post_init__(self) -> None:
         for name in _FLOAT_ATTRS:
@@ -210,6 +230,11 @@ def validate_strict(obj: Any) -> OrderUpdate:
     Refuses unknown fields, missing required fields, wrong types (``"5"`` for an int, ``1``
     for a bool), unknown enum values and malformed times, and a ``filled_qty`` larger than
     ``quantity``. The :class:`~dhan_postback.errors.InvalidUpdate` raised names the field.
+
+    It also refuses what some receiver could not hold, so that one accepted update can never
+    be refused by its receiver on every retry: an integer above :data:`MAX_SAFE_INTEGER`, a
+    string longer than its field's maximum (:data:`MAX_ID_LENGTH`, :data:`MAX_TEXT_LENGTH`),
+    and an update larger than :data:`MAX_UPDATE_BYTES` as sent.
     """
     if isinstance(obj, dict):
         for name in obj:
@@ -223,6 +248,12 @@ def validate_strict(obj: Any) -> OrderUpdate:
         raise InvalidUpdate(
             f"filled_qty ({update.filled_qty}) is larger than quantity ({update.quantity})",
             field="filled_qty",
+        )
+    size = len(dumps(update))
+    if size > MAX_UPDATE_BYTES:
+        raise InvalidUpdate(
+            f"the update is {size} bytes as sent; at most {MAX_UPDATE_BYTES} are accepted "
+            "(non-ASCII text and escaped characters take several bytes each)"
         )
     return update
 
@@ -265,8 +296,11 @@ class ReceivedUpdate(msgspec.Struct, kw_only=True, frozen=True):
     ``fields`` holds the 29 documented fields in documented order (absent ones as ``None``)
     followed by any extra fields the sender added. Enum values are upper-cased when that
     makes them known (``"Cancelled"`` becomes ``"CANCELLED"``); values still unknown are
-    kept as they came and listed in ``unknown_values``. ``repaired`` says the body was not
-    valid JSON but was made readable (the documentation's ``"legName": ,`` hole).
+    kept as they came and listed in ``unknown_values``. So is an integer too large for a
+    64-bit column (``quantity=out of range``): kept in ``fields`` as sent, counted as 0 by
+    :attr:`quantity` and :attr:`filled_qty`, so that storing it can never fail. ``repaired``
+    says the body was not valid JSON but was made readable (the documentation's
+    ``"legName": ,`` hole).
     """
 
     fields: dict[str, Any]
@@ -293,18 +327,27 @@ class ReceivedUpdate(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def filled_qty(self) -> int:
-        value = self.fields.get("filled_qty")
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+        """``filled_qty`` as the order book counts it: 0 unless an integer a database holds."""
+        return _countable(self.fields.get("filled_qty"))
 
     @property
     def quantity(self) -> int:
-        value = self.fields.get("quantity")
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+        return _countable(self.fields.get("quantity"))
 
     def to_update(self) -> OrderUpdate:
         """The strict form, when every documented value is present and known."""
         documented = {name: self.fields[name] for name in FIELDS if self.fields[name] is not None}
         return msgspec.convert(documented, OrderUpdate)
+
+
+_STORABLE_INT: Final = 2**63 - 1
+"""The largest integer a 64-bit SQL column holds: a receiver storing a larger one fails."""
+
+
+def _countable(value: Any) -> int:
+    if type(value) is int and -_STORABLE_INT <= value <= _STORABLE_INT:
+        return value
+    return 0
 
 
 def _opt_str(value: Any) -> str | None:
@@ -339,10 +382,13 @@ def parse(body: bytes | str) -> ReceivedUpdate:
     """Read a postback body the way a forgiving receiver must.
 
     Raises :class:`~dhan_postback.errors.UnreadablePayload` only when the body is not a JSON
-    object even after repair, or has no ``orderId``: a body without an order id cannot be
-    stored against any order.
+    object even after repair, has no ``orderId`` (a body without an order id cannot be
+    stored against any order), or nests deeper than
+    :data:`~dhan_postback.jsondepth.MAX_DEPTH` (no decoder could read it without
+    exhausting the stack).
     """
     raw = body.encode() if isinstance(body, str) else body
+    check_depth(raw)
     repaired = False
     try:
         obj = _decoder.decode(raw)
@@ -418,7 +464,7 @@ def _in_shape(value: Any, kind: str, known: frozenset[str]) -> bool:
     if kind is _ENUM:
         return type(value) is str and value in known
     if kind is _INT:
-        return type(value) is int
+        return type(value) is int and -_STORABLE_INT <= value <= _STORABLE_INT
     if kind is _FLOAT:
         return type(value) is float
     return type(value) is str  # _ID
@@ -439,7 +485,10 @@ def _loosen(name: str, value: Any, unknown: list[str]) -> Any:
         unknown.append(f"{name}={text}")
         return text
     if name in _INT_FIELDS:
-        return _as_int(value)
+        number = _as_int(value)
+        if type(number) is int and not -_STORABLE_INT <= number <= _STORABLE_INT:
+            unknown.append(f"{name}=out of range")  # kept as sent; the book counts it as 0
+        return number
     if name in _FLOAT_FIELDS:
         return _as_float(value)
     if name in ("orderId", "dhanClientId", "securityId") and not isinstance(value, str):

@@ -43,10 +43,22 @@ class ServiceSettings(BaseSettings):
     max_in_flight_per_url: int = Field(16, ge=1, description="Concurrent POSTs per URL.")
     max_in_flight: int = Field(512, ge=1, description="Concurrent POSTs in all.")
     retry_after_cap: Seconds = Field(600.0, description="Longest Retry-After honoured.")
-    breaker_threshold: int = Field(
-        5, ge=1, description="Consecutive failures that open a URL's circuit breaker."
+    breaker_failure_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of a URL's recent deliveries that failed which opens its breaker.",
     )
-    breaker_cooldown: Seconds = Field(30.0, description="Pause before probing an open URL.")
+    breaker_min_attempts: int = Field(
+        20, ge=1, description="Recent deliveries a breaker needs before it judges a URL."
+    )
+    breaker_window: Seconds = Field(30.0, gt=0, description="How recent a breaker's results are.")
+    breaker_cooldown: Seconds = Field(
+        1.0, description="First pause before probing an open URL; doubles per failed probe."
+    )
+    breaker_max_cooldown: Seconds = Field(
+        30.0, description="Longest pause between probes of a URL that stays down."
+    )
     lease: Seconds = Field(
         60.0, description="How long a claim is held before another node may retry it."
     )
@@ -63,7 +75,9 @@ class ServiceSettings(BaseSettings):
     @field_validator(
         "timeout",
         "retry_after_cap",
+        "breaker_window",
         "breaker_cooldown",
+        "breaker_max_cooldown",
         "lease",
         "token_ttl",
         "secret_rotation_grace",

@@ -31,6 +31,7 @@ ADMIN = {"admin-key": ADMIN_KEY}
 CLIENT_ID = "1100000888"
 TAPPED_CLIENT_ID = "1100000889"
 ORDERS_PER_PHASE = 8
+GRACE = ("--secret-rotation-grace", "1h")
 
 
 class Api:
@@ -99,7 +100,7 @@ async def test_a_receiver_with_only_the_old_then_only_the_new_secret_accepts_eve
         simulated_updates(ORDERS_PER_PHASE, seed=seed, client_id=CLIENT_ID) for seed in (1, 2, 3)
     ]
     sent: list[str] = []
-    with serve_process(database, port, ADMIN_KEY, "--secret-rotation-grace", "1h"):
+    with serve_process(database, port, ADMIN_KEY, flags=GRACE):
         token = api.token(CLIENT_ID, f"http://127.0.0.1:{hook_port}/")
         old_secret = token["signingSecret"]
 
@@ -144,7 +145,7 @@ async def test_the_official_standardwebhooks_package_verifies_both_signatures(
     bodies = simulated_updates(3, seed=7, client_id=TAPPED_CLIENT_ID)
     with (
         UvicornThread(tap.app) as hooks,
-        serve_process(database, port, ADMIN_KEY, "--secret-rotation-grace", "1h"),
+        serve_process(database, port, ADMIN_KEY, flags=GRACE),
     ):
         token = api.token(TAPPED_CLIENT_ID, hooks.url + "/hook")
         old_secret = token["signingSecret"]

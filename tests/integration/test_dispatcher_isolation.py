@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 import pytest
 
+from dhan_postback.service.breaker import BreakerState
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.store.base import Claim, DeliveryStatus, Store
@@ -40,7 +41,7 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Stor
         await outbox.add(server.url + "/hook", order_updates(5, 1))
         settings = fast_settings(
             retry_schedule="0s" + ",10ms" * 10,
-            breaker_threshold=3,
+            breaker_min_attempts=3,
             breaker_cooldown=0.3,
             max_in_flight_per_url=1,
         )
@@ -56,6 +57,35 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Stor
     assert metrics.registry.get_sample_value("dhan_postback_breaker_open", label) == 0
 
 
+async def test_probes_rotate_away_from_deliveries_that_keep_failing(store: Store) -> None:
+    poison = order_updates(2, 1, client_id="1000000666")
+    receiver = Receiver(lambda r: Reply(500) if b"1000000666" in r.body else Reply())
+    with UvicornThread(receiver.app) as server:
+        url = server.url + "/hook"
+        poisoner = await Outbox(store, client_id="1000000666").open(url)
+        healthy = await Outbox(store).open(url)
+        await poisoner.add(url, poison)
+        settings = fast_settings(
+            retry_schedule="0s" + ",10ms" * 200,  # the poison is always the oldest due head
+            breaker_min_attempts=2,
+            breaker_cooldown=0.3,
+            max_in_flight_per_url=1,
+        )
+        async with Dispatcher(store, settings) as dispatcher:
+            await eventually(lambda: bool(dispatcher.breakers.blocked_urls(time.time())))
+            opened_after = len(receiver.snapshot())
+            await healthy.add(url, order_updates(7, 1)[2:])  # not the poisoned orders
+            dispatcher.wake()
+            await eventually(lambda: len(receiver.accepted()) == 5)
+            poisoned_so_far = len(receiver.snapshot()) - 5
+            await eventually(lambda: len(receiver.snapshot()) - 5 >= poisoned_so_far + 10)
+            state = dispatcher.breakers.state(url, time.time())
+
+    probe = receiver.snapshot()[opened_after]
+    assert b"1000000666" not in probe.body  # the first probe went to a healthy order
+    assert state is BreakerState.CLOSED  # and the poison failing on keeps it closed
+
+
 async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
     failing = Receiver(lambda r: Reply(500))
     healthy = Receiver()
@@ -65,7 +95,7 @@ async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
         await bad_box.add(bad.url + "/hook", order_updates(20, 1))
         settings = fast_settings(
             retry_schedule="0s" + ",10ms" * 20,
-            breaker_threshold=2,
+            breaker_min_attempts=2,
             breaker_cooldown=30,
             max_in_flight_per_url=1,  # nothing of the bad URL is under way when it opens
         )

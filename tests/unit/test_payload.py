@@ -76,6 +76,14 @@ def test_parse_knows_part_traded() -> None:
     assert received.unknown_values == ()
 
 
+def test_parse_keeps_an_integer_too_large_for_a_database_and_counts_it_as_zero() -> None:
+    body = json.dumps({**_update().to_dict(), "quantity": 2**63, "filled_qty": 10**30})
+    received = payload.parse(body)
+    assert received.fields["quantity"] == 2**63
+    assert (received.quantity, received.filled_qty) == (0, 0)
+    assert received.unknown_values == ("quantity=out of range", "filled_qty=out of range")
+
+
 def test_parse_refuses_a_body_that_is_not_json() -> None:
     with pytest.raises(UnreadablePayload, match="not JSON"):
         payload.parse(b"orderId=1")
@@ -135,6 +143,59 @@ def test_validate_strict_refuses_filled_qty_above_quantity() -> None:
 def test_validate_strict_accepts_a_complete_update() -> None:
     update = _update()
     assert payload.validate_strict(update.to_dict()) == update
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("quantity", payload.MAX_SAFE_INTEGER + 1),
+        ("disclosedQuantity", 2**63),
+        ("quantity", 10**30),
+    ],
+)
+def test_validate_strict_refuses_integers_past_two_to_the_53(field: str, value: int) -> None:
+    obj = {**_update().to_dict(), field: value, "filled_qty": 0}
+    with pytest.raises(InvalidUpdate, match="<= 9007199254740991") as caught:
+        payload.validate_strict(obj)
+    assert caught.value.field == field
+
+
+def test_validate_strict_accepts_the_largest_safe_integer() -> None:
+    obj = {**_update().to_dict(), "quantity": payload.MAX_SAFE_INTEGER}
+    assert payload.validate_strict(obj).quantity == payload.MAX_SAFE_INTEGER
+
+
+@pytest.mark.parametrize(
+    ("field", "limit"),
+    [
+        ("dhanClientId", payload.MAX_ID_LENGTH),
+        ("orderId", payload.MAX_ID_LENGTH),
+        ("correlationId", payload.MAX_ID_LENGTH),
+        ("tradingSymbol", payload.MAX_ID_LENGTH),
+        ("securityId", payload.MAX_ID_LENGTH),
+        ("omsErrorCode", payload.MAX_ID_LENGTH),
+        ("algoId", payload.MAX_ID_LENGTH),
+        ("omsErrorDescription", payload.MAX_TEXT_LENGTH),
+    ],
+)
+def test_validate_strict_refuses_a_string_past_its_field_maximum(field: str, limit: int) -> None:
+    accepted = {**_update().to_dict(), field: "x" * limit}
+    assert payload.validate_strict(accepted).to_dict()[field] == "x" * limit
+    with pytest.raises(InvalidUpdate, match=f"length <= {limit}") as caught:
+        payload.validate_strict({**accepted, field: "x" * (limit + 1)})
+    assert caught.value.field == field
+
+
+def test_validate_strict_refuses_an_update_too_large_as_sent() -> None:
+    escaped = "\x01" * payload.MAX_ID_LENGTH  # each is six bytes on the wire: \u0001
+    obj = {
+        **_update().to_dict(),
+        **dict.fromkeys(("correlationId", "tradingSymbol", "omsErrorCode", "algoId"), escaped),
+        "omsErrorDescription": "\x01" * payload.MAX_TEXT_LENGTH,
+    }
+    with pytest.raises(InvalidUpdate, match=f"at most {payload.MAX_UPDATE_BYTES}") as caught:
+        payload.validate_strict(obj)
+    assert caught.value.field is None
 
 
 def test_order_update_is_immutable() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dhan_postback.errors import StoreUnavailable
+from dhan_postback.errors import StoreUnavailable, UnstorablePayload
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
 from dhan_postback.receiver.writer import GroupCommitWriter
@@ -170,6 +170,18 @@ def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: P
     check = sqlite3.connect(path)
     assert sorted(v for (v,) in check.execute("SELECT v FROM t")) == [1, 3]
     check.close()
+
+
+def test_a_job_failing_on_its_own_values_is_unstorable_not_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None))
+    writer.start()
+    try:
+        with pytest.raises(UnstorablePayload, match="OverflowError") as caught:
+            writer.run(lambda conn: conn.execute("SELECT ?", (2**64,)))
+        assert caught.value.http_status == 400
+    finally:
+        writer.close()
 
 
 def test_one_large_batch_dedupes_and_orders_updates_like_single_writes(tmp_path: Path) -> None:

@@ -23,17 +23,16 @@ __all__ = ["settings_from_flags", "settings_options", "settings_options_for"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _ENV_PREFIX = str(ServiceSettings.model_config.get("env_prefix", ""))
-_METAVARS = {"retry_schedule": "DELAYS", "db": "URL", "admin_key": "KEY", "host": "ADDRESS"}
+_METAVARS = {
+    "retry_schedule": "DELAYS",
+    "db": "URL",
+    "admin_key": "KEY",
+    "host": "ADDRESS",
+    "breaker_failure_rate": "FRACTION",
+}
 _DURATIONS = frozenset(
-    {
-        "timeout",
-        "retry_after_cap",
-        "breaker_cooldown",
-        "lease",
-        "token_ttl",
-        "secret_rotation_grace",
-        "shutdown_grace",
-    }
+    {"timeout", "retry_after_cap", "lease", "token_ttl", "shutdown_grace"}
+    | {"breaker_window", "breaker_cooldown", "breaker_max_cooldown", "secret_rotation_grace"}
 )
 
 

@@ -41,6 +41,7 @@ from ..errors import (
     SignatureError,
     StoreUnavailable,
     UnreadablePayload,
+    UnstorablePayload,
     error_body,
 )
 from .handlers import DEFAULT_RETRY_DELAYS, Handler, HandlerRegistry, HandlerRunner
@@ -274,6 +275,10 @@ class Receiver:
         handlers = self._registry.for_status(postback.order_status)
         try:
             recorded = await self.store.record(postback, handled=not handlers)
+        except UnstorablePayload as exc:  # would fail on every retry: refuse it once, say so
+            await self._quarantine(scope, body, exc)
+            await _error(send, exc)
+            return
         except StoreUnavailable as exc:
             await _error(send, exc)
             return

@@ -12,7 +12,9 @@ write them all with a few multi-row statements instead of a few statements each.
 into SQLite also means fewer hand-overs of the GIL between this thread and the event loop.
 
 Anything that raises is isolated: the batch is rolled back and its items are re-run one
-transaction each, so one bad item fails alone.
+transaction each, so one bad item fails alone. An item that fails alone on its own values (an
+integer SQLite cannot hold, text it cannot encode) fails with
+:class:`~dhan_postback.errors.UnstorablePayload`: retrying it would fail the same way forever.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import structlog
 
-from ..errors import StoreUnavailable
+from ..errors import StoreUnavailable, UnstorablePayload
 
 __all__ = ["BatchOp", "GroupCommitWriter", "Job"]
 
@@ -167,6 +169,10 @@ class GroupCommitWriter:
                 conn.execute("ROLLBACK")
             if len(batch) == 1:
                 log.error("receiver store write failed", error=f"{type(exc).__name__}: {exc}")
+                if isinstance(exc, _VALUE_ERRORS):
+                    exc = UnstorablePayload(
+                        f"the receiver cannot store this update ({type(exc).__name__})"
+                    )
                 _settle([(batch[0], None, exc)])
                 return
             for item in batch:  # isolate the failing job: one transaction each
@@ -222,9 +228,12 @@ def _wake(waiters: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
         if exc is None:
             future.set_result(result)
         else:
-            future.set_exception(
-                exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(_describe(exc))
-            )
+            known = isinstance(exc, StoreUnavailable | UnstorablePayload)
+            future.set_exception(exc if known else StoreUnavailable(_describe(exc)))
+
+
+_VALUE_ERRORS: Final = (OverflowError, ValueError, TypeError, sqlite3.IntegrityError)
+"""Errors an item's own values cause; anything else (a full disk, a lock) may pass."""
 
 
 def _describe(exc: BaseException) -> str:

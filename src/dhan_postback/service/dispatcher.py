@@ -26,8 +26,10 @@ How one delivery travels::
   ``max_in_flight + claim_batch`` claims.
 * **Order.** The store hands out only heads of ``(url, order_id)`` queues; the dispatcher
   also refuses to hold two deliveries of one queue at once, whatever the store says.
-* **Breakers.** One per URL (:mod:`.breaker`): an open URL is skipped in claims and its
-  waiting claims are given back; after the cooldown one probe goes.
+* **Breakers.** One per URL (:mod:`.breaker`), judging it by the failure rate of its recent
+  deliveries: an open URL is skipped in claims and its waiting claims are given back; after
+  the cooldown one probe goes, and a delivery known to fail makes way for another waiting
+  head of the same URL, so probes rotate over different orders.
 * **Outcomes.** Each attempt becomes an :class:`~.store.base.Outcome` (:mod:`.retry` decides
   delivered / retry at / dead); outcomes and give-backs are written in batches, one
   ``store.finish`` per batch, every ``flush_interval`` or ``claim_batch`` outcomes.
@@ -60,7 +62,7 @@ from ..errors import DhanPostbackError
 from ..settings import ServiceSettings
 from ..signing import Signer
 from ..urlpolicy import GuardedResolver
-from .breaker import BreakerBoard, BreakerState, Ticket
+from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
 from .metrics import ServiceMetrics, endpoint_label
 from .retry import (
     RESPONSE_PREFIX_BYTES,
@@ -173,7 +175,15 @@ class Dispatcher:
         self._lane_full = 2 * settings.max_in_flight_per_url
         self._lane_room = self._lane_full + settings.claim_batch
         self._held_cap = settings.max_in_flight + settings.claim_batch
-        self.breakers = BreakerBoard(settings.breaker_threshold, settings.breaker_cooldown)
+        self.breakers = BreakerBoard(
+            BreakerPolicy(
+                failure_rate=settings.breaker_failure_rate,
+                min_attempts=settings.breaker_min_attempts,
+                window=settings.breaker_window,
+                cooldown=settings.breaker_cooldown,
+                max_cooldown=max(settings.breaker_max_cooldown, settings.breaker_cooldown),
+            )
+        )
 
         self._lanes: dict[str, _Lane] = {}
         self._labels: dict[str, str] = {}
@@ -492,9 +502,11 @@ class Dispatcher:
             claim = lane.queue.popleft()
             now = self._clock()
             ticket = None
-            if claim.lease_until - now >= self._min_lease_left:
+            if claim.lease_until - now >= self._min_lease_left and not self._makes_way(
+                lane, claim, now
+            ):
                 ticket = self.breakers.acquire(claim.url, now)
-            if ticket is None:  # lease too short for a whole attempt, or the breaker says wait
+            if ticket is None:  # lease too short, another probe is better, or the breaker waits
                 self._give_back(lane, claim)
                 continue
             self._waiting -= 1
@@ -509,6 +521,16 @@ class Dispatcher:
                 worker = asyncio.create_task(self._worker(), name="dispatcher-worker")
                 self._workers.add(worker)
                 worker.add_done_callback(self._workers.discard)
+
+    def _makes_way(self, lane: _Lane, claim: Claim, now: float) -> bool:
+        """Whether ``claim``, known to fail, should let another waiting claim be the probe.
+
+        Probes rotate over different orders' heads: a delivery that fails on its own (a body
+        its receiver refuses) must not be the oldest due head at every probe and keep its
+        endpoint paused for everyone. It goes back to the store, due as its schedule says.
+        """
+        others = (other.id for other in lane.queue if other.url == claim.url)
+        return self.breakers.rotate_probe(claim.url, claim.id, now, others)
 
     async def _worker(self) -> None:
         """Runs attempts one after another: one task per POST slot, not one per POST.
@@ -572,7 +594,7 @@ class Dispatcher:
         try:
             self._count(lane, attempt, outcome)
             before = self.breakers.state(claim.url, now)
-            after = self.breakers.record(ticket, outcome.result == "delivered", now)
+            after = self.breakers.record(ticket, claim.id, outcome.result == "delivered", now)
             if after is not before:
                 self._breaker_changed(lane, claim.url, after)
         except Exception:  # bookkeeping must never strand a slot or an outcome

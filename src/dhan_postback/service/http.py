@@ -28,6 +28,7 @@ from ..errors import (
     UnsupportedMediaType,
     error_body,
 )
+from ..jsondepth import check_depth
 
 __all__ = [
     "IST",
@@ -153,6 +154,8 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 def decode_json(body: bytes) -> Any:
+    """The body as a JSON value; 400 when it is not JSON or nests too deep to decode safely."""
+    check_depth(body)
     try:
         return _decoder.decode(body)
     except msgspec.DecodeError as exc:

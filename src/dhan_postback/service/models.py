@@ -12,6 +12,7 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import PayloadError, UnreadablePayload
+from ..jsondepth import check_depth
 from .http import to_iso
 from .store import (
     Attempt,
@@ -73,6 +74,7 @@ class ReplayRequest(_Body):
 
 def parse_body(model: type[M], body: bytes) -> M:
     """A request body as ``model``, or a 400 naming the first wrong field."""
+    check_depth(body)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

@@ -13,7 +13,8 @@ from typing import Any
 import msgspec
 
 from .._version import __version__
-from ..payload import OrderUpdate
+from ..jsondepth import MAX_DEPTH
+from ..payload import MAX_UPDATE_BYTES, OrderUpdate
 from .models import PartnerRequest, ReplayRequest, TokenRequest
 
 __all__ = ["openapi_document"]
@@ -21,7 +22,10 @@ __all__ = ["openapi_document"]
 _REF = "#/components/schemas/{name}"
 
 _ERROR_MEANINGS = {
-    400: "Malformed JSON, a wrong field (named in errorMessage), or a batch too large.",
+    400: (
+        "Malformed or too deeply nested JSON, a wrong field or a value past its limit (named "
+        "in errorMessage), or a batch too large."
+    ),
     401: "Missing, unknown, expired or revoked access token; or a wrong admin key.",
     403: "The update's dhanClientId is not the access token's client.",
     404: "No such delivery (or not this client's), token or endpoint.",
@@ -235,7 +239,10 @@ def _update_schemas() -> dict[str, Any]:
     components["OrderUpdate"]["additionalProperties"] = False
     components["OrderUpdate"]["description"] = (
         "One order update: the broker's 29 postback fields, in its order. Unknown fields, "
-        "unknown enum values, wrong types and malformed times are refused."
+        "unknown enum values, wrong types and malformed times are refused, and so is what a "
+        "receiver could not hold: integers above 2^53 - 1, strings past their maxLength, and "
+        f"an update larger than {MAX_UPDATE_BYTES} bytes as sent (compact UTF-8 JSON). A body "
+        f"nested deeper than {MAX_DEPTH} levels is refused before it is decoded."
     )
     components["OrderUpdates"] = {
         "oneOf": [
