@@ -17,6 +17,8 @@ The tree::
     ├── AuthenticationError .............. DH-901 Invalid_Authentication 401
     │   └── SignatureError                a postback whose signature or timestamp fails
     ├── PermissionDenied ................. DH-901 Invalid_Authentication 403
+    ├── TooManyFailures .................. DH-904 Rate_Limit        429  (service/throttle.py;
+    │                                     ``Retry-After``: wrong credentials from one address)
     ├── NotFound ......................... DH-907 Data_Error        404
     ├── Conflict ......................... DH-905 Input_Exception   409
     ├── StoreUnavailable ................. DH-908 Internal_Server_Error 503

@@ -14,11 +14,17 @@ from typing import Any
 
 import uvicorn
 
+from .connections import ConnectionLimits
+
 __all__ = ["BackgroundServer"]
 
 
 class BackgroundServer(uvicorn.Server):
-    """uvicorn without its signal handlers; ``await start()`` then ``await stop()``."""
+    """uvicorn without its signal handlers; ``await start()`` then ``await stop()``.
+
+    Connections are bounded (:mod:`.connections`) with the default limits unless ``config``
+    passes others (``**limits.uvicorn_options()``).
+    """
 
     def __init__(self, app: Any, *, host: str, port: int, **config: Any) -> None:
         options: dict[str, Any] = {
@@ -26,6 +32,7 @@ class BackgroundServer(uvicorn.Server):
             "log_level": "warning",
             "access_log": False,
             "server_header": False,
+            **ConnectionLimits().uvicorn_options(),
         }
         options.update(config)
         super().__init__(uvicorn.Config(app, host=host, port=port, **options))

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .connections import ConnectionLimits
 from .durations import parse_duration, parse_schedule
 
 __all__ = ["DEFAULT_RETRY_SCHEDULE", "ServiceSettings"]
@@ -69,8 +70,30 @@ class ServiceSettings(BaseSettings):
         description="How long a rotated-out signing secret keeps signing beside the new one.",
     )
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
+    max_replay: int = Field(
+        10_000, ge=1, description="Most deliveries one replay-by-filter call queues again."
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body.")
     shutdown_grace: Seconds = Field(10.0, description="Time to finish in-flight POSTs on SIGTERM.")
+    header_timeout: Seconds = Field(
+        10.0, gt=0, description="Time a client has to send a request's headers."
+    )
+    keep_alive_timeout: Seconds = Field(
+        5.0, gt=0, description="Time an idle keep-alive connection is kept open."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Open client connections; more are closed at once."
+    )
+    auth_failures: int = Field(
+        10, ge=1, description="Wrong credentials one address may send per --auth-failure-window."
+    )
+    auth_failure_window: Seconds = Field(
+        60.0, gt=0, description="Window of --auth-failures; a throttled address waits for it."
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for /metrics (required to read it when --host is not loopback).",
+    )
 
     @field_validator(
         "timeout",
@@ -82,11 +105,18 @@ class ServiceSettings(BaseSettings):
         "token_ttl",
         "secret_rotation_grace",
         "shutdown_grace",
+        "header_timeout",
+        "keep_alive_timeout",
+        "auth_failure_window",
         mode="before",
     )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @property
+    def connection_limits(self) -> ConnectionLimits:
+        return ConnectionLimits(self.header_timeout, self.keep_alive_timeout, self.max_connections)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from tests.support import UvicornThread
 
 __all__ = ["ADMIN_KEY", "HOOK_URL", "Service", "assert_error", "running_service"]
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789"
 HOOK_URL = "http://127.0.0.1:8999/postback"
 """A loopback URL nothing listens on: deliveries to it wait in the outbox (no dispatcher)."""
 

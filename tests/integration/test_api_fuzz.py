@@ -27,7 +27,9 @@ from .service_support import ADMIN_KEY, Service, running_service
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, dict[str, Any]]]:
-    with running_service(tmp_path_factory.mktemp("fuzz"), max_batch=20) as service:
+    # Fuzzed credentials are wrong by the hundred, all from one address: not throttled here.
+    directory = tmp_path_factory.mktemp("fuzz")
+    with running_service(directory, max_batch=20, auth_failures=100_000) as service:
         yield service, service.create_token()
 
 

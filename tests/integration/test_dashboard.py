@@ -154,10 +154,25 @@ def test_session_cookie_is_secure_when_served_over_https(dash: Dashboard) -> Non
 
 def test_login_gives_a_new_session_id(dash: Dashboard) -> None:
     with browser(dash) as client:
+        client.cookies.set("dpb_session", "planted-by-someone-else")
         form = client.get("/login")
-        before = client.cookies["dpb_session"]
-        client.post("/login", data={"credential": ADMIN_KEY, "csrf": csrf_of(form.text)})
-        assert client.cookies["dpb_session"] != before
+        response = client.post("/login", data={"credential": ADMIN_KEY, "csrf": csrf_of(form.text)})
+    assert response.cookies["dpb_session"] != "planted-by-someone-else"
+
+
+def test_the_login_form_sets_only_its_csrf_cookie(dash: Dashboard) -> None:
+    with browser(dash) as client:
+        form = client.get("/login")
+    assert set(form.cookies) == {"dpb_login"}
+    assert form.cookies["dpb_login"] == csrf_of(form.text)
+
+
+def test_login_with_another_browsers_csrf_token_is_refused(dash: Dashboard) -> None:
+    with browser(dash) as theirs, browser(dash) as mine:
+        their_token = csrf_of(theirs.get("/login").text)
+        mine.get("/login")
+        response = mine.post("/login", data={"credential": ADMIN_KEY, "csrf": their_token})
+        assert response.status_code == 403
 
 
 def test_logout_ends_the_session_for_good(dash: Dashboard) -> None:

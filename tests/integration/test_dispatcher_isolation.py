@@ -129,10 +129,15 @@ async def _time_to_deliver(urls: list[str], healthy: list[str], bodies: list[byt
         batch = await outbox.add(url + "/hook", bodies)
         if url in healthy:
             wanted.extend(d.id for d in batch)
+    # A schedule long enough that a POST timed out by a loaded machine is retried, not dead:
+    # a healthy delivery that died would leave this loop waiting forever.
+    settings = fast_settings(shutdown_grace=0, retry_schedule="0s,50ms,100ms,200ms,400ms,800ms")
     started = time.monotonic()
-    async with Dispatcher(store, fast_settings(shutdown_grace=0)):
+    async with Dispatcher(store, settings):
         while True:
             states = [await store.get_delivery(i) for i in wanted]
+            dead = [s.id for s in states if s is not None and s.status is DeliveryStatus.DEAD]
+            assert not dead, f"healthy deliveries died: {dead[:5]}"
             if all(s is not None and s.status is DeliveryStatus.DELIVERED for s in states):
                 return time.monotonic() - started
             await asyncio.sleep(0.02)

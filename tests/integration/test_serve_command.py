@@ -18,7 +18,7 @@ from dhan_postback.settings import ServiceSettings
 from tests.samples import new_client_id, update
 from tests.support import ServerProcess, free_port
 
-ADMIN_KEY = "cli-admin-key"
+ADMIN_KEY = "cli-admin-key-0123456789"
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -28,7 +28,10 @@ PARTNER_URL = "http://127.0.0.1:8999/partner"
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    with running_service(tmp_path_factory.mktemp("service"), max_batch=3) as running:
+    # Every test of this module refuses credentials on one service from one address: a
+    # budget for all of them (tests/security/ checks the throttle itself).
+    directory = tmp_path_factory.mktemp("service")
+    with running_service(directory, max_batch=3, auth_failures=10_000) as running:
         yield running
 
 

@@ -14,12 +14,14 @@ from dhan_postback.service.dashboard.formatting import (
     update_facts,
 )
 from dhan_postback.service.dashboard.health import percentile, summarise_endpoints
-from dhan_postback.service.dashboard.sessions import Principal, SessionStore, same_token
+from dhan_postback.service.dashboard.sessions import Principal, Sessions, same_token
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
+
+ADMIN = Principal(is_admin=True)
 
 
 def test_csrf_comparison_takes_whole_values_of_any_text() -> None:
@@ -29,25 +31,43 @@ def test_csrf_comparison_takes_whole_values_of_any_text() -> None:
     assert not same_token("tök", "tok")
 
 
-def test_session_ids_and_csrf_tokens_are_random_and_distinct() -> None:
-    sessions = SessionStore()
-    one, two = sessions.new(), sessions.new()
+async def test_session_ids_and_csrf_tokens_are_random_and_distinct() -> None:
+    sessions = Sessions(MemoryStore())
+    one, two = await sessions.new(ADMIN), await sessions.new(ADMIN)
     assert len({one.id, two.id, one.csrf, two.csrf}) == 4
     assert len(one.id) >= 40
 
 
-def test_expired_session_is_gone() -> None:
-    sessions = SessionStore(lifetime=0.0)
-    session = sessions.new(Principal(is_admin=True))
-    assert sessions.get(session.id) is None
-    assert len(sessions) == 0
+async def test_the_store_keeps_only_a_hash_of_the_session_id() -> None:
+    store = MemoryStore()
+    session = await Sessions(store).new(ADMIN)
+    assert await store.get_session(session.id, now=0.0) is None
+    assert await Sessions(store).get(session.id) == session  # another node finds it
 
 
-def test_session_store_evicts_the_oldest_beyond_its_bound() -> None:
-    sessions = SessionStore(max_sessions=2)
-    first, second, third = sessions.new(), sessions.new(), sessions.new()
-    assert sessions.get(first.id) is None
-    assert sessions.get(second.id) is second and sessions.get(third.id) is third
+async def test_expired_session_is_gone() -> None:
+    sessions = Sessions(MemoryStore(), lifetime=0.0)
+    session = await sessions.new(ADMIN)
+    assert await sessions.get(session.id) is None
+
+
+async def test_flash_messages_are_kept_for_the_next_request() -> None:
+    sessions = Sessions(MemoryStore())
+    session = await sessions.new(ADMIN)
+    session.flash.append("Queued 3 dead deliveries again.")
+    await sessions.save_flash(session)
+    found = await sessions.get(session.id)
+    assert found is not None and found.flash == ["Queued 3 dead deliveries again."]
+
+
+async def test_new_sessions_evict_only_the_oldest_of_the_same_principal() -> None:
+    sessions = Sessions(MemoryStore(), per_principal=2)
+    client = Principal(is_admin=False, dhan_client_id="42", token_hash="ab" * 32)
+    admin_session = await sessions.new(ADMIN)
+    first, second, third = [await sessions.new(client) for _ in range(3)]
+    assert await sessions.get(first.id) is None
+    assert await sessions.get(second.id) == second and await sessions.get(third.id) == third
+    assert await sessions.get(admin_session.id) == admin_session
 
 
 def test_admin_query_is_unrestricted() -> None:

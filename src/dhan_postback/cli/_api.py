@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import click
 
+from ._secrets import secret_file_option
+
 __all__ = ["AdminApi", "admin_api_options", "print_json"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,7 +39,7 @@ class AdminApi:
             )
         if not admin_key:
             raise click.ClickException(
-                "no admin key: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key)"
+                "no admin key: set DHAN_POSTBACK_ADMIN_KEY (or --admin-key-file)"
             )
         self.server = server.rstrip("/")
         self._admin_key = admin_key
@@ -98,11 +100,16 @@ class AdminApi:
 
 
 def admin_api_options(command: F) -> F:
-    """``--server`` and ``--admin-key`` (both also from the environment)."""
+    """``--server`` and ``--admin-key`` (both also from the environment; the key also from
+    ``--admin-key-file``, which keeps it out of the process list)."""
+    command = secret_file_option(
+        "admin_key", "--admin-key-file", envvar="DHAN_POSTBACK_ADMIN_KEY_FILE"
+    )(command)
     command = click.option(
         "--admin-key",
         envvar="DHAN_POSTBACK_ADMIN_KEY",
-        help="The service's admin key. [env: DHAN_POSTBACK_ADMIN_KEY]",
+        help="The service's admin key (prefer the variable or the file: flags show in `ps`). "
+        "[env: DHAN_POSTBACK_ADMIN_KEY]",
     )(command)
     return click.option(
         "--server",

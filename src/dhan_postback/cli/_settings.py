@@ -18,7 +18,13 @@ from pydantic.fields import FieldInfo
 from ..durations import format_duration
 from ..settings import ServiceSettings
 
-__all__ = ["settings_from_flags", "settings_options", "settings_options_for"]
+__all__ = [
+    "MIN_ADMIN_KEY_LENGTH",
+    "check_admin_key",
+    "settings_from_flags",
+    "settings_options",
+    "settings_options_for",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,12 +33,14 @@ _METAVARS = {
     "retry_schedule": "DELAYS",
     "db": "URL",
     "admin_key": "KEY",
+    "metrics_token": "TOKEN",
     "host": "ADDRESS",
     "breaker_failure_rate": "FRACTION",
 }
 _DURATIONS = frozenset(
     {"timeout", "retry_after_cap", "lease", "token_ttl", "shutdown_grace"}
     | {"breaker_window", "breaker_cooldown", "breaker_max_cooldown", "secret_rotation_grace"}
+    | {"header_timeout", "keep_alive_timeout", "auth_failure_window"}
 )
 
 
@@ -87,6 +95,28 @@ def settings_options_for(names: Collection[str]) -> Callable[[F], F]:
         return command
 
     return decorate
+
+
+MIN_ADMIN_KEY_LENGTH = 16
+"""Shorter admin keys are refused: the admin key guards every token, and is guessed offline
+nowhere but online everywhere the API is reachable."""
+
+
+def check_admin_key(settings: ServiceSettings, *, required: bool) -> None:
+    """Refuse a missing (when ``required``) or short admin key, in one line."""
+    key = settings.admin_key.get_secret_value() if settings.admin_key else ""
+    if not key:
+        if required:
+            raise click.UsageError(
+                "an admin key is required: set DHAN_POSTBACK_ADMIN_KEY (or --admin-key-file); "
+                "the admin API creates the access tokens"
+            )
+        return
+    if len(key) < MIN_ADMIN_KEY_LENGTH:
+        raise click.UsageError(
+            f"the admin key is {len(key)} characters long; use at least {MIN_ADMIN_KEY_LENGTH} "
+            "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
 
 
 def settings_from_flags(flags: Mapping[str, Any]) -> ServiceSettings:

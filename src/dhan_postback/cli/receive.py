@@ -15,8 +15,11 @@ import uvicorn
 from rich.console import Group
 from rich.live import Live
 
+from ..connections import ConnectionLimits
+from ..durations import parse_duration
 from ..receiver import Receiver, ReceiverStats
 from ..receiver.view import orders_table, stats_text
+from ._secrets import secret_file_option
 
 __all__ = ["receive", "split_secrets"]
 
@@ -32,6 +35,16 @@ def split_secrets(values: tuple[str, ...]) -> tuple[str, ...]:
     variable) may hold several, separated by commas: a receiver in the middle of a rotation
     accepts a postback that any of them signs. (``whsec_`` secrets are base64: no commas.)"""
     return tuple(part.strip() for value in values for part in value.split(",") if part.strip())
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be more than 0s")
+    return seconds
 
 
 @click.command()
@@ -52,8 +65,12 @@ def split_secrets(values: tuple[str, ...]) -> tuple[str, ...]:
     envvar="DHAN_POSTBACK_RECEIVER_SECRET",
     show_envvar=True,
     callback=lambda ctx, param, values: split_secrets(values),
-    help="whsec_ signing secret to verify. Repeat it, or separate several with commas, to "
-    "accept any of them (a rotation).",
+    help="whsec_ signing secret to verify. Repeat it, or separate several with commas (or "
+    "spaces in the env var), to accept any of them during a rotation; prefer the variable or "
+    "--secret-file: flags show in `ps`.",
+)
+@secret_file_option(
+    "secrets", "--secret-file", envvar="DHAN_POSTBACK_RECEIVER_SECRET_FILE", many=True
 )
 @click.option(
     "--path",
@@ -71,6 +88,33 @@ def split_secrets(values: tuple[str, ...]) -> tuple[str, ...]:
     show_envvar=True,
     help="Accept only these dhanClientId values (repeat); others get 403.",
 )
+@click.option(
+    "--header-timeout",
+    default="10s",
+    show_default=True,
+    envvar="DHAN_POSTBACK_RECEIVER_HEADER_TIMEOUT",
+    show_envvar=True,
+    callback=_duration,
+    help="Time a client has to send a request's headers.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    default="5s",
+    show_default=True,
+    envvar="DHAN_POSTBACK_RECEIVER_KEEP_ALIVE_TIMEOUT",
+    show_envvar=True,
+    callback=_duration,
+    help="Time an idle keep-alive connection is kept open.",
+)
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(1),
+    envvar="DHAN_POSTBACK_RECEIVER_MAX_CONNECTIONS",
+    show_envvar=True,
+    help="Open client connections; more are closed at once.",
+)
 @click.option("--quiet", is_flag=True, help="No live table and no periodic log lines.")
 def receive(
     host: str,
@@ -79,6 +123,9 @@ def receive(
     secrets: tuple[str, ...],
     path: str,
     client_ids: tuple[str, ...],
+    header_timeout: float,
+    keep_alive_timeout: float,
+    max_connections: int,
     quiet: bool,
 ) -> None:
     """Receive postbacks: verify, de-duplicate, store durably, keep the order book."""
@@ -96,11 +143,11 @@ def receive(
         host=host,
         port=port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
         lifespan="on",
         access_log=False,
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
+        **ConnectionLimits(header_timeout, keep_alive_timeout, max_connections).uvicorn_options(),
     )
     server = uvicorn.Server(config)
     shown_path = "/" if not path.strip("/") else "/<secret path>"

@@ -55,6 +55,7 @@ from ..relay import (
 )
 from ..signing import generate_secret
 from ..urlpolicy import check_url, loopback_warning
+from ._secrets import secret_file_option
 from ._settings import settings_from_flags, settings_options_for
 from .worker import DISPATCHER_FIELDS
 
@@ -118,8 +119,10 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     "ACCESS_TOKEN",
     "Dhan access token of that account (prefer the variable: flags show in `ps`).",
 )
+@secret_file_option("access_token", "--access-token-file", envvar=f"{_ENV}ACCESS_TOKEN_FILE")
 @_option("--partner-id", "PARTNER_ID", "Log in as a partner instead (all its users' orders).")
 @_option("--partner-secret", "PARTNER_SECRET", "The partner's secret.")
+@secret_file_option("partner_secret", "--partner-secret-file", envvar=f"{_ENV}PARTNER_SECRET_FILE")
 @_option(
     "--postback-url",
     "POSTBACK_URL",
@@ -131,6 +134,7 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     "Embedded service: the whsec_ secret postbacks are signed with (default: generated once, "
     "kept in <db>.whsec).",
 )
+@secret_file_option("signing_secret", "--signing-secret-file", envvar=f"{_ENV}SIGNING_SECRET_FILE")
 @_option(
     "--service-db",
     "SERVICE_DB",
@@ -150,6 +154,7 @@ def _option(name: str, env: str, help: str, **kwargs: Any) -> Callable[[_F], _F]
     "Hand updates to a running postback service at this URL instead of embedding one.",
 )
 @_option("--service-token", "SERVICE_TOKEN", "That service's access token for this client.")
+@secret_file_option("service_token", "--service-token-file", envvar=f"{_ENV}SERVICE_TOKEN_FILE")
 @settings_options_for(EMBEDDED_SERVICE_FIELDS)
 @_option(
     "--ws-url",

@@ -24,6 +24,7 @@ from ..payload import OrderStatus, OrderUpdate, dumps
 from ..signing import Signer
 from ..simulator import OrderKind, Simulator
 from ..urlpolicy import GuardedResolver, check_url, loopback_warning, refusal_from
+from ._secrets import secret_file_option
 
 __all__ = ["SendResult", "post_once", "sample_update", "send"]
 
@@ -86,7 +87,13 @@ async def post_once(
 
 @click.command()
 @click.argument("url")
-@click.option("--secret", envvar="DHAN_POSTBACK_SEND_SECRET", help="whsec_ secret to sign with.")
+@click.option(
+    "--secret",
+    envvar="DHAN_POSTBACK_SEND_SECRET",
+    show_envvar=True,
+    help="whsec_ secret to sign with (prefer the variable or --secret-file).",
+)
+@secret_file_option("secret", "--secret-file", envvar="DHAN_POSTBACK_SEND_SECRET_FILE")
 @click.option(
     "--status",
     type=click.Choice([status.value for status in OrderStatus]),

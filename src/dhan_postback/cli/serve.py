@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from ..logs import configure_logging
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
-from ._settings import settings_from_flags, settings_options
+from ._secrets import secret_file_option
+from ._settings import check_admin_key, settings_from_flags, settings_options
 
 __all__ = ["build_app", "serve"]
 
@@ -39,18 +40,19 @@ def build_app(settings: ServiceSettings) -> Starlette:
 
 @click.command()
 @settings_options
+@secret_file_option("admin_key", "--admin-key-file", envvar="DHAN_POSTBACK_ADMIN_KEY_FILE")
+@secret_file_option(
+    "metrics_token", "--metrics-token-file", envvar="DHAN_POSTBACK_METRICS_TOKEN_FILE"
+)
 def serve(**flags: Any) -> None:
     """Run the postback service: accept order updates, commit them, deliver them.
 
     Every option can also be set with its DHAN_POSTBACK_* environment variable (prefer
-    DHAN_POSTBACK_ADMIN_KEY to --admin-key, which other users can see in the process list).
+    DHAN_POSTBACK_ADMIN_KEY or --admin-key-file to --admin-key, which other users can see in
+    the process list).
     """
     settings = settings_from_flags(flags)
-    if settings.admin_key is None or not settings.admin_key.get_secret_value():
-        raise click.UsageError(
-            "an admin key is required: set DHAN_POSTBACK_ADMIN_KEY (or pass --admin-key); "
-            "the admin API creates the access tokens"
-        )
+    check_admin_key(settings, required=True)
     configure_logging()
     if settings.allow_loopback:
         log.warning("SANDBOX: " + loopback_warning())
@@ -60,10 +62,10 @@ def serve(**flags: Any) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
         access_log=False,
         log_level="warning",
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=int(settings.shutdown_grace) or None,
+        **settings.connection_limits.uvicorn_options(),
     )

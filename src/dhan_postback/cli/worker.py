@@ -19,12 +19,13 @@ from starlette.applications import Starlette
 from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
-from ..service.operations import operations_routes
+from ..service.operations import MetricsAccess, operations_routes
 from ..service.store import create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
-from ._settings import settings_from_flags, settings_options_for
+from ._secrets import secret_file_option
+from ._settings import check_admin_key, settings_from_flags, settings_options_for
 
 __all__ = ["DISPATCHER_FIELDS", "run_worker", "worker"]
 
@@ -46,12 +47,19 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "lease",
     "claim_batch",
     "shutdown_grace",
+    "header_timeout",
+    "keep_alive_timeout",
+    "max_connections",
+    "metrics_token",
 )
 """The settings the dispatcher reads: the worker's flags."""
 
 
 @click.command()
 @settings_options_for(DISPATCHER_FIELDS)
+@secret_file_option(
+    "metrics_token", "--metrics-token-file", envvar="DHAN_POSTBACK_METRICS_TOKEN_FILE"
+)
 @click.option(
     "--host",
     "http_host",
@@ -75,6 +83,7 @@ def worker(http_host: str, http_port: int | None, **flags: Any) -> None:
     Every option can also be set with its DHAN_POSTBACK_* environment variable.
     """
     settings = settings_from_flags(flags)
+    check_admin_key(settings, required=False)
     configure_logging()
     listen = None if http_port is None else (http_host, http_port)
     _run(run_worker(settings, listen=listen))
@@ -110,8 +119,18 @@ async def run_worker(
     try:
         async with Dispatcher(store, settings, metrics=metrics):
             if listen is not None:
-                app = Starlette(routes=operations_routes(store, metrics))
-                server = BackgroundServer(app, host=listen[0], port=listen[1], lifespan="off")
+                token = settings.metrics_token
+                access = MetricsAccess.for_bind(
+                    listen[0], token.get_secret_value() if token else None
+                )
+                app = Starlette(routes=operations_routes(store, metrics, access))
+                server = BackgroundServer(
+                    app,
+                    host=listen[0],
+                    port=listen[1],
+                    lifespan="off",
+                    **settings.connection_limits.uvicorn_options(),
+                )
                 await server.start()
             log.info(
                 "worker running",

@@ -30,6 +30,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import msgspec
 
 from .. import payload
+from ..files import create_private
 from ..payload import ReceivedUpdate
 from . import book
 from .verify import Postback
@@ -543,6 +544,8 @@ class ReceiverStore:
         self.path = str(path)
         if self.path == ":memory:" or self.path.startswith("file::memory:"):
             raise ValueError("the receiver needs a file: several connections share it")
+        if not self.path.startswith("file:"):
+            create_private(self.path)
         conn = _connect(self.path)
         try:
             conn.execute("PRAGMA journal_mode = WAL")

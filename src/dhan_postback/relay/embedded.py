@@ -113,7 +113,12 @@ class EmbeddedService:
             metrics=metrics,
         )
         self._store = store
-        server = BackgroundServer(app, host="127.0.0.1", port=self.settings.port)
+        server = BackgroundServer(
+            app,
+            host="127.0.0.1",
+            port=self.settings.port,
+            **self.settings.connection_limits.uvicorn_options(),
+        )
         await server.start()
         self._server = server
         self.url = f"http://127.0.0.1:{server.port}"

@@ -34,6 +34,7 @@ from typing import Final, TypeVar
 
 import msgspec
 
+from ..files import create_private
 from ..payload import OrderUpdate, dumps
 from .progress import OrderState, Verdict, compare
 from .queries import load_relay_queries, migrations
@@ -207,7 +208,7 @@ class RelayLog:
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            create_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")

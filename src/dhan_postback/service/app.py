@@ -28,6 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from ..errors import (
+    AuthenticationError,
     Conflict,
     DhanPostbackError,
     NotFound,
@@ -39,6 +40,7 @@ from ..settings import ServiceSettings
 from .dashboard import EndpointHealth, create_dashboard
 from .http import (
     ErrorShield,
+    error_response,
     from_iso,
     handle_error,
     handle_http_exception,
@@ -61,8 +63,9 @@ from .models import (
     token_json,
 )
 from .openapi import openapi_document
-from .operations import operations_routes
+from .operations import MetricsAccess, operations_routes
 from .registry import AdminKey, Registry
+from .replaying import capped_page
 from .store import (
     Delivery,
     DeliveryQuery,
@@ -73,6 +76,7 @@ from .store import (
     TokenRecord,
     create_store,
 )
+from .throttle import FailureThrottle, TooManyFailures
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "BreakerView", "LifespanHook", "create_app"]
 
@@ -368,7 +372,8 @@ class _Service:
         viewer = await self.viewer(request)
         require_json(request)
         body = parse_body(ReplayRequest, await read_body(request, _ADMIN_BODY_LIMIT))
-        if all(value is None for value in body.model_dump().values()):
+        filters = body.model_dump(exclude={"cursor"})
+        if all(value is None for value in filters.values()):
             raise PayloadError(
                 "name at least one filter (status, orderId, since, until, dhanClientId): "
                 "replaying everything is not done by accident"
@@ -382,10 +387,19 @@ class _Service:
                 until=None if body.until is None else from_iso(body.until, "until"),
             )
         )
-        replayed = await self.store.replay(query, now=time.time())
+        limit = self.settings.max_replay
+        cursor = None if body.cursor is None else int(body.cursor)
+        page, next_cursor = await capped_page(self.store, query, cursor=cursor, limit=limit)
+        replayed = await self.store.replay(page, now=time.time()) if page.ids else []
         if replayed:
             self.committed()
-        return json_response({"deliveryIds": replayed}, 202)
+        answer: dict[str, Any] = {"deliveryIds": replayed, "nextCursor": next_cursor}
+        if next_cursor is not None:
+            answer["note"] = (
+                f"more than {limit} deliveries match: send the same request with "
+                f'"cursor": "{next_cursor}" to replay the next ones'
+            )
+        return json_response(answer, 202)
 
     async def openapi(self, request: Request) -> Response:
         return json_response(openapi_document())
@@ -448,6 +462,12 @@ def _integer(text: str | None, name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _metrics_access(settings: ServiceSettings) -> MetricsAccess:
+    """Open ``/metrics`` on a loopback bind, else only to the metrics token's bearer."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    return MetricsAccess.for_bind(settings.host, token)
+
+
 def create_app(
     settings: ServiceSettings,
     store: Store | None = None,
@@ -479,9 +499,26 @@ def create_app(
         owns_store=owns_store,
         breaker_state=breaker_state,
     )
+    throttle = FailureThrottle(failures=settings.auth_failures, window=settings.auth_failure_window)
     dashboard = create_dashboard(
-        store, settings, on_commit=service.committed, endpoint_health=endpoint_health
+        store,
+        settings,
+        on_commit=service.committed,
+        endpoint_health=endpoint_health,
+        throttle=throttle,
     )
+
+    async def refused_credential(request: Request, exc: Exception) -> Response:
+        """A wrong credential: 401, or 429 once its address is over budget. A request that
+        offers none (no header) is not a guess: 401, uncounted."""
+        assert isinstance(exc, AuthenticationError)
+        if not (request.headers.get("admin-key") or request.headers.get("access-token")):
+            return error_response(exc)
+        try:
+            throttle.failed(request.client.host if request.client else None, where="api")
+        except TooManyFailures as too_many:
+            return error_response(too_many, too_many.headers)
+        return error_response(exc)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -501,7 +538,7 @@ def create_app(
         Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
         Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
         Route("/v2/deliveries/{delivery_id}/replay", service.replay_one, methods=["POST"]),
-        *operations_routes(store, service.metrics),
+        *operations_routes(store, service.metrics, _metrics_access(settings)),
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Mount("/dashboard", app=dashboard),
     ]
@@ -509,6 +546,7 @@ def create_app(
         routes=routes,
         middleware=[Middleware(ErrorShield)],
         exception_handlers={
+            AuthenticationError: refused_credential,
             DhanPostbackError: handle_error,
             HTTPException: handle_http_exception,
         },

@@ -70,6 +70,8 @@ class ReplayRequest(_Body):
     dhanClientId: ClientId | None = None
     since: TimeValue | None = None
     until: TimeValue | None = None
+    cursor: Annotated[str, Field(pattern=r"^[0-9]{1,18}$")] | None = None
+    """The ``nextCursor`` of the previous answer, when one call did not replay them all."""
 
 
 def parse_body(model: type[M], body: bytes) -> M:

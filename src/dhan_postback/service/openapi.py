@@ -33,6 +33,7 @@ _ERROR_MEANINGS = {
     413: "The body is larger than the configured limit.",
     415: "The body is declared as something other than JSON.",
     422: "The Postback URL is refused; errorMessage names the reason.",
+    429: "Too many wrong credentials from this address: wait Retry-After seconds.",
     503: "The store does not answer.",
 }
 
@@ -49,7 +50,8 @@ def _responses(success: int, schema: str, *errors: int) -> dict[str, Any]:
     responses: dict[str, Any] = {
         str(success): {"description": "Success.", "content": _json(_ref(schema))}
     }
-    for status in (*errors, 405):
+    throttled = (429,) if 401 in errors else ()
+    for status in (*errors, *throttled, 405):
         responses[str(status)] = {
             "description": _ERROR_MEANINGS.get(status, "Method not allowed."),
             "content": _json(_ref("Error")),
@@ -201,6 +203,14 @@ def _own_schemas() -> dict[str, Any]:
         ),
         "Accepted": _object(
             {"deliveryIds": {"type": "array", "items": text}, "note": text}, optional=("note",)
+        ),
+        "ReplayAccepted": _object(
+            {
+                "deliveryIds": {"type": "array", "items": text},
+                "nextCursor": _nullable(text),
+                "note": text,
+            },
+            optional=("note",),
         ),
         "Delivery": delivery,
         "Attempt": _object(
@@ -358,8 +368,11 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "summary": "Send again every delivery matching a filter",
                 "security": _EITHER,
+                "description": "At most --max-replay (default 10,000) deliveries per call, "
+                "oldest first; when more match, nextCursor is set: send the same body with "
+                '"cursor" set to it for the next ones.',
                 "requestBody": _body("ReplayRequest"),
-                "responses": _responses(202, "Accepted", 400, 401, 403, 413, 415),
+                "responses": _responses(202, "ReplayAccepted", 400, 401, 403, 413, 415),
             }
         },
         "/v2/deliveries/{delivery_id}": {
@@ -388,7 +401,9 @@ def openapi_document() -> dict[str, Any]:
         "/metrics": {
             "get": {
                 "summary": "Prometheus metrics (text format)",
-                "security": [],
+                "description": "Open on a loopback bind; otherwise only with the metrics "
+                "token (--metrics-token) as a bearer token.",
+                "security": [{}, {"metricsToken": []}],
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format.",
@@ -412,6 +427,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "accessToken": {"type": "apiKey", "in": "header", "name": "access-token"},
                 "adminKey": {"type": "apiKey", "in": "header", "name": "admin-key"},
+                "metricsToken": {"type": "http", "scheme": "bearer"},
             },
             "schemas": {**_update_schemas(), **_body_schemas(), **_own_schemas()},
         },

@@ -2,12 +2,21 @@
 
 ``serve`` mounts them next to the API; ``worker --port`` serves only these two. One place, so
 that a health check means the same thing on every kind of node.
+
+``/metrics`` names every endpoint's host and counts its traffic: who the service's clients
+are. It is open by default only when the server listens on a loopback address (where only
+this machine can ask); otherwise it needs ``Authorization: Bearer <--metrics-token>``, and
+without a token configured it is refused. ``/healthz`` says only "ok" and stays open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import ipaddress
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,11 +24,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import DhanPostbackError, StoreUnavailable, error_body
+from ..errors import (
+    AuthenticationError,
+    DhanPostbackError,
+    PermissionDenied,
+    StoreUnavailable,
+    error_body,
+)
 from .metrics import ServiceMetrics
 from .store import Store
 
-__all__ = ["operations_routes"]
+__all__ = ["MetricsAccess", "is_loopback_host", "operations_routes"]
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +57,55 @@ def _health(store: Store) -> Endpoint:
     return health
 
 
-def _metrics(store: Store, metrics: ServiceMetrics) -> Endpoint:
+def is_loopback_host(host: str) -> bool:
+    """Whether a bind address reaches this machine only (``localhost``, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsAccess:
+    """Who may read ``/metrics``: anyone (a loopback bind, no token), a bearer of the token,
+    or nobody (a public bind without a token)."""
+
+    token_digest: bytes | None
+    open: bool
+
+    @classmethod
+    def for_bind(cls, host: str, token: str | None) -> MetricsAccess:
+        digest = hashlib.sha256(token.encode()).digest() if token else None
+        return cls(digest, open=digest is None and is_loopback_host(host))
+
+    def refusal(self, request: Request) -> Response | None:
+        """None when ``request`` may read the metrics, else the 401/403 to answer."""
+        if self.open:
+            return None
+        if self.token_digest is None:
+            denied = PermissionDenied(
+                "/metrics is served only on loopback binds unless a metrics token is set "
+                "(--metrics-token-file or DHAN_POSTBACK_METRICS_TOKEN)"
+            )
+            return JSONResponse(error_body(denied), denied.http_status)
+        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+        offered_digest = hashlib.sha256(offered.strip().encode()).digest()
+        if scheme.lower() == "bearer" and hmac.compare_digest(offered_digest, self.token_digest):
+            return None
+        refused = AuthenticationError("send the metrics token: Authorization: Bearer <token>")
+        return JSONResponse(
+            error_body(refused), refused.http_status, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+def _metrics(store: Store, metrics: ServiceMetrics, access: MetricsAccess) -> Endpoint:
     async def metrics_text(request: Request) -> Response:
         """Prometheus text; the outbox gauge is read from the store at scrape time."""
+        refusal = access.refusal(request)
+        if refusal is not None:
+            return refusal
         with contextlib.suppress(DhanPostbackError):
             for status, count in (await store.counts()).items():
                 metrics.deliveries.labels(status=status.value).set(count)
@@ -53,8 +114,12 @@ def _metrics(store: Store, metrics: ServiceMetrics) -> Endpoint:
     return metrics_text
 
 
-def operations_routes(store: Store, metrics: ServiceMetrics) -> list[Route]:
+def operations_routes(
+    store: Store, metrics: ServiceMetrics, access: MetricsAccess | None = None
+) -> list[Route]:
+    """``/healthz`` and ``/metrics``; ``access`` defaults to open (a loopback bind)."""
+    access = access or MetricsAccess(None, open=True)
     return [
         Route("/healthz", _health(store), methods=["GET"]),
-        Route("/metrics", _metrics(store, metrics), methods=["GET"]),
+        Route("/metrics", _metrics(store, metrics, access), methods=["GET"]),
     ]

@@ -36,7 +36,9 @@ from ..._version import __version__
 from ...errors import AuthenticationError, DhanPostbackError, NotFound, PermissionDenied
 from ...settings import ServiceSettings
 from ..registry import AdminKey, hash_secret
+from ..replaying import capped_page
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
+from ..throttle import FailureThrottle, TooManyFailures
 from .formatting import (
     display_url,
     format_ist,
@@ -46,12 +48,22 @@ from .formatting import (
     update_facts,
 )
 from .health import BACKLOG_CAP, EndpointHealth, summarise_endpoints
-from .sessions import COOKIE_NAME, Principal, Session, SessionStore, same_token
+from .sessions import (
+    COOKIE_NAME,
+    LOGIN_COOKIE_NAME,
+    Principal,
+    Session,
+    Sessions,
+    new_login_token,
+    same_token,
+)
 
 __all__ = ["PAGE_SIZE", "create_dashboard"]
 
 PAGE_SIZE = 50
 """Deliveries per page of the list."""
+_LOGIN_FORM_LIFETIME = 3600
+"""Seconds the login form's double-submit cookie lasts."""
 
 _HERE = Path(__file__).parent
 _log = structlog.get_logger(__name__)
@@ -98,6 +110,13 @@ class _LoginRequired(Exception):
     """Raised by a page when nobody (or an expired token) is logged in."""
 
 
+def _form_expired() -> PermissionDenied:
+    return PermissionDenied(
+        "This form has expired or did not come from this dashboard. "
+        "Go back, reload the page and try again."
+    )
+
+
 class _Dashboard:
     """The state behind the routes: store, settings, sessions, templates, hooks."""
 
@@ -107,14 +126,16 @@ class _Dashboard:
         settings: ServiceSettings,
         on_commit: Callable[[], None] | None,
         endpoint_health: EndpointHealthSource | None,
+        throttle: FailureThrottle,
     ) -> None:
+        self.throttle = throttle
         self.store = store
         self.settings = settings
         self.on_commit = on_commit
         self.endpoint_health = endpoint_health
         key = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.admin_key = AdminKey(key)
-        self.sessions = SessionStore()
+        self.sessions = Sessions(store)
         self.templates = Environment(
             loader=FileSystemLoader(_HERE / "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -127,36 +148,42 @@ class _Dashboard:
         self.templates.globals.update(version=__version__, DeliveryStatus=DeliveryStatus)
 
     # Rendering ----------------------------------------------------------------------------
-    def render(
+    async def render(
         self,
         request: Request,
         template: str,
         *,
         session: Session | None = None,
         status_code: int = 200,
+        csrf: str = "",
+        flash: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
         **context: Any,
     ) -> HTMLResponse:
-        flash: list[str] = []
-        if session is not None:
-            flash, session.flash = session.flash, []
+        """The page; a logged-in ``session`` gives its principal, its CSRF token and the
+        messages kept for this page (which are then cleared)."""
+        messages = list(flash)
+        if session is not None and session.flash:
+            messages += session.flash
+            session.flash = []
+            await self.sessions.save_flash(session)
         html = self.templates.get_template(template).render(
             base=_base(request),
             session=session,
             principal=session.principal if session else None,
-            csrf=session.csrf if session else "",
-            flash=flash,
+            csrf=session.csrf if session else csrf,
+            flash=messages,
             **context,
         )
-        response = HTMLResponse(html, status_code=status_code)
-        if session is not None:
-            self.set_cookie(request, response, session)
-        return response
+        return HTMLResponse(html, status_code=status_code, headers=headers)
 
-    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+    def set_cookie(
+        self, request: Request, response: Response, name: str, value: str, max_age: int
+    ) -> None:
         response.set_cookie(
-            COOKIE_NAME,
-            session.id,
-            max_age=int(session.expires_at - time.time()),
+            name,
+            value,
+            max_age=max_age,
             path=_base(request) + "/",
             secure=request.url.scheme == "https",
             httponly=True,
@@ -164,30 +191,37 @@ class _Dashboard:
         )
 
     # Sessions -----------------------------------------------------------------------------
-    def session_of(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE_NAME))
+    async def session_of(self, request: Request) -> Session | None:
+        return await self.sessions.get(request.cookies.get(COOKIE_NAME))
 
     async def logged_in(self, request: Request) -> tuple[Session, Principal]:
         """The session and who it belongs to, or :class:`_LoginRequired`."""
-        session = self.session_of(request)
-        if session is None or session.principal is None:
+        session = await self.session_of(request)
+        if session is None:
             raise _LoginRequired
         principal = session.principal
         if not principal.is_admin:
             token = await self.store.get_token(principal.token_hash or "")
             if token is None or not token.is_active(time.time()):
-                self.sessions.end(session.id)
+                await self.sessions.end(session)
                 raise _LoginRequired
         return session, principal
 
     def check_csrf(self, session: Session | None, form: FormData) -> Session:
         sent = form.get("csrf")
         if session is None or not isinstance(sent, str) or not same_token(sent, session.csrf):
-            raise PermissionDenied(
-                "This form has expired or did not come from this dashboard. "
-                "Go back, reload the page and try again."
-            )
+            raise _form_expired()
         return session
+
+    def check_login_csrf(self, request: Request, form: FormData) -> None:
+        """The login form's double submit: the hidden field must repeat the cookie."""
+        sent, expected = form.get("csrf"), request.cookies.get(LOGIN_COOKIE_NAME, "")
+        if not isinstance(sent, str) or not same_token(sent, expected):
+            raise _form_expired()
+
+    async def flash(self, session: Session, message: str) -> None:
+        session.flash.append(message)
+        await self.sessions.save_flash(session)
 
     async def authenticate(self, credential: str) -> Principal | None:
         """The admin for the admin key, a client for an active access token, else None."""
@@ -280,14 +314,20 @@ def create_dashboard(
     *,
     on_commit: Callable[[], None] | None = None,
     endpoint_health: Callable[[], list[EndpointHealth]] | None = None,
+    throttle: FailureThrottle | None = None,
 ) -> Starlette:
     """The dashboard as a Starlette app; mount it (``Mount("/dashboard", app)``) or serve it.
 
     ``store`` must be open already (the host app owns its lifecycle). ``on_commit`` is called
     after every replay to wake the dispatcher; ``endpoint_health`` returns the dispatcher's
-    live view of each URL (breaker state, in-flight) for the endpoints page.
+    live view of each URL (breaker state, in-flight) for the endpoints page. ``throttle``
+    counts wrong credentials per address; the API shares its own, so that one budget covers
+    both ways in.
     """
-    dash = _Dashboard(store, settings, on_commit, endpoint_health)
+    throttle = throttle or FailureThrottle(
+        failures=settings.auth_failures, window=settings.auth_failure_window
+    )
+    dash = _Dashboard(store, settings, on_commit, endpoint_health, throttle)
 
     def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -299,31 +339,59 @@ def create_dashboard(
     async def index(request: Request) -> Response:
         return RedirectResponse(_base(request) + "/deliveries", status_code=303)
 
+    async def login_page(
+        request: Request, *, status_code: int = 200, flash: Sequence[str] = (), **extra: Any
+    ) -> Response:
+        """The login form with its double-submit token: the cookie's, or a fresh one."""
+        token = request.cookies.get(LOGIN_COOKIE_NAME, "")
+        if not 32 <= len(token) <= 64:
+            token = new_login_token()
+        response = await dash.render(
+            request, "login.html", csrf=token, status_code=status_code, flash=flash, **extra
+        )
+        dash.set_cookie(request, response, LOGIN_COOKIE_NAME, token, _LOGIN_FORM_LIFETIME)
+        return response
+
     async def login_form(request: Request) -> Response:
-        session = dash.session_of(request)
-        if session is not None and session.principal is not None:
+        if await dash.session_of(request) is not None:
             return RedirectResponse(_base(request) + "/deliveries", status_code=303)
-        return dash.render(request, "login.html", session=session or dash.sessions.new())
+        return await login_page(request)
 
     async def login(request: Request) -> Response:
         form = await request.form()
-        session = dash.check_csrf(dash.session_of(request), form)
-        principal = await dash.authenticate(_text(form, "credential"))
+        dash.check_login_csrf(request, form)
+        credential = _text(form, "credential")
+        principal = await dash.authenticate(credential)
+        if principal is None and credential:
+            client = request.client.host if request.client else None
+            try:
+                dash.throttle.failed(client, where="dashboard")
+            except TooManyFailures as too_many:
+                return await login_page(
+                    request,
+                    status_code=429,
+                    flash=[f"Too many wrong attempts: try again in {too_many.retry_after} s."],
+                    headers=too_many.headers,
+                )
         if principal is None:
             _log.info("dashboard_login_refused")
-            session.flash.append("That admin key or access token is not valid (or has expired).")
-            return dash.render(request, "login.html", session=session, status_code=401)
-        dash.sessions.end(session.id)  # a fresh id on login: a planted cookie is worth nothing
-        fresh = dash.sessions.new(principal)
+            return await login_page(
+                request,
+                status_code=401,
+                flash=["That admin key or access token is not valid (or has expired)."],
+            )
+        session = await dash.sessions.new(principal)  # always a fresh id: planting is useless
         _log.info("dashboard_login", who=principal.label)
         response = RedirectResponse(_base(request) + "/deliveries", status_code=303)
-        dash.set_cookie(request, response, fresh)
+        max_age = int(session.expires_at - time.time())
+        dash.set_cookie(request, response, COOKIE_NAME, session.id, max_age)
+        response.delete_cookie(LOGIN_COOKIE_NAME, path=_base(request) + "/")
         return response
 
     async def logout(request: Request) -> Response:
         form = await request.form()
-        session = dash.check_csrf(dash.session_of(request), form)
-        dash.sessions.end(session.id)
+        session = dash.check_csrf(await dash.session_of(request), form)
+        await dash.sessions.end(session)
         response = RedirectResponse(_base(request) + "/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path=_base(request) + "/")
         return response
@@ -341,7 +409,7 @@ def create_dashboard(
         more = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         counts = await store.counts() if principal.is_admin else None
-        return dash.render(
+        return await dash.render(
             request,
             "deliveries.html",
             session=session,
@@ -356,7 +424,7 @@ def create_dashboard(
     async def delivery(request: Request, session: Session, principal: Principal) -> Response:
         found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
         attempts = await store.get_attempts(found.id)
-        return dash.render(
+        return await dash.render(
             request,
             "delivery.html",
             session=session,
@@ -370,7 +438,7 @@ def create_dashboard(
     async def replay_one(request: Request, session: Session, principal: Principal) -> Response:
         found = await dash.visible_delivery(principal, request.path_params["delivery_id"])
         if request.method == "GET":
-            return dash.render(request, "confirm_replay.html", session=session, d=found)
+            return await dash.render(request, "confirm_replay.html", session=session, d=found)
         dash.check_csrf(session, await request.form())
         replayed = await store.replay(
             principal.restrict(DeliveryQuery(ids=[found.id])),
@@ -378,10 +446,11 @@ def create_dashboard(
         )
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
-        session.flash.append(
+        await dash.flash(
+            session,
             "Queued again: the next attempt is due now."
             if replayed
-            else "Not queued: this delivery is being sent right now."
+            else "Not queued: this delivery is being sent right now.",
         )
         return RedirectResponse(f"{_base(request)}/deliveries/{found.id}", status_code=303)
 
@@ -394,7 +463,7 @@ def create_dashboard(
                 _Filter.read(request.query_params, principal), status=DeliveryStatus.DEAD.value
             )
             matching = await store.list_deliveries(filters.query(principal, limit=BACKLOG_CAP))
-            return dash.render(
+            return await dash.render(
                 request,
                 "confirm_replay_dead.html",
                 session=session,
@@ -408,10 +477,17 @@ def create_dashboard(
         filters = dataclasses.replace(
             _Filter.read(form, principal), status=DeliveryStatus.DEAD.value
         )
-        replayed = await store.replay(filters.query(principal), now=time.time())
+        page, more = await capped_page(
+            store, filters.query(principal), cursor=None, limit=settings.max_replay
+        )
+        replayed = await store.replay(page, now=time.time()) if page.ids else []
         dash.commit()
         _log.info("dashboard_replay", who=principal.label, deliveries=len(replayed))
-        session.flash.append(f"Queued {len(replayed)} dead deliveries again.")
+        await dash.flash(
+            session,
+            f"Queued {len(replayed)} dead deliveries again."
+            + (" More are dead: replay again for the next ones." if more else ""),
+        )
         pending = dataclasses.replace(filters, status=DeliveryStatus.PENDING.value)
         return RedirectResponse(f"{_base(request)}/deliveries?{pending.params()}", status_code=303)
 
@@ -421,7 +497,7 @@ def create_dashboard(
         summaries = await summarise_endpoints(
             store, scope=principal.restrict(DeliveryQuery()), live=live
         )
-        return dash.render(
+        return await dash.render(
             request,
             "endpoints.html",
             session=session,
@@ -443,7 +519,9 @@ def create_dashboard(
             )
             for row in found:
                 queues.setdefault(row.url, []).append(row)
-        return dash.render(request, "order.html", session=session, order_id=order_id, queues=queues)
+        return await dash.render(
+            request, "order.html", session=session, order_id=order_id, queues=queues
+        )
 
     async def login_required(request: Request, exc: Exception) -> Response:
         return RedirectResponse(_base(request) + "/login", status_code=303)
@@ -456,10 +534,14 @@ def create_dashboard(
             message = exc.detail if status == 400 else _STATUS_TEXT.get(status, exc.detail)
         else:  # pragma: no cover - registered only for the two types above
             raise exc
-        return dash.render(
+        try:
+            session = await dash.session_of(request)
+        except DhanPostbackError:  # the store is what failed: show the page without it
+            session = None
+        return await dash.render(
             request,
             "error.html",
-            session=dash.session_of(request),
+            session=session,
             status_code=status,
             title=_STATUS_TITLE.get(status, "Something went wrong"),
             message=message,
@@ -467,7 +549,7 @@ def create_dashboard(
 
     async def unexpected_error(request: Request, exc: Exception) -> Response:
         _log.error("dashboard_error", error_type=type(exc).__name__)
-        return dash.render(
+        return await dash.render(
             request,
             "error.html",
             session=None,

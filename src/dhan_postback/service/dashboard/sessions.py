@@ -1,26 +1,49 @@
-"""Dashboard sessions: a random id in the cookie, everything else kept server-side.
+"""Dashboard sessions: a random id in the cookie, its hash and its owner in the database.
 
-The cookie holds only ``secrets.token_urlsafe(32)``: no key, no token, no hash of either, so
-a stolen cookie jar says nothing about the credentials behind it, and logout or a restart ends
-the session for good. Each session carries its own CSRF token (the synchronizer pattern: every
-form posts it back in a hidden field). Anonymous sessions exist only to give the login form a
-CSRF token; the id is replaced on login so that a planted id is worth nothing.
+Why like this:
+
+* **Nothing for anonymous visitors.** The login form needs a CSRF token, and nothing else; it
+  gets one from a *double-submit cookie*: a random value set in an ``HttpOnly``,
+  ``SameSite=Strict`` cookie and repeated in the form, the two compared on POST. No server
+  state, so no number of anonymous visits can push a logged-in session out.
+* **In the database**, so that a session survives a restart and works on every node behind
+  one load balancer (they share the store).
+* **Hashed at rest.** The cookie holds ``secrets.token_urlsafe(32)``; the store keeps only its
+  SHA-256, so a copy of the database cannot be replayed as a cookie. The session's CSRF token
+  is derived from the id (another hash, under another label), so it is never stored either.
+* **Capped per principal.** The admin, and each access token, keep at most
+  :data:`SESSIONS_PER_PRINCIPAL` sessions; a new login beyond that ends the same principal's
+  oldest session, never another's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..store.base import DeliveryQuery, Target
+from ..store.base import DeliveryQuery, SessionRecord, Store, Target
 
-__all__ = ["COOKIE_NAME", "Principal", "Session", "SessionStore", "same_token"]
+__all__ = [
+    "COOKIE_NAME",
+    "LOGIN_COOKIE_NAME",
+    "SESSIONS_PER_PRINCIPAL",
+    "Principal",
+    "Session",
+    "Sessions",
+    "new_login_token",
+    "same_token",
+]
 
 COOKIE_NAME = "dpb_session"
+LOGIN_COOKIE_NAME = "dpb_login"
+"""The double-submit cookie of the login form (a random value, no server state)."""
+SESSIONS_PER_PRINCIPAL = 20
+SESSION_LIFETIME = 12 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,54 +72,89 @@ class Principal:
     def label(self) -> str:
         return "admin" if self.is_admin else f"client {self.dhan_client_id}"
 
+    @property
+    def key(self) -> str:
+        """Whose sessions these are, for the per-principal cap (no secret in it)."""
+        return "admin" if self.is_admin else f"token:{self.token_hash}"
+
 
 @dataclass(slots=True)
 class Session:
+    """A logged-in session as a request sees it; ``id`` is the cookie's value."""
+
     id: str
-    csrf: str
+    principal: Principal
     expires_at: float
-    principal: Principal | None = None
     flash: list[str] = field(default_factory=list)
+
+    @property
+    def csrf(self) -> str:
+        """The token every form of this session posts back (derived, never stored)."""
+        return hashlib.sha256(b"dpb-csrf\x00" + self.id.encode()).hexdigest()
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def new_login_token() -> str:
+    """A fresh value for the login form's double-submit cookie."""
+    return secrets.token_urlsafe(32)
 
 
 def same_token(sent: str, expected: str) -> bool:
-    """Constant-time comparison of a submitted CSRF token with the session's."""
-    return hmac.compare_digest(sent.encode(), expected.encode())
+    """Constant-time comparison of a submitted CSRF token with the expected one."""
+    return bool(expected) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
-class SessionStore:
-    """Sessions of one process, bounded in number and in age (oldest evicted first)."""
+class Sessions:
+    """Dashboard sessions kept in the service's store (see the module docstring)."""
 
-    def __init__(self, *, max_sessions: int = 10_000, lifetime: float = 12 * 3600.0) -> None:
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
-        self._max = max_sessions
+    def __init__(
+        self,
+        store: Store,
+        *,
+        lifetime: float = SESSION_LIFETIME,
+        per_principal: int = SESSIONS_PER_PRINCIPAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
         self._lifetime = lifetime
+        self._per_principal = per_principal
+        self._clock = clock
 
-    def new(self, principal: Principal | None = None) -> Session:
-        session = Session(
-            id=secrets.token_urlsafe(32),
-            csrf=secrets.token_urlsafe(32),
-            expires_at=time.time() + self._lifetime,
-            principal=principal,
+    async def new(self, principal: Principal) -> Session:
+        now = self._clock()
+        session = Session(secrets.token_urlsafe(32), principal, now + self._lifetime)
+        record = SessionRecord(
+            id_hash=_id_hash(session.id),
+            principal=principal.key,
+            dhan_client_id=principal.dhan_client_id,
+            token_hash=principal.token_hash,
+            created_at=now,
+            expires_at=session.expires_at,
         )
-        self._sessions[session.id] = session
-        while len(self._sessions) > self._max:
-            self._sessions.popitem(last=False)
+        await self._store.add_session(record, keep=self._per_principal, now=now)
         return session
 
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id:
+    async def get(self, session_id: str | None) -> Session | None:
+        if not session_id or len(session_id) > 128:
             return None
-        session = self._sessions.get(session_id)
-        if session is None:
+        record = await self._store.get_session(_id_hash(session_id), now=self._clock())
+        if record is None:
             return None
-        if session.expires_at <= time.time():
-            del self._sessions[session_id]
-            return None
-        return session
+        principal = Principal(
+            is_admin=record.principal == "admin",
+            dhan_client_id=record.dhan_client_id,
+            token_hash=record.token_hash,
+        )
+        flash = record.flash.split("\n") if record.flash else []
+        return Session(session_id, principal, record.expires_at, flash)
 
-    def end(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+    async def end(self, session: Session) -> None:
+        await self._store.end_session(_id_hash(session.id))
 
-    def __len__(self) -> int:
-        return len(self._sessions)
+    async def save_flash(self, session: Session) -> None:
+        """Keep ``session.flash`` for the next page (one message per line)."""
+        text = "\n".join(message.replace("\n", " ") for message in session.flash)
+        await self._store.set_session_flash(_id_hash(session.id), text)

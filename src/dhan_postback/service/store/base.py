@@ -54,6 +54,7 @@ __all__ = [
     "Outcome",
     "PartnerRecord",
     "RetiredSecret",
+    "SessionRecord",
     "Store",
     "Target",
     "TokenRecord",
@@ -207,6 +208,24 @@ class PartnerRecord:
     partner_id: str
     postback_url: str
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A dashboard session as stored: the SHA-256 of its id (the cookie), never the id.
+
+    ``principal`` names whom it belongs to (``admin``, or ``token:<token hash>``): the number
+    of sessions is capped per principal, so nobody can push another principal's sessions
+    out. ``flash`` holds the messages for the next page, one per line.
+    """
+
+    id_hash: str
+    principal: str
+    dhan_client_id: str | None
+    token_hash: str | None
+    created_at: float
+    expires_at: float
+    flash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +437,18 @@ class Store(Protocol):
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
         """Pending deliveries to the endpoint, and the last attempt of the newest delivery
         to it that has been attempted."""
+
+    # Dashboard sessions ------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+        """Store ``session``; then keep only the ``keep`` newest sessions of its principal,
+        and forget every session expired at ``now``."""
+
+    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
+        """The session, unless it has expired at ``now`` (or never existed, or ended)."""
+
+    async def end_session(self, id_hash: str) -> None: ...
+
+    async def set_session_flash(self, id_hash: str, flash: str) -> None: ...
 
     # Outbox ------------------------------------------------------------------------------
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:

@@ -29,6 +29,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    SessionRecord,
     Target,
     TokenRecord,
     retire,
@@ -67,6 +68,8 @@ class MemoryStore:
         """url -> order_id -> that queue's pending rows in ``seq`` order; the first is the
         queue's head. By URL first, so that a claim skips a URL's queues without looking."""
         self._seq = 0
+        self._sessions: dict[str, SessionRecord] = {}
+        """By id hash, in creation order (dicts keep it): a principal's first is its oldest."""
 
     async def open(self) -> None:
         return None
@@ -154,6 +157,29 @@ class MemoryStore:
 
     async def get_partner(self, partner_id: str) -> PartnerRecord | None:
         return self._partners.get(partner_id)
+
+    # Dashboard sessions --------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+        if session.id_hash in self._sessions:
+            raise Conflict("session already exists")
+        self._sessions[session.id_hash] = session
+        own = [s.id_hash for s in self._sessions.values() if s.principal == session.principal]
+        for id_hash in own[: max(0, len(own) - keep)]:
+            del self._sessions[id_hash]
+        for id_hash in [s.id_hash for s in self._sessions.values() if s.expires_at <= now]:
+            del self._sessions[id_hash]
+
+    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
+        session = self._sessions.get(id_hash)
+        return session if session is not None and session.expires_at > now else None
+
+    async def end_session(self, id_hash: str) -> None:
+        self._sessions.pop(id_hash, None)
+
+    async def set_session_flash(self, id_hash: str, flash: str) -> None:
+        session = self._sessions.get(id_hash)
+        if session is not None:
+            self._sessions[id_hash] = dataclasses.replace(session, flash=flash)
 
     # Outbox ------------------------------------------------------------------------------
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:

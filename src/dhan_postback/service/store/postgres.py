@@ -52,6 +52,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    SessionRecord,
     TokenRecord,
     grace_secrets,
     retire,
@@ -340,6 +341,39 @@ class PostgresStore:
             return None if row is None else PartnerRecord(*row)
 
         return await self._run(run)
+
+    # Dashboard sessions ------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            async with conn.transaction():
+                await conn.execute(_Q["insert_session"], dataclasses.asdict(session))
+                await conn.execute(
+                    _Q["evict_sessions"], {"principal": session.principal, "keep": keep}
+                )
+                await conn.execute(_Q["expire_sessions"], {"now": now})
+
+        await self._run(run, retry_conflicts=True)
+
+    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> SessionRecord | None:
+            params = {"id_hash": id_hash, "now": now}
+            cur = await conn.execute(_Q["get_session"], params, prepare=True)
+            row = await cur.fetchone()
+            return None if row is None else SessionRecord(*row)
+
+        return await self._run(run)
+
+    async def end_session(self, id_hash: str) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["end_session"], {"id_hash": id_hash})
+
+        await self._run(run)
+
+    async def set_session_flash(self, id_hash: str, flash: str) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute(_Q["set_session_flash"], {"id_hash": id_hash, "flash": flash})
+
+        await self._run(run)
 
     # Outbox ------------------------------------------------------------------------------
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:

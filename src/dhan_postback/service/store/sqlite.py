@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import heapq
 import json
-import os
 import queue
 import sqlite3
 import threading
@@ -38,6 +37,7 @@ import msgspec
 import structlog
 
 from ...errors import Conflict, StoreUnavailable
+from ...files import create_private
 from .base import (
     Attempt,
     Claim,
@@ -49,6 +49,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    SessionRecord,
     TokenRecord,
     grace_secrets,
     retire,
@@ -150,7 +151,7 @@ class _Writer:
 
     def _main(self) -> None:
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self._path)), exist_ok=True)
+            create_private(self._path)
             conn = _connect(self._path)
             _migrate(conn)
         except BaseException as exc:
@@ -432,6 +433,29 @@ class SQLiteStore:
         params = {"partner_id": partner_id}
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_partner"], params))
         return PartnerRecord(*rows[0]) if rows else None
+
+    # Dashboard sessions --------------------------------------------------------------------
+    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+        params = dataclasses.asdict(session)
+
+        def run(conn: sqlite3.Connection) -> None:
+            _run(conn, "insert_session", params)
+            _run(conn, "evict_sessions", {"principal": session.principal, "keep": keep})
+            _run(conn, "expire_sessions", {"now": now})
+
+        await self._write(run)
+
+    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
+        params = {"id_hash": id_hash, "now": now}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_session"], params))
+        return SessionRecord(*rows[0]) if rows else None
+
+    async def end_session(self, id_hash: str) -> None:
+        await self._write(lambda conn: _run(conn, "end_session", {"id_hash": id_hash}))
+
+    async def set_session_flash(self, id_hash: str, flash: str) -> None:
+        params = {"id_hash": id_hash, "flash": flash}
+        await self._write(lambda conn: _run(conn, "set_session_flash", params))
 
     # Outbox --------------------------------------------------------------------------------
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:

@@ -108,8 +108,24 @@ CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 CREATE INDEX deliveries_claimable_url ON deliveries (url, next_attempt_at, seq)
     WHERE status = 'pending' AND is_head;
 
-
 -- name: migration_3
+-- Dashboard sessions, shared by every node and kept across restarts. Only the SHA-256 of a
+-- session id is stored; the id itself lives in the browser's cookie. The cap is per
+-- principal (admin, or one token): dashboard_sessions_principal finds a principal's oldest.
+CREATE TABLE dashboard_sessions (
+    seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- eviction order
+    id_hash         text NOT NULL UNIQUE,
+    principal       text NOT NULL,
+    dhan_client_id  text,
+    token_hash      text,
+    created_at      double precision NOT NULL,
+    expires_at      double precision NOT NULL,
+    flash           text NOT NULL DEFAULT ''
+);
+CREATE INDEX dashboard_sessions_principal ON dashboard_sessions (principal, seq);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+
+-- name: migration_4
 -- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
 -- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
 -- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
@@ -163,6 +179,36 @@ ALTER TABLE partners DROP COLUMN signing_secret;
 
 -- name: ping
 SELECT 1;
+
+
+-- Dashboard sessions -------------------------------------------------------------------------
+
+-- name: insert_session
+INSERT INTO dashboard_sessions (id_hash, principal, dhan_client_id, token_hash, created_at,
+                                expires_at, flash)
+VALUES (%(id_hash)s, %(principal)s, %(dhan_client_id)s, %(token_hash)s, %(created_at)s,
+        %(expires_at)s, %(flash)s);
+
+-- name: evict_sessions
+-- All but the "keep" newest sessions of one principal.
+DELETE FROM dashboard_sessions
+WHERE principal = %(principal)s
+  AND seq NOT IN (SELECT seq FROM dashboard_sessions WHERE principal = %(principal)s
+                  ORDER BY seq DESC LIMIT %(keep)s);
+
+-- name: expire_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= %(now)s;
+
+-- name: get_session
+SELECT id_hash, principal, dhan_client_id, token_hash, created_at, expires_at, flash
+FROM dashboard_sessions
+WHERE id_hash = %(id_hash)s AND expires_at > %(now)s;
+
+-- name: end_session
+DELETE FROM dashboard_sessions WHERE id_hash = %(id_hash)s;
+
+-- name: set_session_flash
+UPDATE dashboard_sessions SET flash = %(flash)s WHERE id_hash = %(id_hash)s;
 
 
 -- Registry -----------------------------------------------------------------------------------

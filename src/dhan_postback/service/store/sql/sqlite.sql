@@ -102,8 +102,24 @@ CREATE INDEX attempts_delivery ON attempts (delivery_id, id);
 CREATE INDEX deliveries_due_url ON deliveries (url, next_attempt_at)
     WHERE is_head = 1 AND status = 'pending';
 
-
 -- name: migration_3
+-- Dashboard sessions, shared by every node and kept across restarts. Only the SHA-256 of a
+-- session id is stored; the id itself lives in the browser's cookie. The cap is per
+-- principal (admin, or one token): dashboard_sessions_principal finds a principal's oldest.
+CREATE TABLE dashboard_sessions (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,   -- creation order: eviction order
+    id_hash         TEXT NOT NULL UNIQUE,
+    principal       TEXT NOT NULL,
+    dhan_client_id  TEXT,
+    token_hash      TEXT,
+    created_at      REAL NOT NULL,
+    expires_at      REAL NOT NULL,
+    flash           TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX dashboard_sessions_principal ON dashboard_sessions (principal, seq);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+
+-- name: migration_4
 -- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
 -- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
 -- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
@@ -441,6 +457,35 @@ SET status = 'pending', round_attempts = 0, next_attempt_at = :now, lease_until 
 WHERE {where}
   AND NOT (status = 'pending' AND lease_until > :now)
 RETURNING seq, id, url, order_id;
+
+
+-- Dashboard sessions --------------------------------------------------------------------
+
+-- name: insert_session
+INSERT INTO dashboard_sessions (id_hash, principal, dhan_client_id, token_hash, created_at,
+                                expires_at, flash)
+VALUES (:id_hash, :principal, :dhan_client_id, :token_hash, :created_at, :expires_at, :flash);
+
+-- name: evict_sessions
+-- All but the :keep newest sessions of one principal.
+DELETE FROM dashboard_sessions
+WHERE principal = :principal
+  AND seq NOT IN (SELECT seq FROM dashboard_sessions WHERE principal = :principal
+                  ORDER BY seq DESC LIMIT :keep);
+
+-- name: expire_sessions
+DELETE FROM dashboard_sessions WHERE expires_at <= :now;
+
+-- name: get_session
+SELECT id_hash, principal, dhan_client_id, token_hash, created_at, expires_at, flash
+FROM dashboard_sessions
+WHERE id_hash = :id_hash AND expires_at > :now;
+
+-- name: end_session
+DELETE FROM dashboard_sessions WHERE id_hash = :id_hash;
+
+-- name: set_session_flash
+UPDATE dashboard_sessions SET flash = :flash WHERE id_hash = :id_hash;
 
 
 -- Delivery log --------------------------------------------------------------------------
