@@ -1,7 +1,7 @@
 """``python -m bench``: run the scenarios, print the table, write ``docs/benchmarks.md``.
 
-    python -m bench                 # every scenario, full size (under 10 minutes)
-    python -m bench --quick         # smaller runs (under 2 minutes)
+    python -m bench                 # every scenario, full size (about 11 minutes)
+    python -m bench --quick         # smaller runs (under 4 minutes)
     python -m bench --only B1 B4    # some of them
     python -m bench --list          # what there is
 
@@ -36,17 +36,18 @@ MODULES = [
     "bench.memory_bench",
     "bench.isolation_bench",
     "bench.pg_bench",
+    "bench.retention_bench",
 ]
 
 
 def scenarios() -> list[Scenario]:
-    """Every scenario, in order (B1 ... B7)."""
+    """Every scenario, in order (B1 ... B8)."""
     return [importlib.import_module(name).SCENARIO for name in MODULES]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller runs (under 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller runs (under 4 minutes)")
     parser.add_argument("--only", nargs="+", metavar="KEY", help="run these scenarios only")
     parser.add_argument("--list", action="store_true", help="list the scenarios and stop")
     parser.add_argument("--output", type=Path, help="write the table here (any run)")

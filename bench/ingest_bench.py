@@ -97,11 +97,12 @@ class Service:
 
 
 @contextlib.contextmanager
-def serve(ctx: Context, name: str, *flags: str) -> Iterator[Service]:
-    """``dhan-postback serve`` on a fresh SQLite file and a free port, loopback URLs allowed."""
+def serve(ctx: Context, name: str, *flags: str, database: Path | None = None) -> Iterator[Service]:
+    """``dhan-postback serve`` on a fresh SQLite file (or ``database``) and a free port,
+    loopback URLs allowed."""
     port = free_port()
     admin_key = secrets.token_urlsafe(16)
-    database = ctx.scratch(name) / "service.db"
+    database = database or ctx.scratch(name) / "service.db"
     args = ["-m", "dhan_postback", "serve", "--port", str(port), "--allow-loopback"]
     args += ["--db", f"sqlite:///{database}", *flags]
     url = f"http://127.0.0.1:{port}"

@@ -168,8 +168,8 @@ def serve_process(
     flags: Sequence[str] = (),
     log_path: Path | None = None,
 ) -> ServerProcess:
-    """``dhan-postback serve`` on a SQLite file (or a database URL), in sandbox mode, with
-    quick retries.
+    """``dhan-postback serve`` on a SQLite file (or any database URL given as a string), in
+    sandbox mode, with quick retries.
 
     ``flags`` come after the defaults here, so they override them (``--timeout 500ms``).
 

@@ -94,6 +94,22 @@ class ServiceSettings(BaseSettings):
         None,
         description="Bearer token for /metrics (required to read it when --host is not loopback).",
     )
+    idempotency_window: Seconds = Field(
+        86400.0,
+        description="How long an Idempotency-Key of ingest answers its first answer again.",
+    )
+    retain_delivered: Seconds = Field(
+        7 * 86400.0, description="Delivered deliveries and their attempts are deleted after this."
+    )
+    retain_dead: Seconds = Field(
+        30 * 86400.0, description="Dead deliveries and their attempts are deleted after this."
+    )
+    prune_interval: Seconds = Field(
+        300.0, description="How often old deliveries are pruned (0: never prune)."
+    )
+    prune_batch: int = Field(
+        500, ge=1, description="Most deliveries deleted in one pruning transaction."
+    )
 
     @field_validator(
         "timeout",
@@ -108,6 +124,10 @@ class ServiceSettings(BaseSettings):
         "header_timeout",
         "keep_alive_timeout",
         "auth_failure_window",
+        "idempotency_window",
+        "retain_delivered",
+        "retain_dead",
+        "prune_interval",
         mode="before",
     )
     @classmethod

@@ -67,3 +67,12 @@ async def store(store_maker: StoreMaker) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])],
+)
+def service_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database URL for a whole service, on each persistent backend."""
+    backend: str = request.param
+    return _store_url(backend, request, tmp_path)

@@ -22,7 +22,7 @@ from bench.ingest_bench import batch_body, update_body
 from tests.support import free_port
 
 
-def test_list_names_every_scenario_b1_to_b7() -> None:
+def test_list_names_every_scenario_b1_to_b8() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--list"],
         cwd=ROOT,
@@ -32,7 +32,7 @@ def test_list_names_every_scenario_b1_to_b7() -> None:
         check=True,
     )
     keys = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-    assert keys == [f"B{number}" for number in range(1, 8)]
+    assert keys == [f"B{number}" for number in range(1, 9)]
 
 
 def test_scenario_keys_are_unique() -> None:

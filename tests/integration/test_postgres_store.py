@@ -366,3 +366,21 @@ async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
             await asyncio.sleep(0.5)  # the dispatcher has gone idle for its long poll
             await ingest.enqueue([delivery("O2", url=hook_url)])
             await eventually(lambda: len(receiver.accepted()) == 2, timeout=WAKE_TIMEOUT)
+
+
+# Retention --------------------------------------------------------------------------------
+
+
+async def test_one_node_prunes_at_a_time(nodes: list[PostgresStore], pg_url: str) -> None:
+    first, second = nodes[0], nodes[1]
+    await first.enqueue([delivery(f"o{i}") for i in range(3)])
+    claims = await first.claim(limit=10, now=NOW, lease=LEASE)
+    await first.finish([delivered(claim) for claim in claims])
+    window = {"delivered_before": NOW + 60, "dead_before": NOW + 60, "keys_before": 0.0}
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as pruning:
+        async with pruning.transaction():
+            # another node in the middle of a pruning batch holds the lock
+            cur = await pruning.execute(load_queries("postgres")["try_lock_pruning"])
+            assert await cur.fetchone() == (True,)
+            assert (await second.prune(**window, limit=10)).delivered == 0
+        assert (await second.prune(**window, limit=10)).delivered == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import sqlite3
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dhan_postback.errors import StoreUnavailable
-from dhan_postback.service.store import NewDelivery, Target
+from dhan_postback.service.store import Attempt, NewDelivery, Outcome, Target, TokenRecord
 from dhan_postback.service.store.queries import load_queries, migrations
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 
@@ -100,6 +101,12 @@ _OUTBOX_STATEMENTS = (
     "refresh_queue_head",
     "next_due_head",
     "next_lease_end",
+    "get_idempotency_key",
+    "put_idempotency_key",
+    "prune_delivered",
+    "prune_dead",
+    "prune_attempts",
+    "prune_idempotency_keys",
 )
 
 
@@ -119,6 +126,84 @@ async def test_outbox_statements_never_scan_a_whole_table(tmp_path: Path, name: 
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
     finally:
         conn.close()
-    tables = ("deliveries", "attempts", "tokens", "partners", "t", "p", "d", "q")
+    tables = ("deliveries", "attempts", "tokens", "partners", "idempotency_keys")
+    tables += ("t", "p", "d", "q")
     whole_table_scans = [step for step in plan if step in {f"SCAN {name}" for name in tables}]
     assert whole_table_scans == []
+
+
+# Retention: the file shrinks -------------------------------------------------------------------
+
+
+def _file_pages(path: Path) -> tuple[int, int, int]:
+    """(auto_vacuum, page_count, freelist_count) of a SQLite file, after a checkpoint."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return tuple(  # type: ignore[return-value]
+            conn.execute(f"PRAGMA {name}").fetchone()[0]
+            for name in ("auto_vacuum", "page_count", "freelist_count")
+        )
+
+
+async def test_a_new_file_uses_incremental_vacuum(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'outbox.db'}")
+    await store.open()
+    await store.close()
+    assert _file_pages(tmp_path / "outbox.db")[0] == 2  # INCREMENTAL
+
+
+async def test_a_file_from_before_retention_is_migrated_to_incremental_vacuum(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    queries = load_queries("sqlite")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for version, script in migrations(queries)[:-1]:
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        conn.execute(
+            "INSERT INTO deliveries (id, dhan_client_id, token_hash, target, url, order_id, "
+            "payload, created_at, next_attempt_at) VALUES ('msg_old', 'c', 'h', 'token', 'u', "
+            "'o', CAST('{}' AS BLOB), 1.0, 1.0)"
+        )
+    assert _file_pages(path)[0] == 0
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        assert await store.get_delivery("msg_old") is not None
+    finally:
+        await store.close()
+    assert _file_pages(path)[0] == 2
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (len(migrations(queries)),)
+
+
+async def test_pruning_shrinks_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await store.add_token(TokenRecord("h", "c", "u", None, "whsec_c2VjcmV0", 1.0, 9e9))
+        body = b'{"pad":"' + b"x" * 2000 + b'"}'
+        for batch in range(10):
+            await store.enqueue(
+                [
+                    NewDelivery(f"msg_{batch}_{i}", "c", "h", Target.TOKEN, None, "u", f"o{i}",
+                                body, 1.0)
+                    for i in range(200)
+                ]
+            )  # fmt: skip
+            claims = await store.claim(limit=1000, now=2.0, lease=30.0)
+            await store.finish(
+                [Outcome(Attempt(claim.id, 1, 2.0, 1.0, 200), "delivered") for claim in claims]
+            )
+        _, full, _ = _file_pages(path)
+        while (
+            await store.prune(delivered_before=10.0, dead_before=10.0, keys_before=0.0, limit=500)
+        ).delivered:
+            pass
+    finally:
+        await store.close()
+    _, pruned, free = _file_pages(path)
+    assert full > 1000  # 2,000 deliveries of 2 kB each
+    assert pruned < full / 10
+    assert free == 0

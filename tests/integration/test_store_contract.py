@@ -20,9 +20,11 @@ from dhan_postback.service.store import (
     Claim,
     DeliveryQuery,
     DeliveryStatus,
+    IdempotencyRecord,
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PruneResult,
     Store,
     Target,
     TokenRecord,
@@ -740,3 +742,236 @@ async def test_concurrent_batches_all_commit(outbox: Store) -> None:
     assert (await outbox.counts())[DeliveryStatus.PENDING] == 4 * 5 * 200
     heads = await outbox.claim(limit=10_000, now=NOW, lease=LEASE)
     assert len(heads) == 4 * 200  # one head per order, the rest wait behind it
+
+
+# Idempotent enqueue ---------------------------------------------------------------------------
+
+WINDOW = 86400.0
+
+
+def key_record(
+    key: str = "key-1", *, token: TokenRecord = TOKEN, at: float = NOW
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        dhan_client_id=token.dhan_client_id,
+        key=key,
+        request_hash="h" * 64,
+        status=202,
+        response=b'{"deliveryIds":["msg_1"]}',
+        created_at=at,
+    )
+
+
+async def test_enqueue_once_commits_the_deliveries_and_the_key(outbox: Store) -> None:
+    stored = await outbox.enqueue_once([new("msg_1")], key_record(), fresh_after=NOW - WINDOW)
+    assert stored is None
+    assert await claim_ids(outbox) == ["msg_1"]
+
+
+async def test_enqueue_once_with_a_fresh_key_returns_its_first_record_and_stores_nothing(
+    outbox: Store,
+) -> None:
+    first = key_record()
+    await outbox.enqueue_once([new("msg_1")], first, fresh_after=NOW - WINDOW)
+    again = dataclasses.replace(first, request_hash="other", created_at=NOW + 5)
+    earlier = await outbox.enqueue_once([new("msg_2")], again, fresh_after=NOW + 5 - WINDOW)
+    assert earlier == first
+    assert await outbox.get_delivery("msg_2") is None
+    assert (await outbox.counts())[DeliveryStatus.PENDING] == 1
+
+
+async def test_idempotency_keys_are_scoped_to_the_client(outbox: Store) -> None:
+    await outbox.enqueue_once([new("msg_1")], key_record(), fresh_after=NOW - WINDOW)
+    other = key_record(token=OTHER_TOKEN)
+    stored = await outbox.enqueue_once(
+        [new("msg_2", token=OTHER_TOKEN, url=OTHER_URL)], other, fresh_after=NOW - WINDOW
+    )
+    assert stored is None
+    assert await outbox.get_delivery("msg_2") is not None
+
+
+async def test_a_key_older_than_the_window_is_new_again(outbox: Store) -> None:
+    await outbox.enqueue_once([new("msg_1")], key_record(at=NOW), fresh_after=NOW - WINDOW)
+    later = key_record(at=NOW + WINDOW + 1)
+    stored = await outbox.enqueue_once([new("msg_2")], later, fresh_after=NOW + 1)
+    assert stored is None
+    assert await outbox.get_delivery("msg_2") is not None
+    # and the renewed key answers from its new record
+    third = key_record(at=NOW + WINDOW + 2)
+    assert await outbox.enqueue_once([new("msg_3")], third, fresh_after=NOW + 2) == later
+
+
+async def test_a_key_without_deliveries_is_still_kept(outbox: Store) -> None:
+    first = key_record()
+    assert await outbox.enqueue_once([], first, fresh_after=NOW - WINDOW) is None
+    assert await outbox.enqueue_once([new("msg_1")], first, fresh_after=NOW - WINDOW) == first
+
+
+async def test_idempotency_keys_survive_reopening(store_maker: StoreMaker) -> None:
+    if not store_maker.durable:
+        pytest.skip(f"{store_maker.backend} keeps nothing across stores")
+    first = store_maker()
+    await first.open()
+    await first.add_token(TOKEN)
+    await first.enqueue_once([new("msg_1")], key_record(), fresh_after=NOW - WINDOW)
+    await first.close()
+    second = store_maker()
+    await second.open()
+    try:
+        earlier = await second.enqueue_once([new("msg_2")], key_record(), fresh_after=NOW - 1)
+        assert earlier == key_record()
+        assert await second.get_delivery("msg_2") is None
+    finally:
+        await second.close()
+
+
+async def test_concurrent_enqueue_once_with_one_key_on_two_stores_commits_one(
+    store_maker: StoreMaker,
+) -> None:
+    """Two nodes (two stores on one database) get the same request at once."""
+    if not store_maker.durable:
+        pytest.skip(f"{store_maker.backend} is one process's memory")
+    nodes = [store_maker(), store_maker()]
+    for node in nodes:
+        await node.open()
+    try:
+        await nodes[0].add_token(TOKEN)
+        for round_ in range(10):
+            key = f"key-{round_}"
+            results = await asyncio.gather(
+                *(
+                    node.enqueue_once(
+                        [new(f"msg_{round_}_{i}", order_id=f"o{round_}")],
+                        key_record(key),
+                        fresh_after=NOW - WINDOW,
+                    )
+                    for i, node in enumerate(nodes)
+                )
+            )
+            assert sorted(results, key=lambda r: r is not None) == [None, key_record(key)]
+        assert (await nodes[0].counts())[DeliveryStatus.PENDING] == 10
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+# Retention ------------------------------------------------------------------------------------
+
+DAY = 86400.0
+
+
+async def prune(
+    store: Store,
+    *,
+    delivered_before: float = NOW + DAY,
+    dead_before: float = NOW + DAY,
+    keys_before: float = NOW - DAY,
+    limit: int = 100,
+) -> PruneResult:
+    return await store.prune(
+        delivered_before=delivered_before,
+        dead_before=dead_before,
+        keys_before=keys_before,
+        limit=limit,
+    )
+
+
+async def test_prune_deletes_delivered_deliveries_and_their_attempts(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1"), new("msg_2", order_id="o2")])
+    await settle(outbox, await claim_ids(outbox), "delivered")
+    assert await prune(outbox) == PruneResult(delivered=2, attempts=2)
+    assert await outbox.get_delivery("msg_1") is None
+    assert await outbox.get_attempts("msg_1") == []
+    assert await outbox.counts() == dict.fromkeys(DeliveryStatus, 0)
+
+
+async def test_prune_keeps_deliveries_younger_than_their_retention(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1"), new("msg_2", order_id="o2")])
+    [first, second] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    await outbox.finish([outcome(first, "delivered", at=NOW)])
+    await outbox.finish([outcome(second, "dead", at=NOW + 100, status_code=500)])
+    # delivered at NOW (+12.5 ms latency); the dead one's last attempt was due at NOW
+    assert await prune(outbox, delivered_before=NOW, dead_before=NOW) == PruneResult()
+    assert await prune(outbox, delivered_before=NOW + 1, dead_before=NOW) == PruneResult(
+        delivered=1, attempts=1
+    )
+    assert await prune(outbox, delivered_before=NOW + 1, dead_before=NOW + 1) == PruneResult(
+        dead=1, attempts=1
+    )
+
+
+async def test_prune_never_deletes_a_pending_delivery(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1", created_at=NOW - 100 * DAY)])
+    [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    await outbox.finish([outcome(claim, "retry", status_code=500, next_attempt_at=NOW - DAY)])
+    assert await prune(outbox, delivered_before=NOW + DAY, dead_before=NOW + DAY) == PruneResult()
+    assert (await outbox.get_delivery("msg_1")) is not None
+
+
+async def test_prune_deletes_at_most_its_limit_oldest_first(outbox: Store) -> None:
+    await outbox.enqueue([new(f"msg_{i}", order_id=f"o{i}") for i in range(5)])
+    claims = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    for number, claim in enumerate(claims):
+        await outbox.finish([outcome(claim, "delivered", at=NOW + number)])
+    assert (await prune(outbox, limit=2)).delivered == 2
+    assert await outbox.get_delivery("msg_1") is None
+    assert await outbox.get_delivery("msg_2") is not None
+    assert (await prune(outbox, limit=2)).delivered == 2
+    assert (await prune(outbox, limit=2)).delivered == 1
+
+
+async def test_pruning_a_dead_head_keeps_its_successor_next_and_flagged(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1"), new("msg_2"), new("msg_3")])
+    [head] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    await outbox.finish([outcome(head, "dead", status_code=500)])
+    assert (await prune(outbox)).dead == 1
+    [successor] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    assert (successor.id, successor.after_dead) == ("msg_2", True)
+    await outbox.finish([outcome(successor, "delivered")])
+    assert (await prune(outbox)).delivered == 1
+    # the queue goes on in order, and what joins it later waits behind what is pending
+    await outbox.enqueue([new("msg_4")])
+    [third] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    assert (third.id, third.after_dead) == ("msg_3", False)
+    await outbox.finish([outcome(third, "delivered")])
+    assert await claim_ids(outbox) == ["msg_4"]
+
+
+async def test_a_pruned_delivery_is_not_replayed(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1")])
+    await settle(outbox, await claim_ids(outbox), "delivered")
+    await prune(outbox)
+    assert await outbox.replay(DeliveryQuery(ids=["msg_1"]), now=NOW) == []
+    assert await outbox.replay(DeliveryQuery(status=DeliveryStatus.DELIVERED), now=NOW) == []
+
+
+async def test_a_late_finish_of_a_pruned_delivery_records_nothing(outbox: Store) -> None:
+    """A node whose lease ran out reports after another node delivered it and it was pruned."""
+    await outbox.enqueue([new("msg_1")])
+    [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    [again] = await outbox.claim(limit=10, now=NOW + LEASE, lease=LEASE)
+    await outbox.finish([outcome(again, "delivered")])
+    await prune(outbox)
+    await outbox.finish([outcome(claim, "delivered", number=1)])
+    assert await outbox.get_delivery("msg_1") is None
+    assert await outbox.get_attempts("msg_1") == []
+    assert (await prune(outbox)).attempts == 0
+
+
+async def test_prune_deletes_expired_idempotency_keys(outbox: Store) -> None:
+    await outbox.enqueue_once([new("msg_1")], key_record(at=NOW), fresh_after=NOW - WINDOW)
+    await outbox.enqueue_once([new("msg_2")], key_record("key-2", at=NOW + 10), fresh_after=0)
+    assert (await prune(outbox, keys_before=NOW + 5)).idempotency_keys == 1
+    # the pruned key is new again; the other is still answered (whatever fresh_after says)
+    assert await outbox.enqueue_once([new("msg_3")], key_record(), fresh_after=0) is None
+    assert await outbox.get_delivery("msg_3") is not None
+    earlier = await outbox.enqueue_once([new("msg_4")], key_record("key-2"), fresh_after=0)
+    assert earlier is not None
+
+
+async def test_a_replayed_delivery_is_pending_again_and_not_pruned(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1")])
+    await settle(outbox, await claim_ids(outbox), "delivered")
+    assert await outbox.replay(DeliveryQuery(ids=["msg_1"]), now=NOW + 1) == ["msg_1"]
+    assert await prune(outbox) == PruneResult()
+    assert await claim_ids(outbox, now=NOW + 1) == ["msg_1"]

@@ -7,7 +7,12 @@ import pytest
 
 from dhan_postback import payload
 from dhan_postback.errors import BatchTooLarge, InvalidUpdate, PayloadError, PermissionDenied
-from dhan_postback.service.ingest import check_client, decode_updates, plan_deliveries
+from dhan_postback.service.ingest import (
+    check_client,
+    decode_updates,
+    idempotency_key,
+    plan_deliveries,
+)
 from dhan_postback.service.registry import Destination
 from dhan_postback.service.store import Target, TokenRecord
 from tests.samples import update
@@ -86,3 +91,18 @@ def test_each_update_goes_to_each_destination_with_the_exact_payload() -> None:
 def test_no_destinations_means_no_deliveries() -> None:
     updates, _ = decode_updates(body(update()), max_batch=5)
     assert plan_deliveries(updates, TOKEN, [], now=0.0) == []
+
+
+def test_no_idempotency_key_header_is_no_key() -> None:
+    assert idempotency_key(None) is None
+
+
+@pytest.mark.parametrize("key", ["a", "k" * 255, " spaced key ~!", "550e8400-e29b-41d4"])
+def test_an_idempotency_key_of_1_to_255_printable_ascii_is_kept_as_sent(key: str) -> None:
+    assert idempotency_key(key) == key
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256, "caf\u00e9", "tab\t", "line\n", "del\x7f"])
+def test_any_other_idempotency_key_is_refused_naming_the_header(key: str) -> None:
+    with pytest.raises(PayloadError, match="Idempotency-Key"):
+        idempotency_key(key)

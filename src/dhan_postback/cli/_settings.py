@@ -40,6 +40,7 @@ _METAVARS = {
 _DURATIONS = frozenset(
     {"timeout", "retry_after_cap", "lease", "token_ttl", "shutdown_grace"}
     | {"breaker_window", "breaker_cooldown", "breaker_max_cooldown", "secret_rotation_grace"}
+    | {"idempotency_window", "retain_delivered", "retain_dead", "prune_interval"}
     | {"header_timeout", "keep_alive_timeout", "auth_failure_window"}
 )
 

@@ -21,18 +21,20 @@ log = structlog.get_logger(__name__)
 
 
 def build_app(settings: ServiceSettings) -> Starlette:
-    """The app ``serve`` runs: the API, and the dispatcher as its lifespan hook, woken by each
-    commit and sharing one metrics registry with it."""
+    """The app ``serve`` runs: the API, and the dispatcher and the pruner as its lifespan
+    hooks, the dispatcher woken by each commit, all sharing one metrics registry."""
     from ..service.app import create_app
     from ..service.dispatcher import hook
     from ..service.metrics import ServiceMetrics
+    from ..service.retention import prune_hook
 
     metrics = ServiceMetrics()
     dispatch = hook(settings, metrics=metrics)
+    prune = prune_hook(settings, metrics=metrics)
     return create_app(
         settings,
         on_commit=dispatch.wake,
-        lifespan_hooks=[dispatch],
+        lifespan_hooks=[dispatch, prune],
         metrics=metrics,
         breaker_state=dispatch.breaker_state,
     )

@@ -1,9 +1,10 @@
 """``dhan-postback worker``: only the dispatcher, sending a shared outbox (one more node).
 
 ``serve`` already runs a dispatcher next to the API; a worker adds sending capacity on
-another process or machine, on the same database. It stops on SIGTERM or Ctrl-C the graceful
-way: no new claims, POSTs under way get ``--shutdown-grace`` to finish, the rest go back to
-the outbox for the next node.
+another process or machine, on the same database. Like ``serve`` it also prunes what is past
+its retention (:mod:`..service.retention`); on PostgreSQL one node prunes at a time. It stops
+on SIGTERM or Ctrl-C the graceful way: no new claims, POSTs under way get
+``--shutdown-grace`` to finish, the rest go back to the outbox for the next node.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..logs import configure_logging
 from ..service.dispatcher import Dispatcher
 from ..service.metrics import ServiceMetrics
 from ..service.operations import MetricsAccess, operations_routes
+from ..service.retention import pruning
 from ..service.store import create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
@@ -51,8 +53,13 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "keep_alive_timeout",
     "max_connections",
     "metrics_token",
+    "idempotency_window",
+    "retain_delivered",
+    "retain_dead",
+    "prune_interval",
+    "prune_batch",
 )
-"""The settings the dispatcher reads: the worker's flags."""
+"""The settings the dispatcher and the pruner read: the worker's flags."""
 
 
 @click.command()
@@ -117,7 +124,10 @@ async def run_worker(
     await store.open()
     server = None
     try:
-        async with Dispatcher(store, settings, metrics=metrics):
+        async with (
+            Dispatcher(store, settings, metrics=metrics),
+            pruning(store, settings, metrics=metrics),
+        ):
             if listen is not None:
                 token = settings.metrics_token
                 access = MetricsAccess.for_bind(

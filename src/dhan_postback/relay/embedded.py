@@ -1,10 +1,10 @@
 """A postback service inside the relay's process: one command from websocket to Postback URL.
 
-:class:`EmbeddedService` runs the real service app (``create_app``) with its dispatcher on a
-SQLite outbox, served on a loopback port of this process, and hands the relay's batches to its
-ingest API exactly as :class:`~.sink.HttpIngest` does with a remote service. So the updates get
-the service's guarantees unchanged: committed before acknowledged, signed, retried, delivered in
-order per order.
+:class:`EmbeddedService` runs the real service app (``create_app``) with its dispatcher and
+its retention pruner on a SQLite outbox, served on a loopback port of this process, and hands
+the relay's batches to its ingest API exactly as :class:`~.sink.HttpIngest` does with a
+remote service. So the updates get the service's guarantees unchanged: committed before
+acknowledged, signed, retried, delivered in order per order, and pruned after retention.
 
 The service needs an access token per client, with the Postback URL saved on it. Instead of
 keeping tokens somewhere, the embedded service derives each one from the signing secret, the
@@ -31,6 +31,7 @@ from ..service.dispatcher import hook
 from ..service.ids import new_endpoint_id
 from ..service.metrics import ServiceMetrics
 from ..service.registry import hash_secret
+from ..service.retention import prune_hook
 from ..service.store import EndpointKind, EndpointRecord, Store, TokenRecord, create_store
 from ..serving import BackgroundServer
 from ..settings import ServiceSettings
@@ -109,7 +110,7 @@ class EmbeddedService:
             self.settings,
             store,
             on_commit=dispatch.wake,
-            lifespan_hooks=[dispatch],
+            lifespan_hooks=[dispatch, prune_hook(self.settings, metrics=metrics)],
             metrics=metrics,
         )
         self._store = store

@@ -12,8 +12,11 @@ without the request path, headers or body.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +52,7 @@ from .http import (
     require_json,
     to_iso,
 )
-from .ingest import check_client, decode_updates, plan_deliveries
+from .ingest import check_client, decode_updates, idempotency_key, plan_deliveries
 from .metrics import ServiceMetrics
 from .models import (
     PartnerRequest,
@@ -71,6 +74,8 @@ from .store import (
     DeliveryQuery,
     DeliveryStatus,
     EndpointRecord,
+    IdempotencyRecord,
+    NewDelivery,
     Store,
     Target,
     TokenRecord,
@@ -92,6 +97,9 @@ _NO_DESTINATION_NOTE = (
     "this access token has no Postback URL and no partner: the updates were accepted, "
     "and there is nowhere to send them"
 )
+_HOLD_ANSWER_VARIABLE = "DHAN_POSTBACK_TEST_HOLD_ANSWER_AFTER_COMMIT"
+"""Test-only fault injection: seconds an ingest answer waits after its commit, so that a
+crash test can kill the process between the two. Not a setting: never set in production."""
 _LIST_PARAMETERS = frozenset(
     {"status", "orderId", "dhanClientId", "target", "partnerId", "since", "until"}
     | {"cursor", "limit", "order"}
@@ -147,6 +155,7 @@ class _Service:
         self._breaker_state = breaker_state
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         self.admin_key = AdminKey(admin_key)
+        self._hold_answer = float(os.environ.get(_HOLD_ANSWER_VARIABLE) or 0)
         self._store: Store | None = None
         self._registry: Registry | None = None
 
@@ -314,25 +323,71 @@ class _Service:
     async def ingest(self, request: Request) -> Response:
         try:
             token = await self.registry.authenticate(request.headers.get("access-token"))
+            key = idempotency_key(request.headers.get("idempotency-key"))
             require_json(request)
             body = await read_body(request, self.settings.max_body_bytes)
             updates, batch = decode_updates(body, max_batch=self.settings.max_batch)
             check_client(updates, token, batch=batch)
             destinations = await self.registry.destinations(token)
-            deliveries = plan_deliveries(updates, token, destinations, now=time.time())
-            if deliveries:
-                await self.store.enqueue(deliveries)
+            now = time.time()
+            deliveries = plan_deliveries(updates, token, destinations, now=now)
+            answer: dict[str, Any] = {"deliveryIds": [delivery.id for delivery in deliveries]}
+            if not deliveries:
+                answer["note"] = _NO_DESTINATION_NOTE
+            if key is None:
+                if deliveries:
+                    await self.store.enqueue(deliveries)
+            else:
+                earlier = await self._enqueue_once(token, key, body, deliveries, answer, now)
+                if earlier is not None:
+                    return earlier
         except DhanPostbackError as exc:
             self.metrics.ingest_rejected.labels(error_code=exc.error_code).inc()
             raise
         self.metrics.updates_ingested.inc(len(updates))
-        answer: dict[str, Any] = {"deliveryIds": [delivery.id for delivery in deliveries]}
         if deliveries:
             self.metrics.deliveries_created.inc(len(deliveries))
             self.committed()
-        else:
-            answer["note"] = _NO_DESTINATION_NOTE
+        if self._hold_answer:
+            await asyncio.sleep(self._hold_answer)
         return json_response(answer, 202)
+
+    async def _enqueue_once(
+        self,
+        token: TokenRecord,
+        key: str,
+        body: bytes,
+        deliveries: Sequence[NewDelivery],
+        answer: dict[str, Any],
+        now: float,
+    ) -> Response | None:
+        """Commit under ``key``; None when committed now, else the key's first answer again
+        (or 409 when the key came with another body)."""
+        record = IdempotencyRecord(
+            dhan_client_id=token.dhan_client_id,
+            key=key,
+            request_hash=hashlib.sha256(body).hexdigest(),
+            status=202,
+            response=bytes(json_response(answer, 202).body),
+            created_at=now,
+        )
+        earlier = await self.store.enqueue_once(
+            deliveries, record, fresh_after=now - self.settings.idempotency_window
+        )
+        if earlier is None:
+            return None
+        if earlier.request_hash != record.request_hash:
+            raise Conflict(
+                "this Idempotency-Key was already used with a different body: "
+                "use a new key for a new request"
+            )
+        self.metrics.idempotent_replays.inc()
+        return Response(
+            earlier.response,
+            earlier.status,
+            headers={"Idempotent-Replayed": "true"},
+            media_type="application/json",
+        )
 
     # Delivery log ---------------------------------------------------------------------------
     async def list_deliveries(self, request: Request) -> Response:

@@ -18,7 +18,29 @@ from .ids import new_delivery_ids
 from .registry import Destination
 from .store import NewDelivery, TokenRecord
 
-__all__ = ["check_client", "decode_updates", "plan_deliveries"]
+__all__ = [
+    "IDEMPOTENCY_KEY_MAX",
+    "check_client",
+    "decode_updates",
+    "idempotency_key",
+    "plan_deliveries",
+]
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """The ``Idempotency-Key`` of a request (None without one): 1 to 255 printable ASCII
+    characters, so that it is stored and compared as the client sent it."""
+    if header is None:
+        return None
+    if not 1 <= len(header) <= IDEMPOTENCY_KEY_MAX or not all(
+        " " <= char <= "~" for char in header
+    ):
+        raise PayloadError(
+            f"`Idempotency-Key` must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters"
+        )
+    return header
 
 
 def decode_updates(body: bytes, *, max_batch: int) -> tuple[list[OrderUpdate], bool]:

@@ -67,6 +67,18 @@ class ServiceMetrics:
         self.in_flight = Gauge(
             "dhan_postback_in_flight", "POSTs under way.", ["endpoint"], registry=r
         )
+        self.pruned = Counter(
+            "dhan_postback_pruned",
+            "Rows deleted by retention: delivered and dead deliveries, their attempts, and "
+            "expired idempotency keys.",
+            ["kind"],
+            registry=r,
+        )
+        self.idempotent_replays = Counter(
+            "dhan_postback_idempotent_replays",
+            "Ingest requests answered again from their Idempotency-Key, nothing stored.",
+            registry=r,
+        )
         self.breaker_open = Gauge(
             "dhan_postback_breaker_open",
             "1 while an endpoint's circuit breaker is open or probing, else 0.",

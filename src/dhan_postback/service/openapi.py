@@ -86,6 +86,15 @@ _INCLUDE_SECRET = {
     "schema": {"type": "string", "enum": ["true", "false"]},
     "description": "true: also show the signing secret (and the retired ones still signing).",
 }
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "description": "Send the request again with the same key and body to get its first "
+    "answer again, nothing stored twice (within the idempotency window); the same key with "
+    "another body is a 409.",
+}
 _TIME = {"type": "string", "description": "ISO 8601 (no offset means IST) or epoch seconds."}
 
 
@@ -352,8 +361,9 @@ def openapi_document() -> dict[str, Any]:
             "post": {
                 "summary": "Hand over order updates; 202 once they are committed",
                 "security": [{"accessToken": []}],
+                "parameters": [_IDEMPOTENCY_KEY],
                 "requestBody": _body("OrderUpdates"),
-                "responses": _responses(202, "Accepted", 400, 401, 403, 413, 415, 503),
+                "responses": _responses(202, "Accepted", 400, 401, 403, 409, 413, 415, 503),
             }
         },
         "/v2/deliveries": {

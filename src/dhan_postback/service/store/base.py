@@ -20,6 +20,13 @@ The outbox rules every backend keeps:
 * ``finish`` records the attempt and moves the delivery on: delivered, retry at a time, or
   dead. When a delivery dies, the next one of its queue is released and flagged
   ``after_dead`` so that receivers and operators can see the gap.
+* ``enqueue_once`` is ``enqueue`` under an ``Idempotency-Key``: the key's first answer is
+  committed in the same transaction as the deliveries, so a retry after a crash (before or
+  after the commit) finds either nothing or both.
+* ``prune`` deletes finished deliveries (delivered or dead, never pending) and their attempts
+  once past their retention. Pruning cannot change what is sent next: a queue's head is its
+  lowest *pending* ``seq``, and a dead delivery flags its successor ``after_dead`` when it
+  dies, so neither ever needs a finished row again.
 
 The registry rules:
 
@@ -50,9 +57,11 @@ __all__ = [
     "EndpointActivity",
     "EndpointKind",
     "EndpointRecord",
+    "IdempotencyRecord",
     "NewDelivery",
     "Outcome",
     "PartnerRecord",
+    "PruneResult",
     "RetiredSecret",
     "SessionRecord",
     "Store",
@@ -370,6 +379,52 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first answer to an ingest request sent with an ``Idempotency-Key``.
+
+    Scoped to the client (two clients may use the same key). ``request_hash`` (SHA-256 hex of
+    the body) tells a retry of the same request from a different request under a reused key;
+    ``response`` is the answer's exact bytes, so a retry gets the same ``deliveryIds``.
+    """
+
+    dhan_client_id: str
+    key: str
+    request_hash: str
+    status: int
+    response: bytes
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> IdempotencyRecord:
+        """From ``dhan_client_id, key, request_hash, status, response, created_at``."""
+        client, key, request_hash, status, response, created_at = row
+        return cls(client, key, request_hash, status, bytes(response), created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one :meth:`Store.prune` batch deleted."""
+
+    delivered: int = 0
+    dead: int = 0
+    attempts: int = 0
+    idempotency_keys: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Deliveries and idempotency records deleted: a batch below its limit is the last."""
+        return max(self.delivered + self.dead, self.idempotency_keys)
+
+    def __add__(self, other: PruneResult) -> PruneResult:
+        return PruneResult(
+            self.delivered + other.delivered,
+            self.dead + other.dead,
+            self.attempts + other.attempts,
+            self.idempotency_keys + other.idempotency_keys,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryQuery:
     """A filter over the delivery log, with cursor paging on ``seq``.
 
@@ -454,6 +509,15 @@ class Store(Protocol):
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
         """Commit new deliveries durably, in the given order; return only after the commit."""
 
+    async def enqueue_once(
+        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
+    ) -> IdempotencyRecord | None:
+        """``enqueue`` and keep ``record``, in one transaction; None once committed.
+
+        When the client already has a record under ``record.key`` created at or after
+        ``fresh_after``, nothing is stored and that earlier record is returned instead (an
+        older one is replaced). Two such calls at once, on any nodes, commit one of them."""
+
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
@@ -484,3 +548,13 @@ class Store(Protocol):
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         """How many deliveries are in each status."""
+
+    # Retention ---------------------------------------------------------------------------
+    async def prune(
+        self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
+    ) -> PruneResult:
+        """Delete, in one short transaction, up to ``limit`` finished deliveries with their
+        attempts (delivered ones delivered before ``delivered_before``, dead ones whose last
+        attempt was due before ``dead_before``; never a pending one) and up to ``limit``
+        idempotency records created before ``keys_before``. Where several nodes share the
+        store, one prunes at a time: the others' batches delete nothing meanwhile."""

@@ -26,9 +26,11 @@ from .base import (
     EndpointActivity,
     EndpointKind,
     EndpointRecord,
+    IdempotencyRecord,
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PruneResult,
     SessionRecord,
     Target,
     TokenRecord,
@@ -68,6 +70,7 @@ class MemoryStore:
         """url -> order_id -> that queue's pending rows in ``seq`` order; the first is the
         queue's head. By URL first, so that a claim skips a URL's queues without looking."""
         self._seq = 0
+        self._keys: dict[tuple[str, str], IdempotencyRecord] = {}
         self._sessions: dict[str, SessionRecord] = {}
         """By id hash, in creation order (dicts keep it): a principal's first is its oldest."""
 
@@ -192,6 +195,17 @@ class MemoryStore:
             self._rows[new.id] = row
             self._set_pending(row)
 
+    async def enqueue_once(
+        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
+    ) -> IdempotencyRecord | None:
+        scope = (record.dhan_client_id, record.key)
+        earlier = self._keys.get(scope)
+        if earlier is not None and earlier.created_at >= fresh_after:
+            return earlier
+        await self.enqueue(deliveries)
+        self._keys[scope] = record
+        return None
+
     def _set_pending(self, row: _Row) -> None:
         """Make ``row`` pending and put it in its queue, in ``seq`` order."""
         row.status = DeliveryStatus.PENDING
@@ -261,7 +275,9 @@ class MemoryStore:
 
     async def finish(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
-            row = self._rows[outcome.delivery_id]
+            row = self._rows.get(outcome.delivery_id)
+            if row is None:
+                continue  # pruned since: a late report of a lease that ran out
             attempt = outcome.attempt
             self._attempts.setdefault(row.new.id, []).append(attempt)
             row.attempts += 1
@@ -335,6 +351,40 @@ class MemoryStore:
         for row in self._rows.values():
             counts[row.status] += 1
         return counts
+
+    # Retention ---------------------------------------------------------------------------
+    async def prune(
+        self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
+    ) -> PruneResult:
+        delivered = [
+            row
+            for row in self._rows.values()
+            if row.status is DeliveryStatus.DELIVERED
+            and row.delivered_at is not None
+            and row.delivered_at < delivered_before
+        ]
+        delivered = heapq.nsmallest(limit, delivered, key=lambda row: row.delivered_at or 0.0)
+        dead = heapq.nsmallest(
+            limit - len(delivered),
+            (
+                row
+                for row in self._rows.values()
+                if row.status is DeliveryStatus.DEAD and row.next_attempt_at < dead_before
+            ),
+            key=lambda row: row.next_attempt_at,
+        )
+        attempts = 0
+        for row in (*delivered, *dead):
+            del self._rows[row.new.id]
+            attempts += len(self._attempts.pop(row.new.id, ()))
+        expired = heapq.nsmallest(
+            limit,
+            (scope for scope, key in self._keys.items() if key.created_at < keys_before),
+            key=lambda scope: self._keys[scope].created_at,
+        )
+        for scope in expired:
+            del self._keys[scope]
+        return PruneResult(len(delivered), len(dead), attempts, len(expired))
 
 
 def _endpoint_key(new: NewDelivery) -> tuple[EndpointKind, str, str]:

@@ -49,9 +49,11 @@ from .base import (
     DeliveryStatus,
     EndpointActivity,
     EndpointRecord,
+    IdempotencyRecord,
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PruneResult,
     SessionRecord,
     TokenRecord,
     grace_secrets,
@@ -379,28 +381,44 @@ class PostgresStore:
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
         if not deliveries:
             return
-        columns = {
-            "ids": [d.id for d in deliveries],
-            "dhan_client_ids": [d.dhan_client_id for d in deliveries],
-            "token_hashes": [d.token_hash for d in deliveries],
-            "targets": [d.target.value for d in deliveries],
-            "partner_ids": [d.partner_id for d in deliveries],
-            "urls": [d.url for d in deliveries],
-            "order_ids": [d.order_id for d in deliveries],
-            "payloads": [d.payload for d in deliveries],
-            "created_ats": [d.created_at for d in deliveries],
-        }
-        queues = {"urls": columns["urls"], "order_ids": columns["order_ids"]}
-        heads = {"ids": columns["ids"], "channel": CHANNEL}
+        insert = _enqueue_statements(deliveries)
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.transaction(), conn.pipeline():
-                await conn.execute(_Q["lock_new_queues"], queues, prepare=True)
-                await conn.execute(_Q["insert_deliveries"], columns, prepare=True)
-                await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
+                await insert(conn)
 
+        await self._insert(run)
+
+    async def enqueue_once(
+        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
+    ) -> IdempotencyRecord | None:
+        insert = _enqueue_statements(deliveries) if deliveries else None
+        lookup = {
+            "dhan_client_id": record.dhan_client_id,
+            "key": record.key,
+            "fresh_after": fresh_after,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> IdempotencyRecord | None:
+            async with conn.transaction():
+                await conn.execute(_Q["lock_idempotency_key"], lookup, prepare=True)
+                cur = await conn.execute(_Q["get_idempotency_key"], lookup, prepare=True)
+                found = await cur.fetchone()
+                if found is not None:
+                    return IdempotencyRecord.from_row(found)
+                async with conn.pipeline():
+                    if insert is not None:
+                        await insert(conn)
+                    await conn.execute(
+                        _Q["put_idempotency_key"], dataclasses.asdict(record), prepare=True
+                    )
+                return None
+
+        return await self._insert(run)
+
+    async def _insert(self, run: Callable[[psycopg.AsyncConnection[Any]], Awaitable[_T]]) -> _T:
         try:
-            await self._run(run, retry_conflicts=True)
+            return await self._run(run, retry_conflicts=True)
         except psycopg.errors.UniqueViolation as exc:
             detail = exc.diag.message_detail or "a delivery with one of these ids exists"
             raise Conflict(f"delivery already exists: {detail}") from None
@@ -554,6 +572,31 @@ class PostgresStore:
 
         return await self._run(run)
 
+    # Retention ----------------------------------------------------------------------------
+    async def prune(
+        self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
+    ) -> PruneResult:
+        params = {
+            "delivered_before": delivered_before,
+            "dead_before": dead_before,
+            "limit": limit,
+        }
+        keys = {"before": keys_before, "limit": limit}
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> PruneResult:
+            async with conn.transaction():
+                if not await _scalar(conn, _Q["try_lock_pruning"]):
+                    return PruneResult()  # another node is pruning
+                cur = await conn.execute(_Q["prune_finished"], params, prepare=True)
+                row = await cur.fetchone()
+                assert row is not None
+                cur = await conn.execute(_Q["prune_idempotency_keys"], keys, prepare=True)
+                gone = await cur.fetchone()
+                assert gone is not None
+                return PruneResult(row[0], row[1], row[2], gone[0])
+
+        return await self._run(run, retry_conflicts=True)
+
     # Wake-ups across nodes ----------------------------------------------------------------
     def listen_wakeups(self, callback: Callable[[], None]) -> AbstractAsyncContextManager[None]:
         """Call ``callback`` whenever any node commits deliveries that became claimable.
@@ -622,6 +665,33 @@ class _Listener:
                 return await self._connect()
             except psycopg.Error:
                 failures += 1
+
+
+def _enqueue_statements(
+    deliveries: Sequence[NewDelivery],
+) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
+    """The statements that add ``deliveries`` to their queues, for the caller's transaction:
+    lock the queues they join, insert them, make each new queue's first one its head."""
+    columns = {
+        "ids": [d.id for d in deliveries],
+        "dhan_client_ids": [d.dhan_client_id for d in deliveries],
+        "token_hashes": [d.token_hash for d in deliveries],
+        "targets": [d.target.value for d in deliveries],
+        "partner_ids": [d.partner_id for d in deliveries],
+        "urls": [d.url for d in deliveries],
+        "order_ids": [d.order_id for d in deliveries],
+        "payloads": [d.payload for d in deliveries],
+        "created_ats": [d.created_at for d in deliveries],
+    }
+    queues = {"urls": columns["urls"], "order_ids": columns["order_ids"]}
+    heads = {"ids": columns["ids"], "channel": CHANNEL}
+
+    async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(_Q["lock_new_queues"], queues, prepare=True)
+        await conn.execute(_Q["insert_deliveries"], columns, prepare=True)
+        await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
+
+    return run
 
 
 async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:

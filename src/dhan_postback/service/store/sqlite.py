@@ -24,6 +24,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import json
 import queue
 import sqlite3
@@ -46,9 +47,11 @@ from .base import (
     DeliveryStatus,
     EndpointActivity,
     EndpointRecord,
+    IdempotencyRecord,
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PruneResult,
     SessionRecord,
     TokenRecord,
     grace_secrets,
@@ -65,6 +68,9 @@ Row = tuple[Any, ...]
 
 _QUERIES: Final = load_queries("sqlite")
 _SCHEMA_VERSION: Final = len(migrations(_QUERIES))
+_VACUUM_PAGES_PER_BATCH: Final = 4096
+"""At most this many free pages (16 MiB) go back to the file system per pruning batch, so
+that a batch holds the writer briefly; the rest go with the next batches."""
 _MAX_OPS_PER_COMMIT: Final = 512
 """A bound on one transaction, so that a flood of writes still commits regularly."""
 
@@ -275,11 +281,28 @@ def _migrate(conn: sqlite3.Connection) -> None:
             f"the database has schema version {current}, newer than this dhan-postback "
             f"understands ({_SCHEMA_VERSION}); upgrade dhan-postback"
         )
+    if current == 0:
+        _enable_incremental_vacuum(conn)  # a new file: instant, before any table exists
     for version, script in migrations(_QUERIES):
         if version <= current:
             continue
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
         log.info("sqlite schema migrated", version=version)
+    _enable_incremental_vacuum(conn)
+
+
+def _enable_incremental_vacuum(conn: sqlite3.Connection) -> None:
+    """Let pruning shrink the file (``PRAGMA incremental_vacuum``), which needs
+    ``auto_vacuum = INCREMENTAL``. A file made before it gets it by one VACUUM, which cannot
+    run inside a transaction and so is not a numbered migration; it is checked on every open,
+    so a VACUUM cut short by a crash (it is atomic) is simply done again."""
+    incremental = 2
+    if _rows(conn, _QUERIES["auto_vacuum"])[0][0] == incremental:
+        return
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    if pages > 1:
+        log.info("sqlite file rewritten for incremental vacuum, once", pages=pages)
+    conn.executescript(_QUERIES["enable_incremental_vacuum"])
 
 
 class SQLiteStore:
@@ -472,6 +495,29 @@ class SQLiteStore:
         writer.submit(_Op(run, future, loop, deliveries))
         await future
 
+    async def enqueue_once(
+        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
+    ) -> IdempotencyRecord | None:
+        lookup: dict[str, Any] = {
+            "dhan_client_id": record.dhan_client_id,
+            "key": record.key,
+            "fresh_after": fresh_after,
+        }
+        stored = dataclasses.asdict(record)
+
+        def run(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+            earlier = _rows(conn, _QUERIES["get_idempotency_key"], lookup)
+            if earlier:
+                return IdempotencyRecord.from_row(earlier[0])
+            if deliveries:
+                _insert_deliveries(conn, deliveries)
+            _run(conn, "put_idempotency_key", stored)
+            return None
+
+        # One writer runs one operation at a time: the look-up and the insert cannot interleave
+        # with another request's.
+        return await self._write(run)
+
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
@@ -559,6 +605,33 @@ class SQLiteStore:
         for status, count in rows:
             counts[DeliveryStatus(status)] = count
         return counts
+
+    # Retention -----------------------------------------------------------------------------
+    async def prune(
+        self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
+    ) -> PruneResult:
+        """One batch in one writer transaction, then the pages it freed go back to the file
+        system (incremental vacuum), so the file shrinks as it is pruned."""
+
+        def run(conn: sqlite3.Connection) -> PruneResult:
+            delivered = _rows(
+                conn, _QUERIES["prune_delivered"], {"before": delivered_before, "limit": limit}
+            )
+            dead = _rows(
+                conn,
+                _QUERIES["prune_dead"],
+                {"before": dead_before, "limit": limit - len(delivered)},
+            )
+            ids = [row[0] for row in (*delivered, *dead)]
+            attempts = _run(conn, "prune_attempts", {"ids": _json.encode(ids).decode()})
+            keys = _run(conn, "prune_idempotency_keys", {"before": keys_before, "limit": limit})
+            if ids or keys:
+                (free,) = _rows(conn, _QUERIES["freelist_count"])[0]
+                pages = min(free, _VACUUM_PAGES_PER_BATCH)
+                _run_many(conn, "incremental_vacuum", itertools.repeat({}, pages))
+            return PruneResult(len(delivered), len(dead), attempts, keys)
+
+        return await self._write(run)
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:

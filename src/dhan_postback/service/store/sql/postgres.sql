@@ -125,7 +125,27 @@ CREATE TABLE dashboard_sessions (
 CREATE INDEX dashboard_sessions_principal ON dashboard_sessions (principal, seq);
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 
+
 -- name: migration_4
+-- Idempotent ingest: the first answer to each (client, Idempotency-Key), kept for the
+-- idempotency window. Retention: finished deliveries by the time that ages them (delivered
+-- ones by delivered_at, dead ones by the due time of their last attempt), so that a pruning
+-- batch reads only what it deletes. (A delivered row now costs one index entry again, the
+-- price of pruning it without reading the whole table.)
+CREATE TABLE idempotency_keys (
+    dhan_client_id text NOT NULL,
+    key            text NOT NULL,
+    request_hash   text NOT NULL,
+    status         integer NOT NULL,
+    response       bytea NOT NULL,
+    created_at     double precision NOT NULL,
+    PRIMARY KEY (dhan_client_id, key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX deliveries_delivered_at ON deliveries (delivered_at) WHERE status = 'delivered';
+CREATE INDEX deliveries_dead_at ON deliveries (next_attempt_at) WHERE status = 'dead';
+
+-- name: migration_5
 -- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
 -- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
 -- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
@@ -470,12 +490,16 @@ RECURSIVE head_urls (url) AS (
 )
 
 -- name: insert_attempts
+-- Only for deliveries that exist: a late report from a node whose lease ran out may come
+-- after another node delivered the delivery and retention pruned it.
 INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
                       response_prefix)
-SELECT *
+SELECT a.*
 FROM unnest(%(delivery_ids)s::text[], %(numbers)s::int[], %(started_ats)s::float8[],
             %(latencies)s::float8[], %(status_codes)s::int[], %(errors)s::text[],
-            %(prefixes)s::text[]);
+            %(prefixes)s::text[])
+     AS a (delivery_id, number, started_at, latency_ms, status_code, error, response_prefix)
+WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = a.delivery_id);
 
 -- name: finish
 -- Move each attempted delivery on. Only a pending delivery changes status: a late report
@@ -584,3 +608,78 @@ LIMIT %(limit)s;
 
 -- name: counts
 SELECT status, count(*) FROM deliveries GROUP BY status;
+
+
+-- Idempotent ingest --------------------------------------------------------------------------
+
+-- name: lock_idempotency_key
+-- Two requests with the same key (on any nodes) take turns: the second then finds the
+-- first's record, committed, in the next statement's fresh snapshot.
+SELECT pg_advisory_xact_lock(
+    hashtextextended('dhan_postback:idempotency' || chr(31) || %(dhan_client_id)s
+                     || chr(31) || %(key)s, 0));
+
+-- name: get_idempotency_key
+SELECT dhan_client_id, key, request_hash, status, response, created_at
+FROM idempotency_keys
+WHERE dhan_client_id = %(dhan_client_id)s AND key = %(key)s
+  AND created_at >= %(fresh_after)s;
+
+-- name: put_idempotency_key
+-- Replaces an expired record of the same key (a fresh one was found first and answered).
+INSERT INTO idempotency_keys (dhan_client_id, key, request_hash, status, response, created_at)
+VALUES (%(dhan_client_id)s, %(key)s, %(request_hash)s, %(status)s, %(response)s,
+        %(created_at)s)
+ON CONFLICT (dhan_client_id, key) DO UPDATE
+SET request_hash = excluded.request_hash,
+    status = excluded.status,
+    response = excluded.response,
+    created_at = excluded.created_at;
+
+
+-- Retention ----------------------------------------------------------------------------------
+
+-- name: try_lock_pruning
+-- One node prunes at a time: a node that does not get the lock deletes nothing this batch.
+SELECT pg_try_advisory_xact_lock(hashtextextended('dhan_postback:pruning', 0));
+
+-- name: prune_finished
+-- Up to %(limit)s finished deliveries past their retention, oldest first, with their
+-- attempts: delivered ones delivered before %(delivered_before)s first, then dead ones whose
+-- last attempt was due before %(dead_before)s. Rows locked elsewhere are skipped; the DELETE
+-- checks the status again, so a delivery replayed meanwhile (pending again) stays.
+WITH delivered AS (
+    SELECT seq FROM deliveries
+    WHERE status = 'delivered' AND delivered_at < %(delivered_before)s
+    ORDER BY delivered_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), dead AS (
+    SELECT seq FROM deliveries
+    WHERE status = 'dead' AND next_attempt_at < %(dead_before)s
+    ORDER BY next_attempt_at
+    LIMIT greatest(%(limit)s - (SELECT count(*) FROM delivered), 0)
+    FOR UPDATE SKIP LOCKED
+), gone AS (
+    DELETE FROM deliveries
+    WHERE seq IN (SELECT seq FROM delivered UNION ALL SELECT seq FROM dead)
+      AND status <> 'pending'
+    RETURNING id, status
+), attempts_gone AS (
+    DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM gone)
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone WHERE status = 'delivered'),
+       (SELECT count(*) FROM gone WHERE status = 'dead'),
+       (SELECT count(*) FROM attempts_gone);
+
+-- name: prune_idempotency_keys
+WITH gone AS (
+    DELETE FROM idempotency_keys
+    WHERE (dhan_client_id, key) IN (SELECT dhan_client_id, key FROM idempotency_keys
+                                    WHERE created_at < %(before)s
+                                    ORDER BY created_at
+                                    LIMIT %(limit)s)
+    RETURNING 1
+)
+SELECT count(*) FROM gone;

@@ -119,7 +119,47 @@ CREATE TABLE dashboard_sessions (
 CREATE INDEX dashboard_sessions_principal ON dashboard_sessions (principal, seq);
 CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
 
+
 -- name: migration_4
+-- Idempotent ingest: the first answer to each (client, Idempotency-Key), kept for the
+-- idempotency window. Retention: finished deliveries by the time that ages them (delivered
+-- ones by delivered_at, dead ones by the due time of their last attempt), so that a pruning
+-- batch reads only what it deletes. Turning on incremental vacuum (so that the file shrinks
+-- after pruning) needs a VACUUM outside a transaction: the store does it after migrating
+-- (SQLiteStore, _enable_incremental_vacuum).
+CREATE TABLE idempotency_keys (
+    dhan_client_id  TEXT NOT NULL,
+    key             TEXT NOT NULL,
+    request_hash    TEXT NOT NULL,                -- SHA-256 hex of the request body
+    status          INTEGER NOT NULL,
+    response        BLOB NOT NULL,                -- the first answer, byte for byte
+    created_at      REAL NOT NULL,
+    PRIMARY KEY (dhan_client_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+CREATE INDEX deliveries_delivered_at ON deliveries (delivered_at) WHERE status = 'delivered';
+CREATE INDEX deliveries_dead_at ON deliveries (next_attempt_at) WHERE status = 'dead';
+
+
+-- name: auto_vacuum
+PRAGMA auto_vacuum;
+
+-- name: enable_incremental_vacuum
+-- Outside any transaction. On a new, empty file this is instant; an existing file is
+-- rewritten once (VACUUM), which takes a while for a large one.
+PRAGMA auto_vacuum = INCREMENTAL;
+VACUUM;
+
+-- name: freelist_count
+PRAGMA freelist_count;
+
+-- name: incremental_vacuum
+-- Give one free page back to the file system. Each step of this pragma frees one page, and
+-- Python's sqlite3 steps a statement without result columns only once, so the store runs it
+-- with executemany, once per free page: one call, a loop in C.
+PRAGMA incremental_vacuum(1);
+
+-- name: migration_5
 -- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
 -- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
 -- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
@@ -515,6 +555,56 @@ ORDER BY id;
 
 -- name: counts
 SELECT status, COUNT(*) FROM deliveries GROUP BY status;
+
+
+-- Idempotent ingest ---------------------------------------------------------------------
+
+-- name: get_idempotency_key
+SELECT dhan_client_id, key, request_hash, status, response, created_at
+FROM idempotency_keys
+WHERE dhan_client_id = :dhan_client_id AND key = :key AND created_at >= :fresh_after;
+
+-- name: put_idempotency_key
+-- Replaces an expired record of the same key (a fresh one was found first and answered).
+INSERT INTO idempotency_keys (dhan_client_id, key, request_hash, status, response, created_at)
+VALUES (:dhan_client_id, :key, :request_hash, :status, :response, :created_at)
+ON CONFLICT (dhan_client_id, key) DO UPDATE SET
+    request_hash = excluded.request_hash,
+    status = excluded.status,
+    response = excluded.response,
+    created_at = excluded.created_at;
+
+
+-- Retention -----------------------------------------------------------------------------
+
+-- name: prune_delivered
+-- The oldest delivered deliveries, delivered before :before (at most :limit).
+DELETE FROM deliveries
+WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_delivered_at
+              WHERE status = 'delivered' AND delivered_at < :before
+              ORDER BY delivered_at
+              LIMIT :limit)
+RETURNING id;
+
+-- name: prune_dead
+-- The oldest dead deliveries whose last attempt was due before :before (at most :limit).
+DELETE FROM deliveries
+WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_dead_at
+              WHERE status = 'dead' AND next_attempt_at < :before
+              ORDER BY next_attempt_at
+              LIMIT :limit)
+RETURNING id;
+
+-- name: prune_attempts
+-- The attempts of the deliveries just pruned (:ids, a JSON array).
+DELETE FROM attempts WHERE delivery_id IN (SELECT value FROM json_each(:ids));
+
+-- name: prune_idempotency_keys
+DELETE FROM idempotency_keys
+WHERE (dhan_client_id, key) IN (SELECT dhan_client_id, key FROM idempotency_keys
+                                WHERE created_at < :before
+                                ORDER BY created_at
+                                LIMIT :limit);
 
 -- name: ping
 SELECT 1;
