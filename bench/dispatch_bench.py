@@ -29,10 +29,12 @@ from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_a
 from dhan_postback import payload
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics
+from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import (
     Claim,
     DeliveryStatus,
+    EndpointRecord,
     NewDelivery,
     Store,
     Target,
@@ -91,7 +93,11 @@ class NullStore:
         return None
 
     async def add_token(self, token: TokenRecord) -> None:
-        self._secret = token.signing_secret
+        return None
+
+    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+        self._secret = endpoint.signing_secret
+        return endpoint
 
     async def enqueue(self, deliveries: list[NewDelivery]) -> None:
         for number, new in enumerate(deliveries):
@@ -127,11 +133,10 @@ async def fill(store: Store, url: str, count: int, body: bytes) -> None:
         dhan_client_id="1000000003",
         postback_url=url,
         partner_id=None,
-        signing_secret=generate_secret(),
         created_at=now,
         expires_at=now + 86400,
     )
-    await store.add_token(token)
+    await register_token(store, token, generate_secret())
     batch: list[NewDelivery] = []
     for number in range(count):
         batch.append(

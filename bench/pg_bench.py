@@ -28,6 +28,7 @@ from tests.pg import PostgresServer, unavailable_reason
 from bench.dispatch_bench import bare, valid_body
 from bench.dispatch_bench import fill as fill_one_per_order
 from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
+from dhan_postback.service.registry import register_token
 from dhan_postback.service.store.base import (
     Attempt,
     DeliveryStatus,
@@ -71,8 +72,8 @@ async def enqueue_rate(url: str, rows: int, orders: int, batch: int) -> float:
     store = PostgresStore(url)
     await store.open()
     try:
-        await store.add_token(
-            TokenRecord(TOKEN_HASH, "1000000001", URL, None, "whsec_YmVuY2g=", 0, 2e9)
+        await register_token(
+            store, TokenRecord(TOKEN_HASH, "1000000001", URL, None, 0, 2e9), "whsec_YmVuY2g="
         )
         todo = deliveries(rows, orders)
         started = time.perf_counter()

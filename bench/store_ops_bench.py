@@ -20,6 +20,7 @@ import uuid
 
 import uvloop
 
+from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import Attempt, NewDelivery, Outcome, Target, TokenRecord
 from dhan_postback.signing import generate_secret
@@ -37,11 +38,10 @@ async def one_round(db: str, updates: int, per_order: int, batch: int) -> tuple[
             "1000000003",
             "http://127.0.0.1:9/hook",
             None,
-            generate_secret(),
             now,
             now + 86400,
         )
-        await store.add_token(token)
+        await register_token(store, token, generate_secret())
         rows = [
             NewDelivery(
                 f"msg_{uuid.uuid4().hex}",

@@ -22,6 +22,7 @@ from dhan_postback.payload import OrderUpdate, dumps
 from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
 from dhan_postback.service.dashboard.formatting import IST
 from dhan_postback.service.node import ServiceNode
+from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store.base import (
     Attempt,
     Claim,
@@ -261,18 +262,16 @@ async def _register(store: Store) -> Seeded:
         (token_a, CLIENT_A, URL_A, PARTNER_ID, secrets[0]),
         (token_b, CLIENT_B, URL_B, None, secrets[1]),
     ):
-        await store.add_token(
-            TokenRecord(
-                token_hash=_token_hash(token),
-                dhan_client_id=client,
-                postback_url=url,
-                partner_id=partner,
-                signing_secret=secret,
-                created_at=day,
-                expires_at=day + 10 * 365 * 86400,
-            )
+        record = TokenRecord(
+            token_hash=_token_hash(token),
+            dhan_client_id=client,
+            postback_url=url,
+            partner_id=partner,
+            created_at=day,
+            expires_at=day + 10 * 365 * 86400,
         )
-    await store.put_partner(PartnerRecord(PARTNER_ID, PARTNER_URL, secrets[2], day))
+        await register_token(store, record, secret)
+    await register_partner(store, PartnerRecord(PARTNER_ID, PARTNER_URL, day), secrets[2])
     return Seeded(token_a, token_b, secrets, [_token_hash(token_a), _token_hash(token_b)])
 
 

@@ -23,7 +23,16 @@ from dhan_postback.payload import (
     TransactionType,
     Validity,
 )
-from dhan_postback.service.store.base import NewDelivery, Store, Target, TokenRecord
+from dhan_postback.service.ids import new_endpoint_id
+from dhan_postback.service.registry import register_token
+from dhan_postback.service.store.base import (
+    EndpointKind,
+    EndpointRecord,
+    NewDelivery,
+    Store,
+    Target,
+    TokenRecord,
+)
 from dhan_postback.signing import generate_secret
 from dhan_postback.simulator import Simulator, interleave
 
@@ -89,22 +98,35 @@ class Outbox:
 
     async def open(self, url: str) -> Outbox:
         now = time.time()
-        await self.store.add_token(
-            TokenRecord(
-                token_hash=self.token_hash,
-                dhan_client_id=self.client_id,
-                postback_url=url,
-                partner_id=None,
-                signing_secret=self.secret,
-                created_at=now,
-                expires_at=now + 86400,
-            )
+        token = TokenRecord(
+            token_hash=self.token_hash,
+            dhan_client_id=self.client_id,
+            postback_url=url,
+            partner_id=None,
+            created_at=now,
+            expires_at=now + 86400,
         )
+        endpoint = await register_token(self.store, token, self.secret)
+        assert endpoint is not None
+        self.secret = endpoint.signing_secret  # an earlier outbox's, for the same client and URL
         return self
 
     async def add(self, url: str, bodies: Sequence[bytes]) -> list[NewDelivery]:
-        """Commit one delivery per body to ``url``, in the given order."""
+        """Commit one delivery per body to ``url``, in the given order.
+
+        ``url`` need not be the token's: the client gets an endpoint there too (with this
+        outbox's secret, unless it had one), as if it had had a token for it."""
         now = time.time()
+        await self.store.ensure_endpoint(
+            EndpointRecord(
+                id=new_endpoint_id(),
+                kind=EndpointKind.CLIENT,
+                owner_id=self.client_id,
+                url=url,
+                signing_secret=self.secret,
+                created_at=now,
+            )
+        )
         batch = [
             NewDelivery(
                 id=f"msg_{uuid.uuid4().hex}",

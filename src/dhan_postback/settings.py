@@ -227,6 +227,10 @@ class ServiceSettings(BaseSettings):
     )
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Duration = Field(86400.0, description="Lifetime of a new access token.")
+    secret_rotation_grace: Duration = Field(
+        86400.0,
+        description="How long a rotated-out signing secret keeps signing beside the new one.",
+    )
     max_batch: int = Field(1000, ge=1, description="Most updates in one ingest request.")
     max_replay: int = Field(
         10_000, ge=1, description="Most deliveries one replay-by-filter call queues again."

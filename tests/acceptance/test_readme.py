@@ -76,6 +76,7 @@ def test_the_tour_runs_from_start_to_end(tmp_path: Path) -> None:
     output = log.read_text()
     assert process.returncode == 0, output
     assert '"deliveryIds"' in output
+    assert "same endpoint" in output  # the renewed token came with the receiver's secret
     assert '"status":"delivered"' in output.replace(" ", "")
     assert "TRADED" in output or "CANCELLED" in output
     assert (tmp_path / "tour" / "receiver.db").exists()

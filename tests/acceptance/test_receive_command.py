@@ -136,3 +136,26 @@ def test_receive_refuses_a_malformed_secret_without_echoing_it() -> None:
     )
     assert result.returncode == 2
     assert "whsec_" in result.stderr and "%%%bad%%%" not in result.stderr
+
+
+def test_a_comma_separated_secret_variable_accepts_a_postback_signed_by_any_of_them(
+    tmp_path: Path,
+) -> None:
+    old, new, stranger = (signing.generate_secret() for _ in range(3))
+    port = free_port()
+    process = ServerProcess(
+        ["receive", "--port", str(port), "--db", str(tmp_path / "r.db"), "--quiet"],
+        env={"DHAN_POSTBACK_RECEIVER_SECRET": f"{new},{old}"},
+        health_url=f"http://127.0.0.1:{port}/healthz",
+    )
+    answers = []
+    with process:
+        for number, secret in enumerate((old, new, stranger)):
+            body = update_body(f"81000{number}", "TRADED", filled_qty=1)
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/",
+                content=body,
+                headers=signed(secret, body, f"msg_rot{number}"),
+            )
+            answers.append(response.status_code)
+    assert answers == [200, 200, 401]

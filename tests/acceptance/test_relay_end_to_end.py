@@ -8,6 +8,7 @@ relay should make of the frame.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 from dhan_postback.cli.serve import build_app
 from dhan_postback.payload import OrderUpdate, dumps
 from dhan_postback.relay import EmbeddedService, HttpIngest
+from dhan_postback.service.registry import register_token
+from dhan_postback.service.store import TokenRecord, create_store
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
 from tests.dhan_ws import (
@@ -112,7 +115,7 @@ async def test_a_restarted_embedded_relay_resends_nothing_and_keeps_signing_the_
 async def test_a_running_service_delivers_what_the_relay_hands_it(tmp_path: Path) -> None:
     """The other sink: relay -> HTTP ingest of `serve`'s app (with its dispatcher)."""
     settings = ServiceSettings(
-        db=f"sqlite:///{tmp_path / 'service.db'}", admin_key="admin-key-e2e", **FAST
+        db=f"sqlite:///{tmp_path / 'service.db'}", admin_key="admin-key-e2e-0123456789", **FAST
     )
     broker = DhanWsServer(individual_login(CLIENT_ID, TOKEN), resend=4, drop_after={30})
     broker.feed(_frames(UPDATES))
@@ -134,7 +137,7 @@ async def _create_token(service_url: str, postback_url: str) -> dict[str, Any]:
         session.post(
             f"{service_url}/v2/access-tokens",
             json={"dhanClientId": CLIENT_ID, "postbackUrl": postback_url},
-            headers={"admin-key": "admin-key-e2e"},
+            headers={"admin-key": "admin-key-e2e-0123456789"},
         ) as response,
     ):
         assert response.status == 201, await response.text()
@@ -161,3 +164,40 @@ async def test_the_relay_command_with_an_embedded_service_reaches_the_receiver(
     text = (tmp_path / "relay.log").read_text()
     assert "SANDBOX" in text and (tmp_path / "relay-outbox.db").exists()
     assert TOKEN not in text and secret not in text
+
+
+async def test_an_embedded_service_given_another_secret_rotates_its_endpoint_to_it(
+    tmp_path: Path,
+) -> None:
+    """The outbox remembers the endpoint an earlier run made with its secret; a run with a
+    new secret rotates to it (the old one signs beside it for the grace period), so a
+    receiver given only the new secret accepts every postback."""
+    old, new = generate_secret(), generate_secret()
+    trader = Trader(tmp_path, new)
+    settings = ServiceSettings(db=f"sqlite:///{tmp_path / 'outbox.db'}", **FAST)
+    store = create_store(settings.db)
+    await store.open()
+    try:
+        earlier = TokenRecord("earlier-run", CLIENT_ID, trader.url, None, time.time(), 2e9)
+        await register_token(store, earlier, old)
+    finally:
+        await store.close()
+    bodies = [dumps(expected_postback(u)) for u in UPDATES[:12]]
+    with trader.server:
+        sink = EmbeddedService(trader.url, new, settings=settings)
+        await sink.start()
+        try:
+            await sink.submit(bodies)
+            await eventually(lambda: len(trader.bodies) >= len(bodies), timeout=60)
+        finally:
+            await sink.close()
+    assert sorted(trader.bodies) == sorted(bodies)
+    assert trader.receiver.stats().rejected == 0
+    store = create_store(settings.db)
+    await store.open()
+    try:
+        [endpoint] = await store.list_endpoints()
+    finally:
+        await store.close()
+    assert endpoint.signing_secret == new
+    assert endpoint.grace_secrets(time.time()) == (old,)

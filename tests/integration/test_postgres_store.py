@@ -7,6 +7,7 @@ Each "node" here is a :class:`PostgresStore` with its own connection pool, as a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 import time
@@ -18,6 +19,7 @@ import pytest
 
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
@@ -25,7 +27,16 @@ from dhan_postback.service.store.queries import load_queries, migrations
 from ..dispatching import eventually, fast_settings, settled
 from ..receivers import Receiver
 from ..support import UvicornThread, free_port
-from .test_store_contract import NOW, PARTNER, TOKEN, URL, new, outcome
+from .test_store_contract import (
+    NOW,
+    PARTNER,
+    PARTNER_SECRET,
+    TOKEN,
+    TOKEN_SECRET,
+    URL,
+    new,
+    outcome,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -52,8 +63,14 @@ def retry(claim: Claim, *, next_at: float) -> Outcome:
 
 
 async def seed_registry(store: PostgresStore) -> None:
-    await store.put_partner(PARTNER)
-    await store.add_token(TOKEN)
+    await register_partner(store, PARTNER, PARTNER_SECRET)
+    await register_token(store, TOKEN, TOKEN_SECRET)
+
+
+async def endpoint_at(store: PostgresStore, url: str) -> None:
+    """TOKEN's client gets an endpoint at ``url`` too (as if it had had a token for it)."""
+    other = dataclasses.replace(TOKEN, token_hash=f"{url}-token", postback_url=url)
+    await register_token(store, other, TOKEN_SECRET)
 
 
 @pytest.fixture
@@ -171,6 +188,7 @@ async def test_fifo_per_order_holds_across_nodes_under_concurrent_enqueue_and_fi
     """
     orders = [f"O{n}" for n in range(6)]
     urls = [URL, "https://other.example/postback"]
+    await endpoint_at(nodes[0], urls[1])
     per_producer, producers = 300, 2
     total = per_producer * producers
     rng = random.Random(7)
@@ -340,6 +358,7 @@ async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
     receiver = Receiver()
     with UvicornThread(receiver.app) as server:
         hook_url = f"{server.url}/hook"
+        await endpoint_at(ingest, hook_url)
         await ingest.enqueue([delivery("O1", url=hook_url)])
         async with Dispatcher(sender, fast_settings(lease=300), idle_poll=300):
             await eventually(lambda: len(receiver.accepted()) == 1, timeout=WAKE_TIMEOUT)

@@ -582,6 +582,9 @@ def test_the_openapi_document_describes_every_route(service: Service) -> None:
     assert {
         "/v2/access-tokens",
         "/v2/access-tokens/{token}",
+        "/v2/endpoints",
+        "/v2/endpoints/{endpoint_id}",
+        "/v2/endpoints/{endpoint_id}/rotate-secret",
         "/v2/partners",
         "/v2/order-updates",
         "/v2/deliveries",

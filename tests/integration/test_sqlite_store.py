@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dhan_postback.errors import StoreUnavailable
+from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import Attempt, NewDelivery, Outcome, Target, TokenRecord
 from dhan_postback.service.store.queries import load_queries, migrations
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
@@ -182,7 +183,7 @@ async def test_pruning_shrinks_the_file(tmp_path: Path) -> None:
     store = SQLiteStore(f"sqlite:///{path}")
     await store.open()
     try:
-        await store.add_token(TokenRecord("h", "c", "u", None, "whsec_c2VjcmV0", 1.0, 9e9))
+        await register_token(store, TokenRecord("h", "c", "u", None, 1.0, 9e9), "whsec_c2VjcmV0")
         body = b'{"pad":"' + b"x" * 2000 + b'"}'
         for batch in range(10):
             await store.enqueue(

@@ -14,6 +14,7 @@ from typing import Literal
 import pytest
 
 from dhan_postback.errors import Conflict
+from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store import (
     Attempt,
     Claim,
@@ -41,29 +42,44 @@ TOKEN = TokenRecord(
     dhan_client_id="1000000001",
     postback_url=URL,
     partner_id="acme",
-    signing_secret="whsec_dG9rZW4tc2VjcmV0",
     created_at=NOW - 100,
     expires_at=NOW + 86400,
 )
+TOKEN_SECRET = "whsec_dG9rZW4tc2VjcmV0"
 OTHER_TOKEN = TokenRecord(
     token_hash="b" * 64,
     dhan_client_id="1000000002",
     postback_url=OTHER_URL,
     partner_id=None,
-    signing_secret="whsec_b3RoZXItc2VjcmV0",
     created_at=NOW - 100,
     expires_at=NOW + 86400,
 )
-PARTNER = PartnerRecord("acme", PARTNER_URL, "whsec_cGFydG5lci1zZWNyZXQ=", NOW - 200)
+OTHER_SECRET = "whsec_b3RoZXItc2VjcmV0"
+PARTNER = PartnerRecord("acme", PARTNER_URL, NOW - 200)
+PARTNER_SECRET = "whsec_cGFydG5lci1zZWNyZXQ="
 
 
 @pytest.fixture
 async def outbox(store: Store) -> Store:
-    """A store with two clients' tokens and a partner, ready for deliveries."""
-    await store.put_partner(PARTNER)
-    await store.add_token(TOKEN)
-    await store.add_token(OTHER_TOKEN)
+    """A store with two clients' tokens and a partner, each with its endpoint, ready for
+    deliveries."""
+    await register_partner(store, PARTNER, PARTNER_SECRET)
+    await register_token(store, TOKEN, TOKEN_SECRET)
+    await register_token(store, OTHER_TOKEN, OTHER_SECRET)
+    # Many tests send one client's deliveries to both URLs: each client has an endpoint at
+    # each (as if it had had a token for each).
+    for token, url, secret, other_hash in (
+        (TOKEN, OTHER_URL, OTHER_SECRET, "e" * 64),
+        (OTHER_TOKEN, URL, TOKEN_SECRET, "f" * 64),
+    ):
+        other = dataclasses.replace(token, token_hash=other_hash, postback_url=url)
+        await register_token(store, other, secret)
     return store
+
+
+def without_endpoint(token: TokenRecord | None) -> TokenRecord | None:
+    """A token as added (the store fills in ``endpoint_id`` when reading it back)."""
+    return None if token is None else dataclasses.replace(token, endpoint_id=None)
 
 
 def new(
@@ -601,7 +617,7 @@ async def test_counts_every_status(outbox: Store) -> None:
 
 async def test_a_token_is_stored_and_found_by_its_hash(store: Store) -> None:
     await store.add_token(OTHER_TOKEN)
-    assert await store.get_token(OTHER_TOKEN.token_hash) == OTHER_TOKEN
+    assert without_endpoint(await store.get_token(OTHER_TOKEN.token_hash)) == OTHER_TOKEN
     assert await store.get_token("c" * 64) is None
 
 
@@ -634,33 +650,36 @@ async def test_a_revoked_tokens_deliveries_are_still_sent(outbox: Store) -> None
 async def test_a_partner_is_created_and_replaced(store: Store) -> None:
     await store.put_partner(PARTNER)
     assert await store.get_partner("acme") == PARTNER
-    moved = dataclasses.replace(PARTNER, postback_url=OTHER_URL, signing_secret="whsec_bmV3")
+    moved = dataclasses.replace(PARTNER, postback_url=OTHER_URL)
     await store.put_partner(moved)
     assert await store.get_partner("acme") == moved
     assert await store.get_partner("nobody") is None
 
 
-async def test_a_claim_is_signed_with_the_tokens_secret_for_the_tokens_url(
+async def test_a_claim_is_signed_with_the_clients_endpoint_secret_for_the_tokens_url(
     outbox: Store,
 ) -> None:
     await outbox.enqueue([new("msg_1")])
     [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
-    assert claim.signing_secret == TOKEN.signing_secret
+    assert claim.signing_secret == TOKEN_SECRET
+    assert claim.previous_secrets == ()
 
 
-async def test_a_claim_is_signed_with_the_partners_secret_for_the_partners_url(
+async def test_a_claim_is_signed_with_the_partners_endpoint_secret_for_the_partners_url(
     outbox: Store,
 ) -> None:
     await outbox.enqueue([new("msg_1", url=PARTNER_URL, target=Target.PARTNER)])
     [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
-    assert claim.signing_secret == PARTNER.signing_secret
+    assert claim.signing_secret == PARTNER_SECRET
 
 
-async def test_the_partners_secret_is_read_at_claim_time(outbox: Store) -> None:
+async def test_the_endpoints_secret_is_read_at_claim_time(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1", url=PARTNER_URL, target=Target.PARTNER)])
-    await outbox.put_partner(dataclasses.replace(PARTNER, signing_secret="whsec_cm90YXRlZA=="))
+    [endpoint] = [e for e in await outbox.list_endpoints() if e.url == PARTNER_URL]
+    await outbox.rotate_secret(endpoint.id, "whsec_cm90YXRlZA==", now=NOW, keep_until=NOW + 60)
     [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
     assert claim.signing_secret == "whsec_cm90YXRlZA=="
+    assert claim.previous_secrets == (PARTNER_SECRET,)
 
 
 async def test_ping_answers_when_the_store_is_up(store: Store) -> None:
@@ -675,8 +694,8 @@ async def test_everything_survives_closing_and_reopening(store_maker: StoreMaker
         pytest.skip(f"{store_maker.backend} keeps nothing across stores")
     first = store_maker()
     await first.open()
-    await first.put_partner(PARTNER)
-    await first.add_token(TOKEN)
+    await register_partner(first, PARTNER, PARTNER_SECRET)
+    await register_token(first, TOKEN, TOKEN_SECRET)
     await first.enqueue([new("msg_1"), new("msg_2"), new("msg_3", order_id="other")])
     [claim, _] = await first.claim(limit=10, now=NOW, lease=LEASE)
     await first.finish([outcome(claim, "delivered")])
@@ -685,7 +704,7 @@ async def test_everything_survives_closing_and_reopening(store_maker: StoreMaker
     second = store_maker()
     await second.open()
     try:
-        assert await second.get_token(TOKEN.token_hash) == TOKEN
+        assert without_endpoint(await second.get_token(TOKEN.token_hash)) == TOKEN
         assert await second.get_partner("acme") == PARTNER
         assert [a.status_code for a in await second.get_attempts("msg_1")] == [200]
         assert await second.counts() == {

@@ -17,7 +17,7 @@ from dhan_postback.service.registry import Destination
 from dhan_postback.service.store import Target, TokenRecord
 from tests.samples import update
 
-TOKEN = TokenRecord("h" * 64, "1000000003", "https://a.example/", "acme", "whsec_eA==", 0, 1e12)
+TOKEN = TokenRecord("h" * 64, "1000000003", "https://a.example/", "acme", 0, 1e12)
 
 
 def body(value: Any) -> bytes:

@@ -37,7 +37,8 @@ async def test_a_token_is_stored_as_its_hash_with_a_secret_and_an_expiry(
     issued = await registry.issue_token("C1", postback_url="http://127.0.0.1:8999/x")
     stored = await store.get_token(hash_secret(issued.access_token))
     assert stored == issued.record
-    assert stored.signing_secret.startswith("whsec_")
+    assert issued.endpoint is not None and stored.endpoint_id == issued.endpoint.id
+    assert issued.endpoint.signing_secret.startswith("whsec_")
     assert stored.expires_at == clock.now + 3600
     assert await store.get_token(issued.access_token) is None
 

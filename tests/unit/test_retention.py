@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dhan_postback.service.metrics import ServiceMetrics
+from dhan_postback.service.registry import register_token
 from dhan_postback.service.retention import Pruner
 from dhan_postback.service.store import (
     Attempt,
@@ -19,7 +20,7 @@ from dhan_postback.settings import ServiceSettings
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
-TOKEN = TokenRecord("h" * 64, "1000000003", "https://a.example/", None, "whsec_eA==", 0, 1e12)
+TOKEN = TokenRecord("h" * 64, "1000000003", "https://a.example/", None, 0, 1e12)
 
 
 class CountingStore(MemoryStore):
@@ -35,7 +36,7 @@ class CountingStore(MemoryStore):
 
 
 async def delivered_at(store: MemoryStore, times: list[float]) -> None:
-    await store.add_token(TOKEN)
+    await register_token(store, TOKEN, "whsec_eA==")
     await store.enqueue(
         [
             NewDelivery(f"msg_{i}", TOKEN.dhan_client_id, TOKEN.token_hash, Target.TOKEN, None,

@@ -46,7 +46,12 @@ COMMAND_SETTINGS: dict[str, tuple[str, list[Part]]] = {
         [(ReceiverSettings, ("db",)), (OrdersQuery, None)],
     ),
     "send": ("one test postback (and its URL argument)", [(SendSettings, None)]),
-    "tokens": ("create and revoke, through a running service", [(TokensSettings, None)]),
+    "tokens": ("create, list and revoke, through a running service", [(TokensSettings, None)]),
+    "endpoints": (
+        "list, show and rotate secrets, through a running service",
+        [(TokensSettings, None)],
+    ),
+    "deliveries": ("list, show and replay, through a running service", [(TokensSettings, None)]),
     "simulate": ("order updates as JSON lines", [(SimulateSettings, None)]),
     "demo": ("everything on this machine", [(DemoSettings, None)]),
 }

@@ -53,8 +53,10 @@ from .models import (
     TokenRequest,
     attempt_json,
     delivery_json,
+    endpoint_json,
     parse_body,
     payload_json,
+    token_json,
 )
 from .node import ServiceNode
 from .openapi import openapi_document
@@ -66,6 +68,7 @@ from .store import (
     Delivery,
     DeliveryQuery,
     DeliveryStatus,
+    EndpointRecord,
     IdempotencyRecord,
     NewDelivery,
     Store,
@@ -92,6 +95,8 @@ _LIST_PARAMETERS = frozenset(
     {"status", "orderId", "dhanClientId", "target", "partnerId", "since", "until"}
     | {"cursor", "limit", "order"}
 )
+_ENDPOINT_PARAMETERS = frozenset({"dhanClientId", "partnerId", "includeSecret"})
+_TOKEN_PARAMETERS = frozenset({"dhanClientId"})
 
 
 class _Service:
@@ -133,18 +138,26 @@ class _Service:
         issued = await self.registry.issue_token(
             body.dhanClientId, postback_url=body.postbackUrl, partner_id=body.partnerId
         )
-        record = issued.record
+        record, endpoint = issued.record, issued.endpoint
         return json_response(
             {
                 "accessToken": issued.access_token,
                 "dhanClientId": record.dhan_client_id,
                 "postbackUrl": record.postback_url,
                 "partnerId": record.partner_id,
-                "signingSecret": record.signing_secret,
+                "endpointId": None if endpoint is None else endpoint.id,
+                "signingSecret": None if endpoint is None else endpoint.signing_secret,
                 "expiresAt": to_iso(record.expires_at),
             },
             201,
         )
+
+    async def list_tokens(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        params = _known_parameters(request, _TOKEN_PARAMETERS)
+        tokens = await self.store.list_tokens(params.get("dhanClientId"))
+        now = time.time()
+        return json_response({"accessTokens": [token_json(token, now=now) for token in tokens]})
 
     async def revoke_token(self, request: Request) -> Response:
         self.admin_key.check(request.headers.get("admin-key"))
@@ -159,14 +172,68 @@ class _Service:
 
     async def create_partner(self, request: Request) -> Response:
         body = parse_body(PartnerRequest, await self.admin_body(request))
-        partner = await self.registry.put_partner(body.partnerId, body.postbackUrl)
+        partner, endpoint = await self.registry.put_partner(body.partnerId, body.postbackUrl)
         return json_response(
             {
                 "partnerId": partner.partner_id,
                 "postbackUrl": partner.postback_url,
-                "signingSecret": partner.signing_secret,
+                "endpointId": endpoint.id,
+                "signingSecret": endpoint.signing_secret,
             },
             201,
+        )
+
+    # Endpoints ------------------------------------------------------------------------------
+    async def _endpoint_json(
+        self, endpoint: EndpointRecord, *, now: float, include_secret: bool
+    ) -> dict[str, Any]:
+        activity = await self.store.endpoint_activity(endpoint)
+        breaker = self.node.breaker_state(endpoint.url)
+        return endpoint_json(
+            endpoint, activity, breaker=breaker, now=now, include_secret=include_secret
+        )
+
+    async def list_endpoints(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        params = _known_parameters(request, _ENDPOINT_PARAMETERS)
+        include_secret = _boolean(params.get("includeSecret"), "includeSecret")
+        client, partner = params.get("dhanClientId"), params.get("partnerId")
+        now = time.time()
+        shown = [
+            await self._endpoint_json(endpoint, now=now, include_secret=include_secret)
+            for endpoint in await self.store.list_endpoints()
+            if (client is None or (endpoint.kind, endpoint.owner_id) == ("client", client))
+            and (partner is None or (endpoint.kind, endpoint.owner_id) == ("partner", partner))
+        ]
+        return json_response({"endpoints": shown})
+
+    async def known_endpoint(self, request: Request) -> EndpointRecord:
+        endpoint = await self.store.get_endpoint(request.path_params["endpoint_id"])
+        if endpoint is None:
+            raise NotFound("no such endpoint")
+        return endpoint
+
+    async def get_endpoint(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        params = _known_parameters(request, frozenset({"includeSecret"}))
+        include_secret = _boolean(params.get("includeSecret"), "includeSecret")
+        endpoint = await self.known_endpoint(request)
+        shown = await self._endpoint_json(endpoint, now=time.time(), include_secret=include_secret)
+        return json_response(shown)
+
+    async def rotate_secret(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        rotated = await self.registry.rotate_secret(request.path_params["endpoint_id"])
+        now = time.time()
+        log.info("signing secret rotated", endpoint_id=rotated.id)
+        return json_response(
+            {
+                "endpointId": rotated.id,
+                "postbackUrl": rotated.url,
+                "signingSecret": rotated.signing_secret,
+                "secretRotatedAt": to_iso(rotated.secret_rotated_at),
+                "previousSecretsUntil": to_iso(rotated.grace_until(now)),
+            }
         )
 
     # Ingest ---------------------------------------------------------------------------------
@@ -310,12 +377,26 @@ class _Service:
         return json_response(openapi_document())
 
 
-def _list_query(request: Request) -> DeliveryQuery:
-    """A DeliveryQuery from ``GET /v2/deliveries`` query parameters; 400 names a bad one."""
+def _known_parameters(request: Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query parameters, or a 400 naming the first one this route does not take."""
     params = request.query_params
-    unknown = sorted(set(params) - _LIST_PARAMETERS)
+    unknown = sorted(set(params) - allowed)
     if unknown:
         raise PayloadError(f"unknown query parameter `{unknown[0]}`")
+    return dict(params)
+
+
+def _boolean(text: str | None, name: str) -> bool:
+    if text is None or text == "false":
+        return False
+    if text == "true":
+        return True
+    raise PayloadError(f"`{name}` must be true or false")
+
+
+def _list_query(request: Request) -> DeliveryQuery:
+    """A DeliveryQuery from ``GET /v2/deliveries`` query parameters; 400 names a bad one."""
+    params = _known_parameters(request, _LIST_PARAMETERS)
     status = params.get("status")
     if status is not None and status not in DeliveryStatus.__members__.values():
         allowed = ", ".join(DeliveryStatus)
@@ -378,6 +459,10 @@ def create_app(node: ServiceNode) -> Starlette:
 
     routes = [
         Route("/v2/access-tokens", service.create_token, methods=["POST"]),
+        Route("/v2/access-tokens", service.list_tokens, methods=["GET"]),
+        Route("/v2/endpoints", service.list_endpoints, methods=["GET"]),
+        Route("/v2/endpoints/{endpoint_id}", service.get_endpoint, methods=["GET"]),
+        Route("/v2/endpoints/{endpoint_id}/rotate-secret", service.rotate_secret, methods=["POST"]),
         Route("/v2/access-tokens/{token}", service.revoke_token, methods=["DELETE"]),
         Route("/v2/partners", service.create_partner, methods=["POST"]),
         Route("/v2/order-updates", service.ingest, methods=["POST"]),

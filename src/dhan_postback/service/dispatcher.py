@@ -359,6 +359,18 @@ class Dispatcher:
             signer = self._signers[secret] = Signer(secret)
         return signer
 
+    def _signature(self, claim: Claim, timestamp: int) -> str:
+        """The ``webhook-signature`` value: the endpoint's secret, then (during a rotation's
+        grace period) each retired one, space-separated, as Standard Webhooks allows."""
+        signature = self._signer(claim.signing_secret).signature(claim.id, timestamp, claim.payload)
+        if not claim.previous_secrets:
+            return signature
+        older = (
+            self._signer(secret).signature(claim.id, timestamp, claim.payload)
+            for secret in claim.previous_secrets
+        )
+        return " ".join((signature, *older))
+
     # Claiming ------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -663,9 +675,7 @@ class Dispatcher:
             "User-Agent": USER_AGENT,
             "webhook-id": claim.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": self._signer(claim.signing_secret).signature(
-                claim.id, timestamp, claim.payload
-            ),
+            "webhook-signature": self._signature(claim, timestamp),
         }
         status: int | None = None
         error: str | None = None

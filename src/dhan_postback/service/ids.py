@@ -15,7 +15,14 @@ import random
 import threading
 import time
 
-__all__ = ["DELIVERY_ID_PREFIX", "new_delivery_id", "new_delivery_ids", "new_ulid", "ulid_time"]
+__all__ = [
+    "DELIVERY_ID_PREFIX",
+    "new_delivery_id",
+    "new_delivery_ids",
+    "new_endpoint_id",
+    "new_ulid",
+    "ulid_time",
+]
 
 DELIVERY_ID_PREFIX = "msg_"
 
@@ -77,6 +84,12 @@ def new_ulid() -> str:
 def new_delivery_id() -> str:
     """``msg_`` followed by a new ULID."""
     return DELIVERY_ID_PREFIX + new_ulid()
+
+
+def new_endpoint_id() -> str:
+    """A new endpoint id: ``ep_`` and a ULID (stores migrated from before endpoints existed
+    gave theirs ``ep_`` and random hex; ids are opaque either way)."""
+    return "ep_" + new_ulid()
 
 
 def new_delivery_ids(count: int) -> list[str]:

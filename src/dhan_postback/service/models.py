@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import PayloadError, UnreadablePayload
 from ..jsondepth import check_depth
 from .http import to_iso
-from .store import Attempt, Delivery, DeliveryStatus
+from .store import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    EndpointActivity,
+    EndpointKind,
+    EndpointRecord,
+    TokenRecord,
+)
 
 __all__ = [
     "PartnerRequest",
@@ -22,8 +30,10 @@ __all__ = [
     "TokenRequest",
     "attempt_json",
     "delivery_json",
+    "endpoint_json",
     "parse_body",
     "payload_json",
+    "token_json",
 ]
 
 ClientId = Annotated[str, Field(min_length=1, max_length=64)]
@@ -113,3 +123,60 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
 def payload_json(body: bytes) -> Any:
     """The stored payload bytes as a JSON value (they were written by payload.dumps)."""
     return msgspec.json.decode(body)
+
+
+def endpoint_json(
+    endpoint: EndpointRecord,
+    activity: EndpointActivity,
+    *,
+    breaker: str | None,
+    now: float,
+    include_secret: bool = False,
+) -> dict[str, Any]:
+    """An endpoint as ``GET /v2/endpoints`` shows it; its secrets only when asked for."""
+    last = activity.last_attempt
+    shown: dict[str, Any] = {
+        "endpointId": endpoint.id,
+        "postbackUrl": endpoint.url,
+        "dhanClientId": endpoint.owner_id if endpoint.kind is EndpointKind.CLIENT else None,
+        "partnerId": endpoint.owner_id if endpoint.kind is EndpointKind.PARTNER else None,
+        "createdAt": to_iso(endpoint.created_at),
+        "paused": endpoint.paused,
+        "breaker": breaker,
+        "backlog": activity.backlog,
+        "lastAnswer": None
+        if last is None
+        else {
+            "deliveryId": last.delivery_id,
+            "time": to_iso(last.started_at),
+            "statusCode": last.status_code,
+            "error": last.error,
+        },
+        "secretRotatedAt": to_iso(endpoint.secret_rotated_at),
+        "previousSecretsUntil": to_iso(endpoint.grace_until(now)),
+    }
+    if include_secret:
+        shown["signingSecret"] = endpoint.signing_secret
+        shown["previousSecrets"] = list(endpoint.grace_secrets(now))
+    return shown
+
+
+def token_json(token: TokenRecord, *, now: float) -> dict[str, Any]:
+    """An access token as ``GET /v2/access-tokens`` lists it: never the token itself."""
+    if token.revoked_at is not None:
+        status = "revoked"
+    elif token.is_active(now):
+        status = "active"
+    else:
+        status = "expired"
+    return {
+        "tokenId": token.token_id,
+        "dhanClientId": token.dhan_client_id,
+        "endpointId": token.endpoint_id,
+        "postbackUrl": token.postback_url,
+        "partnerId": token.partner_id,
+        "createdAt": to_iso(token.created_at),
+        "expiresAt": to_iso(token.expires_at),
+        "revokedAt": to_iso(token.revoked_at),
+        "status": status,
+    }

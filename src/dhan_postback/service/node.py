@@ -74,6 +74,7 @@ class ServiceNode:
         self._registry = Registry(
             self._store,
             token_ttl=settings.token_ttl,
+            secret_rotation_grace=settings.secret_rotation_grace,
             allow_loopback=settings.allow_loopback,
             clock=clock,
         )
@@ -219,6 +220,14 @@ class ServiceNode:
             EndpointHealth(url=url, breaker=state.value, in_flight=in_flight)
             for url, state, in_flight in dispatcher.endpoint_states()
         ]
+
+    def breaker_state(self, url: str) -> str | None:
+        """This node's circuit breaker state for ``url`` (``closed``, ``open``,
+        ``half_open``); None on a node without a running dispatcher."""
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return None
+        return dispatcher.breakers.state(url, self._clock()).value
 
     # Who is asking --------------------------------------------------------------------------
     async def authenticate(self, *, admin_key: str | None, access_token: str | None) -> Principal:

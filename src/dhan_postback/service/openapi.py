@@ -72,6 +72,20 @@ _DELIVERY_ID = {
     "schema": {"type": "string"},
     "description": "The delivery's id (msg_...), also its webhook-id.",
 }
+_ENDPOINT_ID = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The endpoint's id (ep_...).",
+}
+_INCLUDE_SECRET = {
+    "name": "includeSecret",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: also show the signing secret (and the retired ones still signing).",
+}
 _IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -134,14 +148,68 @@ def _own_schemas() -> dict[str, Any]:
                 "dhanClientId": text,
                 "postbackUrl": _nullable(text),
                 "partnerId": _nullable(text),
-                "signingSecret": text,
+                "endpointId": _nullable(text),
+                "signingSecret": _nullable(text),
                 "expiresAt": text,
+            }
+        ),
+        "TokenInfo": _object(
+            {
+                "tokenId": text,
+                "dhanClientId": text,
+                "endpointId": _nullable(text),
+                "postbackUrl": _nullable(text),
+                "partnerId": _nullable(text),
+                "createdAt": text,
+                "expiresAt": text,
+                "revokedAt": time_or_null,
+                "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
+            }
+        ),
+        "TokenList": _object({"accessTokens": {"type": "array", "items": _ref("TokenInfo")}}),
+        "Endpoint": _object(
+            {
+                "endpointId": text,
+                "postbackUrl": text,
+                "dhanClientId": _nullable(text),
+                "partnerId": _nullable(text),
+                "createdAt": text,
+                "paused": {"type": "boolean"},
+                "breaker": _nullable({"type": "string", "enum": ["closed", "open", "half_open"]}),
+                "backlog": {"type": "integer", "minimum": 0},
+                "lastAnswer": _nullable(
+                    _object(
+                        {
+                            "deliveryId": text,
+                            "time": text,
+                            "statusCode": _nullable({"type": "integer"}),
+                            "error": _nullable(text),
+                        }
+                    )
+                ),
+                "secretRotatedAt": time_or_null,
+                "previousSecretsUntil": time_or_null,
+                "signingSecret": text,
+                "previousSecrets": {"type": "array", "items": text},
+            },
+            optional=("signingSecret", "previousSecrets"),
+        ),
+        "EndpointList": _object({"endpoints": {"type": "array", "items": _ref("Endpoint")}}),
+        "SecretRotated": _object(
+            {
+                "endpointId": text,
+                "postbackUrl": text,
+                "signingSecret": text,
+                "secretRotatedAt": text,
+                "previousSecretsUntil": time_or_null,
             }
         ),
         "TokenRevoked": _object(
             {"dhanClientId": text, "status": {"const": "revoked"}, "revokedAt": text}
         ),
-        "PartnerCreated": _object({"partnerId": text, "postbackUrl": text, "signingSecret": text}),
+        "PartnerCreated": _object(
+            {"partnerId": text, "postbackUrl": text, "endpointId": text, "signingSecret": text}
+        ),
         "Accepted": _object(
             {"deliveryIds": {"type": "array", "items": text}, "note": text}, optional=("note",)
         ),
@@ -235,6 +303,40 @@ def openapi_document() -> dict[str, Any]:
                 "security": _ADMIN,
                 "requestBody": _body("TokenRequest"),
                 "responses": _responses(201, "TokenCreated", 400, 401, 413, 415, 422),
+            },
+            "get": {
+                "summary": "List access tokens by a non-secret id (never the tokens)",
+                "security": _ADMIN,
+                "parameters": [_query("dhanClientId", {"type": "string"}, "One client's.")],
+                "responses": _responses(200, "TokenList", 400, 401),
+            },
+        },
+        "/v2/endpoints": {
+            "get": {
+                "summary": "List endpoints: URL, owner, backlog, breaker, last answer",
+                "security": _ADMIN,
+                "parameters": [
+                    _query("dhanClientId", {"type": "string"}, "One client's endpoints."),
+                    _query("partnerId", {"type": "string"}, "One partner's endpoints."),
+                    _INCLUDE_SECRET,
+                ],
+                "responses": _responses(200, "EndpointList", 400, 401),
+            }
+        },
+        "/v2/endpoints/{endpoint_id}": {
+            "get": {
+                "summary": "One endpoint",
+                "security": _ADMIN,
+                "parameters": [_ENDPOINT_ID, _INCLUDE_SECRET],
+                "responses": _responses(200, "Endpoint", 400, 401, 404),
+            }
+        },
+        "/v2/endpoints/{endpoint_id}/rotate-secret": {
+            "post": {
+                "summary": "A new signing secret; the old one signs beside it for a grace period",
+                "security": _ADMIN,
+                "parameters": [_ENDPOINT_ID],
+                "responses": _responses(200, "SecretRotated", 401, 404),
             }
         },
         "/v2/access-tokens/{token}": {

@@ -1,8 +1,14 @@
-"""Who may hand the service updates, and where their postbacks go: access tokens and partners.
+"""Who may hand the service updates, and where their postbacks go: tokens, partners, endpoints.
 
 As at the broker, a Postback URL is saved with the access token generated for it: one URL per
 token, and a new token is how a URL changes. A token may belong to a partner; the updates of
-orders placed with it then also go to the partner's URL, signed with the partner's secret.
+orders placed with it then also go to the partner's URL.
+
+The broker's tokens last a day, so the signing secret cannot belong to the token: it belongs
+to the **endpoint**, a client's URL or a partner's. The first token for a client and URL
+creates the endpoint and its secret; every later one reuses both, so that the receiver keeps
+its configuration across renewals. A rotation makes a new secret, and the old one keeps
+signing beside it for ``secret_rotation_grace`` seconds.
 
 Only SHA-256 hashes of access tokens and of the admin key are kept or compared; the token
 itself exists only in the response that creates it and in its holder's requests.
@@ -21,7 +27,8 @@ from typing import TypeVar
 from .. import urlpolicy
 from ..errors import AuthenticationError, NotFound, PayloadError, URLRefused
 from ..signing import generate_secret
-from .store import PartnerRecord, Store, Target, TokenRecord
+from .ids import new_endpoint_id
+from .store import EndpointKind, EndpointRecord, PartnerRecord, Store, Target, TokenRecord
 
 __all__ = [
     "AdminKey",
@@ -30,6 +37,8 @@ __all__ = [
     "Registry",
     "hash_secret",
     "new_access_token",
+    "register_partner",
+    "register_token",
 ]
 
 
@@ -44,6 +53,43 @@ def hash_secret(value: str) -> str:
 def new_access_token() -> str:
     """A new access token: 32 random bytes, URL-safe base64 (43 characters)."""
     return secrets.token_urlsafe(32)
+
+
+async def register_token(store: Store, token: TokenRecord, secret: str) -> EndpointRecord | None:
+    """Store a token made outside the API (benchmarks, tests, tools) with its client's
+    endpoint at its URL: created with ``secret`` when new, else the existing one (returned,
+    with the secret that really signs)."""
+    endpoint = None
+    if token.postback_url is not None:
+        endpoint = await store.ensure_endpoint(
+            EndpointRecord(
+                id=new_endpoint_id(),
+                kind=EndpointKind.CLIENT,
+                owner_id=token.dhan_client_id,
+                url=token.postback_url,
+                signing_secret=secret,
+                created_at=token.created_at,
+            )
+        )
+    await store.add_token(token)
+    return endpoint
+
+
+async def register_partner(store: Store, partner: PartnerRecord, secret: str) -> EndpointRecord:
+    """Store a partner made outside the API with its endpoint at its URL (see
+    :func:`register_token`)."""
+    endpoint = await store.ensure_endpoint(
+        EndpointRecord(
+            id=new_endpoint_id(),
+            kind=EndpointKind.PARTNER,
+            owner_id=partner.partner_id,
+            url=partner.postback_url,
+            signing_secret=secret,
+            created_at=partner.created_at,
+        )
+    )
+    await store.put_partner(partner)
+    return endpoint
 
 
 class AdminKey:
@@ -66,10 +112,12 @@ class AdminKey:
 
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
-    """A new token as its holder sees it once: the token itself, and what was stored."""
+    """A new token as its holder sees it once: the token itself, what was stored, and the
+    endpoint its postbacks go to (None without a Postback URL)."""
 
     access_token: str
     record: TokenRecord
+    endpoint: EndpointRecord | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +142,7 @@ class Registry:
         store: Store,
         *,
         token_ttl: float,
+        secret_rotation_grace: float = 86400.0,
         allow_loopback: bool = False,
         clock: Callable[[], float] = time.time,
         cache_ttl: float = 1.0,
@@ -101,6 +150,7 @@ class Registry:
     ) -> None:
         self.store = store
         self.token_ttl = token_ttl
+        self.secret_rotation_grace = secret_rotation_grace
         self.allow_loopback = allow_loopback
         self._clock = clock
         self._cache_ttl = cache_ttl
@@ -116,23 +166,29 @@ class Registry:
         postback_url: str | None = None,
         partner_id: str | None = None,
     ) -> IssuedToken:
-        """A new token for a client, with its Postback URL (checked) and partner (must exist)."""
+        """A new token for a client, with its Postback URL (checked) and partner (must exist).
+
+        Its postbacks are signed by the client's endpoint at that URL: the one an earlier
+        token made, or a new one with a new secret."""
         url = await self._check_url(postback_url) if postback_url is not None else None
         if partner_id is not None and await self.partner(partner_id) is None:
             raise PayloadError(f"`partnerId`: no partner {partner_id!r}")
         access_token = new_access_token()
         now = self._clock()
+        endpoint = None
+        if url is not None:
+            endpoint = await self._endpoint(EndpointKind.CLIENT, dhan_client_id, url, now)
         record = TokenRecord(
             token_hash=hash_secret(access_token),
             dhan_client_id=dhan_client_id,
             postback_url=url,
             partner_id=partner_id,
-            signing_secret=generate_secret(),
             created_at=now,
             expires_at=now + self.token_ttl,
+            endpoint_id=None if endpoint is None else endpoint.id,
         )
         await self.store.add_token(record)
-        return IssuedToken(access_token, record)
+        return IssuedToken(access_token, record, endpoint)
 
     async def adopt_token(
         self,
@@ -144,18 +200,38 @@ class Registry:
         lifetime: float,
     ) -> TokenRecord:
         """The record of a token made outside the registry (the relay derives its tokens from
-        its signing secret), stored the first time it is seen; the URL is checked like any."""
+        its signing secret), stored the first time it is seen with its client's endpoint at
+        the URL, which signs with ``signing_secret``; the URL is checked like any. An endpoint
+        left by an earlier run with another secret is rotated to this one: the old secret keeps
+        signing beside it for the grace period."""
         token_hash = hash_secret(access_token)
         found = await self.store.get_token(token_hash)
         if found is not None:
             return found
         now = self._clock()
+        url = await self._check_url(postback_url)
+        endpoint = await self.store.ensure_endpoint(
+            EndpointRecord(
+                id=new_endpoint_id(),
+                kind=EndpointKind.CLIENT,
+                owner_id=dhan_client_id,
+                url=url,
+                signing_secret=signing_secret,
+                created_at=now,
+            )
+        )
+        if endpoint.signing_secret != signing_secret:
+            await self.store.rotate_secret(
+                endpoint.id,
+                signing_secret,
+                now=now,
+                keep_until=now + self.secret_rotation_grace,
+            )
         record = TokenRecord(
             token_hash=token_hash,
             dhan_client_id=dhan_client_id,
-            postback_url=await self._check_url(postback_url),
+            postback_url=url,
             partner_id=None,
-            signing_secret=signing_secret,
             created_at=now,
             expires_at=now + lifetime,
         )
@@ -195,17 +271,17 @@ class Registry:
         return record
 
     # Partners --------------------------------------------------------------------------------
-    async def put_partner(self, partner_id: str, postback_url: str) -> PartnerRecord:
-        """Create or replace a partner, with a new signing secret."""
-        record = PartnerRecord(
-            partner_id=partner_id,
-            postback_url=await self._check_url(postback_url),
-            signing_secret=generate_secret(),
-            created_at=self._clock(),
-        )
+    async def put_partner(
+        self, partner_id: str, postback_url: str
+    ) -> tuple[PartnerRecord, EndpointRecord]:
+        """Create or replace a partner; its endpoint at that URL (new, or the one it had)."""
+        url = await self._check_url(postback_url)
+        now = self._clock()
+        endpoint = await self._endpoint(EndpointKind.PARTNER, partner_id, url, now)
+        record = PartnerRecord(partner_id=partner_id, postback_url=url, created_at=now)
         await self.store.put_partner(record)
         self._partners.pop(partner_id, None)
-        return record
+        return record, endpoint
 
     async def partner(self, partner_id: str) -> PartnerRecord | None:
         now = self._clock()
@@ -216,6 +292,30 @@ class Registry:
         if record is not None:
             self._remember(self._partners, partner_id, record, now)
         return record
+
+    # Endpoints -------------------------------------------------------------------------------
+    async def rotate_secret(self, endpoint_id: str) -> EndpointRecord:
+        """A new secret for an endpoint; the old one signs beside it for the grace period."""
+        now = self._clock()
+        rotated = await self.store.rotate_secret(
+            endpoint_id, generate_secret(), now=now, keep_until=now + self.secret_rotation_grace
+        )
+        if rotated is None:
+            raise NotFound("no such endpoint")
+        return rotated
+
+    async def _endpoint(
+        self, kind: EndpointKind, owner_id: str, url: str, now: float
+    ) -> EndpointRecord:
+        candidate = EndpointRecord(
+            id=new_endpoint_id(),
+            kind=kind,
+            owner_id=owner_id,
+            url=url,
+            signing_secret=generate_secret(),
+            created_at=now,
+        )
+        return await self.store.ensure_endpoint(candidate)
 
     # Routing ---------------------------------------------------------------------------------
     async def destinations(self, token: TokenRecord) -> list[Destination]:

@@ -1,7 +1,8 @@
 """The storage contract of the postback service: one Protocol, one implementation per backend.
 
-The service keeps three things: the **registry** (access tokens with their Postback URLs, and
-partners with theirs), the **outbox** (one *delivery* per update and target URL) and the
+The service keeps three things: the **registry** (access tokens with their Postback URLs,
+partners with theirs, and the *endpoints* those URLs are, each with its signing secret), the
+**outbox** (one *delivery* per update and target URL) and the
 **delivery log** (every attempt of every delivery). Backends: ``memory`` (unit tests),
 ``sqlite`` (the embedded default) and ``postgres`` (several nodes on one outbox). All of them
 answer the same contract tests.
@@ -26,11 +27,23 @@ The outbox rules every backend keeps:
   once past their retention. Pruning cannot change what is sent next: a queue's head is its
   lowest *pending* ``seq``, and a dead delivery flags its successor ``after_dead`` when it
   dies, so neither ever needs a finished row again.
+
+The registry rules:
+
+* An **endpoint** is one owner's URL: a client's Postback URL (``kind`` client, ``owner_id``
+  the ``dhanClientId``) or a partner's URL. It owns the signing secret, so that tokens can be
+  renewed every day without the receiver noticing. ``ensure_endpoint`` creates one only if
+  the owner has none at that URL, and returns the stored one either way.
+* A delivery is signed with its endpoint's secrets at claim time: to a ``partner`` target the
+  partner's endpoint at the delivery's URL, otherwise its client's. After a rotation the old
+  secret keeps signing (second) until its ``until``; a claim carries it in
+  ``previous_secrets``.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -41,15 +54,21 @@ __all__ = [
     "Delivery",
     "DeliveryQuery",
     "DeliveryStatus",
+    "EndpointActivity",
+    "EndpointKind",
+    "EndpointRecord",
     "IdempotencyRecord",
     "NewDelivery",
     "Outcome",
     "PartnerRecord",
     "PruneResult",
+    "RetiredSecret",
     "SessionRecord",
     "Store",
     "Target",
     "TokenRecord",
+    "grace_secrets",
+    "retire",
 ]
 
 
@@ -66,32 +85,137 @@ class Target(enum.StrEnum):
     PARTNER = "partner"
 
 
+class EndpointKind(enum.StrEnum):
+    """Who owns an endpoint: a client (its tokens' Postback URL) or a partner."""
+
+    CLIENT = "client"
+    PARTNER = "partner"
+
+
+@dataclass(frozen=True, slots=True)
+class RetiredSecret:
+    """A secret replaced by a rotation, still signing (second) until ``until``."""
+
+    secret: str
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    """Where postbacks go, and the secret that signs them: one per owner and URL.
+
+    ``signing_secret`` is kept as is: it is the HMAC key the dispatcher signs with, so it
+    cannot be hashed. It leaves the service only in the answers that create, renew or rotate
+    it, and when an admin asks for it. ``paused`` is stored for the pause contract; nothing
+    sets it yet.
+    """
+
+    id: str
+    kind: EndpointKind
+    owner_id: str
+    url: str
+    signing_secret: str
+    created_at: float
+    previous_secrets: tuple[RetiredSecret, ...] = ()
+    secret_rotated_at: float | None = None
+    paused: bool = False
+
+    @property
+    def target(self) -> Target:
+        """The target of the deliveries that go to this endpoint."""
+        return Target.PARTNER if self.kind is EndpointKind.PARTNER else Target.TOKEN
+
+    def grace_secrets(self, now: float) -> tuple[str, ...]:
+        """The retired secrets that still sign at ``now``, newest first."""
+        return tuple(old.secret for old in self.previous_secrets if old.until > now)
+
+    def grace_until(self, now: float) -> float | None:
+        """When the last retired secret stops signing; None when none signs at ``now``."""
+        return max((old.until for old in self.previous_secrets if old.until > now), default=None)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> EndpointRecord:
+        """From ``id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+        secret_rotated_at, paused``; ``previous_secrets`` is ``[[secret, until], ...]``, as a
+        JSON value or its text."""
+        (endpoint_id, kind, owner_id, url, secret, created_at, previous, rotated_at, paused) = row
+        if isinstance(previous, str | bytes):
+            previous = json.loads(previous)
+        return cls(
+            id=endpoint_id,
+            kind=EndpointKind(kind),
+            owner_id=owner_id,
+            url=url,
+            signing_secret=secret,
+            created_at=created_at,
+            previous_secrets=tuple(RetiredSecret(old, float(until)) for old, until in previous),
+            secret_rotated_at=rotated_at,
+            paused=bool(paused),
+        )
+
+    def previous_json(self) -> str:
+        """``previous_secrets`` as the JSON text the SQL backends store."""
+        return json.dumps([[old.secret, old.until] for old in self.previous_secrets])
+
+
+def retire(endpoint: EndpointRecord, *, now: float, keep_until: float) -> tuple[RetiredSecret, ...]:
+    """The retired secrets after a rotation of ``endpoint`` at ``now``: its current secret
+    until ``keep_until``, then the earlier ones still signing (every backend keeps this rule)."""
+    still = tuple(old for old in endpoint.previous_secrets if old.until > now)
+    return (RetiredSecret(endpoint.signing_secret, keep_until), *still)
+
+
+def grace_secrets(previous: Any, now: float) -> tuple[str, ...]:
+    """The still-signing secrets of a stored ``previous_secrets`` value (JSON or its text)."""
+    if not previous or previous == "[]":
+        return ()
+    if isinstance(previous, str | bytes):
+        previous = json.loads(previous)
+    return tuple(old for old, until in previous if until > now)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointActivity:
+    """What the delivery log says about an endpoint: its backlog and its last answer."""
+
+    backlog: int
+    last_attempt: Attempt | None
+
+
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
     """An access token as stored: only its SHA-256 hash, never the token itself.
 
-    ``signing_secret`` is kept as is: it is the HMAC key the dispatcher signs with, so it
-    cannot be hashed. It never leaves the service except in the response that creates it.
+    It signs nothing: its client's endpoint at ``postback_url`` does. ``endpoint_id`` names
+    that endpoint when the token is read back (None without a URL); on ``add_token`` it is
+    ignored, since the endpoint follows from client and URL.
     """
 
     token_hash: str
     dhan_client_id: str
     postback_url: str | None
     partner_id: str | None
-    signing_secret: str
     created_at: float
     expires_at: float
     revoked_at: float | None = None
+    endpoint_id: str | None = None
 
     def is_active(self, now: float) -> bool:
         return self.revoked_at is None and now < self.expires_at
 
+    @property
+    def token_id(self) -> str:
+        """A non-secret name for the token: the start of its hash, which cannot be used to
+        authenticate (the service hashes what it is offered)."""
+        return "tok_" + self.token_hash[:16]
+
 
 @dataclass(frozen=True, slots=True)
 class PartnerRecord:
+    """A partner and its current URL; the partner's endpoint at that URL signs."""
+
     partner_id: str
     postback_url: str
-    signing_secret: str
     created_at: float
 
 
@@ -140,6 +264,7 @@ class Claim:
 
     ``round_attempts`` counts attempts since the delivery was created or last replayed: it
     picks the next delay of the retry schedule. ``attempts`` counts all of them, for the log.
+    ``signing_secret`` is its endpoint's current secret.
     """
 
     id: str
@@ -152,6 +277,8 @@ class Claim:
     round_attempts: int
     lease_until: float
     after_dead: bool = False
+    previous_secrets: tuple[str, ...] = ()
+    """Secrets retired by a rotation that still sign, after ``signing_secret``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +470,28 @@ class Store(Protocol):
         """Create or replace a partner (its URL and signing secret)."""
 
     async def get_partner(self, partner_id: str) -> PartnerRecord | None: ...
+
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
+        """Every token (of one client, if given), newest first, with ``endpoint_id``."""
+
+    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+        """Store ``endpoint`` unless its owner already has one at its URL; return the stored
+        one (so a second token for the same client and URL gets the first one's secret)."""
+
+    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None: ...
+
+    async def list_endpoints(self) -> list[EndpointRecord]:
+        """Every endpoint, oldest first."""
+
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, now: float, keep_until: float
+    ) -> EndpointRecord | None:
+        """Make ``secret`` the endpoint's secret; the one it replaces keeps signing until
+        ``keep_until`` (older retired ones keep theirs, if still running). None if unknown."""
+
+    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+        """Pending deliveries to the endpoint, and the last attempt of the newest delivery
+        to it that has been attempted."""
 
     # Dashboard sessions ------------------------------------------------------------------
     async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:

@@ -16,13 +16,16 @@ import heapq
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from ...errors import Conflict
+from ...errors import Conflict, StoreUnavailable
 from .base import (
     Attempt,
     Claim,
     Delivery,
     DeliveryQuery,
     DeliveryStatus,
+    EndpointActivity,
+    EndpointKind,
+    EndpointRecord,
     IdempotencyRecord,
     NewDelivery,
     Outcome,
@@ -31,6 +34,7 @@ from .base import (
     SessionRecord,
     Target,
     TokenRecord,
+    retire,
 )
 
 __all__ = ["MemoryStore"]
@@ -57,6 +61,9 @@ class MemoryStore:
     def __init__(self) -> None:
         self._tokens: dict[str, TokenRecord] = {}
         self._partners: dict[str, PartnerRecord] = {}
+        self._endpoints: dict[str, EndpointRecord] = {}
+        self._endpoint_ids: dict[tuple[EndpointKind, str, str], str] = {}
+        """(kind, owner_id, url) -> endpoint id: one endpoint per owner and URL."""
         self._rows: dict[str, _Row] = {}
         self._attempts: dict[str, list[Attempt]] = {}
         self._queues: dict[str, dict[str, list[_Row]]] = {}
@@ -83,7 +90,62 @@ class MemoryStore:
         self._tokens[token.token_hash] = token
 
     async def get_token(self, token_hash: str) -> TokenRecord | None:
-        return self._tokens.get(token_hash)
+        token = self._tokens.get(token_hash)
+        return None if token is None else self._with_endpoint(token)
+
+    def _with_endpoint(self, token: TokenRecord) -> TokenRecord:
+        endpoint_id = None
+        if token.postback_url is not None:
+            key = (EndpointKind.CLIENT, token.dhan_client_id, token.postback_url)
+            endpoint_id = self._endpoint_ids.get(key)
+        return dataclasses.replace(token, endpoint_id=endpoint_id)
+
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
+        tokens = [
+            self._with_endpoint(token)
+            for token in self._tokens.values()
+            if dhan_client_id is None or token.dhan_client_id == dhan_client_id
+        ]
+        return sorted(tokens, key=lambda token: (token.created_at, token.token_hash), reverse=True)
+
+    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+        key = (endpoint.kind, endpoint.owner_id, endpoint.url)
+        existing = self._endpoint_ids.get(key)
+        if existing is not None:
+            return self._endpoints[existing]
+        if endpoint.id in self._endpoints:
+            raise Conflict(f"endpoint {endpoint.id} already exists")
+        self._endpoints[endpoint.id] = endpoint
+        self._endpoint_ids[key] = endpoint.id
+        return endpoint
+
+    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
+        return self._endpoints.get(endpoint_id)
+
+    async def list_endpoints(self) -> list[EndpointRecord]:
+        return sorted(self._endpoints.values(), key=lambda e: (e.created_at, e.id))
+
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, now: float, keep_until: float
+    ) -> EndpointRecord | None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            return None
+        rotated = dataclasses.replace(
+            endpoint,
+            signing_secret=secret,
+            previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
+            secret_rotated_at=now,
+        )
+        self._endpoints[endpoint_id] = rotated
+        return rotated
+
+    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+        rows = [row for row in self._rows.values() if _endpoint_key(row.new) == _key(endpoint)]
+        backlog = sum(1 for row in rows if row.status is DeliveryStatus.PENDING)
+        attempted = [row for row in rows if row.attempts]
+        last = max(attempted, key=lambda row: row.seq, default=None)
+        return EndpointActivity(backlog, None if last is None else self._attempts[last.new.id][-1])
 
     async def revoke_token(self, token_hash: str, at: float) -> bool:
         token = self._tokens.get(token_hash)
@@ -183,28 +245,33 @@ class MemoryStore:
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
-        return [self._lease(row, now + lease) for row in due]
+        return [self._lease(row, now + lease, now) for row in due]
 
-    def _lease(self, row: _Row, until: float) -> Claim:
-        """Lease ``row`` until ``until`` and describe it as a claim."""
+    def _lease(self, row: _Row, until: float, now: float | None = None) -> Claim:
+        """Lease ``row`` until ``until`` and describe it as a claim (signed by the secrets
+        valid at ``now``, by default at ``until``)."""
         row.lease_until = until
+        endpoint = self._endpoint_of(row.new)
         return Claim(
             id=row.new.id,
             seq=row.seq,
             url=row.new.url,
             order_id=row.new.order_id,
             payload=row.new.payload,
-            signing_secret=self._secret_of(row.new),
+            signing_secret=endpoint.signing_secret,
             attempts=row.attempts,
             round_attempts=row.round_attempts,
             lease_until=until,
             after_dead=row.after_dead,
+            previous_secrets=endpoint.grace_secrets(until if now is None else now),
         )
 
-    def _secret_of(self, new: NewDelivery) -> str:
-        if new.target is Target.PARTNER and new.partner_id is not None:
-            return self._partners[new.partner_id].signing_secret
-        return self._tokens[new.token_hash].signing_secret
+    def _endpoint_of(self, new: NewDelivery) -> EndpointRecord:
+        endpoint_id = self._endpoint_ids.get(_endpoint_key(new))
+        if endpoint_id is None:
+            # Endpoints are never deleted, so this means a damaged store (as on SQLite).
+            raise StoreUnavailable(f"delivery {new.id} has no endpoint to sign it")
+        return self._endpoints[endpoint_id]
 
     async def finish(self, outcomes: Sequence[Outcome]) -> None:
         for outcome in outcomes:
@@ -318,6 +385,17 @@ class MemoryStore:
         for scope in expired:
             del self._keys[scope]
         return PruneResult(len(delivered), len(dead), attempts, len(expired))
+
+
+def _endpoint_key(new: NewDelivery) -> tuple[EndpointKind, str, str]:
+    """The (kind, owner, url) of the endpoint a delivery goes to."""
+    if new.target is Target.PARTNER and new.partner_id is not None:
+        return (EndpointKind.PARTNER, new.partner_id, new.url)
+    return (EndpointKind.CLIENT, new.dhan_client_id, new.url)
+
+
+def _key(endpoint: EndpointRecord) -> tuple[EndpointKind, str, str]:
+    return (endpoint.kind, endpoint.owner_id, endpoint.url)
 
 
 def _matches(row: _Row, query: DeliveryQuery) -> bool:

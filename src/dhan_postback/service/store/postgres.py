@@ -47,6 +47,8 @@ from .base import (
     Delivery,
     DeliveryQuery,
     DeliveryStatus,
+    EndpointActivity,
+    EndpointRecord,
     IdempotencyRecord,
     NewDelivery,
     Outcome,
@@ -54,6 +56,8 @@ from .base import (
     PruneResult,
     SessionRecord,
     TokenRecord,
+    grace_secrets,
+    retire,
 )
 from .queries import load_queries, migrations
 
@@ -251,6 +255,94 @@ class PostgresStore:
 
         return await self._run(run)
 
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[TokenRecord]:
+            cur = await conn.execute(_Q["list_tokens"], {"dhan_client_id": dhan_client_id})
+            return [TokenRecord(*row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+        params = {
+            "id": endpoint.id,
+            "kind": endpoint.kind.value,
+            "owner_id": endpoint.owner_id,
+            "url": endpoint.url,
+            "signing_secret": endpoint.signing_secret,
+            "previous_secrets": endpoint.previous_json(),
+            "secret_rotated_at": endpoint.secret_rotated_at,
+            "created_at": endpoint.created_at,
+            "paused": endpoint.paused,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord:
+            await conn.execute(_Q["insert_endpoint"], params)
+            cur = await conn.execute(_Q["get_endpoint_of"], params)
+            row = await cur.fetchone()
+            assert row is not None, "an endpoint just inserted or found"
+            return EndpointRecord.from_row(row)
+
+        return await self._run(run)
+
+    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord | None:
+            cur = await conn.execute(_Q["get_endpoint"], {"id": endpoint_id})
+            row = await cur.fetchone()
+            return None if row is None else EndpointRecord.from_row(row)
+
+        return await self._run(run)
+
+    async def list_endpoints(self) -> list[EndpointRecord]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[EndpointRecord]:
+            cur = await conn.execute(_Q["list_endpoints"])
+            return [EndpointRecord.from_row(row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, now: float, keep_until: float
+    ) -> EndpointRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord | None:
+            async with conn.transaction():
+                cur = await conn.execute(_Q["lock_endpoint"], {"id": endpoint_id})
+                row = await cur.fetchone()
+                if row is None:
+                    return None
+                endpoint = EndpointRecord.from_row(row)
+                rotated = dataclasses.replace(
+                    endpoint,
+                    signing_secret=secret,
+                    previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
+                    secret_rotated_at=now,
+                )
+                params = {
+                    "id": endpoint_id,
+                    "signing_secret": secret,
+                    "previous_secrets": rotated.previous_json(),
+                    "secret_rotated_at": now,
+                }
+                await conn.execute(_Q["rotate_secret"], params)
+                return rotated
+
+        return await self._run(run, retry_conflicts=True)
+
+    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+        params = {
+            "url": endpoint.url,
+            "target": endpoint.target.value,
+            "owner_id": endpoint.owner_id,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointActivity:
+            cur = await conn.execute(_Q["endpoint_backlog"], params)
+            row = await cur.fetchone()
+            backlog = 0 if row is None else int(row[0])
+            cur = await conn.execute(_Q[f"{endpoint.kind.value}_last_attempt"], params)
+            last = await cur.fetchone()
+            return EndpointActivity(backlog, None if last is None else Attempt(*last))
+
+        return await self._run(run)
+
     async def put_partner(self, partner: PartnerRecord) -> None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(_Q["put_partner"], dataclasses.asdict(partner))
@@ -357,7 +449,7 @@ class PostgresStore:
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
             cur = await conn.execute(sql, params, prepare=True)
-            return [Claim(*row) for row in await cur.fetchall()]
+            return [_claim(row, now) for row in await cur.fetchall()]
 
         return await self._run(run, retry_conflicts=True)
 
@@ -621,6 +713,40 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:
     assert row is not None
     value: int = row[0]
     return value
+
+
+def _claim(row: Sequence[Any], now: float) -> Claim:
+    """A claim from a row of the claim query (its columns in Claim's order, then the
+    endpoint's retired secrets)."""
+    (
+        delivery_id,
+        seq,
+        url,
+        order_id,
+        payload,
+        secret,
+        attempts,
+        round_attempts,
+        lease_until,
+        after_dead,
+        previous,
+    ) = row
+    if secret is None:
+        # Endpoints are never deleted, so this means a damaged database.
+        raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
+    return Claim(
+        id=delivery_id,
+        seq=seq,
+        url=url,
+        order_id=order_id,
+        payload=payload,
+        signing_secret=secret,
+        attempts=attempts,
+        round_attempts=round_attempts,
+        lease_until=lease_until,
+        after_dead=after_dead,
+        previous_secrets=grace_secrets(previous, now),
+    )
 
 
 def _list_statement(newest_first: bool) -> sql.Composed:

@@ -45,6 +45,8 @@ from .base import (
     Delivery,
     DeliveryQuery,
     DeliveryStatus,
+    EndpointActivity,
+    EndpointRecord,
     IdempotencyRecord,
     NewDelivery,
     Outcome,
@@ -52,6 +54,8 @@ from .base import (
     PruneResult,
     SessionRecord,
     TokenRecord,
+    grace_secrets,
+    retire,
 )
 from .queries import load_queries, migrations
 
@@ -373,6 +377,67 @@ class SQLiteStore:
         params = dataclasses.asdict(token)
         await self._write(lambda conn: _run(conn, "insert_token", params))
 
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
+        where = "1 = 1" if dhan_client_id is None else "t.dhan_client_id = :dhan_client_id"
+        sql = _QUERIES["list_tokens"].format(where=where)
+        params = {"dhan_client_id": dhan_client_id}
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        return [TokenRecord(*row) for row in rows]
+
+    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+        params = {**_endpoint_params(endpoint), "previous_secrets": endpoint.previous_json()}
+        key = {"kind": params["kind"], "owner_id": endpoint.owner_id, "url": endpoint.url}
+
+        def run(conn: sqlite3.Connection) -> EndpointRecord:
+            _run(conn, "insert_endpoint", params)
+            return EndpointRecord.from_row(_rows(conn, _QUERIES["get_endpoint_of"], key)[0])
+
+        return await self._write(run)
+
+    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
+        params = {"id": endpoint_id}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_endpoint"], params))
+        return EndpointRecord.from_row(rows[0]) if rows else None
+
+    async def list_endpoints(self) -> list[EndpointRecord]:
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["list_endpoints"]))
+        return [EndpointRecord.from_row(row) for row in rows]
+
+    async def rotate_secret(
+        self, endpoint_id: str, secret: str, *, now: float, keep_until: float
+    ) -> EndpointRecord | None:
+        def run(conn: sqlite3.Connection) -> EndpointRecord | None:
+            rows = _rows(conn, _QUERIES["get_endpoint"], {"id": endpoint_id})
+            if not rows:
+                return None
+            endpoint = EndpointRecord.from_row(rows[0])
+            rotated = dataclasses.replace(
+                endpoint,
+                signing_secret=secret,
+                previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
+                secret_rotated_at=now,
+            )
+            params = {
+                "id": endpoint_id,
+                "signing_secret": secret,
+                "previous_secrets": rotated.previous_json(),
+                "secret_rotated_at": now,
+            }
+            _run(conn, "rotate_secret", params)
+            return rotated
+
+        return await self._write(run)
+
+    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+        params = _activity_params(endpoint)
+
+        def run(conn: sqlite3.Connection) -> EndpointActivity:
+            [(backlog,)] = _rows(conn, _QUERIES["endpoint_backlog"], params)
+            last = _rows(conn, _QUERIES[f"{endpoint.kind.value}_last_attempt"], params)
+            return EndpointActivity(backlog, Attempt(*last[0]) if last else None)
+
+        return await self._read(run)
+
     async def get_token(self, token_hash: str) -> TokenRecord | None:
         params = {"token_hash": token_hash}
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_token"], params))
@@ -470,7 +535,7 @@ class SQLiteStore:
             if rows:
                 seqs = _json.encode([row[0] for row in rows]).decode()
                 _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
-            return [_claim(row, lease_until) for row in rows]
+            return [_claim(row, lease_until, now) for row in rows]
 
         return await self._write(run)
 
@@ -741,7 +806,7 @@ def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
     return (" AND ".join(terms) or "1 = 1"), params
 
 
-def _claim(row: Row, lease_until: float) -> Claim:
+def _claim(row: Row, lease_until: float, now: float) -> Claim:
     (
         seq,
         delivery_id,
@@ -752,9 +817,10 @@ def _claim(row: Row, lease_until: float) -> Claim:
         round_attempts,
         after_dead,
         secret,
+        previous,
     ) = row
     if secret is None:
-        # Tokens and partners are never deleted, so this means a damaged database.
+        # Endpoints are never deleted, so this means a damaged database.
         raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
     return Claim(
         id=delivery_id,
@@ -767,4 +833,23 @@ def _claim(row: Row, lease_until: float) -> Claim:
         round_attempts=round_attempts,
         lease_until=lease_until,
         after_dead=bool(after_dead),
+        previous_secrets=grace_secrets(previous, now),
     )
+
+
+def _endpoint_params(endpoint: EndpointRecord) -> dict[str, Any]:
+    return {
+        "id": endpoint.id,
+        "kind": endpoint.kind.value,
+        "owner_id": endpoint.owner_id,
+        "url": endpoint.url,
+        "signing_secret": endpoint.signing_secret,
+        "secret_rotated_at": endpoint.secret_rotated_at,
+        "created_at": endpoint.created_at,
+        "paused": endpoint.paused,
+    }
+
+
+def _activity_params(endpoint: EndpointRecord) -> dict[str, Any]:
+    """The delivery-log terms of an endpoint: deliveries of its kind, owner and URL."""
+    return {"url": endpoint.url, "target": endpoint.target.value, "owner_id": endpoint.owner_id}

@@ -145,6 +145,56 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 CREATE INDEX deliveries_delivered_at ON deliveries (delivered_at) WHERE status = 'delivered';
 CREATE INDEX deliveries_dead_at ON deliveries (next_attempt_at) WHERE status = 'dead';
 
+-- name: migration_5
+-- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
+-- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
+-- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
+-- still sign, after the current one, until then. paused is for the pause contract.
+CREATE TABLE endpoints (
+    id                text PRIMARY KEY,
+    kind              text NOT NULL CHECK (kind IN ('client', 'partner')),
+    owner_id          text NOT NULL,
+    url               text NOT NULL,
+    signing_secret    text NOT NULL,
+    previous_secrets  jsonb NOT NULL DEFAULT '[]',
+    secret_rotated_at double precision,
+    created_at        double precision NOT NULL,
+    paused            boolean NOT NULL DEFAULT false,
+    UNIQUE (kind, owner_id, url)
+);
+
+-- Each client's URL becomes an endpoint with the secret of its newest token. The secrets of
+-- its older tokens keep signing (second) for 24 hours, so that a receiver still configured
+-- with one of them does not break on the upgrade.
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, previous_secrets, created_at)
+SELECT 'ep_' || left(replace(gen_random_uuid()::text, '-', ''), 26), 'client', g.dhan_client_id,
+       g.postback_url, g.secrets[1],
+       coalesce((SELECT jsonb_agg(jsonb_build_array(old, extract(epoch FROM now()) + 86400))
+                 FROM unnest(g.secrets[2:]) AS old), '[]'),
+       g.created_at
+FROM (SELECT dhan_client_id, postback_url, min(created_at) AS created_at,
+             array_agg(signing_secret ORDER BY created_at DESC, token_hash DESC) AS secrets
+      FROM tokens WHERE postback_url IS NOT NULL
+      GROUP BY dhan_client_id, postback_url) AS g;
+
+-- Each partner's URL becomes an endpoint with the partner's secret; so do the URLs it had
+-- before (deliveries to them may still be pending or replayed), as they were signed so far.
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, created_at)
+SELECT 'ep_' || left(replace(gen_random_uuid()::text, '-', ''), 26), 'partner', partner_id,
+       postback_url, signing_secret, created_at
+FROM partners;
+
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, created_at)
+SELECT 'ep_' || left(replace(gen_random_uuid()::text, '-', ''), 26), 'partner', d.partner_id, d.url,
+       p.signing_secret, min(d.created_at)
+FROM deliveries AS d JOIN partners AS p ON p.partner_id = d.partner_id
+WHERE d.target = 'partner'
+GROUP BY d.partner_id, d.url, p.signing_secret
+ON CONFLICT (kind, owner_id, url) DO NOTHING;
+
+ALTER TABLE tokens DROP COLUMN signing_secret;
+ALTER TABLE partners DROP COLUMN signing_secret;
+
 -- Health -------------------------------------------------------------------------------------
 
 -- name: ping
@@ -184,15 +234,28 @@ UPDATE dashboard_sessions SET flash = %(flash)s WHERE id_hash = %(id_hash)s;
 -- Registry -----------------------------------------------------------------------------------
 
 -- name: insert_token
-INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id,
                     created_at, expires_at, revoked_at)
 VALUES (%(token_hash)s, %(dhan_client_id)s, %(postback_url)s, %(partner_id)s,
-        %(signing_secret)s, %(created_at)s, %(expires_at)s, %(revoked_at)s);
+        %(created_at)s, %(expires_at)s, %(revoked_at)s);
 
 -- name: get_token
-SELECT token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
-       created_at, expires_at, revoked_at
-FROM tokens WHERE token_hash = %(token_hash)s;
+-- With the id of the endpoint its postbacks go to (its client's, at its URL).
+SELECT t.token_hash, t.dhan_client_id, t.postback_url, t.partner_id,
+       t.created_at, t.expires_at, t.revoked_at, e.id
+FROM tokens AS t
+LEFT JOIN endpoints AS e
+  ON e.kind = 'client' AND e.owner_id = t.dhan_client_id AND e.url = t.postback_url
+WHERE t.token_hash = %(token_hash)s;
+
+-- name: list_tokens
+SELECT t.token_hash, t.dhan_client_id, t.postback_url, t.partner_id,
+       t.created_at, t.expires_at, t.revoked_at, e.id
+FROM tokens AS t
+LEFT JOIN endpoints AS e
+  ON e.kind = 'client' AND e.owner_id = t.dhan_client_id AND e.url = t.postback_url
+WHERE (%(dhan_client_id)s::text IS NULL OR t.dhan_client_id = %(dhan_client_id)s::text)
+ORDER BY t.created_at DESC, t.token_hash DESC;
 
 -- name: revoke_token
 UPDATE tokens SET revoked_at = coalesce(revoked_at, %(at)s)
@@ -200,16 +263,87 @@ WHERE token_hash = %(token_hash)s
 RETURNING 1;
 
 -- name: put_partner
-INSERT INTO partners (partner_id, postback_url, signing_secret, created_at)
-VALUES (%(partner_id)s, %(postback_url)s, %(signing_secret)s, %(created_at)s)
+INSERT INTO partners (partner_id, postback_url, created_at)
+VALUES (%(partner_id)s, %(postback_url)s, %(created_at)s)
 ON CONFLICT (partner_id) DO UPDATE
 SET postback_url = excluded.postback_url,
-    signing_secret = excluded.signing_secret,
     created_at = excluded.created_at;
 
 -- name: get_partner
-SELECT partner_id, postback_url, signing_secret, created_at
+SELECT partner_id, postback_url, created_at
 FROM partners WHERE partner_id = %(partner_id)s;
+
+-- name: insert_endpoint
+-- Nothing when the owner already has an endpoint at this URL (get_endpoint_of finds it).
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, previous_secrets,
+                       secret_rotated_at, created_at, paused)
+VALUES (%(id)s, %(kind)s, %(owner_id)s, %(url)s, %(signing_secret)s,
+        %(previous_secrets)s::jsonb, %(secret_rotated_at)s, %(created_at)s, %(paused)s)
+ON CONFLICT (kind, owner_id, url) DO NOTHING;
+
+-- name: get_endpoint_of
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints
+WHERE kind = %(kind)s AND owner_id = %(owner_id)s AND url = %(url)s;
+
+-- name: get_endpoint
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints WHERE id = %(id)s;
+
+-- name: lock_endpoint
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints WHERE id = %(id)s
+FOR UPDATE;
+
+-- name: list_endpoints
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints
+ORDER BY created_at, id;
+
+-- name: rotate_secret
+UPDATE endpoints
+SET signing_secret = %(signing_secret)s, previous_secrets = %(previous_secrets)s::jsonb,
+    secret_rotated_at = %(secret_rotated_at)s
+WHERE id = %(id)s;
+
+-- name: endpoint_backlog
+-- Pending deliveries to one endpoint (through the index of pending rows by URL).
+SELECT count(*) FROM deliveries
+WHERE url = %(url)s AND status = 'pending' AND target = %(target)s
+  AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = %(owner_id)s;
+
+-- name: client_last_attempt
+-- The last attempt of the newest delivery to a client's endpoint that has been attempted
+-- (the client's deliveries newest first, by index, until one to this URL).
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = (
+    SELECT id FROM deliveries
+    WHERE dhan_client_id = %(owner_id)s AND url = %(url)s AND target = 'token'
+      AND attempts > 0
+    ORDER BY seq DESC
+    LIMIT 1
+)
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: partner_last_attempt
+-- The same for a partner's endpoint (partners are few: newest deliveries first).
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = (
+    SELECT id FROM deliveries
+    WHERE partner_id = %(owner_id)s AND url = %(url)s AND target = 'partner'
+      AND attempts > 0
+    ORDER BY seq DESC
+    LIMIT 1
+)
+ORDER BY id DESC
+LIMIT 1;
 
 
 -- Outbox: queue locks and heads ---------------------------------------------------------------
@@ -281,7 +415,8 @@ ORDER BY n.position;
 
 -- name: claim
 -- Lease up to `limit` due heads; rows another node is claiming right now are skipped, not
--- waited for. The secret is the partner's for partner deliveries, else the token's.
+-- waited for. The secrets are the delivery's endpoint's: the partner's at that URL for a
+-- partner delivery, else its client's.
 -- The store fills in the picks placeholder below with claim_picks (no URL skipped) or
 -- claim_picks_skipping: CTEs ending in "picked", the seqs to lease, locked.
 WITH {picks}, claimed AS (
@@ -289,16 +424,16 @@ WITH {picks}, claimed AS (
     SET lease_until = %(lease_until)s
     FROM picked
     WHERE d.seq = picked.seq
-    RETURNING d.id, d.seq, d.url, d.order_id, d.payload, d.target, d.token_hash, d.partner_id,
+    RETURNING d.id, d.seq, d.url, d.order_id, d.payload, d.target, d.dhan_client_id, d.partner_id,
               d.attempts, d.round_attempts, d.lease_until, d.after_dead, d.next_attempt_at
 )
-SELECT c.id, c.seq, c.url, c.order_id, c.payload,
-       CASE WHEN c.target = 'partner' AND c.partner_id IS NOT NULL
-            THEN p.signing_secret ELSE t.signing_secret END AS signing_secret,
-       c.attempts, c.round_attempts, c.lease_until, c.after_dead
+SELECT c.id, c.seq, c.url, c.order_id, c.payload, e.signing_secret,
+       c.attempts, c.round_attempts, c.lease_until, c.after_dead, e.previous_secrets
 FROM claimed AS c
-LEFT JOIN tokens AS t ON t.token_hash = c.token_hash
-LEFT JOIN partners AS p ON p.partner_id = c.partner_id
+LEFT JOIN endpoints AS e
+  ON e.kind = (CASE c.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
+ AND e.owner_id = (CASE c.target WHEN 'partner' THEN c.partner_id ELSE c.dhan_client_id END)
+ AND e.url = c.url
 ORDER BY c.next_attempt_at, c.seq;
 
 -- name: claim_picks

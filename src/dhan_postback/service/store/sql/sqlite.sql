@@ -159,35 +159,171 @@ PRAGMA freelist_count;
 -- with executemany, once per free page: one call, a loop in C.
 PRAGMA incremental_vacuum(1);
 
+-- name: migration_5
+-- Endpoints own the signing secrets, so that a token renewed every day keeps its receiver's
+-- secret. One endpoint per owner and URL: a client's Postback URL, or a partner's URL.
+-- previous_secrets is a JSON array of [secret, until]: secrets retired by a rotation that
+-- still sign, after the current one, until then. paused is for the pause contract.
+CREATE TABLE endpoints (
+    id                TEXT PRIMARY KEY,
+    kind              TEXT NOT NULL CHECK (kind IN ('client', 'partner')),
+    owner_id          TEXT NOT NULL,
+    url               TEXT NOT NULL,
+    signing_secret    TEXT NOT NULL,
+    previous_secrets  TEXT NOT NULL DEFAULT '[]',
+    secret_rotated_at REAL,
+    created_at        REAL NOT NULL,
+    paused            INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+
+CREATE UNIQUE INDEX endpoints_owner_url ON endpoints (kind, owner_id, url);
+
+-- Each client's URL becomes an endpoint with the secret of its newest token. The secrets of
+-- its older tokens keep signing (second) for 24 hours, so that a receiver still configured
+-- with one of them does not break on the upgrade.
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, created_at)
+SELECT 'ep_' || lower(hex(randomblob(13))), 'client', g.dhan_client_id, g.postback_url,
+       (SELECT n.signing_secret FROM tokens AS n
+        WHERE n.dhan_client_id = g.dhan_client_id AND n.postback_url = g.postback_url
+        ORDER BY n.created_at DESC, n.token_hash DESC LIMIT 1),
+       g.created_at
+FROM (SELECT dhan_client_id, postback_url, MIN(created_at) AS created_at
+      FROM tokens WHERE postback_url IS NOT NULL
+      GROUP BY dhan_client_id, postback_url) AS g;
+
+UPDATE endpoints
+SET previous_secrets = (
+    SELECT json_group_array(json_array(t.signing_secret,
+                                       (julianday('now') - 2440587.5) * 86400.0 + 86400.0))
+    FROM tokens AS t
+    WHERE t.dhan_client_id = endpoints.owner_id AND t.postback_url = endpoints.url
+      AND t.signing_secret <> endpoints.signing_secret
+);
+
+-- Each partner's URL becomes an endpoint with the partner's secret; so do the URLs it had
+-- before (deliveries to them may still be pending or replayed), as they were signed so far.
+INSERT INTO endpoints (id, kind, owner_id, url, signing_secret, created_at)
+SELECT 'ep_' || lower(hex(randomblob(13))), 'partner', partner_id, postback_url,
+       signing_secret, created_at
+FROM partners;
+
+INSERT OR IGNORE INTO endpoints (id, kind, owner_id, url, signing_secret, created_at)
+SELECT 'ep_' || lower(hex(randomblob(13))), 'partner', d.partner_id, d.url,
+       p.signing_secret, MIN(d.created_at)
+FROM deliveries AS d JOIN partners AS p ON p.partner_id = d.partner_id
+WHERE d.target = 'partner'
+GROUP BY d.partner_id, d.url;
+
+ALTER TABLE tokens DROP COLUMN signing_secret;
+ALTER TABLE partners DROP COLUMN signing_secret;
+
 -- Registry ------------------------------------------------------------------------------
 
 -- name: insert_token
-INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
+INSERT INTO tokens (token_hash, dhan_client_id, postback_url, partner_id,
                     created_at, expires_at, revoked_at)
-VALUES (:token_hash, :dhan_client_id, :postback_url, :partner_id, :signing_secret,
+VALUES (:token_hash, :dhan_client_id, :postback_url, :partner_id,
         :created_at, :expires_at, :revoked_at);
 
 -- name: get_token
-SELECT token_hash, dhan_client_id, postback_url, partner_id, signing_secret,
-       created_at, expires_at, revoked_at
-FROM tokens
-WHERE token_hash = :token_hash;
+-- With the id of the endpoint its postbacks go to (its client's, at its URL).
+SELECT t.token_hash, t.dhan_client_id, t.postback_url, t.partner_id,
+       t.created_at, t.expires_at, t.revoked_at, e.id
+FROM tokens AS t
+LEFT JOIN endpoints AS e
+  ON e.kind = 'client' AND e.owner_id = t.dhan_client_id AND e.url = t.postback_url
+WHERE t.token_hash = :token_hash;
+
+-- name: list_tokens
+-- {where} is "1 = 1" or the client filter.
+SELECT t.token_hash, t.dhan_client_id, t.postback_url, t.partner_id,
+       t.created_at, t.expires_at, t.revoked_at, e.id
+FROM tokens AS t
+LEFT JOIN endpoints AS e
+  ON e.kind = 'client' AND e.owner_id = t.dhan_client_id AND e.url = t.postback_url
+WHERE {where}
+ORDER BY t.created_at DESC, t.token_hash DESC;
 
 -- name: revoke_token
 UPDATE tokens SET revoked_at = COALESCE(revoked_at, :at) WHERE token_hash = :token_hash;
 
 -- name: put_partner
-INSERT INTO partners (partner_id, postback_url, signing_secret, created_at)
-VALUES (:partner_id, :postback_url, :signing_secret, :created_at)
+INSERT INTO partners (partner_id, postback_url, created_at)
+VALUES (:partner_id, :postback_url, :created_at)
 ON CONFLICT (partner_id) DO UPDATE SET
     postback_url = excluded.postback_url,
-    signing_secret = excluded.signing_secret,
     created_at = excluded.created_at;
 
 -- name: get_partner
-SELECT partner_id, postback_url, signing_secret, created_at
+SELECT partner_id, postback_url, created_at
 FROM partners
 WHERE partner_id = :partner_id;
+
+-- name: insert_endpoint
+-- Nothing when the owner already has an endpoint at this URL (get_endpoint_of finds it).
+INSERT OR IGNORE INTO endpoints (id, kind, owner_id, url, signing_secret, previous_secrets,
+                                 secret_rotated_at, created_at, paused)
+VALUES (:id, :kind, :owner_id, :url, :signing_secret, :previous_secrets,
+        :secret_rotated_at, :created_at, :paused);
+
+-- name: get_endpoint_of
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints
+WHERE kind = :kind AND owner_id = :owner_id AND url = :url;
+
+-- name: get_endpoint
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints
+WHERE id = :id;
+
+-- name: list_endpoints
+SELECT id, kind, owner_id, url, signing_secret, created_at, previous_secrets,
+       secret_rotated_at, paused
+FROM endpoints
+ORDER BY created_at, id;
+
+-- name: rotate_secret
+UPDATE endpoints
+SET signing_secret = :signing_secret, previous_secrets = :previous_secrets,
+    secret_rotated_at = :secret_rotated_at
+WHERE id = :id;
+
+-- name: endpoint_backlog
+-- Pending deliveries to one endpoint (through the index of pending rows by URL).
+SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_queue
+WHERE url = :url AND status = 'pending' AND target = :target
+  AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = :owner_id;
+
+-- name: client_last_attempt
+-- The last attempt of the newest delivery to a client's endpoint that has been attempted
+-- (the client's deliveries newest first, by index, until one to this URL).
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = (
+    SELECT id FROM deliveries
+    WHERE dhan_client_id = :owner_id AND url = :url AND target = 'token'
+      AND attempts > 0
+    ORDER BY seq DESC
+    LIMIT 1
+)
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: partner_last_attempt
+-- The same for a partner's endpoint (partners are few: newest deliveries first).
+SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
+FROM attempts
+WHERE delivery_id = (
+    SELECT id FROM deliveries
+    WHERE partner_id = :owner_id AND url = :url AND target = 'partner'
+      AND attempts > 0
+    ORDER BY seq DESC
+    LIMIT 1
+)
+ORDER BY id DESC
+LIMIT 1;
 
 
 -- Outbox --------------------------------------------------------------------------------
@@ -213,16 +349,16 @@ ORDER BY r.key;
 
 -- name: select_due_heads
 -- Up to :limit due heads of any URL (a claim that skips none), oldest due first, with the
--- secret that signs each (the partner's for a partner delivery, the token's otherwise). Joins, not subqueries in a RETURNING
--- clause: SQLite 3.40 runs a correlated subquery there as a scan of the whole table.
+-- secrets that sign each: its endpoint's (the partner's at that URL for a partner delivery,
+-- the client's otherwise). Joins, not subqueries in a RETURNING clause: SQLite 3.40 runs a
+-- correlated subquery there as a scan of the whole table.
 SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
-       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
-            THEN p.signing_secret
-            ELSE t.signing_secret
-       END AS signing_secret
+       e.signing_secret, e.previous_secrets
 FROM deliveries AS d INDEXED BY deliveries_due
-LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
-LEFT JOIN partners AS p ON p.partner_id = d.partner_id
+LEFT JOIN endpoints AS e
+  ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
+ AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END)
+ AND e.url = d.url
 WHERE d.is_head = 1 AND d.status = 'pending'
   AND d.next_attempt_at <= :now
   AND d.lease_until <= :now
@@ -258,14 +394,13 @@ LIMIT :limit;
 -- The heads select_due_heads_of_url picked (:seqs, a JSON array), as select_due_heads
 -- returns them.
 SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
-       CASE WHEN d.target = 'partner' AND d.partner_id IS NOT NULL
-            THEN p.signing_secret
-            ELSE t.signing_secret
-       END AS signing_secret
+       e.signing_secret, e.previous_secrets
 FROM json_each(:seqs) AS s
 JOIN deliveries AS d ON d.seq = s.value
-LEFT JOIN tokens AS t ON t.token_hash = d.token_hash
-LEFT JOIN partners AS p ON p.partner_id = d.partner_id
+LEFT JOIN endpoints AS e
+  ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
+ AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END)
+ AND e.url = d.url
 ORDER BY s.key;
 
 -- name: lease

@@ -1,0 +1,148 @@
+"""``dhan-postback endpoints``: where postbacks go, their health, and their signing secrets."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import click
+
+from ._api import AdminApi, admin_api_options, print_json
+from ._tables import print_table, shown_time
+
+__all__ = ["endpoints"]
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
+
+
+@click.group()
+def endpoints() -> None:
+    """List endpoints (a client's or a partner's URL), show one, rotate its secret.
+
+    \b
+    Examples:
+      dhan-postback endpoints list
+      dhan-postback endpoints show ep_...
+      dhan-postback endpoints rotate-secret ep_...
+    """
+
+
+def _owner(endpoint: dict[str, Any]) -> str:
+    if endpoint["partnerId"] is not None:
+        return f"partner {endpoint['partnerId']}"
+    return f"client {endpoint['dhanClientId']}"
+
+
+def _last_answer(endpoint: dict[str, Any]) -> str:
+    last = endpoint["lastAnswer"]
+    if last is None:
+        return "-"
+    answer = str(last["statusCode"]) if last["statusCode"] is not None else last["error"]
+    return f"{answer} at {shown_time(last['time'])}"
+
+
+def _path(endpoint_id: str, *rest: str) -> str:
+    return "/".join(["/v2/endpoints", urllib.parse.quote(endpoint_id, safe=""), *rest])
+
+
+@endpoints.command(name="list")
+@click.option("--client-id", help="Only this client's endpoints.")
+@click.option("--partner-id", help="Only this partner's endpoints.")
+@_JSON
+@admin_api_options
+def list_endpoints(
+    client_id: str | None,
+    partner_id: str | None,
+    as_json: bool,
+    server: str,
+    admin_key: str | None,
+) -> None:
+    """Every endpoint: URL, owner, backlog, breaker and last answer (never a secret).
+
+    \b
+    Examples:
+      dhan-postback endpoints list --client-id 1000000001
+    """
+    params = {"dhanClientId": client_id, "partnerId": partner_id}
+    found = AdminApi(server, admin_key).call("GET", "/v2/endpoints", params=params)
+    if as_json:
+        print_json(found)
+        return
+    print_table(
+        "Endpoints",
+        ["endpoint id", "owner", "URL", "backlog", "breaker", "paused", "last answer"],
+        [
+            [
+                endpoint["endpointId"],
+                _owner(endpoint),
+                endpoint["postbackUrl"],
+                endpoint["backlog"],
+                endpoint["breaker"] or "-",
+                "yes" if endpoint["paused"] else "no",
+                _last_answer(endpoint),
+            ]
+            for endpoint in found["endpoints"]
+        ],
+    )
+
+
+@endpoints.command()
+@click.argument("endpoint_id")
+@click.option("--include-secret", is_flag=True, help="Also show the signing secret(s).")
+@_JSON
+@admin_api_options
+def show(
+    endpoint_id: str, include_secret: bool, as_json: bool, server: str, admin_key: str | None
+) -> None:
+    """One endpoint, by its id (ep_...).
+
+    \b
+    Examples:
+      dhan-postback endpoints show ep_... --include-secret
+    """
+    params = {"includeSecret": "true" if include_secret else None}
+    endpoint = AdminApi(server, admin_key).call("GET", _path(endpoint_id), params=params)
+    if as_json:
+        print_json(endpoint)
+        return
+    rows = [
+        ("endpoint", endpoint["endpointId"]),
+        ("owner", _owner(endpoint)),
+        ("URL", endpoint["postbackUrl"]),
+        ("created", shown_time(endpoint["createdAt"])),
+        ("paused", "yes" if endpoint["paused"] else "no"),
+        ("breaker", endpoint["breaker"] or "- (not known to this node)"),
+        ("backlog", str(endpoint["backlog"])),
+        ("last answer", _last_answer(endpoint)),
+        ("secret rotated", shown_time(endpoint["secretRotatedAt"])),
+        ("old secret signs until", shown_time(endpoint["previousSecretsUntil"])),
+    ]
+    if include_secret:
+        rows.append(("signing secret", endpoint["signingSecret"]))
+        rows += [("still signing", old) for old in endpoint["previousSecrets"]]
+    for name, value in rows:
+        click.echo(f"{name + ':':24}{value}")
+
+
+@endpoints.command(name="rotate-secret")
+@click.argument("endpoint_id")
+@_JSON
+@admin_api_options
+def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+    """Give an endpoint a new signing secret; the old one keeps signing, second, until the
+    grace period ends (DHAN_POSTBACK_SECRET_ROTATION_GRACE on the service).
+
+    \b
+    Examples:
+      dhan-postback endpoints rotate-secret ep_...
+    """
+    rotated = AdminApi(server, admin_key).call("POST", _path(endpoint_id, "rotate-secret"))
+    if as_json:
+        print_json(rotated)
+        return
+    click.echo(f"new signing secret:     {rotated['signingSecret']}")
+    click.echo(f"endpoint:               {rotated['endpointId']} ({rotated['postbackUrl']})")
+    click.echo(f"old secret signs until: {shown_time(rotated['previousSecretsUntil'])}")
+    click.echo(
+        "Give the receiver the new secret before then (it may accept both meanwhile).", err=True
+    )
