@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from dhan_postback.errors import AuthenticationError, NotFound, PayloadError, URLRefused
-from dhan_postback.service.registry import AdminKey, Registry, hash_secret
+from dhan_postback.service.registry import AdminKey, Registry, hash_secret, new_access_token
 from dhan_postback.service.store import Target
 from dhan_postback.service.store.memory import MemoryStore
 
@@ -130,3 +130,8 @@ def test_the_admin_key_is_checked() -> None:
 def test_without_an_admin_key_the_admin_api_is_closed() -> None:
     with pytest.raises(AuthenticationError, match="disabled"):
         AdminKey(None).check("anything")
+
+
+def test_no_access_token_starts_with_a_dash_that_a_command_line_reads_as_an_option() -> None:
+    # One in 64 URL-safe tokens would: 2,000 of them all pass by chance about once in e^31.
+    assert not [t for t in (new_access_token() for _ in range(2000)) if t.startswith("-")]

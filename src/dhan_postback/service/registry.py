@@ -51,8 +51,14 @@ def hash_secret(value: str) -> str:
 
 
 def new_access_token() -> str:
-    """A new access token: 32 random bytes, URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(32)
+    """A new access token: 32 random bytes, URL-safe base64 (43 characters).
+
+    Never one that starts with ``-``: one in 64 would, and a command line reads it as an option
+    (``dhan-postback tokens revoke -x...`` is "No such option").
+    """
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 async def register_token(store: Store, token: TokenRecord, secret: str) -> EndpointRecord | None:
