@@ -58,7 +58,9 @@ __all__ = [
     "EndpointKind",
     "EndpointRecord",
     "IdempotencyRecord",
+    "MinuteCounts",
     "NewDelivery",
+    "OrderSummary",
     "Outcome",
     "PartnerRecord",
     "PruneResult",
@@ -446,6 +448,41 @@ class DeliveryQuery:
     ids: Sequence[str] | None = field(default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class MinuteCounts:
+    """Attempts to one endpoint started in one minute (``minute``: its first second, epoch):
+    answered 2xx (``delivered``) and not (``failed``: another status, or no answer)."""
+
+    minute: float
+    delivered: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """One order as the newest deliveries show it: how many of them are its, how many of
+    those are pending or dead, and its newest delivery's time, payload and ``seq``."""
+
+    order_id: str
+    dhan_client_id: str
+    deliveries: int
+    pending: int
+    dead: int
+    last_created_at: float
+    last_payload: bytes
+    last_seq: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> OrderSummary:
+        """From ``order_id, dhan_client_id, deliveries, pending, dead, last_created_at,
+        last_payload, last_seq``."""
+        order_id, client, deliveries, pending, dead, created_at, payload, seq = row
+        return cls(
+            order_id, client, int(deliveries), int(pending or 0), int(dead or 0),
+            created_at, bytes(payload), seq,
+        )  # fmt: skip
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the service needs from storage. Every method is a coroutine."""
@@ -558,3 +595,29 @@ class Store(Protocol):
         attempt was due before ``dead_before``; never a pending one) and up to ``limit``
         idempotency records created before ``keys_before``. Where several nodes share the
         store, one prunes at a time: the others' batches delete nothing meanwhile."""
+
+    # The operator's view (dashboard) -----------------------------------------------------
+    async def endpoint_minutes(
+        self, endpoint: EndpointRecord, *, since: float, until: float
+    ) -> list[MinuteCounts]:
+        """Attempts to ``endpoint`` started in ``[since, until)``, counted per minute of
+        ``started_at`` (UTC minutes), oldest first; minutes without an attempt are left out.
+        Its cost follows the attempts in the range (an index on ``started_at``), not the log."""
+
+    async def endpoint_failures(
+        self, endpoint: EndpointRecord, *, since: float, limit: int
+    ) -> list[Attempt]:
+        """Up to ``limit`` attempts to ``endpoint`` started at or after ``since`` that got no
+        2xx answer, newest first (with what the receiver answered)."""
+
+    async def recent_orders(
+        self,
+        *,
+        dhan_client_id: str | None = None,
+        target: Target | None = None,
+        window: int = 1000,
+        limit: int = 50,
+    ) -> list[OrderSummary]:
+        """The orders of the newest ``window`` deliveries (of one client, one target, when
+        given), the most recently updated first, at most ``limit``. Bounded by ``window`` so
+        that a month of log costs what an hour does; counts are over that window."""

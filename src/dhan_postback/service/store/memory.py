@@ -27,7 +27,9 @@ from .base import (
     EndpointKind,
     EndpointRecord,
     IdempotencyRecord,
+    MinuteCounts,
     NewDelivery,
+    OrderSummary,
     Outcome,
     PartnerRecord,
     PruneResult,
@@ -386,6 +388,63 @@ class MemoryStore:
             del self._keys[scope]
         return PruneResult(len(delivered), len(dead), attempts, len(expired))
 
+    # The operator's view (dashboard) --------------------------------------------------------
+    def _endpoint_attempts(self, endpoint: EndpointRecord, since: float) -> list[Attempt]:
+        return [
+            attempt
+            for row in self._rows.values()
+            if _endpoint_key(row.new) == _key(endpoint)
+            for attempt in self._attempts.get(row.new.id, ())
+            if attempt.started_at >= since
+        ]
+
+    async def endpoint_minutes(
+        self, endpoint: EndpointRecord, *, since: float, until: float
+    ) -> list[MinuteCounts]:
+        minutes: dict[float, list[int]] = {}
+        for attempt in self._endpoint_attempts(endpoint, since):
+            if attempt.started_at < until:
+                counts = minutes.setdefault(attempt.started_at // 60 * 60, [0, 0])
+                counts[0 if _answered(attempt) else 1] += 1
+        return [MinuteCounts(minute, *counts) for minute, counts in sorted(minutes.items())]
+
+    async def endpoint_failures(
+        self, endpoint: EndpointRecord, *, since: float, limit: int
+    ) -> list[Attempt]:
+        failed = [a for a in self._endpoint_attempts(endpoint, since) if not _answered(a)]
+        return sorted(failed, key=lambda a: a.started_at, reverse=True)[:limit]
+
+    async def recent_orders(
+        self,
+        *,
+        dhan_client_id: str | None = None,
+        target: Target | None = None,
+        window: int = 1000,
+        limit: int = 50,
+    ) -> list[OrderSummary]:
+        query = DeliveryQuery(dhan_client_id=dhan_client_id, target=target)
+        newest = sorted(
+            (row for row in self._rows.values() if _matches(row, query)),
+            key=lambda row: row.seq,
+            reverse=True,
+        )[:window]
+        orders: dict[tuple[str, str], list[_Row]] = {}
+        for row in newest:
+            orders.setdefault((row.new.order_id, row.new.dhan_client_id), []).append(row)
+        return [
+            OrderSummary(
+                order_id=order_id,
+                dhan_client_id=client,
+                deliveries=len(rows),
+                pending=sum(1 for row in rows if row.status is DeliveryStatus.PENDING),
+                dead=sum(1 for row in rows if row.status is DeliveryStatus.DEAD),
+                last_created_at=rows[0].new.created_at,
+                last_payload=rows[0].new.payload,
+                last_seq=rows[0].seq,
+            )
+            for (order_id, client), rows in list(orders.items())[:limit]
+        ]
+
 
 def _endpoint_key(new: NewDelivery) -> tuple[EndpointKind, str, str]:
     """The (kind, owner, url) of the endpoint a delivery goes to."""
@@ -442,3 +501,8 @@ def _view(row: _Row) -> Delivery:
         last_error=row.last_error,
         after_dead=row.after_dead,
     )
+
+
+def _answered(attempt: Attempt) -> bool:
+    """Whether an attempt got a 2xx answer."""
+    return attempt.status_code is not None and 200 <= attempt.status_code < 300

@@ -50,11 +50,14 @@ from .base import (
     EndpointActivity,
     EndpointRecord,
     IdempotencyRecord,
+    MinuteCounts,
     NewDelivery,
+    OrderSummary,
     Outcome,
     PartnerRecord,
     PruneResult,
     SessionRecord,
+    Target,
     TokenRecord,
     grace_secrets,
     retire,
@@ -610,6 +613,50 @@ class PostgresStore:
 
         return await self._run(run, retry_conflicts=True)
 
+    # The operator's view (dashboard) --------------------------------------------------------
+    async def endpoint_minutes(
+        self, endpoint: EndpointRecord, *, since: float, until: float
+    ) -> list[MinuteCounts]:
+        params = {**_activity_params(endpoint), "since": since, "until": until}
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[MinuteCounts]:
+            cur = await conn.execute(_Q["endpoint_minutes"], params)
+            return [MinuteCounts(float(m), int(d), int(f)) for m, d, f in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def endpoint_failures(
+        self, endpoint: EndpointRecord, *, since: float, limit: int
+    ) -> list[Attempt]:
+        params = {**_activity_params(endpoint), "since": since, "limit": limit}
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Attempt]:
+            cur = await conn.execute(_Q["endpoint_failures"], params)
+            return [Attempt(*row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def recent_orders(
+        self,
+        *,
+        dhan_client_id: str | None = None,
+        target: Target | None = None,
+        window: int = 1000,
+        limit: int = 50,
+    ) -> list[OrderSummary]:
+        params = {
+            "dhan_client_id": dhan_client_id,
+            "target": None if target is None else target.value,
+            "window": window,
+            "limit": limit,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[OrderSummary]:
+            cur = await conn.execute(_Q["recent_orders"], params)
+            return [OrderSummary.from_row(row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
     # Wake-ups across nodes ----------------------------------------------------------------
     def listen_wakeups(self, callback: Callable[[], None]) -> AbstractAsyncContextManager[None]:
         """Call ``callback`` whenever any node commits deliveries that became claimable.
@@ -758,3 +805,8 @@ def _list_statement(newest_first: bool) -> sql.Composed:
 
 _LIST_NEWEST_FIRST: Final = _list_statement(True)
 _LIST_OLDEST_FIRST: Final = _list_statement(False)
+
+
+def _activity_params(endpoint: EndpointRecord) -> dict[str, Any]:
+    """The delivery-log terms of an endpoint: deliveries of its kind, owner and URL."""
+    return {"url": endpoint.url, "target": endpoint.target.value, "owner_id": endpoint.owner_id}

@@ -48,11 +48,14 @@ from .base import (
     EndpointActivity,
     EndpointRecord,
     IdempotencyRecord,
+    MinuteCounts,
     NewDelivery,
+    OrderSummary,
     Outcome,
     PartnerRecord,
     PruneResult,
     SessionRecord,
+    Target,
     TokenRecord,
     grace_secrets,
     retire,
@@ -632,6 +635,43 @@ class SQLiteStore:
             return PruneResult(len(delivered), len(dead), attempts, keys)
 
         return await self._write(run)
+
+    # The operator's view (dashboard) --------------------------------------------------------
+    async def endpoint_minutes(
+        self, endpoint: EndpointRecord, *, since: float, until: float
+    ) -> list[MinuteCounts]:
+        params = {**_activity_params(endpoint), "since": since, "until": until}
+        sql = _QUERIES["endpoint_minutes"]
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        return [
+            MinuteCounts(float(minute), delivered, failed) for minute, delivered, failed in rows
+        ]
+
+    async def endpoint_failures(
+        self, endpoint: EndpointRecord, *, since: float, limit: int
+    ) -> list[Attempt]:
+        params = {**_activity_params(endpoint), "since": since, "limit": limit}
+        sql = _QUERIES["endpoint_failures"]
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        return [Attempt(*row) for row in rows]
+
+    async def recent_orders(
+        self,
+        *,
+        dhan_client_id: str | None = None,
+        target: Target | None = None,
+        window: int = 1000,
+        limit: int = 50,
+    ) -> list[OrderSummary]:
+        params = {
+            "dhan_client_id": dhan_client_id,
+            "target": None if target is None else target.value,
+            "window": window,
+            "limit": limit,
+        }
+        sql = _QUERIES["recent_orders"]
+        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        return [OrderSummary.from_row(row) for row in rows]
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:

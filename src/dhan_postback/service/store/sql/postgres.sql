@@ -683,3 +683,59 @@ WITH gone AS (
     RETURNING 1
 )
 SELECT count(*) FROM gone;
+
+
+-- The operator's view (dashboard) -------------------------------------------------------------
+
+-- name: migration_6
+-- Attempts by the time they started: an endpoint's last hour (endpoint_minutes) and recent
+-- failures (endpoint_failures) read only that hour's attempts, however long the log is.
+CREATE INDEX attempts_started ON attempts (started_at);
+
+-- name: endpoint_minutes
+-- An endpoint's attempts in [since, until), per minute: answered 2xx, and not.
+SELECT floor(a.started_at / 60) * 60 AS minute,
+       count(*) FILTER (WHERE a.status_code BETWEEN 200 AND 299),
+       count(*) FILTER (WHERE a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+FROM attempts AS a
+JOIN deliveries AS d ON d.id = a.delivery_id
+WHERE a.started_at >= %(since)s AND a.started_at < %(until)s
+  AND d.url = %(url)s AND d.target = %(target)s
+  AND (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END) = %(owner_id)s
+GROUP BY minute
+ORDER BY minute;
+
+-- name: endpoint_failures
+-- An endpoint's attempts since %(since)s without a 2xx answer, newest first.
+SELECT a.delivery_id, a.number, a.started_at, a.latency_ms, a.status_code, a.error,
+       a.response_prefix
+FROM attempts AS a
+JOIN deliveries AS d ON d.id = a.delivery_id
+WHERE a.started_at >= %(since)s
+  AND (a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+  AND d.url = %(url)s AND d.target = %(target)s
+  AND (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END) = %(owner_id)s
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT %(limit)s;
+
+-- name: recent_orders
+-- The orders of the newest %(window)s deliveries, most recently updated first, each with its
+-- newest delivery's time and payload.
+WITH recent AS (
+    SELECT seq, order_id, dhan_client_id, status, created_at, payload
+    FROM deliveries
+    WHERE (%(dhan_client_id)s::text IS NULL OR dhan_client_id = %(dhan_client_id)s::text)
+      AND (%(target)s::text IS NULL OR target = %(target)s::text)
+    ORDER BY seq DESC
+    LIMIT %(window)s
+)
+SELECT order_id, dhan_client_id, count(*),
+       count(*) FILTER (WHERE status = 'pending'),
+       count(*) FILTER (WHERE status = 'dead'),
+       (array_agg(created_at ORDER BY seq DESC))[1],
+       (array_agg(payload ORDER BY seq DESC))[1],
+       max(seq) AS last_seq
+FROM recent
+GROUP BY order_id, dhan_client_id
+ORDER BY last_seq DESC
+LIMIT %(limit)s;

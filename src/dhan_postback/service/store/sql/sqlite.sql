@@ -608,3 +608,58 @@ WHERE (dhan_client_id, key) IN (SELECT dhan_client_id, key FROM idempotency_keys
 
 -- name: ping
 SELECT 1;
+
+
+-- The operator's view (dashboard) -------------------------------------------------------------
+
+-- name: migration_6
+-- Attempts by the time they started: an endpoint's last hour (endpoint_minutes) and recent
+-- failures (endpoint_failures) read only that hour's attempts, however long the log is.
+CREATE INDEX attempts_started ON attempts (started_at);
+
+-- name: endpoint_minutes
+-- An endpoint's attempts in [since, until), per minute: answered 2xx, and not.
+SELECT CAST(a.started_at / 60 AS INTEGER) * 60 AS minute,
+       SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN a.status_code BETWEEN 200 AND 299 THEN 0 ELSE 1 END)
+FROM attempts AS a INDEXED BY attempts_started
+JOIN deliveries AS d ON d.id = a.delivery_id
+WHERE a.started_at >= :since AND a.started_at < :until
+  AND d.url = :url AND d.target = :target
+  AND (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END) = :owner_id
+GROUP BY minute
+ORDER BY minute;
+
+-- name: endpoint_failures
+-- An endpoint's attempts since :since without a 2xx answer, newest first.
+SELECT a.delivery_id, a.number, a.started_at, a.latency_ms, a.status_code, a.error,
+       a.response_prefix
+FROM attempts AS a INDEXED BY attempts_started
+JOIN deliveries AS d ON d.id = a.delivery_id
+WHERE a.started_at >= :since
+  AND (a.status_code IS NULL OR a.status_code NOT BETWEEN 200 AND 299)
+  AND d.url = :url AND d.target = :target
+  AND (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END) = :owner_id
+ORDER BY a.started_at DESC, a.id DESC
+LIMIT :limit;
+
+-- name: recent_orders
+-- The orders of the newest :window deliveries, most recently updated first. With one max()
+-- aggregate, SQLite takes the bare columns (created_at, payload) from the row of max(seq):
+-- the order's newest delivery.
+WITH recent AS (
+    SELECT seq, order_id, dhan_client_id, status, created_at, payload
+    FROM deliveries
+    WHERE (:dhan_client_id IS NULL OR dhan_client_id = :dhan_client_id)
+      AND (:target IS NULL OR target = :target)
+    ORDER BY seq DESC
+    LIMIT :window
+)
+SELECT order_id, dhan_client_id, COUNT(*),
+       SUM(CASE status WHEN 'pending' THEN 1 ELSE 0 END),
+       SUM(CASE status WHEN 'dead' THEN 1 ELSE 0 END),
+       created_at, payload, MAX(seq) AS last_seq
+FROM recent
+GROUP BY order_id, dhan_client_id
+ORDER BY last_seq DESC
+LIMIT :limit;
