@@ -284,6 +284,10 @@ def test_no_secret_is_ever_rendered(dash: Dashboard) -> None:
     paths = ["/login", "/deliveries", "/endpoints", "/orders/112611240003", "/replay-dead"]
     paths += [f"/deliveries/{i}" for i in dash.seeded.ids.values()]
     paths += [f"/deliveries/{i}/replay" for i in dash.seeded.ids.values()]
+    endpoint_ids = [e.id for e in dash.run(dash.store.list_endpoints())]
+    paths += [f"/endpoints/{i}" for i in endpoint_ids]
+    paths += [f"/endpoints/{i}/rotate-secret" for i in endpoint_ids]
+    paths += ["/orders", "/search?q=112611240003"]
     for credential in (ADMIN_KEY, dash.seeded.token_a):
         with logged_in(dash, credential) as client:
             for path in paths:
@@ -490,7 +494,7 @@ def test_endpoints_page_without_dispatcher_leaves_live_columns_empty() -> None:
         dash = Dashboard(f"{server.url}/dashboard", store, seeded)
         with admin(dash) as client:
             html = client.get("/endpoints").text
-    assert "dispatcher, which is not running" in html
+    assert "this node runs none" in html
     assert "breaker-" not in html
 
 

@@ -12,12 +12,19 @@ from dhan_postback.service.dashboard.formatting import (
     format_utc,
     parse_ist_input,
     pretty_payload,
+    short_url,
     update_facts,
 )
 from dhan_postback.service.dashboard.health import percentile, summarise_endpoints
 from dhan_postback.service.dashboard.sessions import Sessions, same_token
+from dhan_postback.service.dashboard.sparkline import sparkline
 from dhan_postback.service.principal import Principal
-from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
+from dhan_postback.service.store.base import (
+    DeliveryQuery,
+    DeliveryStatus,
+    MinuteCounts,
+    Target,
+)
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
@@ -191,3 +198,59 @@ async def test_summary_of_an_empty_store_is_empty_but_shows_live_urls_to_admin()
     assert [(s.url, s.sampled_attempts, s.success_rate) for s in summaries] == [
         ("https://idle.example/hook", 0, None)
     ]
+
+
+def test_a_short_url_keeps_the_end_of_the_path_that_tells_two_urls_apart() -> None:
+    one = short_url("https://api.meera-quant.in/postback/dhan/primary/orders", width=36)
+    two = short_url("https://api.meera-quant.in/postback/dhan/backup/orders", width=36)
+    assert one != two
+    assert one.startswith("api.meera-quant.in/…") and one.endswith("primary/orders")
+    assert len(one) <= 36 and len(two) <= 36
+
+
+def test_a_url_that_fits_is_shown_whole_without_its_scheme_or_userinfo() -> None:
+    assert short_url("https://user:pw@hooks.example/a?x=1") == "hooks.example/a?x=1"
+
+
+def test_the_sparkline_has_one_point_per_minute_on_one_scale() -> None:
+    until = 1_700_000_000.0  # in the minute starting 1_699_999_980
+    last = until // 60 * 60
+    counts = [MinuteCounts(last, 4, 2), MinuteCounts(last - 120, 1, 0)]
+    chart = sparkline(counts, until=until, minutes=5)
+    delivered = [point.split(",") for point in chart.delivered_points.split()]
+    failed = [point.split(",") for point in chart.failed_points.split()]
+    assert len(delivered) == len(failed) == 5
+    heights = [float(y) for _, y in delivered]
+    assert heights[0] == heights[1] == heights[3] == chart.baseline  # empty minutes
+    assert heights[4] < heights[2] < chart.baseline  # 4 a minute is drawn higher than 1
+    assert float(failed[4][1]) < chart.baseline and float(failed[4][1]) > heights[4]
+    assert (chart.delivered, chart.failed, chart.top) == (5, 2, 4)
+
+
+def test_the_sparkline_leaves_out_minutes_outside_its_hour() -> None:
+    until = 1_700_000_000.0
+    old = MinuteCounts(until // 60 * 60 - 3600, 9, 9)
+    chart = sparkline([old], until=until, minutes=60)
+    assert (chart.delivered, chart.failed, chart.top) == (0, 0, 1)
+
+
+async def test_summary_shows_the_breaker_of_every_url_when_the_node_has_one() -> None:
+    store = MemoryStore()
+    await seed(store)
+    summaries = await summarise_endpoints(store, breaker_of=lambda url: "closed")
+    assert {s.url: (s.live.breaker if s.live else None) for s in summaries} == {
+        URL_A: "closed",
+        URL_B: "closed",
+        PARTNER_URL: "closed",
+    }
+
+
+async def test_summary_counts_failures_of_the_last_minutes_from_the_store() -> None:
+    store = MemoryStore()
+    await seed(store)
+    at_the_end = ist("2026-11-24 09:31:50")
+    by_url = {s.url: s for s in await summarise_endpoints(store, now=at_the_end)}
+    assert by_url[URL_A].failed_recently == 0
+    assert by_url[URL_B].failed_recently == by_url[URL_B].sampled_attempts == 11
+    much_later = {s.url: s for s in await summarise_endpoints(store, now=at_the_end + 3600)}
+    assert much_later[URL_B].failed_recently == 0

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import structlog
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -37,7 +37,15 @@ from ..._version import __version__
 from ...errors import DhanPostbackError, NotFound, PermissionDenied
 from ..principal import Principal
 from ..replaying import capped_page
-from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
+from ..store.base import (
+    Delivery,
+    DeliveryQuery,
+    DeliveryStatus,
+    EndpointKind,
+    EndpointRecord,
+    Store,
+    Target,
+)
 from ..throttle import FailureThrottle, TooManyFailures
 from .formatting import (
     display_url,
@@ -45,6 +53,7 @@ from .formatting import (
     format_utc,
     parse_ist_input,
     pretty_payload,
+    short_url,
     update_facts,
 )
 from .health import BACKLOG_CAP, summarise_endpoints
@@ -56,6 +65,7 @@ from .sessions import (
     new_login_token,
     same_token,
 )
+from .sparkline import sparkline
 
 if TYPE_CHECKING:
     from ..node import ServiceNode
@@ -66,6 +76,13 @@ PAGE_SIZE = 50
 """Deliveries per page of the list."""
 _LOGIN_FORM_LIFETIME = 3600
 """Seconds the login form's double-submit cookie lasts."""
+RECENT_ORDERS = 50
+"""Orders listed on the Orders page (from the newest deliveries)."""
+SPARK_MINUTES = 60
+"""Minutes an endpoint page charts."""
+FAILURES_SHOWN = 20
+"""Failed attempts an endpoint page lists (of the last :data:`FAILURES_SINCE` seconds)."""
+FAILURES_SINCE = 86_400.0
 
 _HERE = Path(__file__).parent
 _log = structlog.get_logger(__name__)
@@ -131,7 +148,7 @@ class _Dashboard:
             lstrip_blocks=True,
         )
         self.templates.filters.update(
-            ist=format_ist, utc=format_utc, url=display_url, facts=update_facts
+            ist=format_ist, utc=format_utc, url=display_url, short_url=short_url, facts=update_facts
         )
         self.templates.globals.update(version=__version__, DeliveryStatus=DeliveryStatus)
 
@@ -223,6 +240,31 @@ class _Dashboard:
 
     def commit(self) -> None:
         self.node.wake()
+
+    async def visible_endpoints(self, principal: Principal) -> list[EndpointRecord]:
+        """The endpoints the principal may see: every one for the admin, a token's client's
+        own (never its partner's) for a token, as deliveries are shown."""
+        every = await self.store.list_endpoints()
+        if principal.is_admin:
+            return every
+        return [
+            e
+            for e in every
+            if e.kind is EndpointKind.CLIENT and e.owner_id == principal.dhan_client_id
+        ]
+
+    async def visible_endpoint(self, principal: Principal, endpoint_id: str) -> EndpointRecord:
+        """The endpoint, or 404 when it does not exist or the principal may not see it."""
+        endpoint = await self.store.get_endpoint(endpoint_id)
+        if endpoint is None or not (
+            principal.is_admin
+            or (
+                endpoint.kind is EndpointKind.CLIENT
+                and endpoint.owner_id == principal.dhan_client_id
+            )
+        ):
+            raise NotFound("No such endpoint.")
+        return endpoint
 
     async def visible_delivery(self, principal: Principal, delivery_id: str) -> Delivery:
         """The delivery, or 404 when it does not exist or belongs to another client."""
@@ -465,7 +507,12 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     @page
     async def endpoints(request: Request, session: Session, principal: Principal) -> Response:
         summaries = await summarise_endpoints(
-            dash.store, scope=principal.restrict(DeliveryQuery()), live=node.endpoint_health()
+            dash.store,
+            scope=principal.restrict(DeliveryQuery()),
+            live=node.endpoint_health(),
+            breaker_of=node.breaker_state,
+            endpoints=await dash.visible_endpoints(principal),
+            now=time.time(),
         )
         return await dash.render(
             request,
@@ -476,11 +523,141 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         )
 
     @page
+    async def endpoint_page(request: Request, session: Session, principal: Principal) -> Response:
+        endpoint = await dash.visible_endpoint(principal, request.path_params["endpoint_id"])
+        now = time.time()
+        minutes = await dash.store.endpoint_minutes(
+            endpoint, since=now // 60 * 60 - (SPARK_MINUTES - 1) * 60, until=now + 60
+        )
+        failures = await dash.store.endpoint_failures(
+            endpoint, since=now - FAILURES_SINCE, limit=FAILURES_SHOWN
+        )
+        return await dash.render(
+            request,
+            "endpoint.html",
+            session=session,
+            e=endpoint,
+            activity=await dash.store.endpoint_activity(endpoint),
+            breaker=node.breaker_state(endpoint.url),
+            has_live=node.dispatches,
+            chart=sparkline(minutes, until=now, minutes=SPARK_MINUTES),
+            failures=failures,
+            grace_until=endpoint.grace_until(now),
+            replay_since=_text(request.query_params, "since"),
+            can_pause=_CAN_PAUSE,
+        )
+
+    @page
+    async def rotate_secret(request: Request, session: Session, principal: Principal) -> Response:
+        endpoint = await dash.visible_endpoint(principal, request.path_params["endpoint_id"])
+        _admin_only(principal, "Rotating a signing secret")
+        if request.method == "GET":
+            return await dash.render(
+                request,
+                "confirm_endpoint.html",
+                session=session,
+                e=endpoint,
+                action="rotate-secret",
+                grace=dash.settings.secret_rotation_grace,
+            )
+        dash.check_csrf(session, await request.form())
+        rotated = await node.registry.rotate_secret(endpoint.id)
+        _log.info("dashboard_rotate_secret", who=principal.label, endpoint_id=rotated.id)
+        await dash.flash(
+            session,
+            "Rotated: the new secret signs first, the old one beside it until "
+            f"{format_ist(rotated.grace_until(time.time()))}. The dashboard never shows "
+            f"secrets: read it with 'dhan-postback endpoints show {rotated.id} "
+            "--include-secret'.",
+        )
+        return RedirectResponse(f"{_base(request)}/endpoints/{endpoint.id}", status_code=303)
+
+    @page
+    async def replay_failed(request: Request, session: Session, principal: Principal) -> Response:
+        endpoint = await dash.visible_endpoint(principal, request.path_params["endpoint_id"])
+        _admin_only(principal, "Replaying an endpoint's failed deliveries")
+        source: FormData | Mapping[str, str] = (
+            request.query_params if request.method == "GET" else await request.form()
+        )
+        since_text = _text(source, "since")
+        try:
+            since = parse_ist_input(since_text)
+        except ValueError:
+            raise HTTPException(400, "Times must look like 2026-01-31T09:15 (IST).") from None
+        if since is None:
+            raise HTTPException(400, "Say since when: a time like 2026-01-31T09:15 (IST).")
+        if request.method == "GET":
+            matching, more = await _dead_of(dash.store, endpoint, since, BACKLOG_CAP)
+            return await dash.render(
+                request,
+                "confirm_endpoint.html",
+                session=session,
+                e=endpoint,
+                action="replay-failed",
+                since=since_text,
+                matching=len(matching),
+                capped=more,
+                sample=matching[:10],
+            )
+        form = await request.form()
+        dash.check_csrf(session, form)
+        found, more = await _dead_of(dash.store, endpoint, since, dash.settings.max_replay)
+        replayed = (
+            await dash.store.replay(DeliveryQuery(ids=[d.id for d in found]), now=time.time())
+            if found
+            else []
+        )
+        dash.commit()
+        _log.info(
+            "dashboard_replay",
+            who=principal.label,
+            endpoint_id=endpoint.id,
+            deliveries=len(replayed),
+        )
+        await dash.flash(
+            session,
+            f"Queued {len(replayed)} dead deliveries to this endpoint again."
+            + (" More are dead: replay again for the next ones." if more else ""),
+        )
+        return RedirectResponse(f"{_base(request)}/endpoints/{endpoint.id}", status_code=303)
+
+    @page
+    async def search(request: Request, session: Session, principal: Principal) -> Response:
+        """One box for a ``webhook-id`` (a delivery) or an ``orderId`` (its updates)."""
+        wanted = _text(request.query_params, "q")
+        if wanted:
+            found = await dash.store.get_delivery(wanted)
+            if found is not None and principal.may_see(found.dhan_client_id, found.target):
+                return RedirectResponse(f"{_base(request)}/deliveries/{found.id}", status_code=303)
+            orders = await dash.store.list_deliveries(
+                principal.restrict(DeliveryQuery(order_id=wanted, limit=1))
+            )
+            if orders:
+                return RedirectResponse(
+                    f"{_base(request)}/orders/{quote(wanted, safe='')}", status_code=303
+                )
+        return await dash.render(
+            request,
+            "search.html",
+            session=session,
+            q=wanted,
+            status_code=404 if wanted else 200,
+        )
+
+    @page
     async def orders(request: Request, session: Session, principal: Principal) -> Response:
         order_id = request.path_params.get("order_id") or _text(request.query_params, "order_id")
         if "order_id" not in request.path_params and order_id:
             return RedirectResponse(f"{_base(request)}/orders/{order_id}", status_code=303)
         queues: dict[str, list[Delivery]] = {}
+        if not order_id:
+            own = principal.restrict(DeliveryQuery())
+            recent = await dash.store.recent_orders(
+                dhan_client_id=own.dhan_client_id, target=own.target, limit=RECENT_ORDERS
+            )
+            return await dash.render(
+                request, "orders.html", session=session, order_id="", recent=recent
+            )
         if order_id:
             found = await dash.store.list_deliveries(
                 principal.restrict(
@@ -538,6 +715,10 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         Route("/deliveries/{delivery_id}/replay", replay_one, methods=["GET", "POST"]),
         Route("/replay-dead", replay_dead, methods=["GET", "POST"]),
         Route("/endpoints", endpoints),
+        Route("/endpoints/{endpoint_id}", endpoint_page),
+        Route("/endpoints/{endpoint_id}/rotate-secret", rotate_secret, methods=["GET", "POST"]),
+        Route("/endpoints/{endpoint_id}/replay-failed", replay_failed, methods=["GET", "POST"]),
+        Route("/search", search),
         Route("/orders", orders),
         Route("/orders/{order_id}", orders),
         Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
@@ -553,6 +734,45 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     )
     app.add_middleware(_SecurityHeaders)
     return app
+
+
+_CAN_PAUSE = False
+"""Whether the endpoint page offers pause and resume (the node's pause contract)."""
+
+
+def _admin_only(principal: Principal, what: str) -> None:
+    if not principal.is_admin:
+        raise PermissionDenied(f"{what} needs the admin key.")
+
+
+async def _dead_of(
+    store: Store, endpoint: EndpointRecord, since: float, limit: int
+) -> tuple[list[Delivery], bool]:
+    """Up to ``limit`` dead deliveries to ``endpoint`` created at or after ``since``, oldest
+    first, and whether more are left. The log is filtered by owner and target (indexed) and
+    the URL checked here, reading at most :data:`BACKLOG_CAP` rows past ``limit``."""
+    query = DeliveryQuery(
+        status=DeliveryStatus.DEAD,
+        since=since,
+        target=endpoint.target,
+        dhan_client_id=endpoint.owner_id if endpoint.target is Target.TOKEN else None,
+        partner_id=endpoint.owner_id if endpoint.target is Target.PARTNER else None,
+        newest_first=False,
+        limit=min(limit + 1, BACKLOG_CAP),
+    )
+    found: list[Delivery] = []
+    read = 0
+    while True:
+        page = await store.list_deliveries(query)
+        read += len(page)
+        found += [d for d in page if d.url == endpoint.url]
+        if len(found) > limit:
+            return found[:limit], True
+        if len(page) < query.limit:
+            return found, False
+        if read >= limit + BACKLOG_CAP:
+            return found, True
+        query = dataclasses.replace(query, cursor=page[-1].seq)
 
 
 _STATUS_TITLE = {

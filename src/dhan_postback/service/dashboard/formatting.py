@@ -22,6 +22,7 @@ __all__ = [
     "format_utc",
     "parse_ist_input",
     "pretty_payload",
+    "short_url",
     "update_facts",
 ]
 
@@ -68,6 +69,20 @@ def display_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc.rsplit("@", 1)[-1]
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def short_url(url: str, width: int = 44) -> str:
+    """The URL in at most ``width`` characters, for a narrow column: without its scheme
+    (and userinfo), and when still too long, its host, an ellipsis and the *end* of its path,
+    which is where two URLs on one host differ (``/hooks/a`` and ``/hooks/b``)."""
+    parts = urlsplit(display_url(url))
+    host = parts.netloc
+    rest = parts.path + (f"?{parts.query}" if parts.query else "")
+    text = host + rest
+    if len(text) <= width:
+        return text
+    keep = max(width - len(host) - 2, 8)
+    return f"{host}/…{rest[-keep:]}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,19 +1,22 @@
 """Endpoint health as the dashboard shows it: what the log says, plus the dispatcher's view.
 
-The store knows the outcome of recent attempts and the backlog; only the running dispatcher
-knows a breaker's state and what is in flight right now. The dispatcher hands the latter in as
-:class:`EndpointHealth` rows through the ``endpoint_health`` callable of
-:func:`~dhan_postback.service.dashboard.create_dashboard`; without it those columns stay empty.
+The store knows the outcome of recent attempts, the failures of the last minutes and the
+backlog: every node that shares the store shows the same numbers for them. Only a running
+dispatcher knows a breaker's state and what is in flight right now, and each node's
+dispatcher judges the URLs it sends to on its own (breakers live in memory, per node). The
+node hands its view in as :class:`EndpointHealth` rows (URLs it is busy with or whose breaker
+is not closed) and ``breaker_of`` (the state of any other URL); a node without a dispatcher
+has neither, and its page says so and shows the store's columns alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ..store.base import Attempt, DeliveryQuery, DeliveryStatus, Store
+from ..store.base import Attempt, DeliveryQuery, DeliveryStatus, EndpointRecord, Store
 
 __all__ = [
     "EndpointHealth",
@@ -27,6 +30,9 @@ RECENT_DELIVERIES = 500
 
 RECENT_ATTEMPTS_PER_URL = 200
 """How many of an endpoint's newest attempts the success rate and percentiles describe."""
+
+RECENT_FAILURES_WINDOW = 900.0
+"""Seconds of attempts the *failed recently* column counts (the store's view of trouble)."""
 
 BACKLOG_CAP = 10_000
 """Backlog and dead counts stop at this many per page load (shown as ``10000+``)."""
@@ -60,6 +66,14 @@ class EndpointSummary:
     backlog: int = 0
     dead: int = 0
     live: EndpointHealth | None = None
+    failed_recently: int = 0
+    """Sampled attempts in the last :data:`RECENT_FAILURES_WINDOW` seconds without a 2xx."""
+    endpoints: tuple[EndpointRecord, ...] = ()
+    """The registered endpoints at this URL the viewer may see (each has its own page)."""
+
+    @property
+    def paused(self) -> bool:
+        return any(endpoint.paused for endpoint in self.endpoints)
 
     @property
     def success_rate(self) -> float | None:
@@ -91,11 +105,16 @@ async def summarise_endpoints(
     *,
     scope: DeliveryQuery | None = None,
     live: Sequence[EndpointHealth] = (),
+    breaker_of: Callable[[str], str | None] | None = None,
+    endpoints: Sequence[EndpointRecord] = (),
+    now: float = 0.0,
 ) -> list[EndpointSummary]:
-    """Every URL seen in recent deliveries, the backlog, or the dispatcher, worst first.
+    """Every URL seen in recent deliveries, the backlog, the dispatcher or ``endpoints``,
+    worst first.
 
     ``scope`` restricts what is read (a token's holder: its client's own URLs); when it
     names a client, the dispatcher's rows are shown only for URLs found in that scope.
+    ``breaker_of`` gives the breaker of a URL the dispatcher is idle on (closed, usually).
     """
     scope = scope or DeliveryQuery()
     attempts: dict[str, list[Attempt]] = defaultdict(list)
@@ -110,8 +129,18 @@ async def summarise_endpoints(
         known = set(attempts) | set(backlog) | set(dead)
         live_by_url = {url: row for url, row in live_by_url.items() if url in known}
 
+    registered: dict[str, list[EndpointRecord]] = defaultdict(list)
+    for endpoint in endpoints:
+        registered[endpoint.url].append(endpoint)
+    recently = now - RECENT_FAILURES_WINDOW
+
     summaries: list[EndpointSummary] = []
-    for url in sorted(set(attempts) | set(backlog) | set(dead) | set(live_by_url)):
+    urls = set(attempts) | set(backlog) | set(dead) | set(live_by_url) | set(registered)
+    for url in sorted(urls):
+        live_row = live_by_url.get(url)
+        if live_row is None and breaker_of is not None:
+            state = breaker_of(url)
+            live_row = None if state is None else EndpointHealth(url, state, 0)
         recent = sorted(attempts.get(url, []), key=lambda a: a.started_at)[
             -RECENT_ATTEMPTS_PER_URL:
         ]
@@ -127,7 +156,11 @@ async def summarise_endpoints(
                 last_status_code=recent[-1].status_code if recent else None,
                 backlog=backlog.get(url, 0),
                 dead=dead.get(url, 0),
-                live=live_by_url.get(url),
+                live=live_row,
+                failed_recently=sum(
+                    1 for a in recent if a.started_at >= recently and not _succeeded(a)
+                ),
+                endpoints=tuple(registered.get(url, ())),
             )
         )
     summaries.sort(key=_worst_first)
