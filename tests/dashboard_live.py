@@ -19,7 +19,7 @@ import httpx
 from tests.receivers import Receiver
 from tests.support import UvicornThread, free_port, serve_process
 
-__all__ = ["LiveService", "Hook", "live_service"]
+__all__ = ["Hook", "LiveService", "live_service"]
 
 
 @dataclass
