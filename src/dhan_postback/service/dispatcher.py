@@ -340,6 +340,18 @@ class Dispatcher:
             in_flight.setdefault(url, 0)
         return [(url, self.breakers.state(url, now), n) for url, n in sorted(in_flight.items())]
 
+    def give_back_waiting(self, url: str) -> int:
+        """Give back the claims of ``url`` waiting in its lane, unattempted (its endpoint was
+        just paused): POSTs under way finish, no more start. How many went back."""
+        lane = self._lanes.get(self._labels.get(url) or endpoint_label(url))
+        if lane is None:
+            return 0
+        waiting = len(lane.queue)
+        for claim in [claim for claim in lane.queue if claim.url == url]:
+            lane.queue.remove(claim)
+            self._give_back(lane, claim)
+        return waiting - len(lane.queue)
+
     def _lane_of(self, url: str) -> _Lane:
         label = self._labels.get(url)
         if label is None:

@@ -27,17 +27,17 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from ..errors import AuthenticationError, DhanPostbackError, StoreUnavailable
+from ..errors import AuthenticationError, DhanPostbackError, NotFound, StoreUnavailable
 from ..settings import ServiceSettings
 from .dashboard.health import EndpointHealth
 from .dashboard.sessions import Sessions
 from .dispatcher import Dispatcher
-from .metrics import ServiceMetrics
+from .metrics import ServiceMetrics, endpoint_label
 from .operations import MetricsAccess
 from .principal import Principal
 from .registry import AdminKey, Registry
 from .retention import pruning
-from .store import Store, create_store
+from .store import EndpointRecord, Store, create_store
 from .throttle import FailureThrottle
 
 __all__ = ["ServiceNode"]
@@ -229,6 +229,36 @@ class ServiceNode:
             return None
         return dispatcher.breakers.state(url, self._clock()).value
 
+    # Pause ----------------------------------------------------------------------------------
+    async def pause_endpoint(self, endpoint_id: str) -> EndpointRecord:
+        """Stop sending to an endpoint until :meth:`resume_endpoint`; NotFound (404) for an
+        unknown id. Idempotent: pausing a paused endpoint changes nothing and says nothing.
+
+        Its deliveries stay pending, in order; a POST already under way finishes. Claims
+        waiting in this node's lane go back to the store (other nodes read the flag at their
+        next claim, so at most the claims already in their lanes still go).
+        """
+        change = await self.store.set_paused(endpoint_id, True)
+        if change is None:
+            raise NotFound("no such endpoint")
+        if change.changed:
+            if self.dispatcher is not None:
+                self.dispatcher.give_back_waiting(change.endpoint.url)
+            log.info("endpoint paused", endpoint_id=endpoint_id, endpoint=_shown(change.endpoint))
+        return change.endpoint
+
+    async def resume_endpoint(self, endpoint_id: str) -> EndpointRecord:
+        """Send to a paused endpoint again: its pending deliveries go out, in order, at once
+        (this node is woken; other nodes by the store's wake-up, or their next poll).
+        NotFound (404) for an unknown id; resuming one not paused changes nothing."""
+        change = await self.store.set_paused(endpoint_id, False)
+        if change is None:
+            raise NotFound("no such endpoint")
+        if change.changed:
+            log.info("endpoint resumed", endpoint_id=endpoint_id, endpoint=_shown(change.endpoint))
+            self.wake()
+        return change.endpoint
+
     # Who is asking --------------------------------------------------------------------------
     async def authenticate(self, *, admin_key: str | None, access_token: str | None) -> Principal:
         """The API's question: an ``admin-key`` header, when sent, must be the admin key;
@@ -280,6 +310,12 @@ class ServiceNode:
             lifetime=lifetime,
         )
         return record.is_active(self._clock())
+
+
+def _shown(endpoint: EndpointRecord) -> str:
+    """An endpoint as a log line shows it: scheme, host and port, never a path (which may
+    hold a secret segment)."""
+    return endpoint_label(endpoint.url)
 
 
 def _cannot_open(url: str, exc: Exception) -> str:

@@ -32,6 +32,7 @@ from .base import (
     OrderSummary,
     Outcome,
     PartnerRecord,
+    PauseChange,
     PruneResult,
     SessionRecord,
     Target,
@@ -142,6 +143,15 @@ class MemoryStore:
         self._endpoints[endpoint_id] = rotated
         return rotated
 
+    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            return None
+        if endpoint.paused == paused:
+            return PauseChange(endpoint, changed=False)
+        endpoint = self._endpoints[endpoint_id] = dataclasses.replace(endpoint, paused=paused)
+        return PauseChange(endpoint, changed=True)
+
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
         rows = [row for row in self._rows.values() if _endpoint_key(row.new) == _key(endpoint)]
         backlog = sum(1 for row in rows if row.status is DeliveryStatus.PENDING)
@@ -243,7 +253,9 @@ class MemoryStore:
             (
                 row
                 for row in self._heads(skip_urls)
-                if row.next_attempt_at <= now and row.lease_until <= now
+                if row.next_attempt_at <= now
+                and row.lease_until <= now
+                and not self._endpoint_of(row.new).paused
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )

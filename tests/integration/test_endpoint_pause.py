@@ -1,0 +1,123 @@
+"""Pausing and resuming an endpoint over HTTP, with a real receiver, on SQLite and PostgreSQL.
+
+A real service (uvicorn on loopback, its node sending the outbox) delivers to a recording
+receiver. A paused endpoint gets nothing while another endpoint on the same receiver gets
+its postbacks (so the dispatcher is demonstrably at work); on resume, everything that waited
+arrives, each order's updates in the order they were ingested.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.receivers import Receiver
+from tests.samples import new_client_id, update
+from tests.support import UvicornThread
+
+from .service_support import Service, assert_error, running_service
+
+ORDERS = 3
+UPDATES_PER_ORDER = 3
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    recording = Receiver()
+    with UvicornThread(recording.app) as server:
+        yield recording, server.url
+
+
+@pytest.fixture
+def service(service_db: str, tmp_path: Path) -> Iterator[Service]:
+    with running_service(
+        tmp_path, db=service_db, dispatch=True, retry_schedule="0s,50ms,100ms", timeout=5.0
+    ) as running:
+        yield running
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.01)
+
+
+def post(service: Service, path: str) -> dict[str, Any]:
+    response = service.http.post(path, headers=service.admin)
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def updates_of(client_id: str) -> list[dict[str, Any]]:
+    """ORDERS orders with UPDATES_PER_ORDER updates each, interleaved by order; each update
+    names its place in its order in ``correlationId``."""
+    return [
+        update(client_id, f"{client_id}-{order}", correlationId=f"{order}-{step}")
+        for step in range(UPDATES_PER_ORDER)
+        for order in range(ORDERS)
+    ]
+
+
+def test_a_paused_endpoint_gets_nothing_and_everything_in_order_on_resume(
+    service: Service, receiver: tuple[Receiver, str]
+) -> None:
+    recording, url = receiver
+    paused_client, other_client = new_client_id(), new_client_id()
+    paused = service.create_token(paused_client, postback_url=f"{url}/paused")
+    other = service.create_token(other_client, postback_url=f"{url}/other")
+
+    answer = post(service, f"/v2/endpoints/{paused['endpointId']}/pause")
+    assert (answer["endpointId"], answer["paused"]) == (paused["endpointId"], True)
+    ids = service.delivery_ids(paused["accessToken"], updates_of(paused_client))
+    service.delivery_ids(other["accessToken"], [update(other_client)])
+
+    # The other endpoint's postback arrives: the dispatcher runs, and leaves the paused alone.
+    wait_for(lambda: any(r.path == "/other" for r in recording.accepted()))
+    shown = service.http.get(f"/v2/endpoints/{paused['endpointId']}", headers=service.admin)
+    assert (shown.json()["paused"], shown.json()["backlog"]) == (True, len(ids))
+    assert [r.path for r in recording.snapshot()] == ["/other"]
+
+    resumed = post(service, f"/v2/endpoints/{paused['endpointId']}/resume")
+    assert resumed["paused"] is False
+    wait_for(lambda: len([r for r in recording.accepted() if r.path == "/paused"]) == len(ids))
+
+    arrived = [r for r in recording.snapshot() if r.path == "/paused"]
+    assert sorted(r.webhook_id for r in arrived) == sorted(ids)  # each once, none retried
+    for order in range(ORDERS):
+        steps = [
+            json.loads(r.body)["correlationId"]
+            for r in arrived
+            if json.loads(r.body)["orderId"] == f"{paused_client}-{order}"
+        ]
+        assert steps == [f"{order}-{step}" for step in range(UPDATES_PER_ORDER)]
+
+
+def test_pausing_and_resuming_twice_answers_the_same(service: Service) -> None:
+    token = service.create_token()
+    path = f"/v2/endpoints/{token['endpointId']}"
+    assert post(service, path + "/pause")["paused"] is True
+    assert post(service, path + "/pause")["paused"] is True
+    assert post(service, path + "/resume")["paused"] is False
+    assert post(service, path + "/resume")["paused"] is False
+
+
+def test_pausing_an_unknown_endpoint_is_404(service: Service) -> None:
+    for action in ("pause", "resume"):
+        response = service.http.post(f"/v2/endpoints/ep_nobody/{action}", headers=service.admin)
+        assert_error(response, 404, "no such endpoint")
+
+
+def test_pausing_needs_the_admin_key(service: Service) -> None:
+    token = service.create_token()
+    as_token = {"access-token": token["accessToken"]}
+    for action in ("pause", "resume"):
+        path = f"/v2/endpoints/{token['endpointId']}/{action}"
+        assert_error(service.http.post(path, headers=as_token), 401)
+        assert_error(service.http.post(path), 401)
