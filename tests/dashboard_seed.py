@@ -1,4 +1,4 @@
-"""A realistic delivery log for dashboard tests and screenshots.
+"""A realistic delivery log for the dashboard's httpx and seeded-browser tests.
 
 Two clients trade through one service on a morning of 2026-11-24 (IST). Client A's own
 receiver is healthy, its partner's receiver fails once in a while; client B's receiver is down
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -35,7 +35,6 @@ from dhan_postback.service.store.base import (
 )
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
-from dhan_postback.simulator import Simulator
 
 __all__ = [
     "CLIENT_A",
@@ -48,7 +47,6 @@ __all__ = [
     "dashboard_app",
     "ist",
     "seed",
-    "seed_simulated",
 ]
 
 CLIENT_A = "1100482931"
@@ -311,43 +309,6 @@ async def seed(store: Store) -> Seeded:
     await _enqueue(store, seeded, _lifecycles())
     # Dispatch until 09:31:50: the last update of client B is still being retried then.
     await _dispatch_until(store, ist("2026-11-24 09:15:02"), ist("2026-11-24 09:31:50"))
-    return seeded
-
-
-def _outage_answer(up_from: float, down_from: float) -> Answer:
-    """Like :func:`_answer`, except that client B's receiver is up between the two times."""
-
-    def answer(claim: Claim, now: float) -> tuple[int | None, str | None, str | None, float]:
-        if claim.url == URL_B and up_from <= now < down_from:
-            return 200, None, '{"received":true}', 210.0 + (claim.seq * 13) % 90
-        return _answer(claim, now)
-
-    return answer
-
-
-async def seed_simulated(store: Store, orders: int = 28) -> Seeded:
-    """A busier day made by :mod:`dhan_postback.simulator` (for screenshots and demos).
-
-    Client B's receiver is down until 10:30 IST, so its early updates die (the next ones of
-    the same order carry ``after_dead``) and later ones go through, until it goes down again
-    at 21:30: its last updates are still being retried when the log is read, at 21:45.
-    """
-    seeded = await _register(store)
-    simulator = Simulator(7, clients=(CLIENT_A, CLIENT_B), start=date(2026, 11, 24))
-    read_at = ist("2026-11-24 21:45:00")
-    updates = [
-        (f"sim-{order.order_id}-{n}", update)
-        for order in simulator.orders(orders)
-        for n, update in enumerate(order.updates)
-        if ist(update.update_time) <= read_at
-    ]
-    await _enqueue(store, seeded, updates)
-    await _dispatch_until(
-        store,
-        min(ist(update.update_time) for _, update in updates),
-        read_at,
-        _outage_answer(ist("2026-11-24 10:30:00"), ist("2026-11-24 21:30:00")),
-    )
     return seeded
 
 

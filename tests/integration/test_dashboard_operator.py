@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 
+import httpx
+
 from dhan_postback.service.store.base import (
     Attempt,
     DeliveryStatus,
@@ -23,6 +25,14 @@ from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B
 from .test_dashboard import Dashboard, admin, csrf_of, dash, logged_in
 
 __all__ = ["dash"]
+
+
+def follow(client: httpx.Client, response: httpx.Response) -> str:
+    """The page a redirect leads to (its location is absolute; the client's base is the mount)."""
+    assert response.status_code == 303, response.text
+    page = client.get(response.headers["location"].removeprefix("/dashboard"))
+    assert page.status_code == 200, page.text
+    return page.text
 
 
 def endpoint_of(d: Dashboard, url: str, owner: str) -> EndpointRecord:
@@ -214,8 +224,7 @@ def test_rotate_secret_asks_for_confirmation_then_rotates(dash: Dashboard) -> No
         response = client.post(
             f"/endpoints/{ours.id}/rotate-secret", data={"csrf": csrf_of(confirm.text)}
         )
-        assert response.status_code == 303
-        page = client.get(response.headers["location"]).text
+        page = follow(client, response)
     rotated = endpoint_of(dash, URL_B, CLIENT_B)
     assert rotated.signing_secret != ours.signing_secret
     assert rotated.grace_secrets(time.time()) == (ours.signing_secret,)
@@ -256,8 +265,7 @@ def test_replay_failed_since_confirms_the_count_then_replays_that_endpoints_dead
             f"/endpoints/{ours.id}/replay-failed",
             data={"csrf": csrf_of(confirm.text), "since": "2026-11-24T09:22"},
         )
-        assert response.status_code == 303
-        page = client.get(response.headers["location"]).text
+        page = follow(client, response)
     ids = dash.seeded.ids
     statuses = {
         key: dash.run(dash.store.get_delivery(ids[key])).status
@@ -298,3 +306,43 @@ def test_unknown_endpoint_is_a_friendly_404(dash: Dashboard) -> None:
         response = client.get("/endpoints/ep_nosuchendpoint")
     assert response.status_code == 404
     assert "No such endpoint" in response.text
+
+
+# Pause and resume -----------------------------------------------------------------------------
+
+
+def test_pause_asks_for_confirmation_then_pauses_and_resume_resumes(dash: Dashboard) -> None:
+    ours = endpoint_of(dash, URL_B, CLIENT_B)
+    with admin(dash) as client:
+        confirm = client.get(f"/endpoints/{ours.id}/pause")
+        assert "Pause this endpoint?" in confirm.text
+        assert not endpoint_of(dash, URL_B, CLIENT_B).paused
+        response = client.post(f"/endpoints/{ours.id}/pause", data={"csrf": csrf_of(confirm.text)})
+        paused_page = follow(client, response)
+        assert endpoint_of(dash, URL_B, CLIENT_B).paused
+        confirm = client.get(f"/endpoints/{ours.id}/resume")
+        assert "Resume this endpoint?" in confirm.text
+        client.post(f"/endpoints/{ours.id}/resume", data={"csrf": csrf_of(confirm.text)})
+        resumed_page = client.get(f"/endpoints/{ours.id}").text
+    assert "Paused" in paused_page and "Resume…" in paused_page
+    assert not endpoint_of(dash, URL_B, CLIENT_B).paused
+    assert "Pause…" in resumed_page
+    assert len(dash.commits) == 1  # resuming wakes the dispatcher
+
+
+def test_pause_without_csrf_token_changes_nothing(dash: Dashboard) -> None:
+    ours = endpoint_of(dash, URL_B, CLIENT_B)
+    with admin(dash) as client:
+        response = client.post(f"/endpoints/{ours.id}/pause", data={"csrf": "forged"})
+    assert response.status_code == 403
+    assert not endpoint_of(dash, URL_B, CLIENT_B).paused
+
+
+def test_a_token_may_not_pause_its_endpoint(dash: Dashboard) -> None:
+    ours = endpoint_of(dash, URL_B, CLIENT_B)
+    with logged_in(dash, dash.seeded.token_b) as client:
+        page = client.get("/deliveries")
+        assert client.get(f"/endpoints/{ours.id}/pause").status_code == 403
+        response = client.post(f"/endpoints/{ours.id}/pause", data={"csrf": csrf_of(page.text)})
+    assert response.status_code == 403
+    assert not endpoint_of(dash, URL_B, CLIENT_B).paused

@@ -154,3 +154,45 @@ def test_the_orders_page_lists_recent_orders(page: Page, hook: Hook, tmp_path: P
         expect(links).to_have_text(["80010002", "80010001", "80010000"])
         links.first.click()
         expect(page).to_have_url(f"{service.dashboard}/orders/80010002")
+
+
+def test_pause_holds_an_endpoints_deliveries_and_resume_sends_them_in_order(
+    page: Page, hook: Hook, tmp_path: Path
+) -> None:
+    other = Hook(Receiver())
+    other.up()
+    try:
+        with live_service(tmp_path, ADMIN_KEY, retry_schedule=SLOW_RETRIES) as service:
+            created = service.create_token(CLIENT_ID, hook.url())
+            marker_token = service.create_token("1100000998", other.url())["accessToken"]
+            log_in(page, service.dashboard, ADMIN_KEY)
+            page.goto(f"{service.dashboard}/endpoints/{created['endpointId']}")
+            page.click("text=Pause…")
+            expect(page.locator("h1")).to_have_text("Pause this endpoint?")
+            page.click("button:has-text('Pause')")
+            expect(page.locator(".flash")).to_contain_text("Paused")
+            expect(page.locator(".facts .badge.paused")).to_be_visible()
+
+            steps = [("TRANSIT", 0), ("PENDING", 0), ("TRADED", 10)]
+            ids = service.ingest(
+                created["accessToken"],
+                [
+                    update_body("9001000001", status, filled_qty=filled, client_id=CLIENT_ID)
+                    for status, filled in steps
+                ],
+            )
+            service.ingest(marker_token, [update_body("9001000002", client_id="1100000998")])
+            # The update ingested after them has gone out: the dispatcher passed them by.
+            eventually(lambda: len(other.receiver.accepted()) == 1, timeout=30)
+            expect(page.locator(".backlog")).to_have_text("3 pending", timeout=TIMEOUT_MS)
+            assert hook.receiver.snapshot() == []
+
+            page.click("text=Resume…")
+            expect(page.locator("h1")).to_have_text("Resume this endpoint?")
+            page.click("button:has-text('Resume')")
+            expect(page.locator(".flash")).to_contain_text("Resumed")
+            eventually(lambda: len(hook.receiver.accepted()) == 3, timeout=30)
+            assert [r.webhook_id for r in hook.receiver.accepted()] == ids
+            expect(page.locator(".backlog")).to_have_text("0 pending", timeout=TIMEOUT_MS)
+    finally:
+        other.down()

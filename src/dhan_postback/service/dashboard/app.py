@@ -544,8 +544,34 @@ def create_dashboard(node: ServiceNode) -> Starlette:
             failures=failures,
             grace_until=endpoint.grace_until(now),
             replay_since=_text(request.query_params, "since"),
-            can_pause=_CAN_PAUSE,
         )
+
+    @page
+    async def pause_or_resume(request: Request, session: Session, principal: Principal) -> Response:
+        """``/pause`` and ``/resume``: the node's pause contract, after a confirmation."""
+        endpoint = await dash.visible_endpoint(principal, request.path_params["endpoint_id"])
+        action = request.url.path.rsplit("/", 1)[-1]
+        _admin_only(principal, "Pausing or resuming an endpoint")
+        if request.method == "GET":
+            backlog = (await dash.store.endpoint_activity(endpoint)).backlog
+            return await dash.render(
+                request,
+                "confirm_endpoint.html",
+                session=session,
+                e=endpoint,
+                action=action,
+                backlog=backlog,
+            )
+        dash.check_csrf(session, await request.form())
+        if action == "pause":
+            changed = await node.pause_endpoint(endpoint.id)
+            message = "Paused: nothing is sent to this endpoint until you resume it."
+        else:
+            changed = await node.resume_endpoint(endpoint.id)
+            message = "Resumed: its pending deliveries go out now, in order."
+        _log.info(f"dashboard_{action}", who=principal.label, endpoint_id=changed.id)
+        await dash.flash(session, message)
+        return RedirectResponse(f"{_base(request)}/endpoints/{endpoint.id}", status_code=303)
 
     @page
     async def rotate_secret(request: Request, session: Session, principal: Principal) -> Response:
@@ -716,6 +742,8 @@ def create_dashboard(node: ServiceNode) -> Starlette:
         Route("/replay-dead", replay_dead, methods=["GET", "POST"]),
         Route("/endpoints", endpoints),
         Route("/endpoints/{endpoint_id}", endpoint_page),
+        Route("/endpoints/{endpoint_id}/pause", pause_or_resume, methods=["GET", "POST"]),
+        Route("/endpoints/{endpoint_id}/resume", pause_or_resume, methods=["GET", "POST"]),
         Route("/endpoints/{endpoint_id}/rotate-secret", rotate_secret, methods=["GET", "POST"]),
         Route("/endpoints/{endpoint_id}/replay-failed", replay_failed, methods=["GET", "POST"]),
         Route("/search", search),
@@ -734,10 +762,6 @@ def create_dashboard(node: ServiceNode) -> Starlette:
     )
     app.add_middleware(_SecurityHeaders)
     return app
-
-
-_CAN_PAUSE = False
-"""Whether the endpoint page offers pause and resume (the node's pause contract)."""
 
 
 def _admin_only(principal: Principal, what: str) -> None:

@@ -648,7 +648,7 @@ SELECT 1;
 
 -- The operator's view (dashboard) -------------------------------------------------------------
 
--- name: migration_6
+-- name: migration_7
 -- Attempts by the time they started: an endpoint's last hour (endpoint_minutes) and recent
 -- failures (endpoint_failures) read only that hour's attempts, however long the log is.
 CREATE INDEX attempts_started ON attempts (started_at);
