@@ -97,6 +97,14 @@ def admin(dash: Dashboard) -> contextlib.AbstractContextManager[httpx.Client]:
     return logged_in(dash, ADMIN_KEY)
 
 
+def follow(client: httpx.Client, response: httpx.Response) -> str:
+    """The page a redirect leads to (its location is absolute; the client's base is the mount)."""
+    assert response.status_code == 303, response.text
+    page = client.get(response.headers["location"].removeprefix("/dashboard"))
+    assert page.status_code == 200, page.text
+    return page.text
+
+
 def delivery_ids(html: str) -> set[str]:
     return set(re.findall(r'/deliveries/(msg_[A-Za-z0-9]+)"', html))
 
@@ -423,7 +431,7 @@ def test_replay_queues_the_delivery_and_wakes_the_dispatcher(dash: Dashboard) ->
         )
         assert response.status_code == 303
         assert response.headers["location"] == f"/dashboard/deliveries/{delivery_id}"
-        page = client.get(response.headers["location"]).text
+        page = follow(client, response)
     assert dash.run(dash.store.get_delivery(delivery_id)).status is DeliveryStatus.PENDING
     assert len(dash.commits) == 1
     assert "Queued again" in page
@@ -457,7 +465,7 @@ def test_replay_dead_confirms_the_count_then_replays_only_the_filter(dash: Dashb
         )
         assert response.status_code == 303
         assert "status=pending" in response.headers["location"]
-        page = client.get(response.headers["location"]).text
+        page = follow(client, response)
     counts = dash.run(dash.store.counts())
     assert counts[DeliveryStatus.DEAD] == 0
     assert counts[DeliveryStatus.PENDING] == 4

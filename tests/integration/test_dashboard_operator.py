@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import time
 
-import httpx
-
 from dhan_postback.service.store.base import (
     Attempt,
     DeliveryStatus,
@@ -22,17 +20,9 @@ from dhan_postback.service.store.base import (
 )
 from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B
 
-from .test_dashboard import Dashboard, admin, csrf_of, dash, logged_in
+from .test_dashboard import Dashboard, admin, csrf_of, dash, follow, logged_in
 
 __all__ = ["dash"]
-
-
-def follow(client: httpx.Client, response: httpx.Response) -> str:
-    """The page a redirect leads to (its location is absolute; the client's base is the mount)."""
-    assert response.status_code == 303, response.text
-    page = client.get(response.headers["location"].removeprefix("/dashboard"))
-    assert page.status_code == 200, page.text
-    return page.text
 
 
 def endpoint_of(d: Dashboard, url: str, owner: str) -> EndpointRecord:
