@@ -45,7 +45,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
 from .payload import (
@@ -60,6 +60,7 @@ from .payload import (
     Validity,
     dumps,
 )
+from .wire import DEFAULT_CLIENTS, IST, NO_DATE, TIME_FORMAT
 
 __all__ = [
     "DEFAULT_CLIENTS",
@@ -80,15 +81,12 @@ __all__ = [
     "with_quirks",
 ]
 
-DEFAULT_CLIENTS: Final = ("1000000001", "1000000002", "1000000003")
 DEFAULT_DATE: Final = date(2025, 1, 15)
 """A Wednesday; any date works (weekends move to the next Monday)."""
 
-NOT_AT_EXCHANGE: Final = "0001-01-01 00:00:00"
+NOT_AT_EXCHANGE: Final = NO_DATE
 """``exchangeTime`` of an order that has not reached the exchange."""
 
-_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
-_IST: Final = timezone(timedelta(hours=5, minutes=30))
 _MONTHS: Final = (
     "Jan",
     "Feb",
@@ -330,7 +328,7 @@ class _Timeline:
         self.updates: list[OrderUpdate] = []
 
     def stamp(self) -> str:
-        return self.clock.strftime(_TIME_FORMAT)
+        return self.clock.strftime(TIME_FORMAT)
 
     def wait(self, low: int, high: int) -> None:
         """Let ``low`` to ``high`` seconds pass, staying inside the session."""
@@ -554,7 +552,7 @@ class Simulator:
         roll = self._rng.random()
         if roll < 0.3:
             # The broker's own choice when the trader gives none: client id and epoch millis.
-            millis = int(created.replace(tzinfo=_IST).timestamp()) * 1000
+            millis = int(created.replace(tzinfo=IST).timestamp()) * 1000
             return f"{client}-{millis + self._rng.randint(0, 999)}"
         if roll < 0.5:
             return f"strat-{self._rng.getrandbits(40):010x}"
@@ -579,7 +577,7 @@ class Simulator:
             quantity = self._quantity(contract)
         market = order_type in (OrderType.MARKET, OrderType.STOP_LOSS_MARKET)
         price = 0.0 if market else self._price_near(contract)
-        stamp = created.strftime(_TIME_FORMAT)
+        stamp = created.strftime(TIME_FORMAT)
         order = OrderUpdate(
             dhan_client_id=client,
             order_id=self._new_order_id(),

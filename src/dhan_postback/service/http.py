@@ -7,7 +7,7 @@ promise that every answer, including a bug's, is JSON in the broker's error shap
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -29,6 +29,7 @@ from ..errors import (
     error_body,
 )
 from ..jsondepth import check_depth
+from ..wire import IST
 
 __all__ = [
     "IST",
@@ -45,9 +46,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
-"""India Standard Time: the broker's clock, used for every time the API writes."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
