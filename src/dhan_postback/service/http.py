@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 import structlog
@@ -160,6 +160,10 @@ def decode_json(body: bytes) -> Any:
         raise UnreadablePayload(f"the body is not valid JSON: {exc}") from None
 
 
+@overload
+def to_iso(timestamp: float) -> str: ...
+@overload
+def to_iso(timestamp: float | None) -> str | None: ...
 def to_iso(timestamp: float | None) -> str | None:
     """Seconds since the epoch as ISO 8601 in IST, to the millisecond (``None`` stays)."""
     if timestamp is None:
