@@ -35,6 +35,7 @@ __all__ = [
     "Destination",
     "IssuedToken",
     "Registry",
+    "ensure_endpoint",
     "hash_secret",
     "new_access_token",
     "register_partner",
@@ -61,21 +62,35 @@ def new_access_token() -> str:
     return token
 
 
+async def ensure_endpoint(
+    store: Store, kind: EndpointKind, owner_id: str, url: str, secret: str, *, now: float
+) -> EndpointRecord:
+    """The owner's endpoint at ``url``: the one it has, else a new one signing with ``secret``
+    (one endpoint per owner and URL, however many tokens or partners point there)."""
+    candidate = EndpointRecord(
+        id=new_endpoint_id(),
+        kind=kind,
+        owner_id=owner_id,
+        url=url,
+        signing_secret=secret,
+        created_at=now,
+    )
+    return await store.ensure_endpoint(candidate)
+
+
 async def register_token(store: Store, token: TokenRecord, secret: str) -> EndpointRecord | None:
     """Store a token made outside the API (benchmarks, tests, tools) with its client's
     endpoint at its URL: created with ``secret`` when new, else the existing one (returned,
     with the secret that really signs)."""
     endpoint = None
     if token.postback_url is not None:
-        endpoint = await store.ensure_endpoint(
-            EndpointRecord(
-                id=new_endpoint_id(),
-                kind=EndpointKind.CLIENT,
-                owner_id=token.dhan_client_id,
-                url=token.postback_url,
-                signing_secret=secret,
-                created_at=token.created_at,
-            )
+        endpoint = await ensure_endpoint(
+            store,
+            EndpointKind.CLIENT,
+            token.dhan_client_id,
+            token.postback_url,
+            secret,
+            now=token.created_at,
         )
     await store.add_token(token)
     return endpoint
@@ -84,15 +99,13 @@ async def register_token(store: Store, token: TokenRecord, secret: str) -> Endpo
 async def register_partner(store: Store, partner: PartnerRecord, secret: str) -> EndpointRecord:
     """Store a partner made outside the API with its endpoint at its URL (see
     :func:`register_token`)."""
-    endpoint = await store.ensure_endpoint(
-        EndpointRecord(
-            id=new_endpoint_id(),
-            kind=EndpointKind.PARTNER,
-            owner_id=partner.partner_id,
-            url=partner.postback_url,
-            signing_secret=secret,
-            created_at=partner.created_at,
-        )
+    endpoint = await ensure_endpoint(
+        store,
+        EndpointKind.PARTNER,
+        partner.partner_id,
+        partner.postback_url,
+        secret,
+        now=partner.created_at,
     )
     await store.put_partner(partner)
     return endpoint
@@ -183,7 +196,9 @@ class Registry:
         now = self._clock()
         endpoint = None
         if url is not None:
-            endpoint = await self._endpoint(EndpointKind.CLIENT, dhan_client_id, url, now)
+            endpoint = await ensure_endpoint(
+                self.store, EndpointKind.CLIENT, dhan_client_id, url, generate_secret(), now=now
+            )
         record = TokenRecord(
             token_hash=hash_secret(access_token),
             dhan_client_id=dhan_client_id,
@@ -216,15 +231,8 @@ class Registry:
             return found
         now = self._clock()
         url = await self._check_url(postback_url)
-        endpoint = await self.store.ensure_endpoint(
-            EndpointRecord(
-                id=new_endpoint_id(),
-                kind=EndpointKind.CLIENT,
-                owner_id=dhan_client_id,
-                url=url,
-                signing_secret=signing_secret,
-                created_at=now,
-            )
+        endpoint = await ensure_endpoint(
+            self.store, EndpointKind.CLIENT, dhan_client_id, url, signing_secret, now=now
         )
         if endpoint.signing_secret != signing_secret:
             await self.store.rotate_secret(
@@ -283,7 +291,9 @@ class Registry:
         """Create or replace a partner; its endpoint at that URL (new, or the one it had)."""
         url = await self._check_url(postback_url)
         now = self._clock()
-        endpoint = await self._endpoint(EndpointKind.PARTNER, partner_id, url, now)
+        endpoint = await ensure_endpoint(
+            self.store, EndpointKind.PARTNER, partner_id, url, generate_secret(), now=now
+        )
         record = PartnerRecord(partner_id=partner_id, postback_url=url, created_at=now)
         await self.store.put_partner(record)
         self._partners.pop(partner_id, None)
@@ -309,19 +319,6 @@ class Registry:
         if rotated is None:
             raise NotFound("no such endpoint")
         return rotated
-
-    async def _endpoint(
-        self, kind: EndpointKind, owner_id: str, url: str, now: float
-    ) -> EndpointRecord:
-        candidate = EndpointRecord(
-            id=new_endpoint_id(),
-            kind=kind,
-            owner_id=owner_id,
-            url=url,
-            signing_secret=generate_secret(),
-            created_at=now,
-        )
-        return await self.store.ensure_endpoint(candidate)
 
     # Routing ---------------------------------------------------------------------------------
     async def destinations(self, token: TokenRecord) -> list[Destination]:
