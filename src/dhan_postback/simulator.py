@@ -343,6 +343,11 @@ class _Timeline:
         self.updates.append(update)
         return update
 
+    def cancel(self, order: OrderUpdate) -> list[OrderUpdate]:
+        """The order's ``CANCELLED`` (by the user, or its other leg), and all its updates."""
+        self.emit(order, order_status=OrderStatus.CANCELLED)
+        return self.updates
+
     def place(self, order: OrderUpdate) -> OrderUpdate:
         """Post the order as placed: ``TRANSIT``, created now, not yet at the exchange."""
         return self.emit(order, create_time=self.stamp(), exchange_time=NOT_AT_EXCHANGE)
@@ -558,6 +563,12 @@ class Simulator:
             return f"strat-{self._rng.getrandbits(40):010x}"
         return None
 
+    def _new_limit(self, contract: Contract) -> tuple[OrderUpdate, _Timeline]:
+        """A limit order of two lots or more (room for partial fills and modifications)."""
+        product = self._product_for(contract)  # first: the same seed must draw in the same order
+        quantity = self._quantity(contract, min_lots=2)
+        return self._new(contract, OrderType.LIMIT, product, quantity=quantity)
+
     def _new(
         self,
         contract: Contract,
@@ -624,12 +635,7 @@ class Simulator:
 
     def _limit(self) -> list[OrderUpdate]:
         contract = self._any_contract()
-        order, timeline = self._new(
-            contract,
-            OrderType.LIMIT,
-            self._product_for(contract),
-            quantity=self._quantity(contract, min_lots=2),
-        )
+        order, timeline = self._new_limit(contract)
         if not contract.is_derivative and order.quantity >= 50 and self._rng.random() < 0.3:
             # Show only part of a large order to the market (at least 30%, the broker's rule).
             order = order.replace(disclosed_quantity=math.ceil(order.quantity * 0.3))
@@ -650,12 +656,7 @@ class Simulator:
     def _modified(self) -> list[OrderUpdate]:
         rng = self._rng
         contract = self._any_contract()
-        order, timeline = self._new(
-            contract,
-            OrderType.LIMIT,
-            self._product_for(contract),
-            quantity=self._quantity(contract, min_lots=2),
-        )
+        order, timeline = self._new_limit(contract)
         order = timeline.accept(timeline.place(order))
         for _ in range(rng.randint(1, 3)):
             timeline.wait(30, 1200)
@@ -691,8 +692,7 @@ class Simulator:
         order = timeline.accept(timeline.place(order))
         order = timeline.fill_partly(order, self._rng.randint(0, 2), gap=(5, 900))
         timeline.wait(30, 3600)
-        timeline.emit(order, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(order)
 
     def _rejected(self) -> list[OrderUpdate]:
         """Refused by the broker's risk checks (never reaches the exchange) or by the exchange."""
@@ -795,7 +795,7 @@ class Simulator:
             timeline.emit(order, order_status=OrderStatus.EXPIRED)
         else:
             timeline.wait(300, 7200)
-            timeline.emit(order, order_status=OrderStatus.CANCELLED)
+            timeline.cancel(order)
         return timeline.updates
 
     def _ioc(self) -> list[OrderUpdate]:
@@ -816,8 +816,7 @@ class Simulator:
         if roll < 0.75:
             order = timeline.fill_partly(order, 1, gap=(0, 0))
         timeline.wait(0, 1)
-        timeline.emit(order, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(order)
 
     def _cover(self) -> list[OrderUpdate]:
         """CO: an entry with a compulsory stop-loss; the stop-loss leg lives on after it."""
@@ -874,8 +873,7 @@ class Simulator:
         entry = timeline.accept(timeline.place(entry))
         if rng.random() < 0.15:
             timeline.wait(60, 3600)
-            timeline.emit(entry, order_status=OrderStatus.CANCELLED)
-            return timeline.updates
+            return timeline.cancel(entry)
         entry = timeline.fill(entry, parts=0, gap=(1, 1800))
         sign = 1 if entry.transaction_type is TransactionType.BUY else -1
         exit_leg = entry.replace(
@@ -904,8 +902,7 @@ class Simulator:
         timeline.wait(60, 14400)
         winner, loser = (target, stop) if rng.random() < 0.5 else (stop, target)
         timeline.emit(winner, order_status=OrderStatus.TRADED, filled_qty=winner.quantity)
-        timeline.emit(loser, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(loser)
 
     def _after_market(self) -> list[OrderUpdate]:
         """AMO: placed before the open, held in TRANSIT, sent to the exchange at the open."""
@@ -965,7 +962,7 @@ class Simulator:
         elif roll < 0.8:
             order = timeline.fill_partly(order, rng.randint(0, 1), gap=(5, 900))
             timeline.wait(30, 3600)
-            timeline.emit(order, order_status=OrderStatus.CANCELLED)
+            timeline.cancel(order)
         else:
             order = timeline.fill_partly(order, rng.randint(0, 1), gap=(60, 3600))
             timeline.at_close()
