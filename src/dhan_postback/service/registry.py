@@ -22,7 +22,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from .. import urlpolicy
 from ..errors import AuthenticationError, NotFound, PayloadError, URLRefused
@@ -32,6 +32,7 @@ from .store import EndpointKind, EndpointRecord, PartnerRecord, Store, Target, T
 
 __all__ = [
     "AdminKey",
+    "Adoption",
     "Destination",
     "IssuedToken",
     "Registry",
@@ -84,14 +85,8 @@ async def register_token(store: Store, token: TokenRecord, secret: str) -> Endpo
     with the secret that really signs)."""
     endpoint = None
     if token.postback_url is not None:
-        endpoint = await ensure_endpoint(
-            store,
-            EndpointKind.CLIENT,
-            token.dhan_client_id,
-            token.postback_url,
-            secret,
-            now=token.created_at,
-        )
+        kind, owner, url = EndpointKind.CLIENT, token.dhan_client_id, token.postback_url
+        endpoint = await ensure_endpoint(store, kind, owner, url, secret, now=token.created_at)
     await store.add_token(token)
     return endpoint
 
@@ -99,14 +94,8 @@ async def register_token(store: Store, token: TokenRecord, secret: str) -> Endpo
 async def register_partner(store: Store, partner: PartnerRecord, secret: str) -> EndpointRecord:
     """Store a partner made outside the API with its endpoint at its URL (see
     :func:`register_token`)."""
-    endpoint = await ensure_endpoint(
-        store,
-        EndpointKind.PARTNER,
-        partner.partner_id,
-        partner.postback_url,
-        secret,
-        now=partner.created_at,
-    )
+    kind, owner, url = EndpointKind.PARTNER, partner.partner_id, partner.postback_url
+    endpoint = await ensure_endpoint(store, kind, owner, url, secret, now=partner.created_at)
     await store.put_partner(partner)
     return endpoint
 
@@ -137,6 +126,16 @@ class IssuedToken:
     access_token: str
     record: TokenRecord
     endpoint: EndpointRecord | None
+
+
+class Adoption(TypedDict):
+    """A token made outside the registry, besides the token itself (see
+    :meth:`Registry.adopt_token`)."""
+
+    dhan_client_id: str
+    postback_url: str
+    signing_secret: str
+    lifetime: float
 
 
 @dataclass(frozen=True, slots=True)
