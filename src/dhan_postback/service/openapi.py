@@ -67,46 +67,43 @@ def _body(schema: str) -> dict[str, Any]:
 
 _ADMIN: list[dict[str, list[str]]] = [{"adminKey": []}]
 _EITHER: list[dict[str, list[str]]] = [{"accessToken": []}, {"adminKey": []}]
-_DELIVERY_ID = {
-    "name": "delivery_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The delivery's id (msg_...), also its webhook-id.",
-}
-_ENDPOINT_ID = {
-    "name": "endpoint_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The endpoint's id (ep_...).",
-}
-_INCLUDE_SECRET = {
-    "name": "includeSecret",
-    "in": "query",
-    "required": False,
-    "schema": {"type": "string", "enum": ["true", "false"]},
-    "description": "true: also show the signing secret (and the retired ones still signing).",
-}
-_IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
-    "description": "Send the request again with the same key and body to get its first "
-    "answer again, nothing stored twice (within the idempotency window); the same key with "
-    "another body is a 409.",
-}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _parameter(
+    name: str, where: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
-        "in": "query",
-        "required": False,
+        "in": where,
+        "required": required,
         "schema": schema,
         "description": description,
     }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return _parameter(name, "query", schema, description)
+
+
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return _parameter(name, "path", {"type": "string"}, description, required=True)
+
+
+_DELIVERY_ID = _path_id("delivery_id", "The delivery's id (msg_...), also its webhook-id.")
+_ENDPOINT_ID = _path_id("endpoint_id", "The endpoint's id (ep_...).")
+_INCLUDE_SECRET = _query(
+    "includeSecret",
+    {"type": "string", "enum": ["true", "false"]},
+    "true: also show the signing secret (and the retired ones still signing).",
+)
+_IDEMPOTENCY_KEY = _parameter(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "Send the request again with the same key and body to get its first answer again, "
+    "nothing stored twice (within the idempotency window); the same key with another body is "
+    "a 409.",
+)
 
 
 def _response_schemas() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -202,9 +199,7 @@ def openapi_document() -> dict[str, Any]:
             "delete": {
                 "summary": "Revoke an access token (its deliveries are kept and still sent)",
                 "security": _ADMIN,
-                "parameters": [
-                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                "parameters": [_path_id("token", "The access token itself.")],
                 "responses": _responses(200, "TokenRevoked", 401, 404),
             }
         },
