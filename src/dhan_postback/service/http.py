@@ -34,6 +34,7 @@ from ..wire import IST
 __all__ = [
     "IST",
     "ErrorShield",
+    "HttpMiddleware",
     "error_response",
     "from_iso",
     "handle_error",
@@ -79,20 +80,34 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(error, dict(exc.headers) if exc.headers else None)
 
 
-class ErrorShield:
-    """ASGI middleware: an unexpected exception becomes a 500 in the broker's shape.
+class HttpMiddleware:
+    """Pure ASGI middleware for HTTP requests: lifespan and websocket scopes pass untouched.
 
-    The log line names the route template and the exception type, never the path (which may
-    hold a token) and never local variables.
+    A subclass implements :meth:`http`, usually by wrapping ``send`` (Starlette's
+    ``BaseHTTPMiddleware`` would buffer streaming responses and change how errors travel).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ErrorShield(HttpMiddleware):
+    """ASGI middleware: an unexpected exception becomes a 500 in the broker's shape.
+
+    The log line names the route template and the exception type, never the path (which may
+    hold a token) and never local variables.
+    """
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:
