@@ -21,7 +21,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import TypedDict, TypeVar
 
 from .. import urlpolicy
@@ -147,6 +147,7 @@ class Destination:
     partner_id: str | None = None
 
 
+@dataclass(eq=False)
 class Registry:
     """Issues, authenticates and revokes tokens; keeps partners; tells where updates go.
 
@@ -155,26 +156,16 @@ class Registry:
     another node sharing the store takes effect here within ``cache_ttl``.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        token_ttl: float,
-        secret_rotation_grace: float = 86400.0,
-        allow_loopback: bool = False,
-        clock: Callable[[], float] = time.time,
-        cache_ttl: float = 1.0,
-        cache_size: int = 10_000,
-    ) -> None:
-        self.store = store
-        self.token_ttl = token_ttl
-        self.secret_rotation_grace = secret_rotation_grace
-        self.allow_loopback = allow_loopback
-        self._clock = clock
-        self._cache_ttl = cache_ttl
-        self._cache_size = cache_size
-        self._tokens: dict[str, tuple[float, TokenRecord]] = {}
-        self._partners: dict[str, tuple[float, PartnerRecord]] = {}
+    store: Store
+    _: KW_ONLY
+    token_ttl: float
+    secret_rotation_grace: float = 86400.0
+    allow_loopback: bool = False
+    clock: Callable[[], float] = time.time
+    cache_ttl: float = 1.0
+    cache_size: int = 10_000
+    _tokens: dict[str, tuple[float, TokenRecord]] = field(default_factory=dict, init=False)
+    _partners: dict[str, tuple[float, PartnerRecord]] = field(default_factory=dict, init=False)
 
     # Tokens ----------------------------------------------------------------------------------
     async def issue_token(
@@ -192,7 +183,7 @@ class Registry:
         if partner_id is not None and await self.partner(partner_id) is None:
             raise PayloadError(f"`partnerId`: no partner {partner_id!r}")
         access_token = new_access_token()
-        now = self._clock()
+        now = self.clock()
         endpoint = None
         if url is not None:
             endpoint = await ensure_endpoint(
@@ -228,7 +219,7 @@ class Registry:
         found = await self.store.get_token(token_hash)
         if found is not None:
             return found
-        now = self._clock()
+        now = self.clock()
         url = await self._check_url(postback_url)
         endpoint = await ensure_endpoint(
             self.store, EndpointKind.CLIENT, dhan_client_id, url, signing_secret, now=now
@@ -255,7 +246,7 @@ class Registry:
         """Revoke a token; its deliveries are kept and still sent. NotFound if unknown."""
         token_hash = hash_secret(access_token)
         self._tokens.pop(token_hash, None)
-        if not await self.store.revoke_token(token_hash, self._clock()):
+        if not await self.store.revoke_token(token_hash, self.clock()):
             raise NotFound("no such access token")
         record = await self.store.get_token(token_hash)
         if record is None:  # pragma: no cover - revoked a moment ago
@@ -267,9 +258,9 @@ class Registry:
         if not access_token:
             raise AuthenticationError("missing access-token header")
         token_hash = hash_secret(access_token)
-        now = self._clock()
+        now = self.clock()
         cached = self._tokens.get(token_hash)
-        if cached is not None and now - cached[0] < self._cache_ttl:
+        if cached is not None and now - cached[0] < self.cache_ttl:
             record = cached[1]
         else:
             found = await self.store.get_token(token_hash)
@@ -289,7 +280,7 @@ class Registry:
     ) -> tuple[PartnerRecord, EndpointRecord]:
         """Create or replace a partner; its endpoint at that URL (new, or the one it had)."""
         url = await self._check_url(postback_url)
-        now = self._clock()
+        now = self.clock()
         endpoint = await ensure_endpoint(
             self.store, EndpointKind.PARTNER, partner_id, url, generate_secret(), now=now
         )
@@ -299,9 +290,9 @@ class Registry:
         return record, endpoint
 
     async def partner(self, partner_id: str) -> PartnerRecord | None:
-        now = self._clock()
+        now = self.clock()
         cached = self._partners.get(partner_id)
-        if cached is not None and now - cached[0] < self._cache_ttl:
+        if cached is not None and now - cached[0] < self.cache_ttl:
             return cached[1]
         record = await self.store.get_partner(partner_id)
         if record is not None:
@@ -311,7 +302,7 @@ class Registry:
     # Endpoints -------------------------------------------------------------------------------
     async def rotate_secret(self, endpoint_id: str) -> EndpointRecord:
         """A new secret for an endpoint; the old one signs beside it for the grace period."""
-        now = self._clock()
+        now = self.clock()
         rotated = await self.store.rotate_secret(
             endpoint_id, generate_secret(), now=now, keep_until=now + self.secret_rotation_grace
         )
@@ -339,6 +330,6 @@ class Registry:
             raise URLRefused(f"`postbackUrl`: {exc.message}", reason=exc.reason) from None
 
     def _remember(self, cache: dict[str, tuple[float, V]], key: str, value: V, now: float) -> None:
-        if len(cache) >= self._cache_size:
+        if len(cache) >= self.cache_size:
             cache.clear()  # crude, but bounded; a busy service refills it in a second
         cache[key] = (now, value)
