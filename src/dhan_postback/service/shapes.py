@@ -17,15 +17,10 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from . import store
 from .breaker import BreakerState
 from .http import to_iso
 from .registry import IssuedToken
-from .store import (
-    Attempt as AttemptRecord,
-)
-from .store import (
-    Delivery as DeliveryRecord,
-)
 from .store import (
     DeliveryStatus,
     EndpointActivity,
@@ -68,7 +63,9 @@ class _Shape(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
 
 
 class Error(_Shape):
-    """Every refusal, in the broker's shape (built by :func:`dhan_postback.errors.error_body`)."""
+    """Every refusal, in the broker's shape. Only described here: the HTTP layers (the API's,
+    the receiver's, the operations routes') write it with :func:`dhan_postback.errors.error_body`,
+    which has no service dependency."""
 
     error_type: str
     error_code: str
@@ -101,7 +98,7 @@ class Delivery(_Shape):
     after_dead: bool
 
     @classmethod
-    def of(cls, delivery: DeliveryRecord) -> Delivery:
+    def of(cls, delivery: store.Delivery) -> Delivery:
         return cls(
             delivery_id=delivery.id,
             dhan_client_id=delivery.dhan_client_id,
@@ -131,7 +128,7 @@ class Attempt(_Shape):
     response_prefix: str | None
 
     @classmethod
-    def of(cls, attempt: AttemptRecord) -> Attempt:
+    def of(cls, attempt: store.Attempt) -> Attempt:
         return cls(
             number=attempt.number,
             time=to_iso(attempt.started_at),
@@ -150,7 +147,7 @@ class DeliveryDetail(Delivery):
 
     @classmethod
     def with_attempts(
-        cls, delivery: DeliveryRecord, attempts: list[AttemptRecord]
+        cls, delivery: store.Delivery, attempts: list[store.Attempt]
     ) -> DeliveryDetail:
         listed = msgspec.structs.asdict(Delivery.of(delivery))
         return cls(
