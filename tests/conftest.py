@@ -5,14 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .pg import PostgresServer, unavailable_reason
+from bench.postgres import PostgresServer, unavailable_reason
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 KEPT_VARIABLES = frozenset({"DHAN_POSTBACK_TEST_PG_URL"})
 """``DHAN_POSTBACK_*`` variables that configure the test suite itself, not the product: the
-PostgreSQL server the tests use (``tests/pg.py``). Every other one is cleared."""
+PostgreSQL server the tests use (``bench/postgres.py``). Every other one is cleared."""
 
 
 def _clear_settings(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -46,7 +45,7 @@ def docs_example() -> bytes:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PostgresServer]:
-    """One throwaway PostgreSQL server for the whole session (see tests/pg.py)."""
+    """One throwaway PostgreSQL server for the whole session (see bench/postgres.py)."""
     reason = unavailable_reason()
     if reason is not None:
         if os.environ.get("CI"):

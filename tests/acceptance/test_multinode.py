@@ -35,8 +35,8 @@ from dhan_postback.payload import (
     Validity,
     dumps,
 )
-
-from ..support import ServerProcess, UvicornThread, free_port
+from tests.helpers.processes import ServerProcess
+from tests.helpers.servers import UvicornThread, free_port
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -19,16 +19,11 @@ from dhan_postback.lifecycle import order_key
 from dhan_postback.payload import OrderStatus, OrderUpdate
 from dhan_postback.relay import OrderState
 from dhan_postback.signing import generate_secret
-from tests.dhan_ws import FakeBroker, eventually, simulated_updates
-from tests.integration.relay_harness import (
-    CLIENT_ID,
-    TOKEN,
-    Trader,
-    relay_process,
-    stop_process,
-    wait_for_exit,
-)
-from tests.support import ServerProcess
+from tests.helpers.broker import FakeBroker
+from tests.helpers.processes import ServerProcess
+from tests.helpers.relay import CLIENT_ID, TOKEN, Trader, relay_process, stop_process, wait_for_exit
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 

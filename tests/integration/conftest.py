@@ -2,7 +2,7 @@
 
 To add a backend, add its name to ``BACKENDS`` and a branch to ``_store_url`` that returns a
 fresh, empty database URL for one test. PostgreSQL tests use the session's throwaway server
-(``tests/pg.py``), started only when a PostgreSQL test runs; they carry the ``postgres`` mark,
+(``bench/postgres.py``), started only when a PostgreSQL test runs; they carry the ``postgres`` mark,
 so ``-m "not postgres"`` leaves them out.
 """
 
@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from bench.postgres import PostgresServer
 
 from dhan_postback.service.store import Store, create_store
-
-from ..pg import PostgresServer
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.samples import new_client_id, update
-
-from .service_support import HOOK_URL, Service, assert_error, running_service
+from tests.helpers.service import HOOK_URL, Service, assert_error, running_service
+from tests.helpers.updates import new_client_id, update
 
 OTHER_URL = "http://127.0.0.1:8999/other"
 PARTNER_URL = "http://127.0.0.1:8999/partner"

@@ -18,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from tests.samples import new_client_id, update
-from tests.support import free_port
-
-from .service_support import ADMIN_KEY, HOOK_URL, Service, running_service
+from tests.helpers.servers import free_port
+from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service, running_service
+from tests.helpers.updates import new_client_id, update
 
 
 @pytest.fixture(

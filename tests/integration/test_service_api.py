@@ -19,10 +19,9 @@ from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store import Attempt, DeliveryStatus, Outcome
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread
-
-from .service_support import ADMIN_KEY, HOOK_URL, Service, assert_error, running_service
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service, assert_error, running_service
+from tests.helpers.updates import new_client_id, update
 
 PARTNER_URL = "http://127.0.0.1:8999/partner"
 

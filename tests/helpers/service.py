@@ -14,8 +14,9 @@ from dhan_postback.service.app import create_app
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store import Store
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id
-from tests.support import UvicornThread
+
+from .servers import UvicornThread
+from .updates import new_client_id
 
 __all__ = ["ADMIN_KEY", "HOOK_URL", "Service", "assert_error", "running_service"]
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 from dhan_postback.service.store.base import DeliveryStatus, Store
 from dhan_postback.settings import ServiceSettings
 
-__all__ = ["eventually", "fast_settings", "settled"]
+__all__ = ["fast_settings", "settled"]
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
@@ -41,12 +40,3 @@ async def settled(store: Store, count: int, timeout: float = 20.0) -> dict[Deliv
         if time.monotonic() > deadline:
             raise TimeoutError(f"outbox did not settle within {timeout}s: {counts}")
         await asyncio.sleep(0.02)
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.01)
