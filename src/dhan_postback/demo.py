@@ -51,10 +51,13 @@ from .simulator import OrderKind, SimulatedOrder, Simulator, interleave
 
 __all__ = [
     "DEFAULT_CLIENTS",
+    "PARTNER_ID",
     "DemoOptions",
     "DemoReport",
+    "Endpoints",
     "Progress",
     "TargetReport",
+    "kinds_covered",
     "run_demo",
 ]
 

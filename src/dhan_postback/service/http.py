@@ -33,6 +33,7 @@ from ..jsondepth import check_depth
 __all__ = [
     "IST",
     "ErrorShield",
+    "decode_json",
     "error_response",
     "from_iso",
     "handle_error",

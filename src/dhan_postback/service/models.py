@@ -25,9 +25,13 @@ from .store import (
 )
 
 __all__ = [
+    "ClientId",
+    "PartnerId",
     "PartnerRequest",
     "ReplayRequest",
+    "TimeValue",
     "TokenRequest",
+    "Url",
     "attempt_json",
     "delivery_json",
     "endpoint_json",
