@@ -14,7 +14,7 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.base import DeliveryStatus, Store
-from tests.helpers.dispatching import fast_settings, settled
+from tests.helpers.dispatching import deliver_one, fast_settings, settled
 from tests.helpers.outbox import Outbox
 from tests.helpers.receivers import RecordingReceiver, Reply, always, fail_first, flaky
 from tests.helpers.servers import UvicornThread
@@ -91,11 +91,7 @@ async def test_the_body_arrives_byte_identical_to_the_stored_payload(store: Stor
 
 async def test_each_request_carries_the_documented_headers(store: Store) -> None:
     receiver = RecordingReceiver()
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
+    delivery, _ = await deliver_one(store, receiver)
 
     [request] = receiver.snapshot()
     assert request.method == "POST"
@@ -124,23 +120,15 @@ async def test_signatures_verify_with_the_standard_webhooks_library(store: Store
 
 async def test_a_delivery_keeps_its_webhook_id_on_every_attempt(store: Store) -> None:
     receiver = RecordingReceiver(fail_first(2))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
+    delivery, _ = await deliver_one(store, receiver)
 
     assert [r.webhook_id for r in receiver.snapshot()] == [delivery.id] * 3
 
 
 async def test_attempts_follow_the_retry_schedule(store: Store) -> None:
     receiver = RecordingReceiver(fail_first(2))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings(retry_schedule="0s,300ms,600ms")):
-            await settled(store, 1)
-        attempts = await store.get_attempts(delivery.id)
+    settings = fast_settings(retry_schedule="0s,300ms,600ms")
+    _, attempts = await deliver_one(store, receiver, settings)
 
     first, second, third = (r.arrived for r in receiver.snapshot())
     assert second - first >= 0.15  # jitter keeps at least half of each delay
@@ -214,12 +202,7 @@ async def test_a_dead_delivery_releases_its_successor_flagged_after_dead(store: 
 
 async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(store: Store) -> None:
     receiver = RecordingReceiver(fail_first(1, Reply(500, body=b"x" * 2000)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
-        failed, succeeded = await store.get_attempts(delivery.id)
+    _, (failed, succeeded) = await deliver_one(store, receiver)
 
     assert (failed.status_code, failed.error) == (500, "HTTP 500")
     assert failed.response_prefix == "x" * 512
@@ -230,12 +213,7 @@ async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(sto
 
 async def test_a_timeout_is_a_failed_attempt_with_no_status(store: Store) -> None:
     receiver = RecordingReceiver(fail_first(1, Reply(delay=1.0)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings(timeout=0.3)):
-            await settled(store, 1)
-        timed_out, _ = await store.get_attempts(delivery.id)
+    _, (timed_out, _) = await deliver_one(store, receiver, fast_settings(timeout=0.3))
 
     assert timed_out.status_code is None
     assert timed_out.error is not None and "timeout" in timed_out.error
@@ -243,12 +221,7 @@ async def test_a_timeout_is_a_failed_attempt_with_no_status(store: Store) -> Non
 
 async def test_a_reset_connection_is_a_failed_attempt(store: Store) -> None:
     receiver = RecordingReceiver(fail_first(1, Reply(reset=True)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
-        reset, delivered = await store.get_attempts(delivery.id)
+    _, (reset, delivered) = await deliver_one(store, receiver)
 
     assert reset.error is not None
     assert delivered.status_code == 200
