@@ -7,13 +7,12 @@ HOOK_URL wait in the outbox and count as the endpoint's backlog.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.helpers.service import HOOK_URL, Service, assert_error, running_service
+from tests.helpers.service import HOOK_URL, Service, assert_error
 from tests.helpers.updates import new_client_id, update
 
 OTHER_URL = "http://127.0.0.1:8999/other"
@@ -21,18 +20,7 @@ PARTNER_URL = "http://127.0.0.1:8999/partner"
 GRACE = 3600.0
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    settings: dict[str, Any] = {"secret_rotation_grace": GRACE}
-    if request.param == "postgres":
-        settings["db"] = request.getfixturevalue("pg_server").new_database()
-    with running_service(tmp_path_factory.mktemp("endpoints"), **settings) as running:
-        yield running
+SERVICE_SETTINGS = {"secret_rotation_grace": GRACE}  # of the module-wide ``service`` (conftest)
 
 
 def get(service: Service, path: str, **params: str) -> dict[str, Any]:

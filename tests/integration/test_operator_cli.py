@@ -12,29 +12,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers.servers import free_port
-from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service, running_service
+from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service
 from tests.helpers.updates import new_client_id, update
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    settings: dict[str, Any] = {}
-    if request.param == "postgres":
-        settings["db"] = request.getfixturevalue("pg_server").new_database()
-    with running_service(tmp_path_factory.mktemp("cli"), **settings) as running:
-        yield running
 
 
 def run(service: Service, *args: str) -> str:
