@@ -34,6 +34,7 @@ from dhan_postback.simulator import Simulator, interleave
 
 __all__ = [
     "CLIENT_ID",
+    "limit_buy",
     "new_client_id",
     "order_updates",
     "signed",
@@ -155,6 +156,21 @@ def simulated_bodies(orders: int, *, seed: int, client_id: str = CLIENT_ID) -> l
     ]
 
 
+def limit_buy(**fields: Any) -> OrderUpdate:
+    """A day LIMIT BUY of TCS on NSE, cash (CNC), with ``fields`` added or replaced: the
+    order tests write out by hand."""
+    values: dict[str, Any] = {
+        "transaction_type": TransactionType.BUY,
+        "exchange_segment": ExchangeSegment.NSE_EQ,
+        "product_type": ProductType.CNC,
+        "order_type": OrderType.LIMIT,
+        "validity": Validity.DAY,
+        "trading_symbol": "TCS",
+        "security_id": "11536",
+    }
+    return OrderUpdate(**{**values, **fields})
+
+
 def order_updates(orders: int, per_order: int, *, client_id: str = CLIENT_ID) -> list[bytes]:
     """``orders * per_order`` payloads, interleaved by order, each order's in lifecycle order."""
     per_order = max(per_order, 1)
@@ -170,18 +186,11 @@ def order_updates(orders: int, per_order: int, *, client_id: str = CLIENT_ID) ->
             filled = quantity if status is OrderStatus.TRADED else max(step - 1, 0) * 10
             second = step % 60
             lifecycle.append(
-                OrderUpdate(
+                limit_buy(
                     dhan_client_id=client_id,
                     order_id=order_id,
                     correlation_id=f"corr-{number}",
                     order_status=status,
-                    transaction_type=TransactionType.BUY,
-                    exchange_segment=ExchangeSegment.NSE_EQ,
-                    product_type=ProductType.CNC,
-                    order_type=OrderType.LIMIT,
-                    validity=Validity.DAY,
-                    trading_symbol="TCS",
-                    security_id="11536",
                     quantity=quantity,
                     price=3345.8,
                     create_time="2024-11-25 09:15:00",
