@@ -54,6 +54,13 @@ class Service:
         created: dict[str, Any] = response.json()
         return created
 
+    def admin_json(self, method: str, path: str, **params: str) -> dict[str, Any]:
+        """An admin call that must answer 200: its JSON body."""
+        response = self.http.request(method, path, headers=self.admin, params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def ingest(self, token: str, body: Any) -> httpx.Response:
         return self.http.post("/v2/order-updates", headers={"access-token": token}, json=body)
 

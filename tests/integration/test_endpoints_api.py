@@ -24,19 +24,11 @@ SERVICE_SETTINGS = {"secret_rotation_grace": GRACE}  # of the module-wide ``serv
 
 
 def get(service: Service, path: str, **params: str) -> dict[str, Any]:
-    response = service.http.get(path, headers=service.admin, params=params)
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
+    return service.admin_json("GET", path, **params)
 
 
 def rotate(service: Service, endpoint_id: str) -> dict[str, Any]:
-    response = service.http.post(
-        f"/v2/endpoints/{endpoint_id}/rotate-secret", headers=service.admin
-    )
-    assert response.status_code == 200, response.text
-    rotated: dict[str, Any] = response.json()
-    return rotated
+    return service.admin_json("POST", f"/v2/endpoints/{endpoint_id}/rotate-secret")
 
 
 # Tokens share their endpoint's secret ---------------------------------------------------------

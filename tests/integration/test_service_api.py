@@ -46,10 +46,7 @@ def as_token(token: dict[str, Any]) -> dict[str, str]:
 
 
 def detail(service: Service, delivery_id: str) -> dict[str, Any]:
-    response = service.http.get(f"/v2/deliveries/{delivery_id}", headers=service.admin)
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
+    return service.admin_json("GET", f"/v2/deliveries/{delivery_id}")
 
 
 # Access tokens and partners -------------------------------------------------------------------
