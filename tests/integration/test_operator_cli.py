@@ -9,14 +9,13 @@ checked.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.helpers.processes import clean_env, run_cli
 from tests.helpers.servers import free_port
 from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service
 from tests.helpers.updates import new_client_id, update
@@ -40,15 +39,7 @@ def run_json(service: Service, *args: str) -> Any:
 
 def program(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real ``dhan-postback`` with only the given DHAN_POSTBACK_* variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "dhan_postback", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=clean_env(**env))
 
 
 def assert_one_line_error(
