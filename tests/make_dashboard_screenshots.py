@@ -25,9 +25,9 @@ from playwright.sync_api import Page, sync_playwright
 
 from dhan_postback import payload
 from dhan_postback.simulator import Simulator, interleave
-from tests.dashboard_live import Hook, LiveService, live_service
+from tests.helpers.dashboard_live import Hook, LiveService, live_service
+from tests.helpers.receivers import RecordingReceiver, Reply, always, flaky
 from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.receivers import Receiver, Reply, always, flaky
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 ADMIN_KEY = "adm_screenshots_only_" + "x" * 24
@@ -95,9 +95,11 @@ def _pick(deliveries: list[dict[str, Any]]) -> tuple[str, str]:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     hooks = {
-        "a": Hook(Receiver(always(Reply(200, body=b'{"status":"ok"}', delay=0.04)))),
-        "partner": Hook(Receiver(flaky(0.2, [Reply(500, body=b'{"error":"db timeout"}')], seed=3))),
-        "b": Hook(Receiver(always(Reply(200, body=b'{"received":true}', delay=0.2)))),
+        "a": Hook(RecordingReceiver(always(Reply(200, body=b'{"status":"ok"}', delay=0.04)))),
+        "partner": Hook(
+            RecordingReceiver(flaky(0.2, [Reply(500, body=b'{"error":"db timeout"}')], seed=3))
+        ),
+        "b": Hook(RecordingReceiver(always(Reply(200, body=b'{"received":true}', delay=0.2)))),
     }
     for hook in hooks.values():
         hook.up()

@@ -18,7 +18,7 @@ from dhan_postback.service.store.base import (
     Outcome,
     Target,
 )
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B
+from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B
 
 from .test_dashboard import Dashboard, admin, csrf_of, dash, follow, logged_in
 

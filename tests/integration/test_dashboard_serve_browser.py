@@ -1,5 +1,5 @@
 """The operator's pages in real headless Chromium, against a real ``dhan-postback serve``
-process delivering to real receivers on loopback (see ``tests/dashboard_live.py``).
+process delivering to real receivers on loopback (see ``tests/helpers/dashboard_live.py``).
 
 Nothing is staged: the breaker the Endpoints page shows is the one the service's own
 dispatcher opened when its receiver stopped answering, and closed when it came back.
@@ -16,9 +16,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from dhan_postback.service.dashboard.formatting import IST
-from tests.dashboard_live import Hook, live_service
-from tests.receiver_support import eventually, update_body
-from tests.receivers import Receiver, Reply, always
+from tests.helpers.dashboard_live import Hook, live_service
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.updates import update_body
+from tests.helpers.waiting import wait_until
 
 from .test_dashboard_browser import browser, log_in, page, pytestmark
 
@@ -36,7 +37,7 @@ TIMEOUT_MS = 40_000
 
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    started = Hook(Receiver())
+    started = Hook(RecordingReceiver())
     started.up()
     yield started
     started.down()
@@ -72,7 +73,7 @@ def test_an_open_breaker_appears_when_the_receiver_goes_down_and_closes_when_it_
 
         hook.up()
         expect(row.locator(".breaker-closed")).to_be_visible(timeout=TIMEOUT_MS)
-        eventually(lambda: len(service.deliveries(status="delivered")) == 7, timeout=30)
+        wait_until(lambda: len(service.deliveries(status="delivered")) == 7, timeout=30)
         expect(row.locator("td.num").nth(-2)).to_have_text("0")  # backlog
 
 
@@ -83,7 +84,7 @@ def test_the_endpoint_page_shows_its_hour_its_failures_and_rotates_and_replays(
     with live_service(tmp_path, ADMIN_KEY, retry_schedule=QUICK_DEATH) as service:
         created = service.create_token(CLIENT_ID, hook.url())
         ids = service.ingest(created["accessToken"], bodies("6001", 3))
-        eventually(lambda: len(service.deliveries(status="dead")) == 3, timeout=30)
+        wait_until(lambda: len(service.deliveries(status="dead")) == 3, timeout=30)
 
         log_in(page, service.dashboard, ADMIN_KEY)
         page.goto(f"{service.dashboard}/endpoints")
@@ -110,7 +111,7 @@ def test_the_endpoint_page_shows_its_hour_its_failures_and_rotates_and_replays(
         expect(page.locator("h1")).to_have_text("Replay 3 dead deliveries to this endpoint?")
         page.click("button:has-text('Replay 3')")
         expect(page.locator(".flash")).to_contain_text("Queued 3 dead deliveries")
-        eventually(lambda: {r.webhook_id for r in hook.receiver.accepted()} == set(ids))
+        wait_until(lambda: {r.webhook_id for r in hook.receiver.accepted()} == set(ids))
         expect(page.locator(".legend.delivered")).to_have_text("delivered 3", timeout=TIMEOUT_MS)
 
 
@@ -159,7 +160,7 @@ def test_the_orders_page_lists_recent_orders(page: Page, hook: Hook, tmp_path: P
 def test_pause_holds_an_endpoints_deliveries_and_resume_sends_them_in_order(
     page: Page, hook: Hook, tmp_path: Path
 ) -> None:
-    other = Hook(Receiver())
+    other = Hook(RecordingReceiver())
     other.up()
     try:
         with live_service(tmp_path, ADMIN_KEY, retry_schedule=SLOW_RETRIES) as service:
@@ -183,7 +184,7 @@ def test_pause_holds_an_endpoints_deliveries_and_resume_sends_them_in_order(
             )
             service.ingest(marker_token, [update_body("9001000002", client_id="1100000998")])
             # The update ingested after them has gone out: the dispatcher passed them by.
-            eventually(lambda: len(other.receiver.accepted()) == 1, timeout=30)
+            wait_until(lambda: len(other.receiver.accepted()) == 1, timeout=30)
             expect(page.locator(".backlog")).to_have_text("3 pending", timeout=TIMEOUT_MS)
             assert hook.receiver.snapshot() == []
 
@@ -191,7 +192,7 @@ def test_pause_holds_an_endpoints_deliveries_and_resume_sends_them_in_order(
             expect(page.locator("h1")).to_have_text("Resume this endpoint?")
             page.click("button:has-text('Resume')")
             expect(page.locator(".flash")).to_contain_text("Resumed")
-            eventually(lambda: len(hook.receiver.accepted()) == 3, timeout=30)
+            wait_until(lambda: len(hook.receiver.accepted()) == 3, timeout=30)
             assert [r.webhook_id for r in hook.receiver.accepted()] == ids
             expect(page.locator(".backlog")).to_have_text("0 pending", timeout=TIMEOUT_MS)
     finally:

@@ -26,7 +26,7 @@ from dhan_postback.service.store.base import (
     Target,
 )
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
+from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
 

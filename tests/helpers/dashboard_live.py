@@ -1,8 +1,8 @@
 """A real ``dhan-postback serve`` process with real receivers, for the dashboard's browser tests
 and its screenshots: nothing on the pages comes from a stand-in.
 
-Each receiver is a :class:`~tests.receivers.Receiver` served by uvicorn on its own loopback
-port, so that one can be taken down (its server stopped: connections are refused) and
+Each receiver is a :class:`~tests.helpers.receivers.RecordingReceiver` served by uvicorn on its
+own loopback port, so that one can be taken down (its server stopped: connections are refused) and
 brought back on the same port while the others keep answering.
 """
 
@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
-from tests.receivers import Receiver
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.receivers import RecordingReceiver
+from tests.helpers.servers import UvicornThread, free_port
 
 __all__ = ["Hook", "LiveService", "live_service"]
 
@@ -26,7 +27,7 @@ __all__ = ["Hook", "LiveService", "live_service"]
 class Hook:
     """One receiver on its own port; ``down()`` stops its server, ``up()`` starts it again."""
 
-    receiver: Receiver
+    receiver: RecordingReceiver
     port: int = field(default_factory=free_port)
     _server: UvicornThread | None = None
 
