@@ -358,6 +358,12 @@ class MemoryStore:
                 selected.append(_view(row))
         return selected
 
+    async def oldest_pending(self) -> dict[str, float]:
+        return {
+            url: min(queue[0].new.created_at for queue in queues.values())
+            for url, queues in self._queues.items()
+        }
+
     async def counts(self) -> dict[DeliveryStatus, int]:
         counts = dict.fromkeys(DeliveryStatus, 0)
         for row in self._rows.values():
