@@ -9,6 +9,7 @@ arrives, each order's updates in the order they were ingested.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.receivers import Receiver
+from tests.receivers import OK, Received, Receiver, Reply
 from tests.samples import new_client_id, update
 from tests.support import UvicornThread
 
@@ -121,3 +122,45 @@ def test_pausing_needs_the_admin_key(service: Service) -> None:
         path = f"/v2/endpoints/{token['endpointId']}/{action}"
         assert_error(service.http.post(path, headers=as_token), 401)
         assert_error(service.http.post(path), 401)
+
+
+def test_a_post_under_way_finishes_and_the_waiting_ones_wait(
+    service_db: str, tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    recording, url = receiver
+    arrived, release = threading.Event(), threading.Event()
+
+    def held(_: Received) -> Reply:
+        arrived.set()
+        release.wait(timeout=60)  # the answer waits until the test lets it go
+        return OK
+
+    slow = Receiver(held)
+    with (
+        UvicornThread(slow.app) as slow_server,
+        running_service(
+            tmp_path, db=service_db, dispatch=True, max_in_flight_per_url=1, timeout=10.0
+        ) as service,
+    ):
+        paused_client, other_client = new_client_id(), new_client_id()
+        paused = service.create_token(paused_client, postback_url=slow_server.url + "/slow")
+        other = service.create_token(other_client, postback_url=f"{url}/other")
+        ids = service.delivery_ids(paused["accessToken"], updates_of(paused_client))
+        wait_for(arrived.is_set)  # one POST under way, the rest waiting in its lane
+
+        post(service, f"/v2/endpoints/{paused['endpointId']}/pause")
+        release.set()
+        wait_for(lambda: len(slow.snapshot()) == 1)
+        [first] = slow.snapshot()
+        delivered = f"/v2/deliveries/{first.webhook_id}"
+        wait_for(
+            lambda: (
+                service.http.get(delivered, headers=service.admin).json()["status"] == "delivered"
+            )
+        )
+        service.delivery_ids(other["accessToken"], [update(other_client)])
+        wait_for(lambda: any(r.path == "/other" for r in recording.accepted()))
+
+        assert len(slow.snapshot()) == 1
+        shown = service.http.get(f"/v2/endpoints/{paused['endpointId']}", headers=service.admin)
+        assert shown.json()["backlog"] == len(ids) - 1
