@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.pg import PostgresServer
 from tests.receivers import OK, Received, Receiver, Reply
 from tests.samples import new_client_id, update
 from tests.support import UvicornThread
@@ -164,3 +165,27 @@ def test_a_post_under_way_finishes_and_the_waiting_ones_wait(
         assert len(slow.snapshot()) == 1
         shown = service.http.get(f"/v2/endpoints/{paused['endpointId']}", headers=service.admin)
         assert shown.json()["backlog"] == len(ids) - 1
+
+
+@pytest.mark.postgres
+def test_a_pause_on_one_node_holds_on_the_other(
+    pg_server: PostgresServer, tmp_path: Path, receiver: tuple[Receiver, str]
+) -> None:
+    recording, url = receiver
+    db = pg_server.new_database()
+    options: dict[str, Any] = {"db": db, "dispatch": True, "retry_schedule": "0s,50ms,100ms"}
+    with (
+        running_service(tmp_path / "one", **options) as one,
+        running_service(tmp_path / "two", **options) as two,
+    ):
+        paused_client, other_client = new_client_id(), new_client_id()
+        paused = one.create_token(paused_client, postback_url=f"{url}/paused")
+        other = one.create_token(other_client, postback_url=f"{url}/other")
+        post(one, f"/v2/endpoints/{paused['endpointId']}/pause")
+        ids = two.delivery_ids(paused["accessToken"], updates_of(paused_client))
+        two.delivery_ids(other["accessToken"], [update(other_client)])
+        wait_for(lambda: any(r.path == "/other" for r in recording.accepted()))
+        assert [r.path for r in recording.snapshot()] == ["/other"]
+
+        post(two, f"/v2/endpoints/{paused['endpointId']}/resume")
+        wait_for(lambda: len([r for r in recording.accepted() if r.path == "/paused"]) == len(ids))
