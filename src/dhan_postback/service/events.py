@@ -188,7 +188,6 @@ class OperatorEvents:
         self.url = settings.operator_url
         secret = settings.operator_secret
         self._secret = secret.get_secret_value() if secret is not None else None
-        self._failing_after = settings.failing_after
         self._store = store
         self._wake = wake
         self._clock = clock
