@@ -246,6 +246,7 @@ class MemoryStore:
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
+        paused = {_key(endpoint) for endpoint in self._endpoints.values() if endpoint.paused}
         due = heapq.nsmallest(
             max(limit, 0),
             (
@@ -253,7 +254,7 @@ class MemoryStore:
                 for row in self._heads(skip_urls)
                 if row.next_attempt_at <= now
                 and row.lease_until <= now
-                and not self._endpoint_of(row.new).paused
+                and not (paused and _endpoint_key(row.new) in paused)
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
