@@ -48,17 +48,20 @@ from .service.node import ServiceNode
 from .serving import BackgroundServer
 from .settings import ServiceSettings
 from .simulator import OrderKind, SimulatedOrder, Simulator, interleave
+from .wire import DEFAULT_CLIENTS
 
 __all__ = [
     "DEFAULT_CLIENTS",
+    "PARTNER_ID",
     "DemoOptions",
     "DemoReport",
+    "Endpoints",
     "Progress",
     "TargetReport",
+    "kinds_covered",
     "run_demo",
 ]
 
-DEFAULT_CLIENTS: Final = ("1000000001", "1000000002", "1000000003")
 PARTNER_ID: Final = "demo-partner"
 _MARKER: Final = ".dhan-postback-demo"
 _BATCH: Final = 100

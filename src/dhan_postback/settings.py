@@ -37,16 +37,26 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .connections import ConnectionLimits
 from .durations import parse_duration, parse_schedule
 from .payload import OrderStatus
-from .simulator import DEFAULT_CLIENTS, DEFAULT_DATE
+from .simulator import DEFAULT_DATE
+from .wire import DEFAULT_CLIENTS
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",
     "DISPATCHER_FIELDS",
+    "DURATION",
+    "LIST",
     "MIN_ADMIN_KEY_LENGTH",
+    "PREFIX",
+    "SCHEDULE",
+    "URL",
     "DatabaseUrl",
     "DemoSettings",
     "Duration",
     "FromFile",
+    "HeaderTimeout",
+    "KeepAliveTimeout",
+    "Kind",
+    "MaxConnections",
     "OrdersQuery",
     "ReceiverSettings",
     "RelaySettings",
@@ -54,6 +64,7 @@ __all__ = [
     "SendSettings",
     "ServiceSettings",
     "SimulateSettings",
+    "SqliteFile",
     "Strings",
     "TokensSettings",
     "WorkerSettings",
