@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,15 @@ from dhan_postback.service.ids import derived_delivery_id
 from dhan_postback.service.store import Delivery, DeliveryQuery, Store, Target
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret, verify
-from tests.dispatching import eventually, fast_settings, settled
-from tests.outbox import Outbox, order_updates
-from tests.receivers import OK, Received, Receiver, Reply
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread
+from tests.helpers.dispatching import fast_settings, settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.receivers import OK, Received, RecordingReceiver, Reply
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import Service, running_service
+from tests.helpers.updates import new_client_id, order_updates, update
+from tests.helpers.waiting import eventually, wait_until
 
 from .conftest import StoreMaker
-from .service_support import Service, running_service
 
 FAILING_AFTER = 0.3
 
@@ -50,10 +50,10 @@ class Switch:
 @dataclass
 class World:
     service: Service
-    postbacks: Receiver
+    postbacks: RecordingReceiver
     postbacks_url: str
     switch: Switch
-    operator: Receiver
+    operator: RecordingReceiver
     operator_url: str
     operator_secret: str
 
@@ -72,18 +72,11 @@ class World:
         return [event for event in self.events() if event["type"] == kind]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.01)
-
-
 @contextlib.contextmanager
 def running_world(db: str, directory: Path, **overrides: Any) -> Iterator[World]:
     """The service on ``db`` with the two receivers; ``overrides`` change its settings."""
     switch = Switch()
-    postbacks, operator = Receiver(switch), Receiver()
+    postbacks, operator = RecordingReceiver(switch), RecordingReceiver()
     secret = generate_secret()
     with UvicornThread(postbacks.app) as hooks, UvicornThread(operator.app) as ops:
         settings: dict[str, Any] = {
@@ -123,7 +116,7 @@ def test_pausing_and_resuming_are_events_in_that_order(world: World) -> None:
         path = f"/v2/endpoints/{endpoint_id}/{action}"
         assert world.service.http.post(path, headers=admin).status_code == 200
 
-    wait_for(lambda: len(world.events()) == 2)
+    wait_until(lambda: len(world.events()) == 2)
     paused, resumed = world.events()
     assert [paused["type"], resumed["type"]] == ["endpoint.paused", "endpoint.resumed"]
     for event in (paused, resumed):
@@ -143,7 +136,7 @@ def test_a_dead_delivery_is_an_event(service_db: str, tmp_path: Path) -> None:
         client, token = token_for(world)
         world.switch.down = True
         [delivery_id] = world.service.delivery_ids(token["accessToken"], [update(client)])
-        wait_for(lambda: world.events_of("delivery.dead"))
+        wait_until(lambda: world.events_of("delivery.dead"))
         [dead] = world.events_of("delivery.dead")
 
     assert dead["data"] == {
@@ -164,10 +157,10 @@ def test_an_endpoint_down_longer_than_failing_after_is_failing_then_recovered(
     updates = [update(client, f"{client}-{n}") for n in range(5)]
     world.service.delivery_ids(token["accessToken"], updates)
 
-    wait_for(lambda: world.events_of("endpoint.failing"))
+    wait_until(lambda: world.events_of("endpoint.failing"))
     world.switch.down = False
-    wait_for(lambda: world.events_of("endpoint.recovered"))
-    wait_for(lambda: len(world.postbacks.accepted()) == len(updates))
+    wait_until(lambda: world.events_of("endpoint.recovered"))
+    wait_until(lambda: len(world.postbacks.accepted()) == len(updates))
 
     [failing] = world.events_of("endpoint.failing")
     [recovered] = world.events_of("endpoint.recovered")
@@ -242,7 +235,7 @@ async def test_an_outage_with_many_failed_probes_is_one_line_down_and_one_line_u
     store: Store,
 ) -> None:
     switch = Switch(down=True)
-    receiver = Receiver(switch)
+    receiver = RecordingReceiver(switch)
     settings = fast_settings(
         retry_schedule="0s" + ",50ms" * 200,
         breaker_min_attempts=3,

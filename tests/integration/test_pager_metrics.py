@@ -10,24 +10,16 @@ idle endpoint has no series.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from dhan_postback.service.metrics import endpoint_label
-from tests.receivers import Receiver, Reply, always
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread
-
-from .service_support import Service, running_service
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "not reached in time"
-        time.sleep(0.01)
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import Service, running_service
+from tests.helpers.updates import new_client_id, update
+from tests.helpers.waiting import wait_until
 
 
 def scrape(service: Service) -> dict[str, dict[str, float]]:
@@ -50,7 +42,7 @@ def scrape(service: Service) -> dict[str, dict[str, float]]:
 def test_the_pager_gauges_show_a_down_endpoint_and_leave_out_a_healthy_idle_one(
     service_db: str, tmp_path: Path
 ) -> None:
-    down, up = Receiver(always(Reply(500))), Receiver()
+    down, up = RecordingReceiver(always(Reply(500))), RecordingReceiver()
     with (
         UvicornThread(down.app) as down_server,
         UvicornThread(up.app) as up_server,
@@ -68,14 +60,14 @@ def test_the_pager_gauges_show_a_down_endpoint_and_leave_out_a_healthy_idle_one(
         failing = service.create_token(failing_client, postback_url=down_server.url + "/hook")
         healthy = service.create_token(healthy_client, postback_url=up_server.url + "/hook")
         service.delivery_ids(healthy["accessToken"], [update(healthy_client)])
-        wait_for(lambda: len(up.accepted()) == 1)
+        wait_until(lambda: len(up.accepted()) == 1)
 
         before_ingest = time.time()
         updates = [update(failing_client, f"{failing_client}-{n}") for n in range(3)]
         service.delivery_ids(failing["accessToken"], updates)
         after_ingest = time.time()
         endpoint = f"/v2/endpoints/{failing['endpointId']}"
-        wait_for(
+        wait_until(
             lambda: service.http.get(endpoint, headers=service.admin).json()["breaker"] == "open"
         )
         seen_open = time.time()

@@ -148,7 +148,7 @@ def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str |
 
 @endpoints.command()
 @click.argument("endpoint_id")
-@_JSON
+@json_option
 @admin_api_options
 def pause(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
     """Send nothing more to an endpoint until it is resumed. Its deliveries wait, pending
@@ -163,7 +163,7 @@ def pause(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -
 
 @endpoints.command()
 @click.argument("endpoint_id")
-@_JSON
+@json_option
 @admin_api_options
 def resume(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
     """Send to a paused endpoint again: what waited goes out at once, in order.
@@ -179,8 +179,7 @@ def _set_paused(
     endpoint_id: str, action: str, as_json: bool, server: str, admin_key: str | None
 ) -> None:
     endpoint = AdminApi(server, admin_key).call("POST", _path(endpoint_id, action))
-    if as_json:
-        print_json(endpoint)
+    if printed_as_json(endpoint, as_json):
         return
     state = "paused" if endpoint["paused"] else "sending"
     click.echo(

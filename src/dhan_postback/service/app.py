@@ -196,14 +196,14 @@ class _Service:
         self.admin_key.check(request.headers.get("admin-key"))
         paused = await self.node.pause_endpoint(request.path_params["endpoint_id"])
         return json_response(
-            await self._endpoint_json(paused, now=time.time(), include_secret=False)
+            await self._endpoint_shown(paused, now=time.time(), include_secret=False)
         )
 
     async def resume_endpoint(self, request: Request) -> Response:
         self.admin_key.check(request.headers.get("admin-key"))
         resumed = await self.node.resume_endpoint(request.path_params["endpoint_id"])
         return json_response(
-            await self._endpoint_json(resumed, now=time.time(), include_secret=False)
+            await self._endpoint_shown(resumed, now=time.time(), include_secret=False)
         )
 
     # Ingest ---------------------------------------------------------------------------------
