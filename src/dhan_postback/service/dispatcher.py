@@ -63,6 +63,7 @@ from ..settings import ServiceSettings
 from ..signing import Signer
 from ..urlpolicy import GuardedResolver
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
+from .events import EndpointWatch
 from .metrics import ServiceMetrics, endpoint_label
 from .retry import (
     RESPONSE_PREFIX_BYTES,
@@ -185,6 +186,8 @@ class Dispatcher:
             )
         )
 
+        self.watch = EndpointWatch(failing_after=settings.failing_after)
+        """Logs each breaker change and dead delivery once; the node adds operator events."""
         self._lanes: dict[str, _Lane] = {}
         self._labels: dict[str, str] = {}
         self._signers: dict[str, Signer] = {}
@@ -658,7 +661,8 @@ class Dispatcher:
             lane.dead.inc()
 
     def _breaker_changed(self, lane: _Lane, url: str, state: BreakerState) -> None:
-        """Open: give back the URL's waiting claims. Any change: update the gauge."""
+        """Open: give back the URL's waiting claims. Any change: tell the watch (which logs
+        an outage once, however often its probes fail) and update the gauge."""
         if state is BreakerState.OPEN:
             keep: deque[Claim] = deque()
             while lane.queue:
@@ -668,11 +672,9 @@ class Dispatcher:
                 else:
                     keep.append(claim)
             lane.queue = keep
-            log.warning("circuit breaker opened", endpoint=lane.label)
-        elif state is BreakerState.CLOSED:
-            log.info("circuit breaker closed", endpoint=lane.label)
+        now = self._clock()
+        self.watch.breaker_changed(url, state, now)
         if self.metrics is not None:
-            now = self._clock()
             troubled = {endpoint_label(url) for url in self.breakers.not_closed(now)}
             self.metrics.breaker_open.labels(lane.label).set(1 if lane.label in troubled else 0)
 
@@ -768,9 +770,11 @@ class Dispatcher:
                 for key, delivery_id in let_go:  # not committed: the heads are still ours
                     self._held.setdefault(key, delivery_id)
                 return False
-            for outcome, _ in outcomes:
+            for outcome, (url, order_id) in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
                     heapq.heappush(self._retry_times, outcome.next_attempt_at)
+                elif outcome.result == "dead":
+                    self.watch.delivery_dead(outcome.attempt, url, order_id)
         releases, self._releases = self._releases, []
         if releases:
             try:

@@ -603,6 +603,10 @@ class Store(Protocol):
     async def counts(self) -> dict[DeliveryStatus, int]:
         """How many deliveries are in each status."""
 
+    async def oldest_pending(self) -> dict[str, float]:
+        """For each URL with pending deliveries, when the oldest of them was created (read
+        from the queues' heads, so its cost grows with the queues, not their backlog)."""
+
     # Retention ---------------------------------------------------------------------------
     async def prune(
         self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int

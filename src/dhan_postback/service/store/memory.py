@@ -248,6 +248,7 @@ class MemoryStore:
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
+        paused = {_key(endpoint) for endpoint in self._endpoints.values() if endpoint.paused}
         due = heapq.nsmallest(
             max(limit, 0),
             (
@@ -255,7 +256,7 @@ class MemoryStore:
                 for row in self._heads(skip_urls)
                 if row.next_attempt_at <= now
                 and row.lease_until <= now
-                and not self._endpoint_of(row.new).paused
+                and not (paused and _endpoint_key(row.new) in paused)
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
@@ -359,6 +360,12 @@ class MemoryStore:
             if _matches(row, query):
                 selected.append(_view(row))
         return selected
+
+    async def oldest_pending(self) -> dict[str, float]:
+        return {
+            url: min(queue[0].new.created_at for queue in queues.values())
+            for url, queues in self._queues.items()
+        }
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         counts = dict.fromkeys(DeliveryStatus, 0)

@@ -599,6 +599,13 @@ class PostgresStore:
 
         return await self._run(run)
 
+    async def oldest_pending(self) -> dict[str, float]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> dict[str, float]:
+            cur = await conn.execute(_Q["oldest_pending"])
+            return {url: created_at for url, created_at in await cur.fetchall()}
+
+        return await self._run(run)
+
     async def counts(self) -> dict[DeliveryStatus, int]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> dict[DeliveryStatus, int]:
             cur = await conn.execute(_Q["counts"], prepare=True)

@@ -618,6 +618,10 @@ class SQLiteStore:
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [Delivery.from_row(row) for row in rows]
 
+    async def oldest_pending(self) -> dict[str, float]:
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["oldest_pending"]))
+        return {url: created_at for url, created_at in rows}
+
     async def counts(self) -> dict[DeliveryStatus, int]:
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
         counts = dict.fromkeys(DeliveryStatus, 0)

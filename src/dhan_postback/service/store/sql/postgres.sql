@@ -521,6 +521,13 @@ RECURSIVE head_urls (url) AS (
     FOR UPDATE SKIP LOCKED
 )
 
+-- name: oldest_pending
+-- When the oldest pending delivery of each URL was created: a queue's oldest is its head, so
+-- the heads (deliveries_claimable_url) are all there is to read.
+SELECT url, min(created_at) FROM deliveries
+WHERE status = 'pending' AND is_head
+GROUP BY url;
+
 -- name: insert_attempts
 -- Only for deliveries that exist: a late report from a node whose lease ran out may come
 -- after another node delivered the delivery and retention pruned it.

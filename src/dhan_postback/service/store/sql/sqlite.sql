@@ -513,6 +513,13 @@ UPDATE deliveries SET after_dead = 1
 WHERE seq = (SELECT MIN(seq) FROM deliveries
              WHERE url = :url AND order_id = :order_id AND status = 'pending' AND seq > :seq);
 
+-- name: oldest_pending
+-- When the oldest pending delivery of each URL was created: a queue's oldest is its head, so
+-- the heads (by the index of due heads per URL) are all there is to read.
+SELECT d.url, MIN(d.created_at) FROM deliveries AS d INDEXED BY deliveries_due_url
+WHERE d.is_head = 1 AND d.status = 'pending'
+GROUP BY d.url;
+
 -- name: next_due_head
 SELECT next_attempt_at FROM deliveries INDEXED BY deliveries_due
 WHERE is_head = 1 AND status = 'pending' AND lease_until <= next_attempt_at
