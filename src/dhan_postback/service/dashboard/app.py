@@ -71,7 +71,15 @@ from .sparkline import sparkline
 if TYPE_CHECKING:
     from ..node import ServiceNode
 
-__all__ = ["PAGE_SIZE", "Handler", "create_dashboard"]
+__all__ = [
+    "FAILURES_SHOWN",
+    "FAILURES_SINCE",
+    "PAGE_SIZE",
+    "RECENT_ORDERS",
+    "SPARK_MINUTES",
+    "Handler",
+    "create_dashboard",
+]
 
 PAGE_SIZE = 50
 """Deliveries per page of the list."""

@@ -22,6 +22,7 @@ __all__ = [
     "BACKLOG_CAP",
     "RECENT_ATTEMPTS_PER_URL",
     "RECENT_DELIVERIES",
+    "RECENT_FAILURES_WINDOW",
     "EndpointHealth",
     "EndpointSummary",
     "percentile",
