@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from dhan_postback._sqlite import GroupCommitWriter
 from dhan_postback.errors import StoreUnavailable, UnstorablePayload
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
-from dhan_postback.receiver.writer import GroupCommitWriter
 from tests.receiver_support import update_body
 
 
@@ -94,11 +94,10 @@ def test_an_unknown_status_is_stored_as_it_came(store: ReceiverStore) -> None:
     assert (stored.status, stored.filled_qty) == ("TRIGGERED", 0)
 
 
-def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
+async def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
     store: ReceiverStore,
 ) -> None:
-    job = ReceiverStore.quarantine_job("not json", {"user-agent": "x"}, b"y" * 10_000, now=1.0)
-    store.writer.run(job)
+    await store.quarantine("not json", {"user-agent": "x"}, b"y" * 10_000, now=1.0)
     (entry,) = store.quarantined()
     assert (entry.reason, entry.headers, entry.body_size) == (
         "not json",
@@ -108,16 +107,16 @@ def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
     assert entry.body_prefix == b"y" * 4096
 
 
-def test_handler_failures_are_recorded_then_cleared_by_a_successful_retry(
+async def test_handler_failures_are_recorded_then_cleared_by_a_successful_retry(
     store: ReceiverStore,
 ) -> None:
     seq = record(store, update_body("1")).seq
     assert seq is not None
-    store.writer.run(ReceiverStore.handled_job(seq, [("h", "boom")], now=1.0, next_at=2.0))
+    await store.handled(seq, [("h", "boom")], now=1.0, next_at=2.0)
     (failure,) = store.handler_failures(due_by=2.0)
     assert (failure.attempts, failure.last_error, failure.dead) == (1, "boom", False)
     assert store.handler_failures(due_by=1.5) == []
-    store.writer.run(ReceiverStore.retried_job(seq, "h", None, now=3.0, next_at=None))
+    await store.retried(seq, "h", None, now=3.0, next_at=None)
     assert store.handler_failures() == []
 
 
