@@ -8,48 +8,10 @@ from __future__ import annotations
 
 import importlib
 
-from .base import (
-    Attempt,
-    Claim,
-    Delivery,
-    DeliveryQuery,
-    DeliveryStatus,
-    EndpointActivity,
-    EndpointKind,
-    EndpointRecord,
-    IdempotencyRecord,
-    NewDelivery,
-    Outcome,
-    PartnerRecord,
-    PruneResult,
-    RetiredSecret,
-    SessionRecord,
-    Store,
-    Target,
-    TokenRecord,
-)
+from . import base
+from .base import *  # noqa: F403  (the records and the Store protocol: this package's surface)
 
-__all__ = [
-    "Attempt",
-    "Claim",
-    "Delivery",
-    "DeliveryQuery",
-    "DeliveryStatus",
-    "EndpointActivity",
-    "EndpointKind",
-    "EndpointRecord",
-    "IdempotencyRecord",
-    "NewDelivery",
-    "Outcome",
-    "PartnerRecord",
-    "PruneResult",
-    "RetiredSecret",
-    "SessionRecord",
-    "Store",
-    "Target",
-    "TokenRecord",
-    "create_store",
-]
+__all__ = [*base.__all__, "create_store"]
 
 _BACKENDS = {
     "memory": "dhan_postback.service.store.memory:MemoryStore",
@@ -59,7 +21,7 @@ _BACKENDS = {
 }
 
 
-def create_store(url: str) -> Store:
+def create_store(url: str) -> base.Store:
     """The store for a database URL (not yet opened: ``await store.open()``)."""
     scheme = url.split(":", 1)[0].lower()
     target = _BACKENDS.get(scheme)
@@ -71,7 +33,7 @@ def create_store(url: str) -> Store:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if scheme == "memory":
-        store: Store = cls()
+        store: base.Store = cls()
     else:
         store = cls(url)
     return store
