@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dhan_postback._sqlite import GroupCommitWriter
-from dhan_postback.errors import StoreUnavailable, UnstorablePayload
+from dhan_postback.errors import StoreUnavailable
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
 from tests.receiver_support import update_body
@@ -141,46 +139,6 @@ def test_writing_to_a_closed_store_is_store_unavailable(tmp_path: Path) -> None:
     closed.close()
     with pytest.raises(StoreUnavailable):
         record(closed, update_body("1"))
-
-
-def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    setup = sqlite3.connect(path)
-    setup.execute("CREATE TABLE t (v INTEGER)")
-    setup.commit()
-    setup.close()
-    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None))
-
-    def insert(value: int) -> object:
-        def job(conn: sqlite3.Connection) -> int:
-            if value == 2:
-                raise RuntimeError("bad job")
-            conn.execute("INSERT INTO t VALUES (?)", (value,))
-            return value
-
-        return job
-
-    futures = [writer.submit_sync(insert(v)) for v in (1, 2, 3)]  # type: ignore[arg-type]
-    writer.start()
-    assert futures[0].result(10) == 1 and futures[2].result(10) == 3
-    with pytest.raises(RuntimeError, match="bad job"):
-        futures[1].result(10)
-    writer.close()
-    check = sqlite3.connect(path)
-    assert sorted(v for (v,) in check.execute("SELECT v FROM t")) == [1, 3]
-    check.close()
-
-
-def test_a_job_failing_on_its_own_values_is_unstorable_not_unavailable(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None))
-    writer.start()
-    try:
-        with pytest.raises(UnstorablePayload, match="OverflowError") as caught:
-            writer.run(lambda conn: conn.execute("SELECT ?", (2**64,)))
-        assert caught.value.http_status == 400
-    finally:
-        writer.close()
 
 
 def test_one_large_batch_dedupes_and_orders_updates_like_single_writes(tmp_path: Path) -> None:
