@@ -5,6 +5,8 @@ best, so commits are shared: callers put their operation on a queue and wait on 
 the writer thread takes every operation waiting, runs them in one transaction (each under
 its own savepoint, so one failing operation fails alone), commits once, then resolves all the
 futures. Under load one commit carries many requests; alone, a request waits for nothing.
+That writer is :class:`~dhan_postback._sqlite.GroupCommitWriter`, the one the receiver and
+the relay write through too.
 
 Reads (the delivery log, token look-ups, counts) run on a separate connection in a reader
 thread: WAL lets them proceed while the writer writes, and they see every committed write.
