@@ -177,9 +177,13 @@ class RelayLog:
     async def dead_letter(self, frame: str | bytes, reason: str) -> None:
         """Keep a frame the relay could not map, with the reason."""
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-        await self._run(
-            lambda db: db.execute(_SQL["insert_dead_letter"], (time.time(), reason, text))
-        )
+
+        def work(db: sqlite3.Connection) -> None:
+            # No cursor leaves the log's thread: dropped elsewhere, it would reset a statement
+            # the thread may be running.
+            db.execute(_SQL["insert_dead_letter"], (time.time(), reason, text)).close()
+
+        await self._run(work)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
