@@ -436,7 +436,7 @@ class ReceiverStore:
             create_private(self.path)
         conn = _connect(self.path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SQL["file_settings"])
             migrate(conn, _MIGRATIONS, too_new=_too_new)
         finally:
             conn.close()
@@ -537,7 +537,7 @@ class ReceiverStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = _connect(self.path)
-            conn.execute("PRAGMA query_only = 1")
+            conn.executescript(_SQL["reader_settings"])
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)

@@ -9,6 +9,13 @@
 PRAGMA busy_timeout = 30000;
 PRAGMA synchronous = FULL;
 
+-- name: file_settings
+-- Once per open, before migrating: WAL lets readers read while the writer writes.
+PRAGMA journal_mode = WAL;
+
+-- name: reader_settings
+PRAGMA query_only = 1;
+
 
 -- name: migration_1
 CREATE TABLE IF NOT EXISTS updates (
