@@ -8,7 +8,7 @@ import pytest
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
-from tests.receiver_support import update_body
+from tests.helpers.updates import update_body
 
 
 @pytest.fixture

@@ -41,6 +41,9 @@ from . import book
 from .verify import Postback
 
 __all__ = [
+    "QUARANTINE_KEEP",
+    "QUARANTINE_PREFIX",
+    "SCHEMA_VERSION",
     "HandlerFailure",
     "OrderRow",
     "QuarantineEntry",
