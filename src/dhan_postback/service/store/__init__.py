@@ -8,10 +8,48 @@ from __future__ import annotations
 
 import importlib
 
-from . import base
-from .base import *  # noqa: F403  (the records and the Store protocol: this package's surface)
+from .base import (
+    Attempt,
+    Claim,
+    Delivery,
+    DeliveryQuery,
+    DeliveryStatus,
+    EndpointActivity,
+    EndpointKind,
+    EndpointRecord,
+    IdempotencyRecord,
+    NewDelivery,
+    Outcome,
+    PartnerRecord,
+    PruneResult,
+    RetiredSecret,
+    SessionRecord,
+    Store,
+    Target,
+    TokenRecord,
+)
 
-__all__ = [*base.__all__, "create_store"]
+__all__ = [
+    "Attempt",
+    "Claim",
+    "Delivery",
+    "DeliveryQuery",
+    "DeliveryStatus",
+    "EndpointActivity",
+    "EndpointKind",
+    "EndpointRecord",
+    "IdempotencyRecord",
+    "NewDelivery",
+    "Outcome",
+    "PartnerRecord",
+    "PruneResult",
+    "RetiredSecret",
+    "SessionRecord",
+    "Store",
+    "Target",
+    "TokenRecord",
+    "create_store",
+]
 
 _BACKENDS = {
     "memory": "dhan_postback.service.store.memory:MemoryStore",
@@ -21,7 +59,7 @@ _BACKENDS = {
 }
 
 
-def create_store(url: str) -> base.Store:
+def create_store(url: str) -> Store:
     """The store for a database URL (not yet opened: ``await store.open()``)."""
     scheme = url.split(":", 1)[0].lower()
     target = _BACKENDS.get(scheme)
@@ -33,7 +71,7 @@ def create_store(url: str) -> base.Store:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if scheme == "memory":
-        store: base.Store = cls()
+        store: Store = cls()
     else:
         store = cls(url)
     return store
