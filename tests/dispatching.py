@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from dhan_postback.service.store.base import DeliveryStatus, Store
+from dhan_postback.service.store.base import Claim, DeliveryStatus, Store
+from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
 
-__all__ = ["eventually", "fast_settings", "settled"]
+__all__ = ["FifoBreakingStore", "eventually", "fast_settings", "settled"]
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
@@ -50,3 +51,21 @@ async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> No
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+class FifoBreakingStore(MemoryStore):
+    """A broken store that hands out every due delivery, heads or not."""
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        claims = []
+        for row in sorted(self._rows.values(), key=lambda row: row.seq):
+            if (
+                row.status is DeliveryStatus.PENDING
+                and row.lease_until <= now
+                and row.next_attempt_at <= now
+                and row.new.url not in skip_urls
+            ):
+                claims.append(self._lease(row, now + lease))
+        return claims[:limit]
