@@ -15,7 +15,7 @@ import pytest
 
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.sender import Answer, MockSender, Request, SendError
-from dhan_postback.service.store.base import DeliveryStatus
+from dhan_postback.service.store.base import Claim, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
 from tests.dispatching import FifoBreakingStore, eventually, fast_settings, settled
 from tests.outbox import Outbox, order_updates
@@ -143,3 +143,68 @@ async def test_a_given_sender_is_not_closed_by_the_dispatcher() -> None:
         pass
 
     assert not sender.closed
+
+
+class FrozenClock:
+    """Wall-clock time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()  # after the outbox is filled: its deliveries are due
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def claimed_by_another_node(store: MemoryStore, now: float) -> list[Claim]:
+    """What another node's claim gets at ``now``, once anything is claimable."""
+    while not (claims := await store.claim(limit=100, now=now, lease=5)):
+        await asyncio.sleep(0.01)
+    return claims
+
+
+POISON_CLIENT = "1000000666"
+
+
+def poisoned(request: Request) -> Answer:
+    """500 for the poisoned client's orders, 200 for every other."""
+    return Answer(500) if POISON_CLIENT.encode() in request.body else Answer(200)
+
+
+async def test_an_opened_breaker_gives_back_the_waiting_claims_of_its_url() -> None:
+    store = MemoryStore()
+    outbox = await Outbox(store).open(BUSY)
+    await outbox.add(BUSY, order_updates(6, 1))
+    clock = FrozenClock()
+    sender = MockSender(lambda request: Answer(500))
+    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30)
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        held = dispatcher.held
+        other_node = await claimed_by_another_node(store, clock())
+
+    assert held == 0
+    assert len(sender.requests) == 2  # the breaker opened on the second failure
+    assert len(other_node) == 4  # the rest went back at once, not after their lease
+
+
+async def test_the_probe_goes_to_a_delivery_not_known_to_fail() -> None:
+    store = MemoryStore()
+    poison = await Outbox(store, client_id=POISON_CLIENT).open(BUSY)
+    await poison.add(BUSY, order_updates(2, 1, client_id=POISON_CLIENT))
+    clock = FrozenClock()
+    healthy = await Outbox(store).open(BUSY)
+    sender = MockSender(poisoned)
+    settings = fast_settings(
+        max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30, lease=60
+    )
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        opened_after = len(sender.requests)
+        await healthy.add(BUSY, order_updates(3, 1)[2:])  # not the poisoned orders
+        clock.now += 31  # the cooldown is over, and the poison's retries are due
+        dispatcher.wake()
+        await eventually(lambda: len(sender.requests) > opened_after)
+        probe = sender.requests[opened_after]
+
+    assert opened_after == 2
+    assert POISON_CLIENT.encode() not in probe.body
