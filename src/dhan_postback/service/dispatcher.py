@@ -23,13 +23,16 @@ How one delivery travels::
   the rest is given back), so a slow or black-holed endpoint holds a bounded number of
   slots and leases and never stalls the others. Free global slots
   (``settings.max_in_flight``) go to starved lanes in turn; all lanes together hold at most
-  ``max_in_flight + claim_batch`` claims.
+  ``max_in_flight + claim_batch`` claims. This bookkeeping is :class:`~.lanes.Lanes`, a
+  plain class with no tasks and no clock, where each of these rules is unit-tested.
 * **Order.** The store hands out only heads of ``(url, order_id)`` queues; the dispatcher
   also refuses to hold two deliveries of one queue at once, whatever the store says.
 * **Breakers.** One per URL (:mod:`.breaker`), judging it by the failure rate of its recent
   deliveries: an open URL is skipped in claims and its waiting claims are given back; after
   the cooldown one probe goes, and a delivery known to fail makes way for another waiting
   head of the same URL, so probes rotate over different orders.
+* **Sending.** Each POST goes through a :class:`~.sender.Sender` (aiohttp by default; a
+  :class:`~.sender.MockSender` in tests where HTTP is not the point).
 * **Outcomes.** Each attempt becomes an :class:`~.store.base.Outcome` (:mod:`.retry` decides
   delivered / retry at / dead); outcomes and give-backs are written in batches, one
   ``store.finish`` per batch, every ``flush_interval`` or ``claim_batch`` outcomes.
@@ -126,7 +129,8 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self._session = session
+        if sender is None and session is not None:
+            sender = AiohttpSender(settings, session=session)  # which leaves the session open
         self._sender = sender
         self._owns_sender = sender is None
         self._clock = clock
@@ -183,7 +187,7 @@ class Dispatcher:
             raise RuntimeError("the dispatcher is already running")
         self._loop = asyncio.get_running_loop()
         if self._sender is None:
-            self._sender = AiohttpSender(self.settings, session=self._session)
+            self._sender = AiohttpSender(self.settings)
         await self._listen_to_other_nodes()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="dispatcher-flush")
