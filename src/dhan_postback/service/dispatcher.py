@@ -277,9 +277,10 @@ class Dispatcher:
         return [(url, self.breakers.state(url, now), n) for url, n in sorted(in_flight.items())]
 
     def _meters_of(self, lane: Lane) -> _Meters | None:
+        meters = self._meters.get(lane.label)  # the common case, twice per attempt
+        if meters is not None or self.metrics is None:
+            return meters
         metrics = self.metrics
-        if metrics is None:
-            return None
         return _cached(self._meters, lane.label, lambda: _Meters(metrics, lane.label))
 
     def _signer(self, secret: str) -> Signer:
