@@ -19,7 +19,7 @@ from bench.dispatch_bench import bare
 from bench.harness import BEGIN, END, ROOT, Context, Row, Scenario, run_async, write_markdown
 from bench.ingest_bench import batch_body, update_body
 
-from tests.support import free_port
+from tests.helpers.servers import free_port
 
 
 def test_list_names_every_scenario_b1_to_b8() -> None:

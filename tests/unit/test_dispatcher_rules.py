@@ -17,8 +17,10 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.sender import Answer, MockSender, Request, SendError
 from dhan_postback.service.store.base import Claim, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dispatching import FifoBreakingStore, eventually, fast_settings, settled
-from tests.outbox import Outbox, order_updates
+from tests.helpers.dispatching import FifoBreakingStore, fast_settings, settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.updates import order_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -69,7 +69,7 @@ from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
 from .store.base import Attempt, Claim, Outcome, Store
 
-__all__ = ["Dispatcher"]
+__all__ = ["USER_AGENT", "Clock", "Dispatcher"]
 
 log = structlog.get_logger(__name__)
 
