@@ -623,7 +623,7 @@ class PostgresStore:
     async def endpoint_minutes(
         self, endpoint: EndpointRecord, *, since: float, until: float
     ) -> list[MinuteCounts]:
-        params = {**_activity_params(endpoint), "since": since, "until": until}
+        params = {**endpoint.params(), "since": since, "until": until}
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[MinuteCounts]:
             cur = await conn.execute(_Q["endpoint_minutes"], params)
@@ -634,7 +634,7 @@ class PostgresStore:
     async def endpoint_failures(
         self, endpoint: EndpointRecord, *, since: float, limit: int
     ) -> list[Attempt]:
-        params = {**_activity_params(endpoint), "since": since, "limit": limit}
+        params = {**endpoint.params(), "since": since, "limit": limit}
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Attempt]:
             cur = await conn.execute(_Q["endpoint_failures"], params)
@@ -777,8 +777,3 @@ def _list_statement(newest_first: bool) -> sql.Composed:
 
 _LIST_NEWEST_FIRST: Final = _list_statement(True)
 _LIST_OLDEST_FIRST: Final = _list_statement(False)
-
-
-def _activity_params(endpoint: EndpointRecord) -> dict[str, Any]:
-    """The delivery-log terms of an endpoint: deliveries of its kind, owner and URL."""
-    return {"url": endpoint.url, "target": endpoint.target.value, "owner_id": endpoint.owner_id}

@@ -506,7 +506,7 @@ class SQLiteStore:
     async def endpoint_minutes(
         self, endpoint: EndpointRecord, *, since: float, until: float
     ) -> list[MinuteCounts]:
-        params = {**_activity_params(endpoint), "since": since, "until": until}
+        params = {**endpoint.params(), "since": since, "until": until}
         sql = _QUERIES["endpoint_minutes"]
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [
@@ -516,7 +516,7 @@ class SQLiteStore:
     async def endpoint_failures(
         self, endpoint: EndpointRecord, *, since: float, limit: int
     ) -> list[Attempt]:
-        params = {**_activity_params(endpoint), "since": since, "limit": limit}
+        params = {**endpoint.params(), "since": since, "limit": limit}
         sql = _QUERIES["endpoint_failures"]
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [Attempt(*row) for row in rows]
