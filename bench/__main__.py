@@ -37,6 +37,7 @@ MODULES = [
     "bench.isolation_bench",
     "bench.pg_bench",
     "bench.retention_bench",
+    "bench.peers_bench",
 ]
 
 
@@ -61,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.only:
         wanted = {key.upper() for key in options.only}
-        unknown = wanted - {scenario.key for scenario in chosen}
+        unknown = wanted - {scenario.key.upper() for scenario in chosen}
         if unknown:
             parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
-        chosen = [scenario for scenario in chosen if scenario.key in wanted]
+        chosen = [scenario for scenario in chosen if scenario.key.upper() in wanted]
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     loads = [load_average()]
