@@ -37,12 +37,13 @@ MODULES = [
     "bench.isolation_bench",
     "bench.pg_bench",
     "bench.retention_bench",
+    "bench.endpoints_bench",
     "bench.peers_bench",
 ]
 
 
 def scenarios() -> list[Scenario]:
-    """Every scenario, in order (B1 ... B8)."""
+    """Every scenario, in order (B1 ... B9, then the peers)."""
     return [importlib.import_module(name).SCENARIO for name in MODULES]
 
 

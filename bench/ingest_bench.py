@@ -138,12 +138,22 @@ class IngestResult:
 
 
 async def ingest_for(
-    service: Service, token: str, bodies: list[bytes], batch: int, concurrency: int, duration: float
+    service: Service,
+    token: str | list[str],
+    bodies: list[bytes],
+    batch: int,
+    concurrency: int,
+    duration: float,
 ) -> IngestResult:
     """Keep ``concurrency`` ingest requests in flight for ``duration`` seconds (after a short
-    warm-up), cycling through ``bodies``; count the updates acknowledged with 202."""
+    warm-up), cycling through ``bodies``; count the updates acknowledged with 202. With a
+    list of tokens, body ``i`` goes with token ``i % len(tokens)``."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    headers = {"access-token": token, "Content-Type": "application/json"}
+    tokens = [token] if isinstance(token, str) else token
+    headers = [
+        {"access-token": tokens[index % len(tokens)], "Content-Type": "application/json"}
+        for index in range(len(bodies))
+    ]
     acknowledged = requests = failures = 0
     next_body = itertools.count()
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
@@ -151,9 +161,9 @@ async def ingest_for(
         async def worker(deadline: float) -> None:
             nonlocal acknowledged, requests, failures
             while time.perf_counter() < deadline:
-                body = bodies[next(next_body) % len(bodies)]
+                index = next(next_body) % len(bodies)
                 async with session.post(
-                    service.url + "/v2/order-updates", data=body, headers=headers
+                    service.url + "/v2/order-updates", data=bodies[index], headers=headers[index]
                 ) as response:
                     await response.read()
                     requests += 1

@@ -9,6 +9,7 @@ process), with as many POSTs in flight as ours (64):
 * **Celery** 5 with the thread pool (64 threads, a ``requests`` session each), ``acks_late``;
 * **arq** with ``max_jobs`` 64 and one aiohttp session on uvloop.
 
+Each peer runs once (the slowest take minutes on this machine), the baselines every round.
 The updates are queued first (the enqueue rate is in the notes), then the worker process
 starts; the rate is taken between 10 % and 90 % delivered, as the receiver counts them, so the
 worker's start-up does not count. Redis (Debian's ``redis-server``) runs on a free loopback
@@ -31,12 +32,10 @@ import time
 import uuid
 from collections.abc import Callable
 
-import aiohttp
-
 from bench.dispatch_bench import CONCURRENCY, bare, dispatched, valid_body
 from bench.harness import Context, Row, Scenario, free_port, median, run_async
 from bench.redis_server import Redis, redis_server, unavailable_reason
-from bench.watch import Window, sink_count, watch
+from bench.watch import Window, counted, watch
 from dhan_postback.signing import generate_secret
 
 __all__ = ["SCENARIO", "missing_extras"]
@@ -111,15 +110,10 @@ def run_peer(
         "BENCH_PEERS_SECRET": secret,
         "BENCH_PEERS_CONCURRENCY": str(CONCURRENCY),
     }
-    start = run_async(_count(sink))
+    start = counted(sink)
     with ctx.spawn(["-m", module], env=env, log_name=f"peer-{name}") as worker:
         window = run_async(watch(sink, count, [worker.pid, redis.pid], start=start))
     return window, queued
-
-
-async def _count(sink: str) -> int:
-    async with aiohttp.ClientSession() as session:
-        return await sink_count(session, sink)
 
 
 def _version(name: str) -> str:
@@ -161,7 +155,7 @@ def run(ctx: Context) -> list[Row]:
             db = f"sqlite:///{ctx.scratch('peers-ours')}/bench-{round_number}.db"
             wall, _ = run_async(dispatched(db, sink + "/hook", count, CONCURRENCY, body))
             rates["ours"].append(count / wall)
-            for name in PEERS:
+            for name in PEERS if round_number == 0 else ():
                 window, enqueued = run_peer(ctx, name, redis, sink, count, body.decode(), secret)
                 rates[name].append(window.rate)
                 cpu[name].append(window.cpu_per_delivery)
@@ -195,8 +189,8 @@ def run(ctx: Context) -> list[Row]:
                 baseline,
                 "/s",
                 note=f"{configs[name]}; Redis {_redis_version()} without persistence; "
-                f"{common}; rate between 10 % and 90 % delivered "
-                f"({', '.join(f'{rate:,.0f}' for rate in rates[name])}); CPU per delivery: "
+                f"{count:,} updates (one per order), 1 round, {CONCURRENCY} in flight; "
+                "rate between 10 % and 90 % delivered; CPU per delivery: "
                 f"worker {worker_us:.0f} us, Redis {redis_us:.0f} us; queued first at "
                 f"{median(queued[name]):,.0f}/s",
             )

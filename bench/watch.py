@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import time
+import urllib.request
 from collections.abc import Sequence
 
 import aiohttp
 
 from bench.harness import cpu_seconds
 
-__all__ = ["Window", "sink_count", "watch"]
+__all__ = ["Window", "counted", "sink_count", "watch"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +28,13 @@ class Window:
 
     rate: float
     cpu_per_delivery: tuple[float, ...]
+
+
+def counted(sink: str) -> int:
+    """:func:`sink_count`, from synchronous code."""
+    with urllib.request.urlopen(sink + "/stats", timeout=10) as response:
+        count: int = json.load(response)["count"]
+        return count
 
 
 async def sink_count(session: aiohttp.ClientSession, sink: str) -> int:
