@@ -13,11 +13,12 @@ import os
 
 from standardwebhooks.webhooks import Webhook
 
-__all__ = ["CONCURRENCY", "REDIS_URL", "signed_headers"]
+__all__ = ["CONCURRENCY", "REDIS_URL", "SECRET", "signed_headers"]
 
 REDIS_URL = os.environ.get("BENCH_PEERS_REDIS_URL", "redis://127.0.0.1:6379/0")
 CONCURRENCY = int(os.environ.get("BENCH_PEERS_CONCURRENCY", "64"))
-_webhook = Webhook(os.environ.get("BENCH_PEERS_SECRET", "whsec_YmVuY2htYXJrLXNlY3JldA=="))
+SECRET = os.environ.get("BENCH_PEERS_SECRET", "whsec_YmVuY2htYXJrLXNlY3JldA==")
+_webhook = Webhook(SECRET)
 
 
 def signed_headers(msg_id: str, body: str) -> dict[str, str]:
