@@ -50,7 +50,7 @@ from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import NewDelivery, Target, TokenRecord
 from dhan_postback.signing import generate_secret
 
-__all__ = ["SCENARIO", "Layout", "layout"]
+__all__ = ["SCENARIO", "Layout", "free_ports", "layout"]
 
 B1_FLAGS = ["--max-in-flight", str(CONCURRENCY), "--max-in-flight-per-url", str(CONCURRENCY)]
 B1_FLAGS += ["--retry-schedule", "0s,1s"]

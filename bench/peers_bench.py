@@ -124,11 +124,13 @@ def _version(name: str) -> str:
 
 
 def run(ctx: Context) -> list[Row]:
-    reason = unavailable_reason()
-    missing = missing_extras()
-    if missing:
-        reason = f"missing the peers extras ({', '.join(missing)}): pip install -e '.[peers]'"
-    if reason is not None:
+    reasons = [reason] if (reason := unavailable_reason()) else []
+    if missing := missing_extras():
+        reasons.append(
+            f"missing the peers extras ({', '.join(missing)}): pip install -e '.[peers]'"
+        )
+    if reasons:
+        reason = "; ".join(reasons)
         return [
             Row("peers", "Celery and arq over Redis", None, None, "/s", note=f"skipped: {reason}")
         ]

@@ -133,7 +133,7 @@ def test_peers_are_skipped_in_one_row_when_redis_server_is_missing(
     monkeypatch.setenv("PATH", str(tmp_path))
     [row] = peers_bench.run(Context(True, tmp_path))
     assert row.ours is None
-    assert row.note.startswith("skipped: no redis-server")
+    assert row.note.startswith("skipped: no redis-server on PATH")
 
 
 def test_peers_are_skipped_in_one_row_naming_the_missing_extras(
