@@ -245,15 +245,17 @@ def run(ctx: Context) -> list[Row]:
     ports = free_ports(endpoints + 1)
     ports, hole = ports[:-1], ports[-1]
     sink = f"http://127.0.0.1:{ports[0]}"
-    shapes = {
-        "one": shape(ctx, "one", hole, ports[:1], 1),
-        "many": shape(ctx, "many", hole, ports, tokens),
-    }
-    results: dict[str, list[Result]] = {"one": [], "many": []}
     args = ["-m", "bench.sink", "--blackhole", str(hole)]
     for port in ports:
         args += ["--port", str(port)]
+    results: dict[str, list[Result]] = {"one": [], "many": []}
+    # the sink takes its ports at once: held free through the minute of registering tokens,
+    # some would be taken meanwhile by other programs' outgoing connections
     with ctx.spawn(args, health_url=sink + "/stats", log_name="b9-sink"):
+        shapes = {
+            "one": shape(ctx, "one", hole, ports[:1], 1),
+            "many": shape(ctx, "many", hole, ports, tokens),
+        }
         for _ in range(ctx.rounds):
             for name, both in shapes.items():
                 results[name].append(measure(ctx, name, both, sink, count, duration))
