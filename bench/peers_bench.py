@@ -142,6 +142,7 @@ def run(ctx: Context) -> list[Row]:
     rates: dict[str, list[float]] = {"bare": [], "ours": [], **{name: [] for name in PEERS}}
     cpu: dict[str, list[tuple[float, ...]]] = {name: [] for name in PEERS}
     queued: dict[str, list[float]] = {name: [] for name in PEERS}
+    ours_cpu: list[float] = []
     with (
         ctx.spawn(
             ["-m", "bench.sink", "--port", str(port)],
@@ -155,8 +156,9 @@ def run(ctx: Context) -> list[Row]:
             wall, _ = run_async(bare(sink + "/hook", count, CONCURRENCY, body))
             rates["bare"].append(count / wall)
             db = f"sqlite:///{ctx.scratch('peers-ours')}/bench-{round_number}.db"
-            wall, _ = run_async(dispatched(db, sink + "/hook", count, CONCURRENCY, body))
+            wall, used = run_async(dispatched(db, sink + "/hook", count, CONCURRENCY, body))
             rates["ours"].append(count / wall)
+            ours_cpu.append(used / count)
             for name in PEERS if round_number == 0 else ():
                 window, enqueued = run_peer(ctx, name, redis, sink, count, body.decode(), secret)
                 rates[name].append(window.rate)
@@ -177,7 +179,8 @@ def run(ctx: Context) -> list[Row]:
             baseline,
             "/s",
             note=f"{common}; from the dispatcher's start until all are committed delivered; "
-            "baseline: bare aiohttp POST loop to the same receiver",
+            f"CPU per delivery {median(ours_cpu) * 1e6:.0f} us (the bench process, every "
+            "thread: dispatcher and store); baseline: bare aiohttp POST loop to the same receiver",
         )
     ]
     for name, (title, _, _) in PEERS.items():
