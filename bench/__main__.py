@@ -4,6 +4,7 @@
     python -m bench --quick         # smaller runs (under 4 minutes)
     python -m bench --only B1 B4    # some of them
     python -m bench --list          # what there is
+    python -m bench --only peers    # Celery and arq on Redis doing our job (the peers extras)
 
 Everything runs on loopback; servers run in their own processes. ``docs/benchmarks.md`` is
 rewritten (its generated section) only by a full run of every scenario; ``--output FILE``
