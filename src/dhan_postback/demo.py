@@ -48,6 +48,7 @@ from .service.node import ServiceNode
 from .serving import BackgroundServer
 from .settings import ServiceSettings
 from .simulator import OrderKind, SimulatedOrder, Simulator, interleave
+from .wire import DEFAULT_CLIENTS
 
 __all__ = [
     "DEFAULT_CLIENTS",
@@ -58,7 +59,6 @@ __all__ = [
     "run_demo",
 ]
 
-DEFAULT_CLIENTS: Final = ("1000000001", "1000000002", "1000000003")
 PARTNER_ID: Final = "demo-partner"
 _MARKER: Final = ".dhan-postback-demo"
 _BATCH: Final = 100

@@ -33,13 +33,19 @@ Messages never contain a token, a key or a signing secret.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Final, NamedTuple
 
 __all__ = [
+    "AUTHENTICATION",
+    "DATA",
+    "INPUT",
+    "INTERNAL",
+    "RATE_LIMIT",
     "AuthenticationError",
     "BatchTooLarge",
     "Conflict",
     "DhanPostbackError",
+    "ErrorCode",
     "IllegalTransition",
     "InternalError",
     "InvalidUpdate",
@@ -58,22 +64,48 @@ __all__ = [
 ]
 
 
+class ErrorCode(NamedTuple):
+    """The broker's ``errorType`` and the ``errorCode`` that goes with it."""
+
+    error_type: str
+    error_code: str
+
+
+INPUT: Final = ErrorCode("Input_Exception", "DH-905")
+AUTHENTICATION: Final = ErrorCode("Invalid_Authentication", "DH-901")
+RATE_LIMIT: Final = ErrorCode("Rate_Limit", "DH-904")
+DATA: Final = ErrorCode("Data_Error", "DH-907")
+INTERNAL: Final = ErrorCode("Internal_Server_Error", "DH-908")
+
+
 class DhanPostbackError(Exception):
-    """Base of every error the project raises on purpose."""
+    """Base of every error the project raises on purpose.
+
+    A subclass names its broker code and HTTP status in its header, as the tree above does
+    (``class NotFound(DhanPostbackError, code=DATA, status=404)``); without them it keeps
+    its parent's.
+    """
 
     error_type: ClassVar[str] = "Others"
     error_code: ClassVar[str] = "DH-910"
     http_status: ClassVar[int] = 400
+
+    def __init_subclass__(
+        cls, *, code: ErrorCode | None = None, status: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.error_type, cls.error_code = code
+        if status is not None:
+            cls.http_status = status
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class PayloadError(DhanPostbackError):
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 400
+class PayloadError(DhanPostbackError, code=INPUT, status=400):
+    """A request body the API refuses: unreadable, invalid, or too many updates."""
 
 
 class UnreadablePayload(PayloadError):
@@ -112,78 +144,52 @@ class BatchTooLarge(PayloadError):
     """More updates in one request than the service accepts."""
 
 
-class RequestTooLarge(DhanPostbackError):
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 413
+class RequestTooLarge(DhanPostbackError, code=INPUT, status=413):
+    """A body longer than the configured limit (read no further than that)."""
 
 
-class UnsupportedMediaType(DhanPostbackError):
+class UnsupportedMediaType(DhanPostbackError, code=INPUT, status=415):
     """A body sent with a Content-Type other than JSON."""
 
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 415
+
+class MethodNotAllowed(DhanPostbackError, code=INPUT, status=405):
+    """A route asked with a method it does not take."""
 
 
-class MethodNotAllowed(DhanPostbackError):
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 405
-
-
-class URLRefused(DhanPostbackError):
+class URLRefused(DhanPostbackError, code=INPUT, status=422):
     """A Postback URL the policy does not allow. ``reason`` is a short stable tag."""
-
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 422
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-class AuthenticationError(DhanPostbackError):
-    error_type = "Invalid_Authentication"
-    error_code = "DH-901"
-    http_status = 401
+class AuthenticationError(DhanPostbackError, code=AUTHENTICATION, status=401):
+    """A missing, unknown, expired or revoked credential."""
 
 
 class SignatureError(AuthenticationError):
     """A postback's Standard Webhooks signature is missing, wrong or stale."""
 
 
-class PermissionDenied(DhanPostbackError):
-    error_type = "Invalid_Authentication"
-    error_code = "DH-901"
-    http_status = 403
+class PermissionDenied(DhanPostbackError, code=AUTHENTICATION, status=403):
+    """A valid credential asking for what is not its own."""
 
 
-class NotFound(DhanPostbackError):
-    error_type = "Data_Error"
-    error_code = "DH-907"
-    http_status = 404
+class NotFound(DhanPostbackError, code=DATA, status=404):
+    """No such delivery, token or endpoint (or not the caller's to see)."""
 
 
-class Conflict(DhanPostbackError):
-    error_type = "Input_Exception"
-    error_code = "DH-905"
-    http_status = 409
+class Conflict(DhanPostbackError, code=INPUT, status=409):
+    """A request that clashes with work in progress or with an earlier request."""
 
 
-class StoreUnavailable(DhanPostbackError):
-    error_type = "Internal_Server_Error"
-    error_code = "DH-908"
-    http_status = 503
+class StoreUnavailable(DhanPostbackError, code=INTERNAL, status=503):
+    """The store does not answer: try again later, nothing was committed."""
 
 
-class InternalError(DhanPostbackError):
+class InternalError(DhanPostbackError, code=INTERNAL, status=500):
     """Something the code did not expect: the client gets this, the log gets the details."""
-
-    error_type = "Internal_Server_Error"
-    error_code = "DH-908"
-    http_status = 500
 
 
 def error_body(error: DhanPostbackError) -> dict[str, str]:

@@ -25,6 +25,7 @@ import msgspec
 
 from .errors import InvalidUpdate, UnreadablePayload
 from .jsondepth import check_depth
+from .wire import DATE_PATTERN, TIME_PATTERN, repair_json
 
 __all__ = [
     "FIELDS",
@@ -117,10 +118,7 @@ TERMINAL_STATUSES: Final = frozenset(
     {OrderStatus.TRADED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
 )
 
-_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?$"
-
-Timestamp = Annotated[str, msgspec.Meta(pattern=_TIME_PATTERN)]
+Timestamp = Annotated[str, msgspec.Meta(pattern=TIME_PATTERN)]
 """``YYYY-MM-DD HH:MM:SS`` in India Standard Time, as the broker writes it."""
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
@@ -136,7 +134,7 @@ MAX_UPDATE_BYTES: Final = 4096
 body limit (the bundled one's is 64 KiB) is far above this, so no accepted update is too big
 for the receiver it goes to."""
 
-ExpiryDate = Annotated[str, msgspec.Meta(pattern=_DATE_PATTERN)]
+ExpiryDate = Annotated[str, msgspec.Meta(pattern=DATE_PATTERN)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_LENGTH)]
 ShortText = Annotated[str, msgspec.Meta(max_length=MAX_ID_LENGTH)]
 LongText = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
@@ -520,42 +518,3 @@ def _as_float(value: Any) -> Any:
         except ValueError:
             return value
     return value
-
-
-_WS = b" \t\r\n"
-
-
-def repair_json(raw: bytes) -> bytes:
-    """Fill value holes (``"key": ,`` and ``"key": }``) with ``null``; leave strings alone.
-
-    The broker's own documented example has such a hole. Nothing else is changed: a body that
-    is broken in some other way stays broken and is reported as unreadable.
-    """
-    out = bytearray()
-    in_string = False
-    escaped = False
-    expecting_value = False
-    for byte in raw:
-        char = bytes((byte,))
-        if in_string:
-            out += char
-            if escaped:
-                escaped = False
-            elif char == b"\\":
-                escaped = True
-            elif char == b'"':
-                in_string = False
-            continue
-        if expecting_value:
-            if char in _WS:
-                out += char
-                continue
-            if char in b",}":
-                out += b"null"
-            expecting_value = False
-        if char == b'"':
-            in_string = True
-        elif char == b":":
-            expecting_value = True
-        out += char
-    return bytes(out)

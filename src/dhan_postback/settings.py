@@ -29,7 +29,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from .connections import ConnectionLimits
 from .durations import parse_duration, parse_schedule
 from .payload import OrderStatus
-from .simulator import DEFAULT_CLIENTS, DEFAULT_DATE
+from .simulator import DEFAULT_DATE
+from .wire import DEFAULT_CLIENTS
 
 __all__ = [
     "DEFAULT_RETRY_SCHEDULE",

@@ -45,7 +45,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
 from .payload import (
@@ -60,6 +60,7 @@ from .payload import (
     Validity,
     dumps,
 )
+from .wire import DEFAULT_CLIENTS, IST, NO_DATE, TIME_FORMAT
 
 __all__ = [
     "DEFAULT_CLIENTS",
@@ -80,15 +81,12 @@ __all__ = [
     "with_quirks",
 ]
 
-DEFAULT_CLIENTS: Final = ("1000000001", "1000000002", "1000000003")
 DEFAULT_DATE: Final = date(2025, 1, 15)
 """A Wednesday; any date works (weekends move to the next Monday)."""
 
-NOT_AT_EXCHANGE: Final = "0001-01-01 00:00:00"
+NOT_AT_EXCHANGE: Final = NO_DATE
 """``exchangeTime`` of an order that has not reached the exchange."""
 
-_TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S"
-_IST: Final = timezone(timedelta(hours=5, minutes=30))
 _MONTHS: Final = (
     "Jan",
     "Feb",
@@ -330,7 +328,7 @@ class _Timeline:
         self.updates: list[OrderUpdate] = []
 
     def stamp(self) -> str:
-        return self.clock.strftime(_TIME_FORMAT)
+        return self.clock.strftime(TIME_FORMAT)
 
     def wait(self, low: int, high: int) -> None:
         """Let ``low`` to ``high`` seconds pass, staying inside the session."""
@@ -344,6 +342,11 @@ class _Timeline:
         update = previous.replace(update_time=self.stamp(), **changes)
         self.updates.append(update)
         return update
+
+    def cancel(self, order: OrderUpdate) -> list[OrderUpdate]:
+        """The order's ``CANCELLED`` (by the user, or its other leg), and all its updates."""
+        self.emit(order, order_status=OrderStatus.CANCELLED)
+        return self.updates
 
     def place(self, order: OrderUpdate) -> OrderUpdate:
         """Post the order as placed: ``TRANSIT``, created now, not yet at the exchange."""
@@ -554,11 +557,17 @@ class Simulator:
         roll = self._rng.random()
         if roll < 0.3:
             # The broker's own choice when the trader gives none: client id and epoch millis.
-            millis = int(created.replace(tzinfo=_IST).timestamp()) * 1000
+            millis = int(created.replace(tzinfo=IST).timestamp()) * 1000
             return f"{client}-{millis + self._rng.randint(0, 999)}"
         if roll < 0.5:
             return f"strat-{self._rng.getrandbits(40):010x}"
         return None
+
+    def _new_limit(self, contract: Contract) -> tuple[OrderUpdate, _Timeline]:
+        """A limit order of two lots or more (room for partial fills and modifications)."""
+        product = self._product_for(contract)  # first: the same seed must draw in the same order
+        quantity = self._quantity(contract, min_lots=2)
+        return self._new(contract, OrderType.LIMIT, product, quantity=quantity)
 
     def _new(
         self,
@@ -579,7 +588,7 @@ class Simulator:
             quantity = self._quantity(contract)
         market = order_type in (OrderType.MARKET, OrderType.STOP_LOSS_MARKET)
         price = 0.0 if market else self._price_near(contract)
-        stamp = created.strftime(_TIME_FORMAT)
+        stamp = created.strftime(TIME_FORMAT)
         order = OrderUpdate(
             dhan_client_id=client,
             order_id=self._new_order_id(),
@@ -626,12 +635,7 @@ class Simulator:
 
     def _limit(self) -> list[OrderUpdate]:
         contract = self._any_contract()
-        order, timeline = self._new(
-            contract,
-            OrderType.LIMIT,
-            self._product_for(contract),
-            quantity=self._quantity(contract, min_lots=2),
-        )
+        order, timeline = self._new_limit(contract)
         if not contract.is_derivative and order.quantity >= 50 and self._rng.random() < 0.3:
             # Show only part of a large order to the market (at least 30%, the broker's rule).
             order = order.replace(disclosed_quantity=math.ceil(order.quantity * 0.3))
@@ -652,12 +656,7 @@ class Simulator:
     def _modified(self) -> list[OrderUpdate]:
         rng = self._rng
         contract = self._any_contract()
-        order, timeline = self._new(
-            contract,
-            OrderType.LIMIT,
-            self._product_for(contract),
-            quantity=self._quantity(contract, min_lots=2),
-        )
+        order, timeline = self._new_limit(contract)
         order = timeline.accept(timeline.place(order))
         for _ in range(rng.randint(1, 3)):
             timeline.wait(30, 1200)
@@ -693,8 +692,7 @@ class Simulator:
         order = timeline.accept(timeline.place(order))
         order = timeline.fill_partly(order, self._rng.randint(0, 2), gap=(5, 900))
         timeline.wait(30, 3600)
-        timeline.emit(order, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(order)
 
     def _rejected(self) -> list[OrderUpdate]:
         """Refused by the broker's risk checks (never reaches the exchange) or by the exchange."""
@@ -797,7 +795,7 @@ class Simulator:
             timeline.emit(order, order_status=OrderStatus.EXPIRED)
         else:
             timeline.wait(300, 7200)
-            timeline.emit(order, order_status=OrderStatus.CANCELLED)
+            timeline.cancel(order)
         return timeline.updates
 
     def _ioc(self) -> list[OrderUpdate]:
@@ -818,8 +816,7 @@ class Simulator:
         if roll < 0.75:
             order = timeline.fill_partly(order, 1, gap=(0, 0))
         timeline.wait(0, 1)
-        timeline.emit(order, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(order)
 
     def _cover(self) -> list[OrderUpdate]:
         """CO: an entry with a compulsory stop-loss; the stop-loss leg lives on after it."""
@@ -876,8 +873,7 @@ class Simulator:
         entry = timeline.accept(timeline.place(entry))
         if rng.random() < 0.15:
             timeline.wait(60, 3600)
-            timeline.emit(entry, order_status=OrderStatus.CANCELLED)
-            return timeline.updates
+            return timeline.cancel(entry)
         entry = timeline.fill(entry, parts=0, gap=(1, 1800))
         sign = 1 if entry.transaction_type is TransactionType.BUY else -1
         exit_leg = entry.replace(
@@ -906,8 +902,7 @@ class Simulator:
         timeline.wait(60, 14400)
         winner, loser = (target, stop) if rng.random() < 0.5 else (stop, target)
         timeline.emit(winner, order_status=OrderStatus.TRADED, filled_qty=winner.quantity)
-        timeline.emit(loser, order_status=OrderStatus.CANCELLED)
-        return timeline.updates
+        return timeline.cancel(loser)
 
     def _after_market(self) -> list[OrderUpdate]:
         """AMO: placed before the open, held in TRANSIT, sent to the exchange at the open."""
@@ -967,7 +962,7 @@ class Simulator:
         elif roll < 0.8:
             order = timeline.fill_partly(order, rng.randint(0, 1), gap=(5, 900))
             timeline.wait(30, 3600)
-            timeline.emit(order, order_status=OrderStatus.CANCELLED)
+            timeline.cancel(order)
         else:
             order = timeline.fill_partly(order, rng.randint(0, 1), gap=(60, 3600))
             timeline.at_close()

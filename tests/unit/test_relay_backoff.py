@@ -37,3 +37,14 @@ def test_reset_starts_again_from_the_base() -> None:
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError):
         Backoff(base=-1.0)
+
+
+def test_a_retry_after_header_sets_the_least_wait_up_to_its_cap() -> None:
+    backoff = Backoff(base=0.001, cap=0.001)
+    assert backoff.next_delay("5", retry_after_cap=60.0) == 5.0
+    assert backoff.next_delay("3600", retry_after_cap=60.0) == 60.0
+
+
+def test_a_retry_after_that_is_not_a_number_is_ignored() -> None:
+    backoff = Backoff(base=0.001, cap=0.001)
+    assert backoff.next_delay("Wed, 21 Oct 2026 07:28:00 GMT") <= 0.001

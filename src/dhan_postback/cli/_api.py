@@ -25,7 +25,7 @@ import click
 from ..settings import TokensSettings
 from .options import settings_options
 
-__all__ = ["AdminApi", "admin_api_options", "print_json"]
+__all__ = ["AdminApi", "admin_api_options", "json_option", "print_json", "printed_as_json"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,5 +117,18 @@ def admin_api_options(command: F) -> F:
     return settings_options(TokensSettings, param="service")(typing.cast(F, unpack))
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print the service's JSON answer."
+)
+"""``--json``: the service's answer as it came, for scripts, instead of a table."""
+
+
 def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def printed_as_json(answer: Any, as_json: bool) -> bool:
+    """Print ``answer`` as JSON if ``--json`` asked for it; True then: the command is done."""
+    if as_json:
+        print_json(answer)
+    return as_json

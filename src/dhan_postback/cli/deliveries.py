@@ -8,14 +8,12 @@ from typing import Any, TypeVar
 
 import click
 
-from ._api import AdminApi, admin_api_options, print_json
+from ._api import AdminApi, admin_api_options, json_option, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["deliveries"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
 
 
 def _filters(command: F) -> F:
@@ -53,7 +51,7 @@ def deliveries() -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--cursor", help="The nextCursor a previous page printed.")
 @click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
-@_JSON
+@json_option
 @admin_api_options
 def list_deliveries(
     status: str | None,
@@ -90,8 +88,7 @@ def list_deliveries(
         "order": "oldest" if oldest_first else None,
     }
     page = AdminApi(server, admin_key).call("GET", "/v2/deliveries", params=params)
-    if as_json:
-        print_json(page)
+    if printed_as_json(page, as_json):
         return
     print_table(
         "Deliveries",
@@ -120,7 +117,7 @@ def _path(delivery_id: str, *rest: str) -> str:
 
 @deliveries.command()
 @click.argument("delivery_id")
-@_JSON
+@json_option
 @admin_api_options
 def show(delivery_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
     """One delivery (msg_...) with every attempt.
@@ -130,8 +127,7 @@ def show(delivery_id: str, as_json: bool, server: str, admin_key: str | None) ->
       dhan-postback deliveries show msg_...
     """
     delivery = AdminApi(server, admin_key).call("GET", _path(delivery_id))
-    if as_json:
-        print_json(delivery)
+    if printed_as_json(delivery, as_json):
         return
     for name, value in (
         ("delivery", delivery["deliveryId"]),
@@ -157,7 +153,7 @@ def show(delivery_id: str, as_json: bool, server: str, admin_key: str | None) ->
 @deliveries.command()
 @click.argument("delivery_id", required=False)
 @_filters
-@_JSON
+@json_option
 @admin_api_options
 def replay(
     delivery_id: str | None,
@@ -201,8 +197,7 @@ def replay(
             "name a DELIVERY_ID or at least one filter (--status, --order-id, --client-id, "
             "--since, --until)"
         )
-    if as_json:
-        print_json(replayed)
+    if printed_as_json(replayed, as_json):
         return
     count = len(replayed["deliveryIds"])
     click.echo(f"replayed {count} deliver{'y' if count == 1 else 'ies'}")

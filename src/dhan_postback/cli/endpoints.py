@@ -7,12 +7,10 @@ from typing import Any
 
 import click
 
-from ._api import AdminApi, admin_api_options, print_json
+from ._api import AdminApi, admin_api_options, json_option, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["endpoints"]
-
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
 
 
 @click.group()
@@ -48,7 +46,7 @@ def _path(endpoint_id: str, *rest: str) -> str:
 @endpoints.command(name="list")
 @click.option("--client-id", help="Only this client's endpoints.")
 @click.option("--partner-id", help="Only this partner's endpoints.")
-@_JSON
+@json_option
 @admin_api_options
 def list_endpoints(
     client_id: str | None,
@@ -65,8 +63,7 @@ def list_endpoints(
     """
     params = {"dhanClientId": client_id, "partnerId": partner_id}
     found = AdminApi(server, admin_key).call("GET", "/v2/endpoints", params=params)
-    if as_json:
-        print_json(found)
+    if printed_as_json(found, as_json):
         return
     print_table(
         "Endpoints",
@@ -89,7 +86,7 @@ def list_endpoints(
 @endpoints.command()
 @click.argument("endpoint_id")
 @click.option("--include-secret", is_flag=True, help="Also show the signing secret(s).")
-@_JSON
+@json_option
 @admin_api_options
 def show(
     endpoint_id: str, include_secret: bool, as_json: bool, server: str, admin_key: str | None
@@ -102,8 +99,7 @@ def show(
     """
     params = {"includeSecret": "true" if include_secret else None}
     endpoint = AdminApi(server, admin_key).call("GET", _path(endpoint_id), params=params)
-    if as_json:
-        print_json(endpoint)
+    if printed_as_json(endpoint, as_json):
         return
     rows = [
         ("endpoint", endpoint["endpointId"]),
@@ -126,7 +122,7 @@ def show(
 
 @endpoints.command(name="rotate-secret")
 @click.argument("endpoint_id")
-@_JSON
+@json_option
 @admin_api_options
 def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
     """Give an endpoint a new signing secret; the old one keeps signing, second, until the
@@ -137,8 +133,7 @@ def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str |
       dhan-postback endpoints rotate-secret ep_...
     """
     rotated = AdminApi(server, admin_key).call("POST", _path(endpoint_id, "rotate-secret"))
-    if as_json:
-        print_json(rotated)
+    if printed_as_json(rotated, as_json):
         return
     click.echo(f"new signing secret:     {rotated['signingSecret']}")
     click.echo(f"endpoint:               {rotated['endpointId']} ({rotated['postbackUrl']})")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._api import AdminApi, admin_api_options, print_json
+from ._api import AdminApi, admin_api_options, json_option, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["tokens"]
@@ -29,7 +29,7 @@ def tokens() -> None:
 @click.option("--client-id", required=True, help="The dhanClientId the token belongs to.")
 @click.option("--url", "postback_url", help="The Postback URL saved with the token.")
 @click.option("--partner-id", help="A partner whose URL also gets this token's postbacks.")
-@click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
+@json_option
 @admin_api_options
 def create(
     client_id: str,
@@ -55,8 +55,7 @@ def create(
     if partner_id is not None:
         body["partnerId"] = partner_id
     created = AdminApi(server, admin_key).call("POST", "/v2/access-tokens", body=body)
-    if as_json:
-        print_json(created)
+    if printed_as_json(created, as_json):
         return
     click.echo(f"access token:    {created['accessToken']}")
     click.echo(f"signing secret:  {created['signingSecret'] or '(none: no Postback URL)'}")
@@ -71,7 +70,7 @@ def create(
 
 @tokens.command(name="list")
 @click.option("--client-id", help="Only this client's tokens.")
-@click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
+@json_option
 @admin_api_options
 def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: str | None) -> None:
     """List access tokens, newest first, by a non-secret id (never the tokens themselves).
@@ -83,8 +82,7 @@ def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: st
     """
     api = AdminApi(server, admin_key)
     found = api.call("GET", "/v2/access-tokens", params={"dhanClientId": client_id})
-    if as_json:
-        print_json(found)
+    if printed_as_json(found, as_json):
         return
     print_table(
         "Access tokens",

@@ -7,6 +7,7 @@ back in lock-step.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from dataclasses import dataclass, field
 
@@ -34,10 +35,17 @@ class Backoff:
         """The largest delay the next failure can get."""
         return min(self.cap, self.base * 2.0 ** min(self.failures, 62))
 
-    def next_delay(self) -> float:
-        """Count one more failure and return how long to wait before trying again."""
+    def next_delay(self, retry_after: str | None = None, *, retry_after_cap: float = 60.0) -> float:
+        """Count one more failure and return how long to wait before trying again.
+
+        ``retry_after`` is the server's ``Retry-After`` header (seconds), if it sent one: the
+        wait is at least that, up to ``retry_after_cap`` so that a server cannot park the
+        relay for a day. A value that is not a number is ignored."""
         delay = self.rng.uniform(0.0, self.ceiling())
         self.failures += 1
+        if retry_after is not None:
+            with contextlib.suppress(ValueError):
+                delay = max(delay, min(float(retry_after), retry_after_cap))
         return delay
 
     def reset(self) -> None:

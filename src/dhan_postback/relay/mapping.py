@@ -44,9 +44,9 @@ from ..payload import (
     ProductType,
     TransactionType,
     Validity,
-    repair_json,
     validate_strict,
 )
+from ..wire import DATE_PATTERN, IST, NO_DATE, TIME_FORMAT, TIME_PATTERN, repair_json
 
 __all__ = [
     "NOT_AT_EXCHANGE",
@@ -64,13 +64,11 @@ __all__ = [
 ORDER_ALERT: Final = "order_alert"
 """The ``Type`` of the frames that carry an order update; every other type is not one."""
 
-NO_EXPIRY: Final = "0001-01-01 00:00:00"
+NO_EXPIRY: Final = NO_DATE
 """The broker's "no date" value (``ExpiryDate`` of a non-derivative, for example)."""
 
 NOT_AT_EXCHANGE: Final = NO_EXPIRY
 """``exchangeTime`` of an order that has not reached the exchange: the same "no date"."""
-
-IST: Final = dt.timezone(dt.timedelta(hours=5, minutes=30), "IST")
 
 
 class UnreadableFrame(UnreadablePayload):
@@ -137,47 +135,16 @@ def parse_frame(raw: str | bytes) -> Frame:
     return dataclasses.replace(frame, alerts=alerts)
 
 
-_WS: Final = b" \t\r\n"
-_VALUE_END: Final = frozenset(b'"0123456789}]el')
-
-
 def repair_frame(raw: bytes) -> bytes:
     """Fix the broker documentation's JSON: value holes, missing and trailing commas.
 
-    Value holes (``"StrikePrice": ,``) become ``null`` (:func:`payload.repair_json`); a
-    missing comma between a value and the next key (``"multiplier":1 "Remarks":...``) is
-    put back; a trailing comma before ``}`` or ``]`` is dropped. Text inside strings is
-    never touched. Anything broken in another way stays broken.
+    Value holes (``"StrikePrice": ,``) become ``null``, as in a postback body; a missing
+    comma between a value and the next key (``"multiplier":1 "Remarks":...``) is put back; a
+    trailing comma before ``}`` or ``]`` is dropped. Text inside strings is never touched.
+    Anything broken in another way stays broken. (:func:`dhan_postback.wire.repair_json`
+    with ``commas``.)
     """
-    holes_filled = repair_json(raw)
-    out = bytearray()
-    in_string = escaped = False
-    last = 0  # the last significant byte written outside a string (0: none yet)
-    last_at = -1
-    for byte in holes_filled:
-        if in_string:
-            out.append(byte)
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # closing quote
-                in_string = False
-                last, last_at = byte, len(out) - 1
-            continue
-        if byte in _WS:
-            out.append(byte)
-            continue
-        if byte == 0x22 and last in _VALUE_END:  # a key right after a value: comma missing
-            out.append(0x2C)
-        if byte in b"}]" and last == 0x2C:  # trailing comma
-            del out[last_at]
-        out.append(byte)
-        if byte == 0x22:
-            in_string = True
-        else:
-            last, last_at = byte, len(out) - 1
-    return bytes(out)
+    return repair_json(raw, commas=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,11 +258,11 @@ _NOT_AN_OPTION: Final = frozenset({"XX", "NA", "-"})
 
 _NO_ALGO: Final = frozenset({"0", "0.0"})
 
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_TIME = re.compile(TIME_PATTERN)
 _LOOSE_TIME = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.\d+)?\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?$")
+_DATE = re.compile(DATE_PATTERN)
 
 
 def map_order_alert(data: Mapping[str, Any]) -> MappingResult:
@@ -729,7 +696,7 @@ def _normalise_time(text: str) -> str | None:
     if offset is None:
         return f"{day} {clock}"
     moment = dt.datetime.fromisoformat(f"{day}T{clock}{'+00:00' if offset == 'Z' else offset}")
-    return moment.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone(IST).strftime(TIME_FORMAT)
 
 
 def _segment_of_instrument(exchange: str, instrument: Any) -> str | None:

@@ -17,7 +17,6 @@ The access token travels only in the ``access-token`` header and appears in no l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any, Final
 
@@ -132,10 +131,7 @@ class OrderBook:
             raise OrderBookUnavailable(f"the order book answered {detail}")
 
     async def _wait(self, reason: str, retry_after: str | None = None) -> None:
-        delay = self.backoff.next_delay()
-        if retry_after is not None:
-            with contextlib.suppress(ValueError):
-                delay = max(delay, min(float(retry_after), self.retry_after_cap))
+        delay = self.backoff.next_delay(retry_after, retry_after_cap=self.retry_after_cap)
         self.last_error = reason
         log.warning("relay.orderbook.retry", reason=reason, in_seconds=round(delay, 3))
         await asyncio.sleep(delay)

@@ -15,7 +15,6 @@ waiting it raises:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Sequence
 from typing import Final, Protocol, runtime_checkable
@@ -159,10 +158,7 @@ class HttpIngest:
             raise SinkUnusable(message, status=status)
 
     async def _wait(self, reason: str, retry_after: str | None = None) -> None:
-        delay = self.backoff.next_delay()
-        if retry_after is not None:
-            with contextlib.suppress(ValueError):
-                delay = max(delay, min(float(retry_after), self.retry_after_cap))
+        delay = self.backoff.next_delay(retry_after, retry_after_cap=self.retry_after_cap)
         self.last_error = reason
         log.warning("relay.sink.retry", reason=reason, in_seconds=round(delay, 3))
         await asyncio.sleep(delay)

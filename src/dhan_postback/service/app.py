@@ -17,8 +17,8 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
 
+import msgspec
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -34,6 +34,7 @@ from ..errors import (
     NotFound,
     PayloadError,
 )
+from . import shapes
 from .dashboard import create_dashboard
 from .http import (
     ErrorShield,
@@ -44,20 +45,9 @@ from .http import (
     json_response,
     read_body,
     require_json,
-    to_iso,
 )
 from .ingest import check_client, decode_updates, idempotency_key, plan_deliveries
-from .models import (
-    PartnerRequest,
-    ReplayRequest,
-    TokenRequest,
-    attempt_json,
-    delivery_json,
-    endpoint_json,
-    parse_body,
-    payload_json,
-    token_json,
-)
+from .models import PartnerRequest, ReplayRequest, TokenRequest, parse_body
 from .node import ServiceNode
 from .openapi import openapi_document
 from .operations import operations_routes
@@ -81,8 +71,8 @@ __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "create_app"]
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = shapes.DEFAULT_PAGE_SIZE
+MAX_PAGE_SIZE = shapes.MAX_PAGE_SIZE
 _ADMIN_BODY_LIMIT = 64 * 1024
 _NO_DESTINATION_NOTE = (
     "this access token has no Postback URL and no partner: the updates were accepted, "
@@ -92,8 +82,7 @@ _HOLD_ANSWER_VARIABLE = "DHAN_POSTBACK_TEST_HOLD_ANSWER_AFTER_COMMIT"
 """Test-only fault injection: seconds an ingest answer waits after its commit, so that a
 crash test can kill the process between the two. Not a setting: never set in production."""
 _LIST_PARAMETERS = frozenset(
-    {"status", "orderId", "dhanClientId", "target", "partnerId", "since", "until"}
-    | {"cursor", "limit", "order"}
+    field.encode_name for field in msgspec.structs.fields(shapes.DeliveryListParameters)
 )
 _ENDPOINT_PARAMETERS = frozenset({"dhanClientId", "partnerId", "includeSecret"})
 _TOKEN_PARAMETERS = frozenset({"dhanClientId"})
@@ -138,58 +127,33 @@ class _Service:
         issued = await self.registry.issue_token(
             body.dhanClientId, postback_url=body.postbackUrl, partner_id=body.partnerId
         )
-        record, endpoint = issued.record, issued.endpoint
-        return json_response(
-            {
-                "accessToken": issued.access_token,
-                "dhanClientId": record.dhan_client_id,
-                "postbackUrl": record.postback_url,
-                "partnerId": record.partner_id,
-                "endpointId": None if endpoint is None else endpoint.id,
-                "signingSecret": None if endpoint is None else endpoint.signing_secret,
-                "expiresAt": to_iso(record.expires_at),
-            },
-            201,
-        )
+        return json_response(shapes.TokenCreated.of(issued), 201)
 
     async def list_tokens(self, request: Request) -> Response:
         self.admin_key.check(request.headers.get("admin-key"))
         params = _known_parameters(request, _TOKEN_PARAMETERS)
         tokens = await self.store.list_tokens(params.get("dhanClientId"))
         now = time.time()
-        return json_response({"accessTokens": [token_json(token, now=now) for token in tokens]})
+        shown = [shapes.TokenInfo.of(token, now=now) for token in tokens]
+        return json_response(shapes.TokenList(access_tokens=shown))
 
     async def revoke_token(self, request: Request) -> Response:
         self.admin_key.check(request.headers.get("admin-key"))
         record = await self.registry.revoke_token(request.path_params["token"])
-        return json_response(
-            {
-                "dhanClientId": record.dhan_client_id,
-                "status": "revoked",
-                "revokedAt": to_iso(record.revoked_at),
-            }
-        )
+        return json_response(shapes.TokenRevoked.of(record))
 
     async def create_partner(self, request: Request) -> Response:
         body = parse_body(PartnerRequest, await self.admin_body(request))
         partner, endpoint = await self.registry.put_partner(body.partnerId, body.postbackUrl)
-        return json_response(
-            {
-                "partnerId": partner.partner_id,
-                "postbackUrl": partner.postback_url,
-                "endpointId": endpoint.id,
-                "signingSecret": endpoint.signing_secret,
-            },
-            201,
-        )
+        return json_response(shapes.PartnerCreated.of(partner, endpoint), 201)
 
     # Endpoints ------------------------------------------------------------------------------
-    async def _endpoint_json(
+    async def _endpoint_shown(
         self, endpoint: EndpointRecord, *, now: float, include_secret: bool
-    ) -> dict[str, Any]:
+    ) -> shapes.Endpoint:
         activity = await self.store.endpoint_activity(endpoint)
         breaker = self.node.breaker_state(endpoint.url)
-        return endpoint_json(
+        return shapes.Endpoint.of(
             endpoint, activity, breaker=breaker, now=now, include_secret=include_secret
         )
 
@@ -200,12 +164,12 @@ class _Service:
         client, partner = params.get("dhanClientId"), params.get("partnerId")
         now = time.time()
         shown = [
-            await self._endpoint_json(endpoint, now=now, include_secret=include_secret)
+            await self._endpoint_shown(endpoint, now=now, include_secret=include_secret)
             for endpoint in await self.store.list_endpoints()
             if (client is None or (endpoint.kind, endpoint.owner_id) == ("client", client))
             and (partner is None or (endpoint.kind, endpoint.owner_id) == ("partner", partner))
         ]
-        return json_response({"endpoints": shown})
+        return json_response(shapes.EndpointList(endpoints=shown))
 
     async def known_endpoint(self, request: Request) -> EndpointRecord:
         endpoint = await self.store.get_endpoint(request.path_params["endpoint_id"])
@@ -218,7 +182,7 @@ class _Service:
         params = _known_parameters(request, frozenset({"includeSecret"}))
         include_secret = _boolean(params.get("includeSecret"), "includeSecret")
         endpoint = await self.known_endpoint(request)
-        shown = await self._endpoint_json(endpoint, now=time.time(), include_secret=include_secret)
+        shown = await self._endpoint_shown(endpoint, now=time.time(), include_secret=include_secret)
         return json_response(shown)
 
     async def rotate_secret(self, request: Request) -> Response:
@@ -226,15 +190,7 @@ class _Service:
         rotated = await self.registry.rotate_secret(request.path_params["endpoint_id"])
         now = time.time()
         log.info("signing secret rotated", endpoint_id=rotated.id)
-        return json_response(
-            {
-                "endpointId": rotated.id,
-                "postbackUrl": rotated.url,
-                "signingSecret": rotated.signing_secret,
-                "secretRotatedAt": to_iso(rotated.secret_rotated_at),
-                "previousSecretsUntil": to_iso(rotated.grace_until(now)),
-            }
-        )
+        return json_response(shapes.SecretRotated.of(rotated, now=now))
 
     # Ingest ---------------------------------------------------------------------------------
     async def ingest(self, request: Request) -> Response:
@@ -248,9 +204,10 @@ class _Service:
             destinations = await self.registry.destinations(token)
             now = time.time()
             deliveries = plan_deliveries(updates, token, destinations, now=now)
-            answer: dict[str, Any] = {"deliveryIds": [delivery.id for delivery in deliveries]}
-            if not deliveries:
-                answer["note"] = _NO_DESTINATION_NOTE
+            answer = shapes.Accepted(
+                delivery_ids=[delivery.id for delivery in deliveries],
+                note=msgspec.UNSET if deliveries else _NO_DESTINATION_NOTE,
+            )
             if key is None:
                 if deliveries:
                     await self.store.enqueue(deliveries)
@@ -275,7 +232,7 @@ class _Service:
         key: str,
         body: bytes,
         deliveries: Sequence[NewDelivery],
-        answer: dict[str, Any],
+        answer: shapes.Accepted,
         now: float,
     ) -> Response | None:
         """Commit under ``key``; None when committed now, else the key's first answer again
@@ -312,9 +269,8 @@ class _Service:
         query = viewer.restrict(_list_query(request))
         found = await self.store.list_deliveries(query)
         next_cursor = str(found[-1].seq) if len(found) == query.limit else None
-        return json_response(
-            {"deliveries": [delivery_json(d) for d in found], "nextCursor": next_cursor}
-        )
+        shown = [shapes.Delivery.of(delivery) for delivery in found]
+        return json_response(shapes.DeliveryPage(deliveries=shown, next_cursor=next_cursor))
 
     async def visible_delivery(self, request: Request) -> tuple[Principal, Delivery]:
         viewer = await self.viewer(request)
@@ -326,10 +282,7 @@ class _Service:
     async def get_delivery(self, request: Request) -> Response:
         _, delivery = await self.visible_delivery(request)
         attempts = await self.store.get_attempts(delivery.id)
-        shown = delivery_json(delivery)
-        shown["payload"] = payload_json(delivery.payload)
-        shown["attempts"] = [attempt_json(attempt) for attempt in attempts]
-        return json_response(shown)
+        return json_response(shapes.DeliveryDetail.with_attempts(delivery, attempts))
 
     async def replay_one(self, request: Request) -> Response:
         viewer, delivery = await self.visible_delivery(request)
@@ -338,7 +291,7 @@ class _Service:
         if not replayed:
             raise Conflict("the delivery is being sent right now; replay it once it is done")
         self.committed()
-        return json_response({"deliveryIds": replayed}, 202)
+        return json_response(shapes.Accepted(delivery_ids=replayed), 202)
 
     async def replay_many(self, request: Request) -> Response:
         viewer = await self.viewer(request)
@@ -365,9 +318,9 @@ class _Service:
         replayed = await self.store.replay(page, now=time.time()) if page.ids else []
         if replayed:
             self.committed()
-        answer: dict[str, Any] = {"deliveryIds": replayed, "nextCursor": next_cursor}
+        answer = shapes.ReplayAccepted(delivery_ids=replayed, next_cursor=next_cursor)
         if next_cursor is not None:
-            answer["note"] = (
+            answer.note = (
                 f"more than {limit} deliveries match: send the same request with "
                 f'"cursor": "{next_cursor}" to replay the next ones'
             )

@@ -7,8 +7,8 @@ promise that every answer, including a bug's, is JSON in the broker's error shap
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, overload
 
 import msgspec
 import structlog
@@ -29,10 +29,12 @@ from ..errors import (
     error_body,
 )
 from ..jsondepth import check_depth
+from ..wire import IST
 
 __all__ = [
     "IST",
     "ErrorShield",
+    "HttpMiddleware",
     "error_response",
     "from_iso",
     "handle_error",
@@ -45,9 +47,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
-"""India Standard Time: the broker's clock, used for every time the API writes."""
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
@@ -81,20 +80,34 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(error, dict(exc.headers) if exc.headers else None)
 
 
-class ErrorShield:
-    """ASGI middleware: an unexpected exception becomes a 500 in the broker's shape.
+class HttpMiddleware:
+    """Pure ASGI middleware for HTTP requests: lifespan and websocket scopes pass untouched.
 
-    The log line names the route template and the exception type, never the path (which may
-    hold a token) and never local variables.
+    A subclass implements :meth:`http`, usually by wrapping ``send`` (Starlette's
+    ``BaseHTTPMiddleware`` would buffer streaming responses and change how errors travel).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http":
+            await self.http(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class ErrorShield(HttpMiddleware):
+    """ASGI middleware: an unexpected exception becomes a 500 in the broker's shape.
+
+    The log line names the route template and the exception type, never the path (which may
+    hold a token) and never local variables.
+    """
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -162,6 +175,10 @@ def decode_json(body: bytes) -> Any:
         raise UnreadablePayload(f"the body is not valid JSON: {exc}") from None
 
 
+@overload
+def to_iso(timestamp: float) -> str: ...
+@overload
+def to_iso(timestamp: float | None) -> str | None: ...
 def to_iso(timestamp: float | None) -> str | None:
     """Seconds since the epoch as ISO 8601 in IST, to the millisecond (``None`` stays)."""
     if timestamp is None:

@@ -22,7 +22,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import urlsplit
 
 import structlog
@@ -35,7 +35,7 @@ from .dispatcher import Dispatcher
 from .metrics import ServiceMetrics
 from .operations import MetricsAccess
 from .principal import Principal
-from .registry import AdminKey, Registry
+from .registry import AdminKey, Adoption, Registry
 from .retention import pruning
 from .store import Store, create_store
 from .throttle import FailureThrottle
@@ -261,24 +261,10 @@ class ServiceNode:
         return token is not None and token.is_active(self._clock())
 
     # Tokens ---------------------------------------------------------------------------------
-    async def ensure_token(
-        self,
-        access_token: str,
-        *,
-        dhan_client_id: str,
-        postback_url: str,
-        signing_secret: str,
-        lifetime: float,
-    ) -> bool:
+    async def ensure_token(self, access_token: str, **adoption: Unpack[Adoption]) -> bool:
         """Register a token made elsewhere (the relay derives its own) unless it exists;
         True when it is active. Goes through the registry, like every token."""
-        record = await self.registry.adopt_token(
-            access_token,
-            dhan_client_id=dhan_client_id,
-            postback_url=postback_url,
-            signing_secret=signing_secret,
-            lifetime=lifetime,
-        )
+        record = await self.registry.adopt_token(access_token, **adoption)
         return record.is_active(self._clock())
 
 

@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 description of the service API, served at ``GET /openapi.json``.
 
 Built from the same types the service validates with (the msgspec ``OrderUpdate`` and the
-pydantic admin bodies), so that the document cannot drift from the code's rules; the fuzz
-test checks every response against it. docs/api.md explains the same API in prose.
+pydantic admin bodies) and answers with (the msgspec structs of :mod:`.shapes`), so that the
+document cannot drift from the code's rules; the fuzz test checks every response against it.
+docs/api.md explains the same API in prose.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .._version import __version__
 from ..jsondepth import MAX_DEPTH
 from ..payload import MAX_UPDATE_BYTES, OrderUpdate
 from .models import PartnerRequest, ReplayRequest, TokenRequest
+from .shapes import RESPONSE_SHAPES, DeliveryListParameters
 
 __all__ = ["openapi_document"]
 
@@ -65,192 +67,57 @@ def _body(schema: str) -> dict[str, Any]:
 
 _ADMIN: list[dict[str, list[str]]] = [{"adminKey": []}]
 _EITHER: list[dict[str, list[str]]] = [{"accessToken": []}, {"adminKey": []}]
-_DELIVERY_ID = {
-    "name": "delivery_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The delivery's id (msg_...), also its webhook-id.",
-}
-_ENDPOINT_ID = {
-    "name": "endpoint_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The endpoint's id (ep_...).",
-}
-_INCLUDE_SECRET = {
-    "name": "includeSecret",
-    "in": "query",
-    "required": False,
-    "schema": {"type": "string", "enum": ["true", "false"]},
-    "description": "true: also show the signing secret (and the retired ones still signing).",
-}
-_IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
-    "description": "Send the request again with the same key and body to get its first "
-    "answer again, nothing stored twice (within the idempotency window); the same key with "
-    "another body is a 409.",
-}
-_TIME = {"type": "string", "description": "ISO 8601 (no offset means IST) or epoch seconds."}
 
 
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+def _parameter(
+    name: str, where: str, schema: dict[str, Any], description: str, *, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
-        "in": "query",
-        "required": False,
+        "in": where,
+        "required": required,
         "schema": schema,
         "description": description,
     }
 
 
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"anyOf": [schema, {"type": "null"}]}
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return _parameter(name, "query", schema, description)
 
 
-def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": [name for name in properties if name not in optional],
-    }
+def _path_id(name: str, description: str) -> dict[str, Any]:
+    return _parameter(name, "path", {"type": "string"}, description, required=True)
 
 
-def _own_schemas() -> dict[str, Any]:
-    text, time_or_null = {"type": "string"}, _nullable({"type": "string"})
-    delivery = _object(
-        {
-            "deliveryId": text,
-            "dhanClientId": text,
-            "orderId": text,
-            "status": {"type": "string", "enum": ["pending", "delivered", "dead"]},
-            "target": {"type": "string", "enum": ["token", "partner"]},
-            "partnerId": _nullable(text),
-            "postbackUrl": text,
-            "attemptCount": {"type": "integer", "minimum": 0},
-            "createdAt": text,
-            "nextAttemptAt": time_or_null,
-            "deliveredAt": time_or_null,
-            "lastStatusCode": _nullable({"type": "integer"}),
-            "lastError": _nullable(text),
-            "afterDead": {"type": "boolean"},
-        }
-    )
-    return {
-        "Error": _object({"errorType": text, "errorCode": text, "errorMessage": text}),
-        "TokenCreated": _object(
-            {
-                "accessToken": text,
-                "dhanClientId": text,
-                "postbackUrl": _nullable(text),
-                "partnerId": _nullable(text),
-                "endpointId": _nullable(text),
-                "signingSecret": _nullable(text),
-                "expiresAt": text,
-            }
-        ),
-        "TokenInfo": _object(
-            {
-                "tokenId": text,
-                "dhanClientId": text,
-                "endpointId": _nullable(text),
-                "postbackUrl": _nullable(text),
-                "partnerId": _nullable(text),
-                "createdAt": text,
-                "expiresAt": text,
-                "revokedAt": time_or_null,
-                "status": {"type": "string", "enum": ["active", "expired", "revoked"]},
-            }
-        ),
-        "TokenList": _object({"accessTokens": {"type": "array", "items": _ref("TokenInfo")}}),
-        "Endpoint": _object(
-            {
-                "endpointId": text,
-                "postbackUrl": text,
-                "dhanClientId": _nullable(text),
-                "partnerId": _nullable(text),
-                "createdAt": text,
-                "paused": {"type": "boolean"},
-                "breaker": _nullable({"type": "string", "enum": ["closed", "open", "half_open"]}),
-                "backlog": {"type": "integer", "minimum": 0},
-                "lastAnswer": _nullable(
-                    _object(
-                        {
-                            "deliveryId": text,
-                            "time": text,
-                            "statusCode": _nullable({"type": "integer"}),
-                            "error": _nullable(text),
-                        }
-                    )
-                ),
-                "secretRotatedAt": time_or_null,
-                "previousSecretsUntil": time_or_null,
-                "signingSecret": text,
-                "previousSecrets": {"type": "array", "items": text},
-            },
-            optional=("signingSecret", "previousSecrets"),
-        ),
-        "EndpointList": _object({"endpoints": {"type": "array", "items": _ref("Endpoint")}}),
-        "SecretRotated": _object(
-            {
-                "endpointId": text,
-                "postbackUrl": text,
-                "signingSecret": text,
-                "secretRotatedAt": text,
-                "previousSecretsUntil": time_or_null,
-            }
-        ),
-        "TokenRevoked": _object(
-            {"dhanClientId": text, "status": {"const": "revoked"}, "revokedAt": text}
-        ),
-        "PartnerCreated": _object(
-            {"partnerId": text, "postbackUrl": text, "endpointId": text, "signingSecret": text}
-        ),
-        "Accepted": _object(
-            {"deliveryIds": {"type": "array", "items": text}, "note": text}, optional=("note",)
-        ),
-        "ReplayAccepted": _object(
-            {
-                "deliveryIds": {"type": "array", "items": text},
-                "nextCursor": _nullable(text),
-                "note": text,
-            },
-            optional=("note",),
-        ),
-        "Delivery": delivery,
-        "Attempt": _object(
-            {
-                "number": {"type": "integer"},
-                "time": text,
-                "statusCode": _nullable({"type": "integer"}),
-                "latencyMs": {"type": "number"},
-                "error": _nullable(text),
-                "responsePrefix": _nullable(text),
-            }
-        ),
-        "DeliveryDetail": {
-            "allOf": [
-                _ref("Delivery"),
-                _object(
-                    {
-                        "payload": {"type": "object"},
-                        "attempts": {"type": "array", "items": _ref("Attempt")},
-                    }
-                ),
-            ]
-        },
-        "DeliveryPage": _object(
-            {
-                "deliveries": {"type": "array", "items": _ref("Delivery")},
-                "nextCursor": _nullable(text),
-            }
-        ),
-        "Health": _object({"status": {"const": "ok"}}),
-    }
+_DELIVERY_ID = _path_id("delivery_id", "The delivery's id (msg_...), also its webhook-id.")
+_ENDPOINT_ID = _path_id("endpoint_id", "The endpoint's id (ep_...).")
+_INCLUDE_SECRET = _query(
+    "includeSecret",
+    {"type": "string", "enum": ["true", "false"]},
+    "true: also show the signing secret (and the retired ones still signing).",
+)
+_IDEMPOTENCY_KEY = _parameter(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    "Send the request again with the same key and body to get its first answer again, "
+    "nothing stored twice (within the idempotency window); the same key with another body is "
+    "a 409.",
+)
+
+
+def _response_schemas() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The answers' schemas, from the structs that build them (:mod:`.shapes`), and the list
+    query's parameters, from its struct's fields."""
+    shapes = (*RESPONSE_SHAPES, DeliveryListParameters)
+    (_, components) = msgspec.json.schema_components(shapes, ref_template=_REF)
+    listing = components.pop(DeliveryListParameters.__name__)
+    parameters = []
+    for name, field in listing["properties"].items():
+        # A query parameter is absent rather than null: keep the one non-null choice.
+        (schema,) = (choice for choice in field["anyOf"] if choice != {"type": "null"})
+        parameters.append(_query(name, schema, field["description"]))
+    return components, parameters
 
 
 def _update_schemas() -> dict[str, Any]:
@@ -284,18 +151,7 @@ def _body_schemas() -> dict[str, Any]:
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The whole document (built once)."""
-    list_parameters = [
-        _query("status", {"type": "string", "enum": ["pending", "delivered", "dead"]}, "Filter."),
-        _query("orderId", {"type": "string"}, "Only this order's deliveries."),
-        _query("dhanClientId", {"type": "string"}, "Admin only: one client's deliveries."),
-        _query("target", {"type": "string", "enum": ["token", "partner"]}, "Admin only."),
-        _query("partnerId", {"type": "string"}, "Admin only: one partner's deliveries."),
-        _query("since", _TIME, "Created at or after."),
-        _query("until", _TIME, "Created before."),
-        _query("cursor", {"type": "string"}, "nextCursor of the previous page."),
-        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (100)."),
-        _query("order", {"type": "string", "enum": ["newest", "oldest"]}, "Newest first."),
-    ]
+    responses, list_parameters = _response_schemas()
     paths: dict[str, Any] = {
         "/v2/access-tokens": {
             "post": {
@@ -343,9 +199,7 @@ def openapi_document() -> dict[str, Any]:
             "delete": {
                 "summary": "Revoke an access token (its deliveries are kept and still sent)",
                 "security": _ADMIN,
-                "parameters": [
-                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
+                "parameters": [_path_id("token", "The access token itself.")],
                 "responses": _responses(200, "TokenRevoked", 401, 404),
             }
         },
@@ -439,6 +293,6 @@ def openapi_document() -> dict[str, Any]:
                 "adminKey": {"type": "apiKey", "in": "header", "name": "admin-key"},
                 "metricsToken": {"type": "http", "scheme": "bearer"},
             },
-            "schemas": {**_update_schemas(), **_body_schemas(), **_own_schemas()},
+            "schemas": {**_update_schemas(), **_body_schemas(), **responses},
         },
     }

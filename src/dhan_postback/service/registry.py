@@ -21,8 +21,8 @@ import hmac
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import KW_ONLY, dataclass, field
+from typing import TypedDict, TypeVar
 
 from .. import urlpolicy
 from ..errors import AuthenticationError, NotFound, PayloadError, URLRefused
@@ -32,9 +32,11 @@ from .store import EndpointKind, EndpointRecord, PartnerRecord, Store, Target, T
 
 __all__ = [
     "AdminKey",
+    "Adoption",
     "Destination",
     "IssuedToken",
     "Registry",
+    "ensure_endpoint",
     "hash_secret",
     "new_access_token",
     "register_partner",
@@ -61,22 +63,30 @@ def new_access_token() -> str:
     return token
 
 
+async def ensure_endpoint(
+    store: Store, kind: EndpointKind, owner_id: str, url: str, secret: str, *, now: float
+) -> EndpointRecord:
+    """The owner's endpoint at ``url``: the one it has, else a new one signing with ``secret``
+    (one endpoint per owner and URL, however many tokens or partners point there)."""
+    candidate = EndpointRecord(
+        id=new_endpoint_id(),
+        kind=kind,
+        owner_id=owner_id,
+        url=url,
+        signing_secret=secret,
+        created_at=now,
+    )
+    return await store.ensure_endpoint(candidate)
+
+
 async def register_token(store: Store, token: TokenRecord, secret: str) -> EndpointRecord | None:
     """Store a token made outside the API (benchmarks, tests, tools) with its client's
     endpoint at its URL: created with ``secret`` when new, else the existing one (returned,
     with the secret that really signs)."""
     endpoint = None
     if token.postback_url is not None:
-        endpoint = await store.ensure_endpoint(
-            EndpointRecord(
-                id=new_endpoint_id(),
-                kind=EndpointKind.CLIENT,
-                owner_id=token.dhan_client_id,
-                url=token.postback_url,
-                signing_secret=secret,
-                created_at=token.created_at,
-            )
-        )
+        kind, owner, url = EndpointKind.CLIENT, token.dhan_client_id, token.postback_url
+        endpoint = await ensure_endpoint(store, kind, owner, url, secret, now=token.created_at)
     await store.add_token(token)
     return endpoint
 
@@ -84,16 +94,8 @@ async def register_token(store: Store, token: TokenRecord, secret: str) -> Endpo
 async def register_partner(store: Store, partner: PartnerRecord, secret: str) -> EndpointRecord:
     """Store a partner made outside the API with its endpoint at its URL (see
     :func:`register_token`)."""
-    endpoint = await store.ensure_endpoint(
-        EndpointRecord(
-            id=new_endpoint_id(),
-            kind=EndpointKind.PARTNER,
-            owner_id=partner.partner_id,
-            url=partner.postback_url,
-            signing_secret=secret,
-            created_at=partner.created_at,
-        )
-    )
+    kind, owner, url = EndpointKind.PARTNER, partner.partner_id, partner.postback_url
+    endpoint = await ensure_endpoint(store, kind, owner, url, secret, now=partner.created_at)
     await store.put_partner(partner)
     return endpoint
 
@@ -126,6 +128,16 @@ class IssuedToken:
     endpoint: EndpointRecord | None
 
 
+class Adoption(TypedDict):
+    """A token made outside the registry, besides the token itself (see
+    :meth:`Registry.adopt_token`)."""
+
+    dhan_client_id: str
+    postback_url: str
+    signing_secret: str
+    lifetime: float
+
+
 @dataclass(frozen=True, slots=True)
 class Destination:
     """One URL an update of a token goes to."""
@@ -135,6 +147,7 @@ class Destination:
     partner_id: str | None = None
 
 
+@dataclass(eq=False)
 class Registry:
     """Issues, authenticates and revokes tokens; keeps partners; tells where updates go.
 
@@ -143,26 +156,16 @@ class Registry:
     another node sharing the store takes effect here within ``cache_ttl``.
     """
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        token_ttl: float,
-        secret_rotation_grace: float = 86400.0,
-        allow_loopback: bool = False,
-        clock: Callable[[], float] = time.time,
-        cache_ttl: float = 1.0,
-        cache_size: int = 10_000,
-    ) -> None:
-        self.store = store
-        self.token_ttl = token_ttl
-        self.secret_rotation_grace = secret_rotation_grace
-        self.allow_loopback = allow_loopback
-        self._clock = clock
-        self._cache_ttl = cache_ttl
-        self._cache_size = cache_size
-        self._tokens: dict[str, tuple[float, TokenRecord]] = {}
-        self._partners: dict[str, tuple[float, PartnerRecord]] = {}
+    store: Store
+    _: KW_ONLY
+    token_ttl: float
+    secret_rotation_grace: float = 86400.0
+    allow_loopback: bool = False
+    clock: Callable[[], float] = time.time
+    cache_ttl: float = 1.0
+    cache_size: int = 10_000
+    _tokens: dict[str, tuple[float, TokenRecord]] = field(default_factory=dict, init=False)
+    _partners: dict[str, tuple[float, PartnerRecord]] = field(default_factory=dict, init=False)
 
     # Tokens ----------------------------------------------------------------------------------
     async def issue_token(
@@ -180,10 +183,12 @@ class Registry:
         if partner_id is not None and await self.partner(partner_id) is None:
             raise PayloadError(f"`partnerId`: no partner {partner_id!r}")
         access_token = new_access_token()
-        now = self._clock()
+        now = self.clock()
         endpoint = None
         if url is not None:
-            endpoint = await self._endpoint(EndpointKind.CLIENT, dhan_client_id, url, now)
+            endpoint = await ensure_endpoint(
+                self.store, EndpointKind.CLIENT, dhan_client_id, url, generate_secret(), now=now
+            )
         record = TokenRecord(
             token_hash=hash_secret(access_token),
             dhan_client_id=dhan_client_id,
@@ -214,17 +219,10 @@ class Registry:
         found = await self.store.get_token(token_hash)
         if found is not None:
             return found
-        now = self._clock()
+        now = self.clock()
         url = await self._check_url(postback_url)
-        endpoint = await self.store.ensure_endpoint(
-            EndpointRecord(
-                id=new_endpoint_id(),
-                kind=EndpointKind.CLIENT,
-                owner_id=dhan_client_id,
-                url=url,
-                signing_secret=signing_secret,
-                created_at=now,
-            )
+        endpoint = await ensure_endpoint(
+            self.store, EndpointKind.CLIENT, dhan_client_id, url, signing_secret, now=now
         )
         if endpoint.signing_secret != signing_secret:
             await self.store.rotate_secret(
@@ -248,7 +246,7 @@ class Registry:
         """Revoke a token; its deliveries are kept and still sent. NotFound if unknown."""
         token_hash = hash_secret(access_token)
         self._tokens.pop(token_hash, None)
-        if not await self.store.revoke_token(token_hash, self._clock()):
+        if not await self.store.revoke_token(token_hash, self.clock()):
             raise NotFound("no such access token")
         record = await self.store.get_token(token_hash)
         if record is None:  # pragma: no cover - revoked a moment ago
@@ -260,9 +258,9 @@ class Registry:
         if not access_token:
             raise AuthenticationError("missing access-token header")
         token_hash = hash_secret(access_token)
-        now = self._clock()
+        now = self.clock()
         cached = self._tokens.get(token_hash)
-        if cached is not None and now - cached[0] < self._cache_ttl:
+        if cached is not None and now - cached[0] < self.cache_ttl:
             record = cached[1]
         else:
             found = await self.store.get_token(token_hash)
@@ -282,17 +280,19 @@ class Registry:
     ) -> tuple[PartnerRecord, EndpointRecord]:
         """Create or replace a partner; its endpoint at that URL (new, or the one it had)."""
         url = await self._check_url(postback_url)
-        now = self._clock()
-        endpoint = await self._endpoint(EndpointKind.PARTNER, partner_id, url, now)
+        now = self.clock()
+        endpoint = await ensure_endpoint(
+            self.store, EndpointKind.PARTNER, partner_id, url, generate_secret(), now=now
+        )
         record = PartnerRecord(partner_id=partner_id, postback_url=url, created_at=now)
         await self.store.put_partner(record)
         self._partners.pop(partner_id, None)
         return record, endpoint
 
     async def partner(self, partner_id: str) -> PartnerRecord | None:
-        now = self._clock()
+        now = self.clock()
         cached = self._partners.get(partner_id)
-        if cached is not None and now - cached[0] < self._cache_ttl:
+        if cached is not None and now - cached[0] < self.cache_ttl:
             return cached[1]
         record = await self.store.get_partner(partner_id)
         if record is not None:
@@ -302,26 +302,13 @@ class Registry:
     # Endpoints -------------------------------------------------------------------------------
     async def rotate_secret(self, endpoint_id: str) -> EndpointRecord:
         """A new secret for an endpoint; the old one signs beside it for the grace period."""
-        now = self._clock()
+        now = self.clock()
         rotated = await self.store.rotate_secret(
             endpoint_id, generate_secret(), now=now, keep_until=now + self.secret_rotation_grace
         )
         if rotated is None:
             raise NotFound("no such endpoint")
         return rotated
-
-    async def _endpoint(
-        self, kind: EndpointKind, owner_id: str, url: str, now: float
-    ) -> EndpointRecord:
-        candidate = EndpointRecord(
-            id=new_endpoint_id(),
-            kind=kind,
-            owner_id=owner_id,
-            url=url,
-            signing_secret=generate_secret(),
-            created_at=now,
-        )
-        return await self.store.ensure_endpoint(candidate)
 
     # Routing ---------------------------------------------------------------------------------
     async def destinations(self, token: TokenRecord) -> list[Destination]:
@@ -343,6 +330,6 @@ class Registry:
             raise URLRefused(f"`postbackUrl`: {exc.message}", reason=exc.reason) from None
 
     def _remember(self, cache: dict[str, tuple[float, V]], key: str, value: V, now: float) -> None:
-        if len(cache) >= self._cache_size:
+        if len(cache) >= self.cache_size:
             cache.clear()  # crude, but bounded; a busy service refills it in a second
         cache[key] = (now, value)

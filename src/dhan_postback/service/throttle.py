@@ -26,19 +26,15 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..errors import DhanPostbackError
+from ..errors import RATE_LIMIT, DhanPostbackError
 
 __all__ = ["FailureThrottle", "TooManyFailures", "client_key"]
 
 log = structlog.get_logger(__name__)
 
 
-class TooManyFailures(DhanPostbackError):
+class TooManyFailures(DhanPostbackError, code=RATE_LIMIT, status=429):
     """429: this address sent too many wrong credentials; ``retry_after`` says for how long."""
-
-    error_type = "Rate_Limit"
-    error_code = "DH-904"
-    http_status = 429
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))

@@ -31,10 +31,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..._version import __version__
 from ...errors import DhanPostbackError, NotFound, PermissionDenied
+from ..http import HttpMiddleware
 from ..principal import Principal
 from ..replaying import capped_page
 from ..store.base import Delivery, DeliveryQuery, DeliveryStatus, Store
@@ -84,17 +85,10 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-class _SecurityHeaders:
+class _SecurityHeaders(HttpMiddleware):
     """Adds the page-hardening headers (and ``no-store`` for HTML) to every response."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))

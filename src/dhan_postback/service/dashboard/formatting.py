@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import UnreadablePayload
 from ...payload import parse
+from ...wire import IST
 
 __all__ = [
     "IST",
@@ -24,8 +25,6 @@ __all__ = [
     "pretty_payload",
     "update_facts",
 ]
-
-IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 
 def format_ist(epoch: float | None, *, short: bool = False) -> str:
