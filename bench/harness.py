@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 import uvloop
 from rich.console import Console
 from rich.table import Table
-from tests.support import free_port, wait_http_ok
+
+from bench.servers import free_port, wait_http_ok
 
 __all__ = [
     "ROOT",

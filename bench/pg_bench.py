@@ -1,7 +1,7 @@
 """B7: PostgreSQL: delivered/s with one and with two worker processes, and the store alone.
 
 A throwaway PostgreSQL server with its default durability (fsync on, synchronous commit) is
-started in a temporary folder, as the tests do (``tests/pg.py``; ``DHAN_POSTBACK_TEST_PG_URL``
+started in a temporary folder, as the tests do (``bench/postgres.py``; ``DHAN_POSTBACK_TEST_PG_URL``
 uses an existing database instead). Skipped, with the reason, when no server can be had.
 
 * **workers**, end to end (B1 on PostgreSQL): deliveries (one per order) are committed, then
@@ -23,11 +23,10 @@ import sys
 import time
 from typing import Any
 
-from tests.pg import PostgresServer, unavailable_reason
-
 from bench.dispatch_bench import bare, valid_body
 from bench.dispatch_bench import fill as fill_one_per_order
 from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
+from bench.postgres import PostgresServer, unavailable_reason
 from dhan_postback.service.registry import register_token
 from dhan_postback.service.store.base import (
     Attempt,

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.harness import free_port
+from bench.servers import free_port
 
 __all__ = ["Redis", "redis_server", "unavailable_reason"]
 

@@ -1,4 +1,5 @@
-"""Screenshots of the dashboard for docs/img, from a simulated day (tests/dashboard_seed.py).
+"""Screenshots of the dashboard for docs/img, from a simulated day
+(``tests/helpers/dashboard_seed.py``).
 
 Run: ``.venv/bin/python -m tests.make_dashboard_screenshots`` (needs Debian's chromium).
 """
@@ -14,9 +15,9 @@ from playwright.sync_api import sync_playwright
 from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dashboard_seed import PARTNER_URL, URL_A, URL_B, dashboard_app, seed_simulated
+from tests.helpers.dashboard_seed import PARTNER_URL, URL_A, URL_B, dashboard_app, seed_simulated
+from tests.helpers.servers import UvicornThread
 from tests.integration.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.support import UvicornThread
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "img"
 ADMIN_KEY = "adm_screenshots_only"

@@ -52,10 +52,13 @@ from .wire import DEFAULT_CLIENTS
 
 __all__ = [
     "DEFAULT_CLIENTS",
+    "PARTNER_ID",
     "DemoOptions",
     "DemoReport",
+    "Endpoints",
     "Progress",
     "TargetReport",
+    "kinds_covered",
     "run_demo",
 ]
 

@@ -40,10 +40,15 @@ from .errors import URLRefused
 
 __all__ = [
     "ADDRESS_CLASSES",
+    "ALLOWED_SCHEMES",
     "MAX_URL_LENGTH",
     "REASONS",
+    "RESOLVE_TIMEOUT_SECONDS",
     "AddressRefusedError",
     "GuardedResolver",
+    "IPAddress",
+    "IPNetwork",
+    "Resolver",
     "address_class",
     "check_address",
     "check_url",

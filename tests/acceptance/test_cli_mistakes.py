@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from tests.support import UvicornThread, clean_env, free_port, run_cli
+from tests.helpers.processes import clean_env, run_cli
+from tests.helpers.servers import UvicornThread, free_port
 
 pytestmark = pytest.mark.timeout(300)
 

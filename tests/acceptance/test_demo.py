@@ -9,7 +9,8 @@ import pytest
 from dhan_postback.cli.demo import report_table
 from dhan_postback.demo import DemoReport, TargetReport
 from dhan_postback.signing import generate_secret
-from tests.support import ServerProcess, free_port, run_cli
+from tests.helpers.processes import ServerProcess, run_cli
+from tests.helpers.servers import free_port
 
 
 def test_demo_verifies_every_delivery_and_exits_zero(tmp_path: Path) -> None:

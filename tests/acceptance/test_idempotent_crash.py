@@ -24,9 +24,10 @@ import httpx
 import psycopg
 import pytest
 
-from tests.outbox import order_updates
-from tests.receivers import Receiver
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.receivers import RecordingReceiver
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import order_updates
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,7 +77,7 @@ def test_a_request_retried_after_a_kill_between_commit_and_answer_is_delivered_o
 ) -> None:
     bodies = order_updates(10, 3, client_id=CLIENT_ID)
     batch = b"[" + b",".join(bodies) + b"]"
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     holding = serve_process(db, port, ADMIN_KEY)

@@ -26,17 +26,13 @@ import msgspec
 import pytest
 
 from dhan_postback.payload import (
-    ExchangeSegment,
     OrderStatus,
-    OrderType,
     OrderUpdate,
-    ProductType,
-    TransactionType,
-    Validity,
     dumps,
 )
-
-from ..support import ServerProcess, UvicornThread, free_port
+from tests.helpers.processes import ServerProcess
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import limit_buy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -93,18 +89,11 @@ def update(order_id: str, position: int) -> OrderUpdate:
     """Update number ``position`` of an order; ``correlationId`` carries the number."""
     status, filled = LIFECYCLE[position]
     stamp = f"2025-01-06 10:{position:02d}:00"
-    return OrderUpdate(
+    return limit_buy(
         dhan_client_id=CLIENT,
         order_id=order_id,
         correlation_id=str(position),
         order_status=status,
-        transaction_type=TransactionType.BUY,
-        exchange_segment=ExchangeSegment.NSE_EQ,
-        product_type=ProductType.CNC,
-        order_type=OrderType.LIMIT,
-        validity=Validity.DAY,
-        trading_symbol="TCS",
-        security_id="11536",
         quantity=4,
         price=3900.0,
         create_time="2025-01-06 10:00:00",

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 from dhan_postback.settings import ServiceSettings
-from tests.support import free_port
+from tests.helpers.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()

@@ -12,8 +12,9 @@ import httpx
 
 from dhan_postback import signing
 from dhan_postback.receiver import ReceiverStore
-from tests.receiver_support import signed, update_body
-from tests.support import ServerProcess, free_port
+from tests.helpers.processes import ServerProcess
+from tests.helpers.servers import free_port
+from tests.helpers.updates import signed, update_body
 
 SECRET = signing.generate_secret()
 

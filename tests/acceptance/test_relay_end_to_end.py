@@ -23,24 +23,17 @@ from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import TokenRecord, create_store
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
-from tests.dhan_ws import (
+from tests.helpers.broker import (
     DhanWsServer,
     alert_frame,
     docs_style_frame,
-    eventually,
     expected_postback,
     individual_login,
-    simulated_updates,
 )
-from tests.integration.relay_harness import (
-    CLIENT_ID,
-    TOKEN,
-    Trader,
-    relay_process,
-    running_relay,
-    stop_process,
-)
-from tests.support import UvicornThread, free_port
+from tests.helpers.relay import CLIENT_ID, TOKEN, Trader, relay_process, running_relay, stop_process
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 

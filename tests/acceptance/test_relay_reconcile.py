@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,11 @@ from dhan_postback.lifecycle import order_key
 from dhan_postback.payload import OrderStatus, OrderUpdate
 from dhan_postback.relay import OrderState
 from dhan_postback.signing import generate_secret
-from tests.dhan_ws import FakeBroker, eventually, simulated_updates
-from tests.integration.relay_harness import (
-    CLIENT_ID,
-    TOKEN,
-    Trader,
-    relay_process,
-    stop_process,
-    wait_for_exit,
-)
-from tests.support import ServerProcess
+from tests.helpers.broker import FakeBroker
+from tests.helpers.processes import ServerProcess
+from tests.helpers.relay import CLIENT_ID, TOKEN, Trader, relay_process, stop_process, wait_for_exit
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,6 +45,23 @@ def _latest(updates: list[OrderUpdate]) -> dict[Key, OrderState]:
 
 def _caught_up(trader: Trader, broker: FakeBroker) -> bool:
     return _latest(_received(trader)) == _latest(list(broker.book.values()))
+
+
+@pytest.fixture
+def trader(tmp_path: Path) -> Iterator[Trader]:
+    """A receiver at the Postback URL, serving for the whole test."""
+    trader = Trader(tmp_path, generate_secret())
+    with trader.server:
+        yield trader
+
+
+@pytest.fixture
+async def broker(trader: Trader) -> AsyncIterator[FakeBroker]:
+    """The broker of :data:`CLIENT_ID`, its websocket and order book; it stops before the
+    ``trader`` does (so nothing it relayed is cut off on the receiving side). A test that checks
+    how its connections closed opens its own, to stop it before the asserts."""
+    async with FakeBroker(CLIENT_ID, TOKEN) as broker:
+        yield broker
 
 
 def _relay(trader: Trader, broker: FakeBroker, tmp_path: Path, *flags: str) -> ServerProcess:
@@ -82,28 +95,26 @@ def _summary(tmp_path: Path) -> dict[str, Any]:
 
 
 async def test_orders_changed_while_the_relay_is_away_reach_the_receiver_once_in_order(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, trader: Trader, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen_before = {order_key(u) for u in BEFORE}
     assert any(order_key(u) not in seen_before for u in AWAY)  # new orders
     assert any(u.order_status is OrderStatus.CANCELLED for u in AWAY)  # cancels
     assert any(u.filled_qty > 0 for u in AWAY)  # fills
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
-            try:
-                await eventually(lambda: len(broker.book_requests) == 1, timeout=30)
-                broker.change(BEFORE)
-                await eventually(lambda: _caught_up(trader, broker), timeout=60)
-                live_before = len(trader.bodies)
-                await _go_away_and_change(broker, AWAY)
-                await eventually(lambda: _caught_up(trader, broker), timeout=60)
-                from_the_book = len(trader.bodies) - live_before
-                broker.change(AFTER)
-                await eventually(lambda: _caught_up(trader, broker), timeout=60)
-            finally:
-                code = await stop_process(process)
+    async with FakeBroker(CLIENT_ID, TOKEN) as broker:  # stopped before the asserts
+        process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
+        try:
+            await eventually(lambda: len(broker.book_requests) == 1, timeout=30)
+            broker.change(BEFORE)
+            await eventually(lambda: _caught_up(trader, broker), timeout=60)
+            live_before = len(trader.bodies)
+            await _go_away_and_change(broker, AWAY)
+            await eventually(lambda: _caught_up(trader, broker), timeout=60)
+            from_the_book = len(trader.bodies) - live_before
+            broker.change(AFTER)
+            await eventually(lambda: _caught_up(trader, broker), timeout=60)
+        finally:
+            code = await stop_process(process)
     received = _received(trader)
     states = [(order_key(u), OrderState.of(u)) for u in received]
     duplicates = sum(n - 1 for n in Counter(states).values())
@@ -130,26 +141,25 @@ async def test_orders_changed_while_the_relay_is_away_reach_the_receiver_once_in
 
 async def test_a_book_row_and_a_late_frame_for_the_same_state_are_relayed_once(
     tmp_path: Path,
+    trader: Trader,
+    broker: FakeBroker,
 ) -> None:
     order = [u for u in UPDATES if order_key(u) == order_key(UPDATES[0])]
     assert len(order) >= 4
     opened, older, latest, after = order[0], order[1], order[2], order[3]
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
-            try:
-                await eventually(lambda: len(broker.book_requests) == 1, timeout=30)
-                broker.change([opened])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-                await _go_away_and_change(broker, [older, latest])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-                broker.send_frame_only(older)  # late, and older than what was relayed
-                broker.send_frame_only(latest)  # late, the state the book already gave
-                broker.change([after])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-            finally:
-                code = await stop_process(process)
+    process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
+    try:
+        await eventually(lambda: len(broker.book_requests) == 1, timeout=30)
+        broker.change([opened])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+        await _go_away_and_change(broker, [older, latest])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+        broker.send_frame_only(older)  # late, and older than what was relayed
+        broker.send_frame_only(latest)  # late, the state the book already gave
+        broker.change([after])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+    finally:
+        code = await stop_process(process)
     assert code == 0
     assert [OrderState.of(u) for u in _received(trader)] == [
         OrderState.of(u) for u in (opened, latest, after)
@@ -160,32 +170,30 @@ async def test_a_book_row_and_a_late_frame_for_the_same_state_are_relayed_once(
 
 async def test_a_change_lost_without_a_disconnect_is_found_by_the_next_reconciliation(
     tmp_path: Path,
+    trader: Trader,
+    broker: FakeBroker,
 ) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "200ms")
-            try:
-                broker.change(UPDATES[:5])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-                broker.change(UPDATES[5:8], stream=False)
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-            finally:
-                code = await stop_process(process)
+    process = _relay(trader, broker, tmp_path, "--reconcile-interval", "200ms")
+    try:
+        broker.change(UPDATES[:5])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+        broker.change(UPDATES[5:8], stream=False)
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+    finally:
+        code = await stop_process(process)
     assert code == 0
     assert broker.ws.connections == 1
 
 
-async def test_reconcile_interval_0_never_reads_the_order_book(tmp_path: Path) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "0")
-            try:
-                broker.change(UPDATES[:5])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-            finally:
-                code = await stop_process(process)
+async def test_reconcile_interval_0_never_reads_the_order_book(
+    tmp_path: Path, trader: Trader, broker: FakeBroker
+) -> None:
+    process = _relay(trader, broker, tmp_path, "--reconcile-interval", "0")
+    try:
+        broker.change(UPDATES[:5])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+    finally:
+        code = await stop_process(process)
     assert code == 0
     assert broker.book_requests == []
 
@@ -199,13 +207,12 @@ def _the_error_line(tmp_path: Path) -> str:
 
 async def test_an_expired_token_at_login_exits_3_saying_how_to_pass_a_new_one(
     tmp_path: Path,
+    trader: Trader,
+    broker: FakeBroker,
 ) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            await broker.expire_token()
-            process = _relay(trader, broker, tmp_path)
-            code = await wait_for_exit(process)
+    await broker.expire_token()
+    process = _relay(trader, broker, tmp_path)
+    code = await wait_for_exit(process)
     assert code == 3
     line = _the_error_line(tmp_path)
     assert f"refused the access token of client {CLIENT_ID}" in line
@@ -213,18 +220,18 @@ async def test_an_expired_token_at_login_exits_3_saying_how_to_pass_a_new_one(
     assert len(broker.ws.bad_logins) <= 1  # not redialled forever
 
 
-async def test_a_token_the_order_book_refuses_mid_session_exits_3(tmp_path: Path) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "200ms")
-            try:
-                broker.change(UPDATES[:5])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-                await broker.expire_token(websocket=False)
-                code = await wait_for_exit(process)
-            finally:
-                process.kill()
+async def test_a_token_the_order_book_refuses_mid_session_exits_3(
+    tmp_path: Path, trader: Trader
+) -> None:
+    async with FakeBroker(CLIENT_ID, TOKEN) as broker:  # stopped before the asserts
+        process = _relay(trader, broker, tmp_path, "--reconcile-interval", "200ms")
+        try:
+            broker.change(UPDATES[:5])
+            await eventually(lambda: _caught_up(trader, broker), timeout=30)
+            await broker.expire_token(websocket=False)
+            code = await wait_for_exit(process)
+        finally:
+            process.kill()
     assert code == 3
     line = _the_error_line(tmp_path)
     assert "HTTP 401 DH-901" in line and "--access-token" in line
@@ -233,34 +240,32 @@ async def test_a_token_the_order_book_refuses_mid_session_exits_3(tmp_path: Path
 
 async def test_a_websocket_that_refuses_the_login_again_mid_session_exits_3(
     tmp_path: Path,
+    trader: Trader,
+    broker: FakeBroker,
 ) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN) as broker:
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
-            try:
-                broker.change(UPDATES[:5])
-                await eventually(lambda: _caught_up(trader, broker), timeout=30)
-                await broker.expire_token()
-                code = await wait_for_exit(process)
-            finally:
-                process.kill()
+    process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
+    try:
+        broker.change(UPDATES[:5])
+        await eventually(lambda: _caught_up(trader, broker), timeout=30)
+        await broker.expire_token()
+        code = await wait_for_exit(process)
+    finally:
+        process.kill()
     assert code == 3
     assert "refused the access token" in _the_error_line(tmp_path)
     assert len(broker.ws.bad_logins) == 1  # one refused login is enough: no redial loop
 
 
-async def test_a_rate_limited_order_book_is_waited_out(tmp_path: Path) -> None:
-    trader = Trader(tmp_path, generate_secret())
-    with trader.server:
-        async with FakeBroker(CLIENT_ID, TOKEN, retry_after=1.0) as broker:
-            broker.change(UPDATES[:10], stream=False)  # happened before the relay started
-            broker.rate_limit(2)
-            process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
-            try:
-                await eventually(lambda: _caught_up(trader, broker), timeout=60)
-            finally:
-                code = await stop_process(process)
+async def test_a_rate_limited_order_book_is_waited_out(
+    tmp_path: Path, trader: Trader, broker: FakeBroker
+) -> None:
+    broker.change(UPDATES[:10], stream=False)  # happened before the relay started
+    broker.rate_limit(2)
+    process = _relay(trader, broker, tmp_path, "--reconcile-interval", "1h")
+    try:
+        await eventually(lambda: _caught_up(trader, broker), timeout=60)
+    finally:
+        code = await stop_process(process)
     assert code == 0
     first, second, third = broker.book_requests[:3]
     assert second - first >= 1.0 and third - second >= 1.0  # Retry-After honoured

@@ -19,10 +19,11 @@ import standardwebhooks
 
 from dhan_postback.receiver import ReceiverStore
 from dhan_postback.signing import Signer
-from tests.dispatching import eventually
-from tests.outbox import simulated_updates
-from tests.receivers import Receiver, Reply, always
-from tests.support import ServerProcess, UvicornThread, free_port, serve_process
+from tests.helpers.processes import ServerProcess, serve_process
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import simulated_bodies
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -97,7 +98,7 @@ async def test_a_receiver_with_only_the_old_then_only_the_new_secret_accepts_eve
     api = Api(f"http://127.0.0.1:{port}")
     receiver_db = tmp_path / "receiver.db"
     phases = [
-        simulated_updates(ORDERS_PER_PHASE, seed=seed, client_id=CLIENT_ID) for seed in (1, 2, 3)
+        simulated_bodies(ORDERS_PER_PHASE, seed=seed, client_id=CLIENT_ID) for seed in (1, 2, 3)
     ]
     sent: list[str] = []
     with serve_process(database, port, ADMIN_KEY, flags=GRACE):
@@ -141,8 +142,8 @@ async def test_the_official_standardwebhooks_package_verifies_both_signatures(
 ) -> None:
     port = free_port()
     api = Api(f"http://127.0.0.1:{port}")
-    tap = Receiver(always(Reply()))
-    bodies = simulated_updates(3, seed=7, client_id=TAPPED_CLIENT_ID)
+    tap = RecordingReceiver(always(Reply()))
+    bodies = simulated_bodies(3, seed=7, client_id=TAPPED_CLIENT_ID)
     with (
         UvicornThread(tap.app) as hooks,
         serve_process(database, port, ADMIN_KEY, flags=GRACE),

@@ -17,10 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dispatching import eventually
-from tests.outbox import simulated_updates
-from tests.receivers import Receiver, Reply, always
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import simulated_bodies
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -39,9 +40,9 @@ def _order_id(body: bytes) -> bytes:
 async def test_nothing_acknowledged_is_lost_across_five_kill_9s_during_a_stream(
     tmp_path: Path,
 ) -> None:
-    bodies = simulated_updates(1300, seed=11, client_id=CLIENT_ID)[:UPDATES]
+    bodies = simulated_bodies(1300, seed=11, client_id=CLIENT_ID)[:UPDATES]
     assert len(bodies) == UPDATES
-    receiver = Receiver(always(Reply(delay=0.002)))
+    receiver = RecordingReceiver(always(Reply(delay=0.002)))
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     db = tmp_path / "service.db"

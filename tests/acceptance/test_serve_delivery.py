@@ -10,10 +10,11 @@ import httpx
 import pytest
 import standardwebhooks
 
-from tests.dispatching import eventually
-from tests.outbox import simulated_updates
-from tests.receivers import Receiver, Reply, always
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import simulated_bodies
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,10 +36,10 @@ def delivered_count(api: str) -> int:
 async def test_updates_acknowledged_by_the_service_all_arrive_across_a_kill_9(
     tmp_path: Path,
 ) -> None:
-    receiver = Receiver(always(Reply(delay=0.1)))  # the kill lands with POSTs under way
+    receiver = RecordingReceiver(always(Reply(delay=0.1)))  # the kill lands with POSTs under way
     port = free_port()
     api = f"http://127.0.0.1:{port}"
-    bodies = simulated_updates(60, seed=5, client_id=CLIENT_ID)
+    bodies = simulated_bodies(60, seed=5, client_id=CLIENT_ID)
     with UvicornThread(receiver.app) as hooks:
         first = serve_process(tmp_path / "service.db", port, ADMIN_KEY).start()
         try:

@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dhan_ws import DhanWsServer, eventually, individual_login
-from tests.integration.relay_harness import CLIENT_ID, TOKEN
-from tests.receivers import Receiver
-from tests.support import UvicornThread, clean_env, free_port
+from tests.helpers.broker import DhanWsServer, individual_login
+from tests.helpers.processes import clean_env
+from tests.helpers.receivers import RecordingReceiver
+from tests.helpers.relay import CLIENT_ID, TOKEN
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,7 +64,7 @@ async def _command(name: str, tmp: Path) -> AsyncIterator[tuple[list[str], Calla
         yield ["demo", "--orders", "10", "--keep-running"], _says(output, "Still running")
     else:
         broker = DhanWsServer(individual_login(CLIENT_ID, TOKEN))
-        with UvicornThread(Receiver().app) as trader:
+        with UvicornThread(RecordingReceiver().app) as trader:
             async with broker:
                 args = ["relay", "--client-id", CLIENT_ID, "--ws-url", broker.url]
                 args += ["--postback-url", trader.url + "/hook", "--allow-loopback"]

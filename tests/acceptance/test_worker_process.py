@@ -11,10 +11,13 @@ import pytest
 
 from dhan_postback.service.store import Store, create_store
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus
-from tests.dispatching import eventually, settled
-from tests.outbox import Outbox, order_updates
-from tests.receivers import Receiver, Reply, always
-from tests.support import ServerProcess, UvicornThread
+from tests.helpers.dispatching import settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.processes import ServerProcess
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import order_updates
+from tests.helpers.waiting import eventually
 
 pytest.importorskip("dhan_postback.service.store.sqlite")
 pytestmark = pytest.mark.timeout(90)
@@ -56,7 +59,9 @@ def worker_args(db: str, *extra: str) -> list[str]:
 async def test_a_killed_worker_loses_nothing_and_resends_with_the_same_ids(
     db: str, store: Store
 ) -> None:
-    receiver = Receiver(always(Reply(delay=0.2)))  # slow answers: the kill lands mid-flight
+    receiver = RecordingReceiver(
+        always(Reply(delay=0.2))
+    )  # slow answers: the kill lands mid-flight
     with UvicornThread(receiver.app) as server:
         url = server.url + "/hook"
         outbox = await Outbox(store).open(url)
@@ -83,7 +88,7 @@ async def test_a_killed_worker_loses_nothing_and_resends_with_the_same_ids(
 async def test_sigterm_finishes_posts_under_way_and_gives_back_the_rest(
     db: str, store: Store
 ) -> None:
-    receiver = Receiver(always(Reply(delay=0.5)))
+    receiver = RecordingReceiver(always(Reply(delay=0.5)))
     with UvicornThread(receiver.app) as server:
         url = server.url + "/hook"
         outbox = await Outbox(store).open(url)
@@ -114,7 +119,7 @@ def _submitted_by_order(outbox: Outbox) -> dict[str, list[str]]:
     return submitted
 
 
-def _first_arrivals_by_order(receiver: Receiver, outbox: Outbox) -> dict[str, list[str]]:
+def _first_arrivals_by_order(receiver: RecordingReceiver, outbox: Outbox) -> dict[str, list[str]]:
     order_of = {d.id: d.order_id for d in outbox.deliveries}
     arrived: dict[str, list[str]] = defaultdict(list)
     for request in receiver.first_arrivals():
@@ -124,8 +129,6 @@ def _first_arrivals_by_order(receiver: Receiver, outbox: Outbox) -> dict[str, li
 
 async def test_a_worker_with_a_port_serves_health_and_metrics(db: str, store: Store) -> None:
     import httpx
-
-    from tests.support import free_port
 
     port = free_port()
     health = f"http://127.0.0.1:{port}/healthz"

@@ -2,21 +2,22 @@
 
 To add a backend, add its name to ``BACKENDS`` and a branch to ``_store_url`` that returns a
 fresh, empty database URL for one test. PostgreSQL tests use the session's throwaway server
-(``tests/pg.py``), started only when a PostgreSQL test runs; they carry the ``postgres`` mark,
+(``bench/postgres.py``), started only when a PostgreSQL test runs; they carry the ``postgres`` mark,
 so ``-m "not postgres"`` leaves them out.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from bench.postgres import PostgresServer
 
 from dhan_postback.service.store import Store, create_store
-
-from ..pg import PostgresServer
+from tests.helpers.service import Service, running_service
 
 BACKENDS = ["memory", "sqlite", "postgres"]
 
@@ -76,3 +77,21 @@ def service_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database URL for a whole service, on each persistent backend."""
     backend: str = request.param
     return _store_url(backend, request, tmp_path)
+
+
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres])],
+)
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """One service API (no dispatcher) for a whole module, on each persistent backend: starting
+    one per test would be slow, and tests keep apart by using clients of their own. A module
+    gives settings of its own in ``SERVICE_SETTINGS``; one that needs another kind of service
+    defines its own ``service`` fixture, which takes precedence."""
+    settings: dict[str, Any] = dict(getattr(request.module, "SERVICE_SETTINGS", {}))
+    if request.param == "postgres":
+        settings["db"] = request.getfixturevalue("pg_server").new_database()
+    with running_service(tmp_path_factory.mktemp("service"), **settings) as running:
+        yield running

@@ -21,8 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dhan_postback.service.openapi import openapi_document
-
-from .service_support import ADMIN_KEY, Service, running_service
+from tests.helpers.service import ADMIN_KEY, Service, running_service
 
 
 @pytest.fixture(scope="module")

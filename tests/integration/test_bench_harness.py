@@ -25,7 +25,7 @@ from bench.ingest_bench import batch_body, update_body
 from bench.watch import Window, counted, watch
 
 from dhan_postback import signing
-from tests.support import free_port
+from tests.helpers.servers import free_port
 
 
 def test_list_names_every_scenario_b1_to_b9_then_the_peers() -> None:

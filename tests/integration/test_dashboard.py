@@ -22,7 +22,7 @@ from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.dashboard.app import PAGE_SIZE
 from dhan_postback.service.store.base import DeliveryStatus, NewDelivery, Target
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dashboard_seed import (
+from tests.helpers.dashboard_seed import (
     CLIENT_A,
     CLIENT_B,
     PARTNER_URL,
@@ -32,7 +32,7 @@ from tests.dashboard_seed import (
     dashboard_app,
     seed,
 )
-from tests.support import UvicornThread
+from tests.helpers.servers import UvicornThread
 
 ADMIN_KEY = "adm_" + "k" * 40
 

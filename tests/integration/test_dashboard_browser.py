@@ -19,8 +19,8 @@ import pytest
 from dhan_postback.service.dashboard import EndpointHealth
 from dhan_postback.service.store.base import Attempt, Outcome
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, URL_B, Seeded, dashboard_app, seed
-from tests.support import UvicornThread
+from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, URL_B, Seeded, dashboard_app, seed
+from tests.helpers.servers import UvicornThread
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.samples import update
-
-from .service_support import ADMIN_KEY, Service, running_service
+from tests.helpers.service import ADMIN_KEY, Service, running_service
+from tests.helpers.updates import update
 
 
 @pytest.fixture

@@ -14,11 +14,13 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.base import DeliveryStatus, Store
-from tests.dispatching import eventually, fast_settings, settled
+from tests.helpers.dispatching import deliver_one, fast_settings, settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.receivers import RecordingReceiver, Reply, always, fail_first, flaky
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import order_updates, simulated_bodies
+from tests.helpers.waiting import eventually
 from tests.integration.conftest import StoreMaker
-from tests.outbox import Outbox, order_updates, simulated_updates
-from tests.receivers import Receiver, Reply, always, fail_first, flaky
-from tests.support import UvicornThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,12 +42,12 @@ PATIENT = "0s,10ms,20ms,40ms,80ms" + ",100ms" * 15
 async def test_every_update_is_delivered_despite_a_faulty_receiver(
     store: Store, store_maker: StoreMaker
 ) -> None:
-    receiver = Receiver(flaky(0.3, FAULTS, seed=1))
+    receiver = RecordingReceiver(flaky(0.3, FAULTS, seed=1))
     # About 5,000 updates on SQLite; the memory store's claim scans every row, so 1,000 there.
     orders = 1250 if store_maker.backend == "sqlite" else 250
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
-        bodies = simulated_updates(orders, seed=1)
+        bodies = simulated_bodies(orders, seed=1)
         await outbox.add(server.url + "/hook", bodies)
         async with Dispatcher(store, fast_settings(retry_schedule=PATIENT)):
             counts = await settled(store, len(bodies), timeout=45)
@@ -57,10 +59,10 @@ async def test_every_update_is_delivered_despite_a_faulty_receiver(
 
 
 async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted(store: Store) -> None:
-    receiver = Receiver(flaky(0.3, FAULTS, seed=2))
+    receiver = RecordingReceiver(flaky(0.3, FAULTS, seed=2))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
-        bodies = simulated_updates(60, seed=2)
+        bodies = simulated_bodies(60, seed=2)
         await outbox.add(server.url + "/hook", bodies)
         async with Dispatcher(store, fast_settings(retry_schedule=PATIENT)):
             await settled(store, len(bodies), timeout=45)
@@ -76,7 +78,7 @@ async def test_updates_of_one_order_arrive_in_the_order_they_were_submitted(stor
 
 
 async def test_the_body_arrives_byte_identical_to_the_stored_payload(store: Store) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         bodies = order_updates(3, 3)
@@ -88,12 +90,8 @@ async def test_the_body_arrives_byte_identical_to_the_stored_payload(store: Stor
 
 
 async def test_each_request_carries_the_documented_headers(store: Store) -> None:
-    receiver = Receiver()
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
+    receiver = RecordingReceiver()
+    delivery, _ = await deliver_one(store, receiver)
 
     [request] = receiver.snapshot()
     assert request.method == "POST"
@@ -106,7 +104,7 @@ async def test_each_request_carries_the_documented_headers(store: Store) -> None
 
 
 async def test_signatures_verify_with_the_standard_webhooks_library(store: Store) -> None:
-    receiver = Receiver(fail_first(1))
+    receiver = RecordingReceiver(fail_first(1))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(5, 2))
@@ -121,24 +119,16 @@ async def test_signatures_verify_with_the_standard_webhooks_library(store: Store
 
 
 async def test_a_delivery_keeps_its_webhook_id_on_every_attempt(store: Store) -> None:
-    receiver = Receiver(fail_first(2))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
+    receiver = RecordingReceiver(fail_first(2))
+    delivery, _ = await deliver_one(store, receiver)
 
     assert [r.webhook_id for r in receiver.snapshot()] == [delivery.id] * 3
 
 
 async def test_attempts_follow_the_retry_schedule(store: Store) -> None:
-    receiver = Receiver(fail_first(2))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings(retry_schedule="0s,300ms,600ms")):
-            await settled(store, 1)
-        attempts = await store.get_attempts(delivery.id)
+    receiver = RecordingReceiver(fail_first(2))
+    settings = fast_settings(retry_schedule="0s,300ms,600ms")
+    _, attempts = await deliver_one(store, receiver, settings)
 
     first, second, third = (r.arrived for r in receiver.snapshot())
     assert second - first >= 0.15  # jitter keeps at least half of each delay
@@ -148,7 +138,7 @@ async def test_attempts_follow_the_retry_schedule(store: Store) -> None:
 
 
 async def test_retry_after_postpones_the_next_attempt(store: Store) -> None:
-    receiver = Receiver(fail_first(1, Reply(429, headers={"Retry-After": "1"})))
+    receiver = RecordingReceiver(fail_first(1, Reply(429, headers={"Retry-After": "1"})))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
@@ -160,7 +150,7 @@ async def test_retry_after_postpones_the_next_attempt(store: Store) -> None:
 
 
 async def test_retry_after_is_capped(store: Store) -> None:
-    receiver = Receiver(fail_first(1, Reply(503, headers={"Retry-After": "3600"})))
+    receiver = RecordingReceiver(fail_first(1, Reply(503, headers={"Retry-After": "3600"})))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
@@ -174,7 +164,7 @@ async def test_retry_after_is_capped(store: Store) -> None:
 
 
 async def test_a_redirect_is_not_followed_and_counts_as_a_failure(store: Store) -> None:
-    receiver = Receiver(always(Reply(302, headers={"Location": "/moved"})))
+    receiver = RecordingReceiver(always(Reply(302, headers={"Location": "/moved"})))
     metrics = ServiceMetrics()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
@@ -194,7 +184,7 @@ async def test_a_redirect_is_not_followed_and_counts_as_a_failure(store: Store) 
 
 async def test_a_dead_delivery_releases_its_successor_flagged_after_dead(store: Store) -> None:
     doomed: set[str] = set()
-    receiver = Receiver(lambda r: Reply(500) if r.webhook_id in doomed else Reply())
+    receiver = RecordingReceiver(lambda r: Reply(500) if r.webhook_id in doomed else Reply())
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         first, second = await outbox.add(server.url + "/hook", order_updates(1, 2))
@@ -211,13 +201,8 @@ async def test_a_dead_delivery_releases_its_successor_flagged_after_dead(store: 
 
 
 async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(store: Store) -> None:
-    receiver = Receiver(fail_first(1, Reply(500, body=b"x" * 2000)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
-        failed, succeeded = await store.get_attempts(delivery.id)
+    receiver = RecordingReceiver(fail_first(1, Reply(500, body=b"x" * 2000)))
+    _, (failed, succeeded) = await deliver_one(store, receiver)
 
     assert (failed.status_code, failed.error) == (500, "HTTP 500")
     assert failed.response_prefix == "x" * 512
@@ -227,33 +212,23 @@ async def test_an_attempt_records_status_latency_and_the_start_of_the_answer(sto
 
 
 async def test_a_timeout_is_a_failed_attempt_with_no_status(store: Store) -> None:
-    receiver = Receiver(fail_first(1, Reply(delay=1.0)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings(timeout=0.3)):
-            await settled(store, 1)
-        timed_out, _ = await store.get_attempts(delivery.id)
+    receiver = RecordingReceiver(fail_first(1, Reply(delay=1.0)))
+    _, (timed_out, _) = await deliver_one(store, receiver, fast_settings(timeout=0.3))
 
     assert timed_out.status_code is None
     assert timed_out.error is not None and "timeout" in timed_out.error
 
 
 async def test_a_reset_connection_is_a_failed_attempt(store: Store) -> None:
-    receiver = Receiver(fail_first(1, Reply(reset=True)))
-    with UvicornThread(receiver.app) as server:
-        outbox = await Outbox(store).open(server.url)
-        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
-        async with Dispatcher(store, fast_settings()):
-            await settled(store, 1)
-        reset, delivered = await store.get_attempts(delivery.id)
+    receiver = RecordingReceiver(fail_first(1, Reply(reset=True)))
+    _, (reset, delivered) = await deliver_one(store, receiver)
 
     assert reset.error is not None
     assert delivered.status_code == 200
 
 
 async def test_a_refused_connection_is_retried_then_dead(store: Store) -> None:
-    with UvicornThread(Receiver().app) as gone:
+    with UvicornThread(RecordingReceiver().app) as gone:
         url = gone.url + "/hook"
     outbox = await Outbox(store).open(url)
     [delivery] = await outbox.add(url, order_updates(1, 1))
@@ -267,7 +242,7 @@ async def test_a_refused_connection_is_retried_then_dead(store: Store) -> None:
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 async def test_loopback_is_refused_at_connect_time_unless_allowed(host: str, store: Store) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         url = f"http://{host}:{server.port}/hook"
         outbox = await Outbox(store).open(url)
@@ -282,7 +257,7 @@ async def test_loopback_is_refused_at_connect_time_unless_allowed(host: str, sto
 
 
 async def test_metrics_count_deliveries_failures_and_latency(store: Store) -> None:
-    receiver = Receiver(fail_first(1))
+    receiver = RecordingReceiver(fail_first(1))
     metrics = ServiceMetrics()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
@@ -299,7 +274,7 @@ async def test_metrics_count_deliveries_failures_and_latency(store: Store) -> No
 
 
 async def test_wake_sends_new_deliveries_without_waiting_for_the_poll(store: Store) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         async with Dispatcher(store, fast_settings(), idle_poll=30) as dispatcher:
@@ -311,7 +286,7 @@ async def test_wake_sends_new_deliveries_without_waiting_for_the_poll(store: Sto
 
 
 async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll(store: Store) -> None:
-    receiver = Receiver(fail_first(1))
+    receiver = RecordingReceiver(fail_first(1))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(1, 1))
@@ -322,7 +297,7 @@ async def test_a_retry_coming_due_is_sent_without_waiting_for_the_poll(store: St
 
 
 async def test_a_node_runs_a_dispatcher_and_its_wake_reaches_it(store: Store) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     node = ServiceNode(fast_settings(), store=store)
     node.wake()  # before the start: nothing to wake, no error
     with UvicornThread(receiver.app) as server:
@@ -337,7 +312,7 @@ async def test_a_node_runs_a_dispatcher_and_its_wake_reaches_it(store: Store) ->
 
 
 async def test_wake_may_be_called_from_another_thread(store: Store) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         async with Dispatcher(store, fast_settings(), idle_poll=30) as dispatcher:

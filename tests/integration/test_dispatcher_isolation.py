@@ -18,10 +18,12 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.store.base import Claim, DeliveryStatus, Outcome, Store
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dispatching import eventually, fast_settings, settled
-from tests.outbox import Outbox, order_updates
-from tests.receivers import BlackHole, MultiPortServer, Received, Receiver, Reply
-from tests.support import UvicornThread
+from tests.helpers.dispatching import fast_settings, settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.receivers import Received, RecordingReceiver, Reply
+from tests.helpers.servers import BlackHole, MultiPortServer, UvicornThread
+from tests.helpers.updates import order_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,7 +39,7 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Stor
             gauge_while_open.append(gauge)
         return Reply(500) if request.index < 4 else Reply()
 
-    receiver = Receiver(plan)
+    receiver = RecordingReceiver(plan)
     with UvicornThread(receiver.app) as server:
         label["endpoint"] = endpoint_label(server.url)
         outbox = await Outbox(store).open(server.url)
@@ -62,7 +64,7 @@ async def test_the_breaker_pauses_a_failing_url_probes_it_and_closes(store: Stor
 
 async def test_probes_rotate_away_from_deliveries_that_keep_failing(store: Store) -> None:
     poison = order_updates(2, 1, client_id="1000000666")
-    receiver = Receiver(lambda r: Reply(500) if b"1000000666" in r.body else Reply())
+    receiver = RecordingReceiver(lambda r: Reply(500) if b"1000000666" in r.body else Reply())
     with UvicornThread(receiver.app) as server:
         url = server.url + "/hook"
         poisoner = await Outbox(store, client_id="1000000666").open(url)
@@ -90,8 +92,8 @@ async def test_probes_rotate_away_from_deliveries_that_keep_failing(store: Store
 
 
 async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
-    failing = Receiver(lambda r: Reply(500))
-    healthy = Receiver()
+    failing = RecordingReceiver(lambda r: Reply(500))
+    healthy = RecordingReceiver()
     with UvicornThread(failing.app) as bad, UvicornThread(healthy.app) as good:
         bad_box = await Outbox(store).open(bad.url)
         good_box = await Outbox(store).open(good.url)
@@ -113,7 +115,7 @@ async def test_an_open_breaker_leaves_other_urls_flowing(store: Store) -> None:
 
 async def test_a_black_holed_endpoint_does_not_slow_the_healthy_ones() -> None:
     per_endpoint = order_updates(60, 2)
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with MultiPortServer(receiver.app, 10) as servers, BlackHole() as hole:
         all_healthy = await _time_to_deliver(servers.urls, servers.urls, per_endpoint)
         one_black_hole = await _time_to_deliver(
@@ -162,7 +164,7 @@ async def test_a_black_hole_holds_a_bounded_number_of_claims(store: Store) -> No
 async def test_graceful_shutdown_finishes_posts_under_way_and_gives_back_the_rest(
     store: Store,
 ) -> None:
-    receiver = Receiver(lambda r: Reply(delay=0.3))
+    receiver = RecordingReceiver(lambda r: Reply(delay=0.3))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(20, 1))
@@ -176,7 +178,7 @@ async def test_graceful_shutdown_finishes_posts_under_way_and_gives_back_the_res
 
 
 async def test_shutdown_gives_back_posts_that_outlast_the_grace(store: Store) -> None:
-    receiver = Receiver(lambda r: Reply(delay=1.5))
+    receiver = RecordingReceiver(lambda r: Reply(delay=1.5))
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(20, 1))
@@ -193,7 +195,7 @@ async def test_shutdown_gives_back_posts_that_outlast_the_grace(store: Store) ->
 async def test_claims_of_a_crashed_node_are_sent_after_their_lease_with_the_same_ids(
     store: Store,
 ) -> None:
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         await outbox.add(server.url + "/hook", order_updates(10, 1))
@@ -227,7 +229,7 @@ class FifoBreakingStore(MemoryStore):
 
 
 async def test_two_updates_of_one_order_are_never_in_flight_together() -> None:
-    receiver = Receiver(lambda r: Reply(delay=0.1))
+    receiver = RecordingReceiver(lambda r: Reply(delay=0.1))
     with UvicornThread(receiver.app) as server:
         store = FifoBreakingStore()
         outbox = await Outbox(store).open(server.url)
@@ -247,8 +249,8 @@ async def test_two_updates_of_one_order_are_never_in_flight_together() -> None:
 
 
 async def test_a_busy_endpoint_cannot_keep_every_global_slot(store: Store) -> None:
-    slow = Receiver(lambda r: Reply(delay=0.2))
-    fast = Receiver()
+    slow = RecordingReceiver(lambda r: Reply(delay=0.2))
+    fast = RecordingReceiver()
     with UvicornThread(slow.app) as busy, UvicornThread(fast.app) as other:
         busy_box = await Outbox(store).open(busy.url)
         other_box = await Outbox(store).open(other.url)
@@ -295,7 +297,7 @@ class _NotifyingStore(MemoryStore):
 
 async def test_a_wakeup_that_overtakes_the_commit_answer_is_no_second_head() -> None:
     store = _NotifyingStore()
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)
         added = await outbox.add(server.url + "/hook", order_updates(3, 5))

@@ -7,49 +7,28 @@ HOOK_URL wait in the outbox and count as the endpoint's backlog.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from tests.samples import new_client_id, update
-
-from .service_support import HOOK_URL, Service, assert_error, running_service
+from tests.helpers.service import HOOK_URL, Service, assert_error
+from tests.helpers.updates import new_client_id, update
 
 OTHER_URL = "http://127.0.0.1:8999/other"
 PARTNER_URL = "http://127.0.0.1:8999/partner"
 GRACE = 3600.0
 
 
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    settings: dict[str, Any] = {"secret_rotation_grace": GRACE}
-    if request.param == "postgres":
-        settings["db"] = request.getfixturevalue("pg_server").new_database()
-    with running_service(tmp_path_factory.mktemp("endpoints"), **settings) as running:
-        yield running
+SERVICE_SETTINGS = {"secret_rotation_grace": GRACE}  # of the module-wide ``service`` (conftest)
 
 
 def get(service: Service, path: str, **params: str) -> dict[str, Any]:
-    response = service.http.get(path, headers=service.admin, params=params)
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
+    return service.admin_json("GET", path, **params)
 
 
 def rotate(service: Service, endpoint_id: str) -> dict[str, Any]:
-    response = service.http.post(
-        f"/v2/endpoints/{endpoint_id}/rotate-secret", headers=service.admin
-    )
-    assert response.status_code == 200, response.text
-    rotated: dict[str, Any] = response.json()
-    return rotated
+    return service.admin_json("POST", f"/v2/endpoints/{endpoint_id}/rotate-secret")
 
 
 # Tokens share their endpoint's secret ---------------------------------------------------------

@@ -17,10 +17,9 @@ import pytest
 from dhan_postback.service.app import create_app
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread
-
-from .service_support import ADMIN_KEY, Service, assert_error, running_service
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import ADMIN_KEY, Service, assert_error, running_service
+from tests.helpers.updates import new_client_id, update
 
 
 @pytest.fixture

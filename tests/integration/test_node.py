@@ -10,17 +10,19 @@ import pytest
 from dhan_postback.errors import StoreUnavailable, URLRefused
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dispatching import eventually, fast_settings
-from tests.outbox import Outbox, order_updates
-from tests.receivers import Receiver, Reply
-from tests.support import UvicornThread
+from tests.helpers.dispatching import fast_settings
+from tests.helpers.outbox import Outbox
+from tests.helpers.receivers import RecordingReceiver, Reply
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import order_updates
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 
 async def test_endpoint_health_is_the_dispatchers_live_view_of_a_failing_url() -> None:
     store = MemoryStore()
-    receiver = Receiver(lambda request: Reply(500))
+    receiver = RecordingReceiver(lambda request: Reply(500))
     settings = fast_settings(breaker_min_attempts=2, breaker_cooldown=30.0)
     with UvicornThread(receiver.app) as server:
         outbox = await Outbox(store).open(server.url)

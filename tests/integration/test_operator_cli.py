@@ -9,33 +9,16 @@ checked.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.samples import new_client_id, update
-from tests.support import free_port
-
-from .service_support import ADMIN_KEY, HOOK_URL, Service, running_service
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
-)
-def service(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Service]:
-    settings: dict[str, Any] = {}
-    if request.param == "postgres":
-        settings["db"] = request.getfixturevalue("pg_server").new_database()
-    with running_service(tmp_path_factory.mktemp("cli"), **settings) as running:
-        yield running
+from tests.helpers.processes import clean_env, run_cli
+from tests.helpers.servers import free_port
+from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service
+from tests.helpers.updates import new_client_id, update
 
 
 def run(service: Service, *args: str) -> str:
@@ -56,15 +39,7 @@ def run_json(service: Service, *args: str) -> Any:
 
 def program(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """The real ``dhan-postback`` with only the given DHAN_POSTBACK_* variables."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")}
-    return subprocess.run(
-        [sys.executable, "-m", "dhan_postback", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=clean_env(**env))
 
 
 def assert_one_line_error(

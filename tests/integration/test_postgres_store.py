@@ -23,10 +23,11 @@ from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
 from dhan_postback.service.store.postgres import PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
+from tests.helpers.dispatching import fast_settings, settled
+from tests.helpers.receivers import RecordingReceiver
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.waiting import eventually
 
-from ..dispatching import eventually, fast_settings, settled
-from ..receivers import Receiver
-from ..support import UvicornThread, free_port
 from .test_store_contract import (
     NOW,
     PARTNER,
@@ -355,7 +356,7 @@ async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
 ) -> None:
     """Its poll and its lease ends are minutes away: only the NOTIFY brings the second update."""
     ingest, sender = nodes[0], nodes[1]
-    receiver = Receiver()
+    receiver = RecordingReceiver()
     with UvicornThread(receiver.app) as server:
         hook_url = f"{server.url}/hook"
         await endpoint_at(ingest, hook_url)

@@ -14,8 +14,9 @@ import pytest
 
 from dhan_postback import signing
 from dhan_postback.receiver import Postback, Receiver, ReceiverStore, parse_and_verify
-from tests.receiver_support import eventually, signed, update_body
-from tests.support import UvicornThread
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import signed, update_body
+from tests.helpers.waiting import wait_until
 
 SECRET = signing.generate_secret()
 
@@ -169,7 +170,7 @@ def test_the_same_update_twice_is_stored_once_and_handled_once(serve: Serve) -> 
     second = post(client, body, "msg_same")
     assert (first.status_code, second.status_code) == (200, 200)
     assert second.json() == {"status": "duplicate"}
-    eventually(lambda: receiver.store.counts().handlers_unfinished == 0)
+    wait_until(lambda: receiver.store.counts().handlers_unfinished == 0)
     assert receiver.store.counts().updates == 1
     assert calls == ["1"]
     assert (receiver.stats().unique, receiver.stats().duplicates) == (1, 1)
@@ -247,7 +248,7 @@ def test_status_handlers_see_only_their_status_and_update_handlers_see_all(
 
     post(client, update_body("1", "PENDING"))
     post(client, update_body("1", "TRADED", "2024-01-02 10:00:01", 10))
-    eventually(lambda: len(everything) == 2)
+    wait_until(lambda: len(everything) == 2)
     assert traded == ["1"]
     assert sorted(everything) == [("1", "PENDING"), ("1", "TRADED")]
 
@@ -265,7 +266,7 @@ def test_a_failing_handler_loses_nothing_and_is_retried_until_it_succeeds(serve:
     response = post(client, update_body("1", "TRADED", filled_qty=10))
     assert response.status_code == 200
     assert receiver.store.order("1") is not None
-    eventually(lambda: len(attempts) == 3 and not receiver.store.handler_failures())
+    wait_until(lambda: len(attempts) == 3 and not receiver.store.handler_failures())
     assert receiver.stats().handler_failures == 2
 
 
@@ -277,7 +278,7 @@ def test_a_handler_that_keeps_failing_is_given_up_and_stays_visible(serve: Serve
         raise ValueError("always")
 
     post(client, update_body("1"))
-    eventually(lambda: any(f.dead for f in receiver.store.handler_failures()))
+    wait_until(lambda: any(f.dead for f in receiver.store.handler_failures()))
     (failure,) = receiver.store.handler_failures()
     assert failure.attempts == 2 and failure.last_error == "ValueError: always"
 
@@ -290,7 +291,7 @@ def test_a_slow_handler_does_not_delay_the_answer(serve: Serve) -> None:
     assert response.status_code == 200
     assert receiver.store.counts().handlers_unfinished == 1
     release.set()
-    eventually(lambda: receiver.store.counts().handlers_unfinished == 0)
+    wait_until(lambda: receiver.store.counts().handlers_unfinished == 0)
 
 
 def test_handler_retries_resume_after_a_restart(tmp_path: Path) -> None:
@@ -307,14 +308,14 @@ def test_handler_retries_resume_after_a_restart(tmp_path: Path) -> None:
     first.on_update(handler)
     with UvicornThread(first) as server:
         httpx.post(server.url + "/", content=update_body("1"))
-        eventually(lambda: len(first.store.handler_failures()) == 1)
+        wait_until(lambda: len(first.store.handler_failures()) == 1)
     _make_retries_due(db)  # an hour passes while the receiver is down
 
     failing[0] = False
     second = Receiver(db=db, handler_retry_delays=[3600])
     second.on_update(handler)
     with UvicornThread(second):
-        eventually(lambda: seen == ["1"] and not second.store.handler_failures())
+        wait_until(lambda: seen == ["1"] and not second.store.handler_failures())
 
 
 def _make_retries_due(db: Path) -> None:
@@ -338,7 +339,7 @@ def test_updates_whose_handlers_never_ran_are_handled_after_a_restart(
     second = Receiver(db=db)
     second.on_update(lambda postback: seen.append(postback.order_id))
     serve(second)
-    eventually(lambda: seen == ["1"] and second.store.counts().handlers_unfinished == 0)
+    wait_until(lambda: seen == ["1"] and second.store.counts().handlers_unfinished == 0)
 
 
 def test_stats_count_what_happened(serve: Serve) -> None:

@@ -11,8 +11,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from dhan_postback.receiver import Receiver
-from tests.receiver_support import update_body
-from tests.support import UvicornThread
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import update_body
 
 
 def parent_app(receiver: Receiver, *, with_lifespan: bool) -> Starlette:

@@ -15,8 +15,8 @@ from dhan_postback import payload
 from dhan_postback.payload import OrderUpdate
 from dhan_postback.receiver import Receiver
 from dhan_postback.simulator import OrderKind, Simulator
-from tests.receiver_support import Step, body_of, lifecycles
-from tests.support import UvicornThread
+from tests.helpers.lifecycles import Step, body_of, lifecycles
+from tests.helpers.servers import UvicornThread
 
 _examples = iter(range(1_000_000))
 

@@ -7,17 +7,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.dhan_ws import (
+from tests.helpers.broker import (
     DhanWsServer,
     IngestRecorder,
     alert_frame,
-    eventually,
     expected_postback,
     individual_login,
-    simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN, stop_process, wait_for_exit
-from tests.support import ServerProcess, UvicornThread
+from tests.helpers.processes import ServerProcess
+from tests.helpers.relay import CLIENT_ID, TOKEN, stop_process, wait_for_exit
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 UPDATES = simulated_updates(8)
 

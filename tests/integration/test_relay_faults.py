@@ -8,18 +8,18 @@ from pathlib import Path
 
 from dhan_postback.payload import OrderUpdate
 from dhan_postback.relay import HttpIngest, change_key
-from tests.dhan_ws import (
+from tests.helpers.broker import (
     DhanWsServer,
     IngestRecorder,
     alert_frame,
     docs_style_frame,
-    eventually,
     expected_postback,
     individual_login,
-    simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.support import UvicornThread
+from tests.helpers.relay import CLIENT_ID, TOKEN, running_relay
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 
 def _by_order(updates: list[OrderUpdate]) -> dict[str, list[OrderUpdate]]:

@@ -12,9 +12,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dhan_postback.relay import Backoff, OrderBook, OrderBookUnavailable, TokenRefused
-from tests.dhan_ws import INVALID_TOKEN, RATE_LIMITED
-from tests.integration.relay_harness import CLIENT_ID, TOKEN
-from tests.support import UvicornThread
+from tests.helpers.broker import INVALID_TOKEN, RATE_LIMITED
+from tests.helpers.relay import CLIENT_ID, TOKEN
+from tests.helpers.servers import UvicornThread
 
 ROWS = [{"orderId": "1", "orderStatus": "PENDING"}]
 

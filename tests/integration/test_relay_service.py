@@ -9,18 +9,18 @@ from dhan_postback.payload import dumps
 from dhan_postback.relay import HttpIngest, Login
 from dhan_postback.service.store import DeliveryQuery, create_store
 from dhan_postback.simulator import Simulator, interleave
-from tests.dhan_ws import (
+from tests.helpers.broker import (
     DhanWsServer,
     alert_frame,
     docs_style_frame,
-    eventually,
     expected_postback,
     individual_login,
     partner_login,
-    simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.integration.service_support import running_service
+from tests.helpers.relay import CLIENT_ID, TOKEN, running_relay
+from tests.helpers.service import running_service
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 UPDATES = simulated_updates(40, seed=4)
 

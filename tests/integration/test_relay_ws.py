@@ -26,19 +26,19 @@ from dhan_postback.relay import (
     SinkUnusable,
     TokenRefused,
 )
-from tests.dhan_ws import (
+from tests.helpers.broker import (
     DhanWsServer,
     IngestRecorder,
     alert_frame,
     docs_style_frame,
-    eventually,
     expected_postback,
     individual_login,
     partner_login,
-    simulated_updates,
 )
-from tests.integration.relay_harness import CLIENT_ID, TOKEN, running_relay
-from tests.support import UvicornThread
+from tests.helpers.relay import CLIENT_ID, TOKEN, running_relay
+from tests.helpers.servers import UvicornThread
+from tests.helpers.updates import simulated_updates
+from tests.helpers.waiting import eventually
 
 UPDATES = simulated_updates(30)
 EXPECTED = [expected_postback(u) for u in UPDATES]

@@ -8,7 +8,6 @@ ones stay, and ``/metrics`` counts what went.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +16,12 @@ import httpx
 import pytest
 
 from dhan_postback.cli.serve import build_app
-from tests.dispatching import fast_settings
-from tests.receivers import Receiver, Reply, always
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread, free_port
-
-from .service_support import ADMIN_KEY
+from tests.helpers.dispatching import fast_settings
+from tests.helpers.receivers import RecordingReceiver, Reply, always
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.service import ADMIN_KEY
+from tests.helpers.updates import new_client_id, update
+from tests.helpers.waiting import wait_until
 
 ADMIN = {"admin-key": ADMIN_KEY}
 
@@ -64,7 +63,7 @@ class Running:
 
 @pytest.fixture
 def running(service_db: str) -> Callable[..., Any]:
-    receiver = Receiver(always(Reply(200)))
+    receiver = RecordingReceiver(always(Reply(200)))
 
     def start(**settings: Any) -> Any:
         options: dict[str, Any] = {
@@ -82,7 +81,7 @@ def running(service_db: str) -> Callable[..., Any]:
 
 
 class _Serving:
-    def __init__(self, options: dict[str, Any], receiver: Receiver) -> None:
+    def __init__(self, options: dict[str, Any], receiver: RecordingReceiver) -> None:
         self.app = build_app(fast_settings(**options))
         self.receiver = receiver
         self._stack: list[Any] = []
@@ -101,14 +100,6 @@ class _Serving:
         hooks.stop()
 
 
-def eventually(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        time.sleep(0.05)
-
-
 def updates(client_id: str, orders: int) -> list[dict[str, Any]]:
     return [update(client_id, f"{client_id}-{number}") for number in range(orders)]
 
@@ -117,7 +108,7 @@ def test_delivered_deliveries_are_pruned_and_then_404(running: Callable[..., Any
     with running() as service:
         client_id, token = service.token(service.hooks + "/hook")
         ids = service.ingest(token, updates(client_id, 20))
-        eventually(lambda: all(service.status(i) == 404 for i in ids))
+        wait_until(lambda: all(service.status(i) == 404 for i in ids))
         assert service.metric("dhan_postback_pruned_total", kind="delivered") == 20
         assert service.metric("dhan_postback_pruned_total", kind="attempts") == 20
         assert service.metric("dhan_postback_deliveries", status="delivered") == 0
@@ -132,13 +123,13 @@ def test_dead_deliveries_are_pruned_after_their_own_retention(
     with running(retain_dead="1d") as service:
         client_id, token = service.token(refused)
         [dead] = service.ingest(token, update(client_id, f"{client_id}-dead"))
-        eventually(lambda: service.detail(dead)["status"] == "dead")
+        wait_until(lambda: service.detail(dead)["status"] == "dead")
         other_client, other_token = service.token(service.hooks + "/hook")
         [delivered] = service.ingest(other_token, update(other_client, f"{other_client}-ok"))
-        eventually(lambda: service.status(delivered) == 404)  # pruned since it died
+        wait_until(lambda: service.status(delivered) == 404)  # pruned since it died
         assert service.detail(dead)["status"] == "dead"
     with running() as service:  # the same database, dead retention now nothing
-        eventually(lambda: service.status(dead) == 404)
+        wait_until(lambda: service.status(dead) == 404)
         assert service.metric("dhan_postback_pruned_total", kind="dead") == 1
 
 
@@ -147,10 +138,10 @@ def test_pending_deliveries_are_never_pruned(running: Callable[..., Any]) -> Non
     with running(retry_schedule="0s,1d") as service:
         client_id, token = service.token(waiting)
         [pending] = service.ingest(token, update(client_id, f"{client_id}-p"))
-        eventually(lambda: service.detail(pending)["attemptCount"] == 1)
+        wait_until(lambda: service.detail(pending)["attemptCount"] == 1)
         other_client, other_token = service.token(service.hooks + "/hook")
         [delivered] = service.ingest(other_token, update(other_client, f"{other_client}-ok"))
-        eventually(lambda: service.status(delivered) == 404)  # the pruner has run since
+        wait_until(lambda: service.status(delivered) == 404)  # the pruner has run since
         assert service.detail(pending)["status"] == "pending"
 
 
@@ -158,7 +149,7 @@ def test_the_pruner_is_off_with_a_zero_interval(running: Callable[..., Any]) -> 
     with running(prune_interval="0s") as service:
         client_id, token = service.token(service.hooks + "/hook")
         ids = service.ingest(token, updates(client_id, 3))
-        eventually(lambda: service.metric("dhan_postback_deliveries", status="delivered") == 3)
+        wait_until(lambda: service.metric("dhan_postback_deliveries", status="delivered") == 3)
         assert [service.status(i) for i in ids] == [200, 200, 200]
         assert service.metric("dhan_postback_pruned_total", kind="delivered") == 0
 
@@ -172,6 +163,6 @@ def test_expired_idempotency_keys_are_pruned(running: Callable[..., Any]) -> Non
             json=update(client_id, f"{client_id}-k"),
         )
         assert response.status_code == 202
-        eventually(
+        wait_until(
             lambda: service.metric("dhan_postback_pruned_total", kind="idempotency_keys") == 1
         )

@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id, update
-from tests.support import ServerProcess, clean_env, free_port, run_cli
+from tests.helpers.processes import ServerProcess, clean_env, run_cli
+from tests.helpers.servers import free_port
+from tests.helpers.updates import new_client_id, update
 
 ADMIN_KEY = "cli-admin-key-0123456789"
 

@@ -19,10 +19,9 @@ from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store import Attempt, DeliveryStatus, Outcome
 from dhan_postback.service.store.sqlite import SQLiteStore, sqlite_path
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread
-
-from .service_support import ADMIN_KEY, HOOK_URL, Service, assert_error, running_service
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import ADMIN_KEY, HOOK_URL, Service, assert_error, running_service
+from tests.helpers.updates import new_client_id, update
 
 PARTNER_URL = "http://127.0.0.1:8999/partner"
 
@@ -47,10 +46,7 @@ def as_token(token: dict[str, Any]) -> dict[str, str]:
 
 
 def detail(service: Service, delivery_id: str) -> dict[str, Any]:
-    response = service.http.get(f"/v2/deliveries/{delivery_id}", headers=service.admin)
-    assert response.status_code == 200, response.text
-    found: dict[str, Any] = response.json()
-    return found
+    return service.admin_json("GET", f"/v2/deliveries/{delivery_id}")
 
 
 # Access tokens and partners -------------------------------------------------------------------

@@ -23,7 +23,7 @@ from dhan_postback.urlpolicy import (
     check_url_resolved,
     refusal_from,
 )
-from tests.support import UvicornThread
+from tests.helpers.servers import UvicornThread
 
 BODY = b'{"orderId":"112111182198","orderStatus":"TRADED"}'
 

@@ -10,8 +10,8 @@ import pytest
 
 from dhan_postback import signing
 from dhan_postback.receiver import Receiver
-from tests.integration.service_support import Service, running_service
-from tests.support import UvicornThread
+from tests.helpers.servers import UvicornThread
+from tests.helpers.service import Service, running_service
 
 RECEIVER_SECRET = signing.generate_secret()
 

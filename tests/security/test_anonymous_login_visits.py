@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import httpx
 
-from tests.support import free_port, serve_process
-
-from .dashboard_login import logged_in
+from tests.helpers.dashboard_login import logged_in
+from tests.helpers.processes import serve_process
+from tests.helpers.servers import free_port
 
 ADMIN_KEY = "security-admin-key-0123456789"
 VISITS = 10_100

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.service_support import assert_error
-from tests.samples import new_client_id
-from tests.support import ServerProcess, free_port, serve_process
-
-from .dashboard_login import try_login
+from tests.helpers.dashboard_login import try_login
+from tests.helpers.processes import ServerProcess, serve_process
+from tests.helpers.servers import free_port
+from tests.helpers.service import assert_error
+from tests.helpers.updates import new_client_id
 
 ADMIN_KEY = "security-admin-key-0123456789"
 GUESSES = 300

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from dhan_postback.relay.log import RelayLog
-from tests.receiver_support import update_body
-from tests.support import ServerProcess, free_port, serve_process
+from tests.helpers.processes import ServerProcess, serve_process
+from tests.helpers.servers import free_port
+from tests.helpers.updates import update_body
 
 
 @pytest.fixture(autouse=True)

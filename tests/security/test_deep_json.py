@@ -6,9 +6,8 @@ import httpx
 
 from dhan_postback.jsondepth import MAX_DEPTH
 from dhan_postback.receiver import Receiver
-from tests.integration.service_support import Service, assert_error
-from tests.receiver_support import signed
-from tests.samples import new_client_id
+from tests.helpers.service import Service, assert_error
+from tests.helpers.updates import new_client_id, signed
 from tests.security.conftest import RECEIVER_SECRET
 
 

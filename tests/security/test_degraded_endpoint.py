@@ -20,10 +20,10 @@ import pytest
 
 from dhan_postback.chaos import FAULTS, ChaosMiddleware
 from dhan_postback.receiver import Receiver
-from tests.dispatching import eventually
-from tests.outbox import simulated_updates
-from tests.samples import new_client_id
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import new_client_id, simulated_bodies
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -37,7 +37,7 @@ def test_a_thirty_percent_faulty_receiver_gets_every_update_in_order_within_a_mi
     tmp_path: Path,
 ) -> None:
     client = new_client_id()
-    bodies = simulated_updates(400, seed=20, client_id=client)[:UPDATES]
+    bodies = simulated_bodies(400, seed=20, client_id=client)[:UPDATES]
     assert len(bodies) == UPDATES
     receiver = Receiver(db=tmp_path / "receiver.db")
     chaos = ChaosMiddleware(receiver, rate=0.3, hold=0.8, seed=20)

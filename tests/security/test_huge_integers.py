@@ -7,9 +7,8 @@ import msgspec
 import pytest
 
 from dhan_postback.receiver import Receiver
-from tests.integration.service_support import Service, assert_error
-from tests.receiver_support import signed, update_body
-from tests.samples import new_client_id, update
+from tests.helpers.service import Service, assert_error
+from tests.helpers.updates import new_client_id, signed, update, update_body
 from tests.security.conftest import RECEIVER_SECRET
 
 

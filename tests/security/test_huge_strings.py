@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dhan_postback import payload
-from tests.integration.service_support import Service, assert_error
-from tests.samples import new_client_id, update
+from tests.helpers.service import Service, assert_error
+from tests.helpers.updates import new_client_id, update
 
 
 @pytest.mark.parametrize("field", ["tradingSymbol", "correlationId"])

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import ServerProcess, free_port, serve_process
+from tests.helpers.processes import ServerProcess, serve_process
+from tests.helpers.servers import free_port
 
 IDLE, TRICKLING = 400, 100
 HEADER_TIMEOUT = 1.0

@@ -13,8 +13,9 @@ import httpx
 from dhan_postback.service.app import create_app
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.settings import ServiceSettings
-from tests.integration.service_support import assert_error
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.service import assert_error
 
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 

@@ -22,10 +22,11 @@ import httpx
 import pytest
 
 from dhan_postback.durations import parse_schedule
-from tests.dispatching import eventually
-from tests.receivers import Received, Receiver, Reply
-from tests.samples import new_client_id, update
-from tests.support import UvicornThread, free_port, serve_process
+from tests.helpers.processes import serve_process
+from tests.helpers.receivers import Received, RecordingReceiver, Reply
+from tests.helpers.servers import UvicornThread, free_port
+from tests.helpers.updates import new_client_id, update
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,7 +49,7 @@ def test_poisoned_deliveries_do_not_delay_another_clients_partner_copies(
         arrived.setdefault(request.webhook_id, request.arrived)
         return Reply()
 
-    partner = Receiver(plan)
+    partner = RecordingReceiver(plan)
     port = free_port()
     with (
         UvicornThread(partner.app) as hooks,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.integration.service_support import running_service
-from tests.samples import update
+from tests.helpers.service import running_service
+from tests.helpers.updates import update
 
 
 def test_a_replay_by_filter_is_capped_and_pages_the_rest(tmp_path: Path) -> None:

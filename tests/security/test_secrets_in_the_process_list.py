@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 
 from dhan_postback import signing
-from tests.receiver_support import signed, update_body
-from tests.support import ServerProcess, free_port
+from tests.helpers.processes import ServerProcess
+from tests.helpers.servers import free_port
+from tests.helpers.updates import signed, update_body
 
 
 def _command_line(process: ServerProcess) -> str:

@@ -7,28 +7,19 @@ would copy (the old ``change``-``me`` example).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.processes import clean_env, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT_KEY = "fifteen-chars-k"
 
 
 def _run(*args: str, admin_key: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")}
-    env["DHAN_POSTBACK_ADMIN_KEY"] = admin_key
-    return subprocess.run(
-        [sys.executable, "-m", "dhan_postback", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(*args, env=clean_env(DHAN_POSTBACK_ADMIN_KEY=admin_key))
 
 
 @pytest.mark.parametrize("command", ["serve", "worker"])

@@ -19,7 +19,7 @@ from dhan_postback.service.dashboard.sessions import Sessions, same_token
 from dhan_postback.service.principal import Principal
 from dhan_postback.service.store.base import DeliveryQuery, DeliveryStatus, Target
 from dhan_postback.service.store.memory import MemoryStore
-from tests.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
+from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from dhan_postback.service.ingest import (
 )
 from dhan_postback.service.registry import Destination
 from dhan_postback.service.store import Target, TokenRecord
-from tests.samples import update
+from tests.helpers.updates import update
 
 TOKEN = TokenRecord("h" * 64, "1000000003", "https://a.example/", "acme", 0, 1e12)
 

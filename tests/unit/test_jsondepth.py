@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from dhan_postback.errors import UnreadablePayload
 from dhan_postback.jsondepth import MAX_DEPTH, check_depth, depth_exceeds
-from tests.samples import update
+from tests.helpers.updates import update
 
 
 def nested(depth: int, opener: bytes = b"[", closer: bytes = b"]") -> bytes:

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from dhan_postback import errors, lifecycle
 from dhan_postback.lifecycle import ChangeKind, Violation
 from dhan_postback.payload import (
-    ExchangeSegment,
     LegName,
     OrderStatus,
     OrderType,
@@ -18,6 +17,7 @@ from dhan_postback.payload import (
     TransactionType,
     Validity,
 )
+from tests.helpers.updates import limit_buy
 
 T0 = "2025-01-15 10:00:00"
 T1 = "2025-01-15 10:00:01"
@@ -27,15 +27,11 @@ TERMINAL = ("TRADED", "CANCELLED", "EXPIRED", "REJECTED")
 
 
 def snapshot(**changes: Any) -> OrderUpdate:
-    base = OrderUpdate(
+    base = limit_buy(
         dhan_client_id="1000000001",
         order_id="1225011512345",
         order_status=OrderStatus.PENDING,
-        transaction_type=TransactionType.BUY,
-        exchange_segment=ExchangeSegment.NSE_EQ,
         product_type=ProductType.INTRADAY,
-        order_type=OrderType.LIMIT,
-        validity=Validity.DAY,
         trading_symbol="RELIANCE",
         security_id="2885",
         quantity=10,

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dhan_postback.receiver.book import Progress, supersedes
-from tests.receiver_support import Step, lifecycles
+from tests.helpers.lifecycles import Step, lifecycles
 
 T1, T2, T3 = "2024-01-02 10:00:01", "2024-01-02 10:00:02", "2024-01-02 10:00:03"
 

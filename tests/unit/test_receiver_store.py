@@ -10,7 +10,7 @@ from dhan_postback.errors import StoreUnavailable, UnstorablePayload
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
 from dhan_postback.receiver.writer import GroupCommitWriter
-from tests.receiver_support import update_body
+from tests.helpers.updates import update_body
 
 
 @pytest.fixture

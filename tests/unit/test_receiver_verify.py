@@ -9,7 +9,7 @@ from dhan_postback import signing
 from dhan_postback.errors import PermissionDenied, SignatureError, UnreadablePayload
 from dhan_postback.receiver import Postback, parse_and_verify
 from dhan_postback.receiver.verify import redact_headers
-from tests.receiver_support import signed, update_body
+from tests.helpers.updates import signed, update_body
 
 SECRET = signing.generate_secret()
 BODY = update_body("42", "TRADED", filled_qty=10)

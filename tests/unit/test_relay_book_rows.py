@@ -8,7 +8,8 @@ import pytest
 
 from dhan_postback.payload import LegName, OrderStatus, OrderUpdate
 from dhan_postback.relay import map_book_row
-from tests.dhan_ws import simulated_updates, to_book_row
+from tests.helpers.broker import to_book_row
+from tests.helpers.updates import simulated_updates
 
 LIFECYCLE = simulated_updates(22, seed=3)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from dhan_postback.payload import OrderStatus, dumps
 from dhan_postback.relay.log import Recorded, RelayLog, change_key
 from dhan_postback.relay.queries import load_relay_queries
-from tests.dhan_ws import simulated_updates
+from tests.helpers.updates import simulated_updates
 
 UPDATES = simulated_updates(6)
 NEW, DUP, STALE = Recorded.NEW, Recorded.DUPLICATE, Recorded.STALE

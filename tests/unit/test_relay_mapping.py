@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from dhan_postback import payload
 from dhan_postback.payload import OrderUpdate
 from dhan_postback.relay.mapping import map_order_alert, parse_frame
-from tests.dhan_ws import expected_postback, simulated_updates, to_order_alert
+from tests.helpers.broker import expected_postback, to_order_alert
+from tests.helpers.updates import simulated_updates
 
 # The documentation's example frame, as the page prints it: two empty values, no comma
 # after "multiplier" in the original layout, "Remarks" twice.

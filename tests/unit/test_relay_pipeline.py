@@ -23,13 +23,8 @@ from dhan_postback.relay import (
     TokenRefused,
     UpdateRefused,
 )
-from tests.dhan_ws import (
-    alert_frame,
-    docs_style_frame,
-    expected_postback,
-    simulated_updates,
-    to_book_row,
-)
+from tests.helpers.broker import alert_frame, docs_style_frame, expected_postback, to_book_row
+from tests.helpers.updates import simulated_updates
 
 UPDATES = simulated_updates(12)
 

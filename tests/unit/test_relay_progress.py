@@ -6,7 +6,7 @@ import pytest
 
 from dhan_postback.payload import OrderStatus, OrderUpdate
 from dhan_postback.relay import OrderState, Verdict, compare
-from tests.dhan_ws import simulated_updates
+from tests.helpers.updates import simulated_updates
 
 UPDATES = simulated_updates(6)
 OPEN = next(u for u in UPDATES if u.order_status is OrderStatus.PENDING and u.filled_qty == 0)

@@ -25,7 +25,7 @@ import click
 from .._version import __version__
 from ..errors import DhanPostbackError
 
-__all__ = ["COMMANDS", "examples_last", "main", "one_line"]
+__all__ = ["COMMANDS", "LazyGroup", "examples_last", "help_command", "main", "one_line"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     # name: (module under dhan_postback.cli, attribute), plus the one-line help shown in --help

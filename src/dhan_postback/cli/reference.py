@@ -24,7 +24,7 @@ from ..settings import (
 )
 from .options import settings_table
 
-__all__ = ["COMMAND_SETTINGS", "settings_reference"]
+__all__ = ["COMMAND_SETTINGS", "Part", "settings_reference"]
 
 Part = tuple[type[BaseModel], Collection[str] | None]
 

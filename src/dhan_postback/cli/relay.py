@@ -65,6 +65,7 @@ __all__ = [
     "render_status",
     "run_relay",
     "signing_secret_beside",
+    "token_refused_message",
 ]
 
 _ENV = "DHAN_POSTBACK_RELAY_"

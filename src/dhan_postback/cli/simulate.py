@@ -24,7 +24,7 @@ from ..simulator import SimulatedOrder, Simulator, interleave
 from ..simulator import with_quirks as add_quirks
 from .options import settings_options
 
-__all__ = ["simulate"]
+__all__ = ["QUIRK_RATES", "simulate"]
 
 QUIRK_RATES = {"duplicates": 0.05, "reorder": 0.05, "drop_leg_name": 0.1}
 """How often ``--quirks`` repeats a body, delays one, or writes the docs' ``"legName": ,``."""

@@ -48,7 +48,16 @@ from .handlers import DEFAULT_RETRY_DELAYS, Handler, HandlerRegistry, HandlerRun
 from .store import ReceiverStore
 from .verify import Verifier, redact_headers
 
-__all__ = ["DEFAULT_DB", "MAX_BODY_SIZE", "Receiver", "ReceiverStats"]
+__all__ = [
+    "DEFAULT_DB",
+    "MAX_BODY_SIZE",
+    "Message",
+    "Receive",
+    "Receiver",
+    "ReceiverStats",
+    "Scope",
+    "Send",
+]
 
 log = structlog.get_logger(__name__)
 

@@ -37,6 +37,9 @@ from .verify import Postback
 from .writer import BatchOp, GroupCommitWriter
 
 __all__ = [
+    "QUARANTINE_KEEP",
+    "QUARANTINE_PREFIX",
+    "SCHEMA_VERSION",
     "HandlerFailure",
     "OrderRow",
     "QuarantineEntry",

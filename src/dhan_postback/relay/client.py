@@ -40,7 +40,7 @@ from .._version import __version__
 from .backoff import Backoff
 from .orderbook import TokenRefused
 
-__all__ = ["DEFAULT_WS_URL", "Login", "OrderUpdateStream"]
+__all__ = ["DEFAULT_WS_URL", "LOGIN_MSG_CODE", "Login", "OrderUpdateStream"]
 
 DEFAULT_WS_URL: Final = "wss://api-order-update.dhan.co"
 

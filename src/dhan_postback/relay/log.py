@@ -39,7 +39,16 @@ from ..payload import OrderUpdate, dumps
 from .progress import OrderState, Verdict, compare
 from .queries import load_relay_queries, migrations
 
-__all__ = ["DeadLetter", "LogCounts", "LoggedUpdate", "Recorded", "RelayLog", "change_key"]
+__all__ = [
+    "ORDER_STATE_DAYS",
+    "SCHEMA_VERSION",
+    "DeadLetter",
+    "LogCounts",
+    "LoggedUpdate",
+    "Recorded",
+    "RelayLog",
+    "change_key",
+]
 
 _T = TypeVar("_T")
 

@@ -29,6 +29,8 @@ from .backoff import Backoff
 
 __all__ = [
     "DEFAULT_API_URL",
+    "INVALID_AUTHENTICATION",
+    "RATE_LIMITED",
     "OrderBook",
     "OrderBookUnavailable",
     "TokenRefused",

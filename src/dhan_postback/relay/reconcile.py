@@ -22,7 +22,7 @@ import structlog
 
 from .orderbook import OrderBookUnavailable
 
-__all__ = ["BookSource", "Reconciler"]
+__all__ = ["BookSource", "Reconciler", "Rows"]
 
 log = structlog.get_logger(__name__)
 

@@ -26,7 +26,7 @@ from .._version import __version__
 from ..errors import DhanPostbackError
 from .backoff import Backoff
 
-__all__ = ["HttpIngest", "Sink", "SinkError", "SinkUnusable", "UpdateRefused"]
+__all__ = ["INGEST_PATH", "HttpIngest", "Sink", "SinkError", "SinkUnusable", "UpdateRefused"]
 
 log = structlog.get_logger(__name__)
 

@@ -39,7 +39,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["BreakerBoard", "BreakerPolicy", "BreakerState", "CircuitBreaker", "Ticket"]
+__all__ = [
+    "FAILING_MEMORY",
+    "FAILING_WINDOWS",
+    "WINDOW_CAP",
+    "BreakerBoard",
+    "BreakerPolicy",
+    "BreakerState",
+    "CircuitBreaker",
+    "Ticket",
+]
 
 WINDOW_CAP: Final = 1000
 """Deliveries kept in one breaker's window at most (the most recent)."""

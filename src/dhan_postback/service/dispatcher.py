@@ -73,7 +73,7 @@ from .retry import (
 )
 from .store.base import Attempt, Claim, Outcome, Store
 
-__all__ = ["Dispatcher"]
+__all__ = ["DRAIN_LIMIT", "USER_AGENT", "Clock", "Dispatcher"]
 
 log = structlog.get_logger(__name__)
 

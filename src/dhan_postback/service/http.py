@@ -35,6 +35,7 @@ __all__ = [
     "IST",
     "ErrorShield",
     "HttpMiddleware",
+    "decode_json",
     "error_response",
     "from_iso",
     "handle_error",

@@ -15,9 +15,13 @@ from ..jsondepth import check_depth
 from .store import DeliveryStatus
 
 __all__ = [
+    "ClientId",
+    "PartnerId",
     "PartnerRequest",
     "ReplayRequest",
+    "TimeValue",
     "TokenRequest",
+    "Url",
     "parse_body",
 ]
 

@@ -36,7 +36,7 @@ from ..errors import (
 if TYPE_CHECKING:
     from .node import ServiceNode
 
-__all__ = ["MetricsAccess", "is_loopback_host", "operations_routes"]
+__all__ = ["Endpoint", "MetricsAccess", "is_loopback_host", "operations_routes"]
 
 log = structlog.get_logger(__name__)
 

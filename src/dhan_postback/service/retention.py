@@ -24,7 +24,7 @@ from ..settings import ServiceSettings
 from .metrics import ServiceMetrics
 from .store import PruneResult, Store
 
-__all__ = ["Pruner", "prune_hook", "pruning"]
+__all__ = ["Clock", "Pruner", "prune_hook", "pruning"]
 
 log = structlog.get_logger(__name__)
 

@@ -37,6 +37,7 @@ __all__ = [
     "RESPONSE_SHAPES",
     "Accepted",
     "Attempt",
+    "Count",
     "Delivery",
     "DeliveryDetail",
     "DeliveryListParameters",

@@ -61,7 +61,7 @@ from .sessions import (
 if TYPE_CHECKING:
     from ..node import ServiceNode
 
-__all__ = ["PAGE_SIZE", "create_dashboard"]
+__all__ = ["PAGE_SIZE", "Handler", "create_dashboard"]
 
 PAGE_SIZE = 50
 """Deliveries per page of the list."""

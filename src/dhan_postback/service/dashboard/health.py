@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 from ..store.base import Attempt, DeliveryQuery, DeliveryStatus, Store
 
 __all__ = [
+    "BACKLOG_CAP",
+    "RECENT_ATTEMPTS_PER_URL",
+    "RECENT_DELIVERIES",
     "EndpointHealth",
     "EndpointSummary",
     "percentile",

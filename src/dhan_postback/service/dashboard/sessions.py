@@ -32,6 +32,7 @@ __all__ = [
     "COOKIE_NAME",
     "LOGIN_COOKIE_NAME",
     "SESSIONS_PER_PRINCIPAL",
+    "SESSION_LIFETIME",
     "Principal",
     "Session",
     "Sessions",

@@ -59,7 +59,7 @@ from .base import (
 )
 from .queries import load_queries, migrations
 
-__all__ = ["SQLiteStore", "sqlite_path"]
+__all__ = ["Row", "SQLiteStore", "sqlite_path"]
 
 log = structlog.get_logger(__name__)
 

@@ -1,16 +1,22 @@
-"""Shared pieces of the dispatcher tests: fast settings and waiting for the outbox to settle."""
+"""Shared pieces of the dispatcher tests: fast settings, waiting for the outbox to settle, and
+one delivery dispatched to a receiver from start to end."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
-from dhan_postback.service.store.base import DeliveryStatus, Store
+from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.store.base import Attempt, DeliveryStatus, NewDelivery, Store
 from dhan_postback.settings import ServiceSettings
 
-__all__ = ["eventually", "fast_settings", "settled"]
+from .outbox import Outbox
+from .receivers import RecordingReceiver
+from .servers import UvicornThread
+from .updates import order_updates
+
+__all__ = ["deliver_one", "fast_settings", "settled"]
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
@@ -43,10 +49,15 @@ async def settled(store: Store, count: int, timeout: float = 20.0) -> dict[Deliv
         await asyncio.sleep(0.02)
 
 
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met in time")
-        await asyncio.sleep(0.01)
+async def deliver_one(
+    store: Store, receiver: RecordingReceiver, settings: ServiceSettings | None = None
+) -> tuple[NewDelivery, list[Attempt]]:
+    """One delivery to ``receiver`` (served on a loopback port, path ``/hook``), dispatched
+    until it is delivered or dead: the delivery and its attempts."""
+    with UvicornThread(receiver.app) as server:
+        outbox = await Outbox(store).open(server.url)
+        [delivery] = await outbox.add(server.url + "/hook", order_updates(1, 1))
+        async with Dispatcher(store, settings or fast_settings()):
+            await settled(store, 1)
+        attempts = await store.get_attempts(delivery.id)
+    return delivery, attempts

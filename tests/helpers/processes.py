@@ -1,98 +1,27 @@
-"""Real servers for tests: uvicorn in a thread, or a whole ``dhan-postback`` process.
-
-Tests talk HTTP to these over loopback; nothing here fakes a network.
+"""``dhan-postback`` as a real process: a server tests can ``kill -9``, or a command run to its
+end; each with an environment free of the developer's ``DHAN_POSTBACK_*`` settings.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-import uvicorn
+from .servers import UvicornThread, wait_http_ok
 
 __all__ = [
+    "FAST_RETRIES",
     "ServerProcess",
-    "UvicornThread",
     "clean_env",
-    "free_port",
     "run_cli",
+    "running",
     "serve_process",
-    "wait_http_ok",
 ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http_ok(url: str, timeout: float = 20.0) -> None:
-    """Poll ``url`` with GET until it answers 2xx, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if 200 <= response.status < 300:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            last = exc
-        time.sleep(0.05)
-    raise TimeoutError(f"{url} did not answer 2xx within {timeout}s (last error: {last})")
-
-
-class UvicornThread:
-    """Serve an ASGI app with uvicorn on a loopback port, in a background thread.
-
-    Use as a context manager; ``url`` is ``http://127.0.0.1:<port>``.
-    """
-
-    def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        options: dict[str, Any] = {"log_level": "warning", "lifespan": "on", "loop": "asyncio"}
-        options.update(config)
-        self._server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, **options)
-        )
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self._server.serve())
-
-    def start(self) -> UvicornThread:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start on port {self.port}")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-
-    def __enter__(self) -> UvicornThread:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 class ServerProcess:
@@ -218,8 +147,5 @@ def serve_process(
         *flags,
     ]  # fmt: skip
     process = ServerProcess(args, health_url=f"http://127.0.0.1:{port}/healthz", log_path=log_path)
-    process.env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DHAN_POSTBACK_")},
-        "DHAN_POSTBACK_ADMIN_KEY": admin_key,
-    }
+    process.env = clean_env(DHAN_POSTBACK_ADMIN_KEY=admin_key)
     return process

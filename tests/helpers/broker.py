@@ -14,7 +14,6 @@ real broker.
   book (``GET /v2/orders``), kept consistent: every change lands in the book when its frame
   is fed, or in the book alone while the relay is away (the frame is lost, as at the
   broker). :func:`to_book_row` writes an update as an order-book row.
-* :func:`simulated_updates` is one account's trading day from the simulator.
 * :class:`IngestRecorder` implements just ``POST /v2/order-updates`` of the service, strictly,
   and records what it accepted.
 """
@@ -25,10 +24,9 @@ import asyncio
 import contextlib
 import itertools
 import json
-import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
 
@@ -53,8 +51,8 @@ from dhan_postback.payload import (
     TransactionType,
     validate_strict,
 )
-from dhan_postback.simulator import Simulator, interleave
-from tests.support import UvicornThread
+
+from .servers import UvicornThread
 
 __all__ = [
     "DhanWsServer",
@@ -62,22 +60,12 @@ __all__ = [
     "IngestRecorder",
     "alert_frame",
     "docs_style_frame",
-    "eventually",
     "expected_postback",
     "individual_login",
     "partner_login",
-    "simulated_updates",
     "to_book_row",
     "to_order_alert",
 ]
-
-
-def simulated_updates(
-    orders: int, *, seed: int = 7, client_id: str = "1000000001"
-) -> list[OrderUpdate]:
-    """``orders`` simulated orders of one account, every kind, as one time-ordered stream."""
-    simulator = Simulator(seed=seed, clients=[client_id])
-    return interleave(simulator.orders(orders), random.Random(seed))
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,15 +418,6 @@ class IngestRecorder:
             self.received.extend(updates)
             ids = [f"msg_{next(self._ids)}" for _ in updates]
         return JSONResponse({"deliveryIds": ids}, status_code=202)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 20.0, message: str = "") -> None:
-    """Wait until ``check()`` is true, failing the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(message or "condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the tests, started and stopped by the tests themselves.
+"""A throwaway PostgreSQL server for the tests and benchmarks, started and stopped by them.
 
 The server lives in a temporary folder (data directory, unix socket, log), listens on a free
 loopback port, runs with ``fsync=off`` (nothing here needs to survive a power cut) and is
@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from .support import free_port
+from bench.servers import free_port
 
 __all__ = ["ENV_URL", "PostgresServer", "find_bin_dir", "unavailable_reason"]
 

@@ -1,28 +1,25 @@
 """Receivers that misbehave on purpose, for testing the dispatcher against real HTTP.
 
-:class:`Receiver` is a Starlette app that records every request it gets (headers, body,
-arrival order and time) and answers each one as its *plan* says: 200, a 5xx, a 429 with
+:class:`RecordingReceiver` is a Starlette app that records every request it gets (headers,
+body, arrival order and time) and answers each one as its *plan* says: 200, a 5xx, a 429 with
 ``Retry-After``, a redirect, a slow answer, an answer too late for the dispatcher's timeout,
-or a connection closed in the middle of the answer. Serve it with ``UvicornThread`` (one
-port) or :class:`MultiPortServer` (several ports, one thread). :class:`BlackHole` accepts
-TCP connections and never answers.
+or a connection closed in the middle of the answer. (Not the product's
+:class:`dhan_postback.receiver.Receiver`, which verifies and stores postbacks.) Serve it with
+``UvicornThread`` (one port) or ``MultiPortServer`` (several ports, one thread), both in
+:mod:`tests.helpers.servers`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import random
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,11 +27,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 __all__ = [
-    "BlackHole",
-    "MultiPortServer",
+    "OK",
     "Plan",
     "Received",
-    "Receiver",
+    "RecordingReceiver",
     "Reply",
     "always",
     "fail_first",
@@ -127,7 +123,7 @@ class _ResetResponse(Response):
         raise _Reset
 
 
-class Receiver:
+class RecordingReceiver:
     """Records every request and answers it as ``plan`` says (200 when no plan)."""
 
     def __init__(self, plan: Plan | None = None) -> None:
@@ -191,56 +187,3 @@ class Receiver:
 
 def _with_reply(received: Received, reply: Reply) -> Received:
     return dataclasses.replace(received, reply=reply)
-
-
-class MultiPortServer:
-    """One uvicorn server, in a thread, listening on ``count`` loopback ports."""
-
-    def __init__(self, app: Any, count: int) -> None:
-        self._sockets = []
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            self._sockets.append(sock)
-        self.urls = [f"http://127.0.0.1:{s.getsockname()[1]}" for s in self._sockets]
-        config = uvicorn.Config(
-            app, log_level="warning", lifespan="off", loop="asyncio", timeout_graceful_shutdown=1
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        asyncio.run(self._server.serve(sockets=self._sockets))
-
-    def __enter__(self) -> MultiPortServer:
-        self._thread.start()
-        deadline = time.monotonic() + 20
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=15)
-        for sock in self._sockets:
-            sock.close()
-
-
-class BlackHole:
-    """A port that completes TCP handshakes (the kernel does) and never reads or answers."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def __enter__(self) -> BlackHole:
-        self._sock.listen(1024)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()

@@ -14,8 +14,9 @@ from dhan_postback.service.app import create_app
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store import Store
 from dhan_postback.settings import ServiceSettings
-from tests.samples import new_client_id
-from tests.support import UvicornThread
+
+from .servers import UvicornThread
+from .updates import new_client_id
 
 __all__ = ["ADMIN_KEY", "HOOK_URL", "Service", "assert_error", "running_service"]
 
@@ -52,6 +53,13 @@ class Service:
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
         return created
+
+    def admin_json(self, method: str, path: str, **params: str) -> dict[str, Any]:
+        """An admin call that must answer 200: its JSON body."""
+        response = self.http.request(method, path, headers=self.admin, params=params)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
 
     def ingest(self, token: str, body: Any) -> httpx.Response:
         return self.http.post("/v2/order-updates", headers={"access-token": token}, json=body)

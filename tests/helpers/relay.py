@@ -12,7 +12,9 @@ from typing import Any
 
 from dhan_postback.receiver import Postback, Receiver
 from dhan_postback.relay import Backoff, Login, OrderUpdateStream, Relay, RelayLog, Sink
-from tests.support import ServerProcess, UvicornThread
+
+from .processes import ServerProcess
+from .servers import UvicornThread
 
 __all__ = [
     "CLIENT_ID",
