@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from typing import Any
 
 from dhan_postback.service.dispatcher import Dispatcher
-from dhan_postback.service.store.base import Attempt, DeliveryStatus, NewDelivery, Store
+from dhan_postback.service.store.base import (
+    Attempt,
+    Claim,
+    DeliveryStatus,
+    NewDelivery,
+    Store,
+)
+from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
 
 from .outbox import Outbox
@@ -16,7 +24,7 @@ from .receivers import RecordingReceiver
 from .servers import UvicornThread
 from .updates import order_updates
 
-__all__ = ["deliver_one", "fast_settings", "settled"]
+__all__ = ["FifoBreakingStore", "deliver_one", "fast_settings", "settled"]
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
@@ -61,3 +69,21 @@ async def deliver_one(
             await settled(store, 1)
         attempts = await store.get_attempts(delivery.id)
     return delivery, attempts
+
+
+class FifoBreakingStore(MemoryStore):
+    """A broken store that hands out every due delivery, heads or not."""
+
+    async def claim(
+        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
+    ) -> list[Claim]:
+        claims = []
+        for row in sorted(self._rows.values(), key=lambda row: row.seq):
+            if (
+                row.status is DeliveryStatus.PENDING
+                and row.lease_until <= now
+                and row.next_attempt_at <= now
+                and row.new.url not in skip_urls
+            ):
+                claims.append(self._lease(row, now + lease))
+        return claims[:limit]

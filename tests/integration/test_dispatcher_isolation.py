@@ -7,7 +7,7 @@ import contextlib
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.store.base import Claim, DeliveryStatus, Outcome, Store
 from dhan_postback.service.store.memory import MemoryStore
-from tests.helpers.dispatching import fast_settings, settled
+from tests.helpers.dispatching import FifoBreakingStore, fast_settings, settled
 from tests.helpers.outbox import Outbox
 from tests.helpers.receivers import Received, RecordingReceiver, Reply
 from tests.helpers.servers import BlackHole, MultiPortServer, UvicornThread
@@ -208,24 +208,6 @@ async def test_claims_of_a_crashed_node_are_sent_after_their_lease_with_the_same
     assert len(taken) == 10
     assert counts[DeliveryStatus.DELIVERED] == 10
     assert sorted(r.webhook_id for r in receiver.snapshot()) == sorted(c.id for c in taken)
-
-
-class FifoBreakingStore(MemoryStore):
-    """A broken store that hands out every due delivery, heads or not."""
-
-    async def claim(
-        self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
-    ) -> list[Claim]:
-        claims = []
-        for row in sorted(self._rows.values(), key=lambda row: row.seq):
-            if (
-                row.status is DeliveryStatus.PENDING
-                and row.lease_until <= now
-                and row.next_attempt_at <= now
-                and row.new.url not in skip_urls
-            ):
-                claims.append(self._lease(row, now + lease))
-        return claims[:limit]
 
 
 async def test_two_updates_of_one_order_are_never_in_flight_together() -> None:

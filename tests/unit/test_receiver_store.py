@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dhan_postback.errors import StoreUnavailable, UnstorablePayload
+from dhan_postback.errors import StoreUnavailable
 from dhan_postback.receiver import ReceiverStore, parse_and_verify
 from dhan_postback.receiver.store import Recorded
-from dhan_postback.receiver.writer import GroupCommitWriter
 from tests.helpers.updates import update_body
 
 
@@ -94,11 +92,10 @@ def test_an_unknown_status_is_stored_as_it_came(store: ReceiverStore) -> None:
     assert (stored.status, stored.filled_qty) == ("TRIGGERED", 0)
 
 
-def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
+async def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
     store: ReceiverStore,
 ) -> None:
-    job = ReceiverStore.quarantine_job("not json", {"user-agent": "x"}, b"y" * 10_000, now=1.0)
-    store.writer.run(job)
+    await store.quarantine("not json", {"user-agent": "x"}, b"y" * 10_000, now=1.0)
     (entry,) = store.quarantined()
     assert (entry.reason, entry.headers, entry.body_size) == (
         "not json",
@@ -108,16 +105,16 @@ def test_quarantine_keeps_the_reason_headers_and_the_start_of_the_body(
     assert entry.body_prefix == b"y" * 4096
 
 
-def test_handler_failures_are_recorded_then_cleared_by_a_successful_retry(
+async def test_handler_failures_are_recorded_then_cleared_by_a_successful_retry(
     store: ReceiverStore,
 ) -> None:
     seq = record(store, update_body("1")).seq
     assert seq is not None
-    store.writer.run(ReceiverStore.handled_job(seq, [("h", "boom")], now=1.0, next_at=2.0))
+    await store.handled(seq, [("h", "boom")], now=1.0, next_at=2.0)
     (failure,) = store.handler_failures(due_by=2.0)
     assert (failure.attempts, failure.last_error, failure.dead) == (1, "boom", False)
     assert store.handler_failures(due_by=1.5) == []
-    store.writer.run(ReceiverStore.retried_job(seq, "h", None, now=3.0, next_at=None))
+    await store.retried(seq, "h", None, now=3.0, next_at=None)
     assert store.handler_failures() == []
 
 
@@ -142,46 +139,6 @@ def test_writing_to_a_closed_store_is_store_unavailable(tmp_path: Path) -> None:
     closed.close()
     with pytest.raises(StoreUnavailable):
         record(closed, update_body("1"))
-
-
-def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    setup = sqlite3.connect(path)
-    setup.execute("CREATE TABLE t (v INTEGER)")
-    setup.commit()
-    setup.close()
-    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None))
-
-    def insert(value: int) -> object:
-        def job(conn: sqlite3.Connection) -> int:
-            if value == 2:
-                raise RuntimeError("bad job")
-            conn.execute("INSERT INTO t VALUES (?)", (value,))
-            return value
-
-        return job
-
-    futures = [writer.submit_sync(insert(v)) for v in (1, 2, 3)]  # type: ignore[arg-type]
-    writer.start()
-    assert futures[0].result(10) == 1 and futures[2].result(10) == 3
-    with pytest.raises(RuntimeError, match="bad job"):
-        futures[1].result(10)
-    writer.close()
-    check = sqlite3.connect(path)
-    assert sorted(v for (v,) in check.execute("SELECT v FROM t")) == [1, 3]
-    check.close()
-
-
-def test_a_job_failing_on_its_own_values_is_unstorable_not_unavailable(tmp_path: Path) -> None:
-    path = tmp_path / "w.db"
-    writer = GroupCommitWriter(lambda: sqlite3.connect(path, isolation_level=None))
-    writer.start()
-    try:
-        with pytest.raises(UnstorablePayload, match="OverflowError") as caught:
-            writer.run(lambda conn: conn.execute("SELECT ?", (2**64,)))
-        assert caught.value.http_status == 400
-    finally:
-        writer.close()
 
 
 def test_one_large_batch_dedupes_and_orders_updates_like_single_writes(tmp_path: Path) -> None:

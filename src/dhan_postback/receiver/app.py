@@ -245,7 +245,7 @@ class Receiver:
             else:
                 await _error(send, _MethodNotAllowed("postbacks are accepted with POST only"))
         elif path == "/healthz" and method in ("GET", "HEAD"):
-            if self.store.writer.alive:
+            if self.store.writing:
                 await _respond(send, 200, _HEALTHY)
             else:
                 await _error(send, StoreUnavailable("the receiver's store is not open"))
@@ -307,9 +307,8 @@ class Receiver:
         headers = redact_headers(
             {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         )
-        job = ReceiverStore.quarantine_job(exc.message, headers, body, now=time.time())
         try:
-            await self.store.writer.submit(job)
+            await self.store.quarantine(exc.message, headers, body, now=time.time())
         except StoreUnavailable:
             log.error("could not quarantine an unreadable postback", reason=exc.message)
 

@@ -164,9 +164,7 @@ class HandlerRunner:
                     failures.append((handler_name(handler), error))
             next_at = self._next_retry(1) if failures else None
             try:
-                await self._store.writer.submit(
-                    ReceiverStore.handled_job(seq, failures, now=time.time(), next_at=next_at)
-                )
+                await self._store.handled(seq, failures, now=time.time(), next_at=next_at)
             except Exception as exc:  # the store is closing: the update stays unhandled
                 log.error("could not record handler outcome", seq=seq, error=type(exc).__name__)
                 return
@@ -238,8 +236,6 @@ class HandlerRunner:
         else:
             error = await self._call(handler, stored.postback(), failure.seq, attempt=attempt)
         next_at = self._next_retry(attempt) if error is not None else None
-        await self._store.writer.submit(
-            ReceiverStore.retried_job(
-                failure.seq, failure.handler, error, now=time.time(), next_at=next_at
-            )
+        await self._store.retried(
+            failure.seq, failure.handler, error, now=time.time(), next_at=next_at
         )

@@ -10,9 +10,10 @@ Tables (schema version 1)::
     handler_failures  a handler that raised for an update: attempts, next retry, last error
     quarantine        bodies that could not be read: prefix, headers (redacted), reason
 
-Writes go through one :class:`~.writer.GroupCommitWriter` (WAL, ``synchronous=FULL``): recording
-an update and advancing the book happen in one transaction, and the request is answered only
-after it commits. Reads use a connection per thread and never block the writer (WAL).
+Writes go through the store's own :class:`~dhan_postback._sqlite.GroupCommitWriter` (WAL,
+``synchronous=FULL``): recording an update and advancing the book happen in one transaction,
+and the request is answered only after it commits. Reads use a connection per thread and
+never block the writer (WAL). The SQL lives in ``sql/store.sql``.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
+import structlog
 
 from .. import payload
+from .._sqlite import VALUE_ERRORS, BatchOp, GroupCommitWriter, load_queries, migrate, migrations
+from ..errors import StoreUnavailable, UnstorablePayload
 from ..files import create_private
 from ..payload import ReceivedUpdate
 from . import book
 from .verify import Postback
-from .writer import BatchOp, GroupCommitWriter
 
 __all__ = [
     "QUARANTINE_KEEP",
@@ -51,87 +55,16 @@ __all__ = [
 
 S = TypeVar("S")
 
-SCHEMA_VERSION: Final = 1
+log = structlog.get_logger(__name__)
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS updates (
-    seq            INTEGER PRIMARY KEY,
-    dedupe_key     TEXT    NOT NULL UNIQUE,
-    webhook_id     TEXT,
-    order_id       TEXT    NOT NULL,
-    leg_name       TEXT    NOT NULL DEFAULT '',
-    client_id      TEXT,
-    status         TEXT,
-    update_time    TEXT,
-    filled_qty     INTEGER NOT NULL,
-    unknown_values TEXT,
-    applied        INTEGER NOT NULL,
-    handled        INTEGER NOT NULL,
-    received_at    REAL    NOT NULL,
-    body           BLOB    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS updates_by_order ON updates (order_id, seq);
-CREATE INDEX IF NOT EXISTS updates_unhandled ON updates (seq) WHERE handled = 0;
-
-CREATE TABLE IF NOT EXISTS orders (
-    order_id     TEXT    NOT NULL,
-    leg_name     TEXT    NOT NULL DEFAULT '',
-    client_id    TEXT,
-    status       TEXT,
-    update_time  TEXT    NOT NULL,
-    filled_qty   INTEGER NOT NULL,
-    quantity     INTEGER NOT NULL,
-    last_seq     INTEGER NOT NULL,
-    seen_seq     INTEGER NOT NULL,
-    update_count INTEGER NOT NULL,
-    PRIMARY KEY (order_id, leg_name)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS orders_by_status ON orders (status);
-CREATE INDEX IF NOT EXISTS orders_by_client ON orders (client_id);
-CREATE INDEX IF NOT EXISTS orders_by_activity ON orders (seen_seq);
-
-CREATE TABLE IF NOT EXISTS handler_failures (
-    seq        INTEGER NOT NULL,
-    handler    TEXT    NOT NULL,
-    attempts   INTEGER NOT NULL,
-    next_at    REAL,
-    last_error TEXT    NOT NULL,
-    failed_at  REAL    NOT NULL,
-    dead       INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (seq, handler)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS handler_failures_due ON handler_failures (next_at) WHERE dead = 0;
-
-CREATE TABLE IF NOT EXISTS quarantine (
-    id          INTEGER PRIMARY KEY,
-    received_at REAL    NOT NULL,
-    reason      TEXT    NOT NULL,
-    headers     TEXT    NOT NULL,
-    body_prefix BLOB    NOT NULL,
-    body_size   INTEGER NOT NULL
-);
-"""
+_SQL: Final = load_queries(__package__, "store")
+_MIGRATIONS: Final = migrations(_SQL)
+SCHEMA_VERSION: Final = _MIGRATIONS[-1][0]
 
 QUARANTINE_PREFIX: Final = 4096
 """Bytes of an unreadable body kept for inspection."""
 QUARANTINE_KEEP: Final = 10_000
 """Quarantine rows kept; older ones are dropped so junk cannot fill the disk."""
-
-# ------------------------------------------------------------------------------- queries
-
-_ORDER_COLUMNS: Final = (
-    "o.order_id, o.leg_name, o.client_id, o.status, o.update_time, o.filled_qty, o.quantity,"
-    " o.last_seq, o.update_count, u.body"
-)
-_SELECT_ORDERS: Final = (
-    f"SELECT {_ORDER_COLUMNS} FROM orders o JOIN updates u ON u.seq = o.last_seq"  # noqa: S608
-)
-_UPDATE_COLUMNS: Final = (
-    "seq, dedupe_key, webhook_id, order_id, leg_name, client_id, status, update_time,"
-    " filled_qty, applied, handled, received_at, body, unknown_values"
-)
-_FAILURE_COLUMNS: Final = "seq, handler, attempts, next_at, last_error, failed_at, dead"
-
 
 # ------------------------------------------------------------------------------- rows
 
@@ -235,8 +168,7 @@ def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path, isolation_level=None, check_same_thread=False, timeout=30, cached_statements=256
     )
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.executescript(_SQL["connection_settings"])
     return conn
 
 
@@ -277,32 +209,9 @@ def _request(postback: Postback, handled: bool, now: float | None) -> _RecordReq
     )
 
 
-_UPDATE_INSERT_COLUMNS: Final = (
-    "seq, dedupe_key, webhook_id, order_id, leg_name, client_id, status, update_time,"
-    " filled_qty, unknown_values, applied, handled, received_at, body"
-)
-_ORDER_INSERT_COLUMNS: Final = (
-    "order_id, leg_name, client_id, status, update_time, filled_qty, quantity, last_seq,"
-    " seen_seq, update_count"
-)
-_ORDER_UPSERT: Final = (
-    " ON CONFLICT (order_id, leg_name) DO UPDATE SET client_id = excluded.client_id,"
-    " status = excluded.status, update_time = excluded.update_time,"
-    " filled_qty = excluded.filled_qty, quantity = excluded.quantity,"
-    " last_seq = excluded.last_seq, seen_seq = excluded.seen_seq,"
-    " update_count = excluded.update_count"
-)
 _MAX_CHUNK: Final = 256
 _DUPLICATE: Final = Recorded(seq=None)
 _decode_json = msgspec.json.Decoder().decode
-
-
-_NEXT_SEQ: Final = "SELECT coalesce(max(seq), 0) + 1 FROM updates"
-_SELECT_KEYS: Final = "SELECT json_group_array(dedupe_key) FROM updates WHERE dedupe_key IN "
-_SELECT_ORDERS_JSON: Final = (
-    "SELECT json_group_array(json_array(order_id, leg_name, client_id, status, update_time,"
-    " filled_qty, quantity, last_seq, seen_seq, update_count)) FROM orders WHERE order_id IN "
-)
 
 
 class _RecordOp(BatchOp[_RecordRequest, Recorded]):
@@ -344,9 +253,9 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
             changed[key] = row
             new_updates.append(_update_row(item, seq, applied))
             results.append(Recorded(seq=seq, applied=applied))
-        self._insert(conn, "updates", _UPDATE_INSERT_COLUMNS, 14, "", new_updates)
+        self._insert(conn, "insert_updates", 14, new_updates)
         order_rows = [(*key, *row.values()) for key, row in changed.items()]
-        self._insert(conn, "orders", _ORDER_INSERT_COLUMNS, 10, _ORDER_UPSERT, order_rows)
+        self._insert(conn, "upsert_orders", 10, order_rows)
         return results
 
     def _read_state(
@@ -360,11 +269,12 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
         if len(key_chunks) == 1 and len(order_chunks) == 1:
             (key_chunk,), (order_chunk,) = key_chunks, order_chunks
             sql = self._cached(
-                "select state",
+                "batch_state",
                 (len(key_chunk), len(order_chunk)),
-                lambda sizes: (
-                    f"SELECT ({_SELECT_KEYS}({_marks(sizes[0])})),"
-                    f" ({_SELECT_ORDERS_JSON}({_marks(sizes[1])})), ({_NEXT_SEQ})"
+                lambda sizes: _SQL["batch_state"].format(
+                    known_keys=_in("known_keys", sizes[0]),
+                    book_rows=_in("book_rows", sizes[1]),
+                    next_seq=_SQL["next_seq"],
                 ),
             )
             stored, rows, next_seq = conn.execute(sql, key_chunk + order_chunk).fetchone()
@@ -372,34 +282,27 @@ class _RecordOp(BatchOp[_RecordRequest, Recorded]):
             _add_rows(orders, rows)
             return known, orders, next_seq
         for chunk in key_chunks:
-            sql = self._cached("select keys", len(chunk), lambda n: f"{_SELECT_KEYS}({_marks(n)})")
+            sql = self._cached("known_keys", len(chunk), lambda n: _in("known_keys", n))
             known.update(_decode_json(conn.execute(sql, chunk).fetchone()[0]))
         for chunk in order_chunks:
-            sql = self._cached(
-                "select orders", len(chunk), lambda n: f"{_SELECT_ORDERS_JSON}({_marks(n)})"
-            )
+            sql = self._cached("book_rows", len(chunk), lambda n: _in("book_rows", n))
             _add_rows(orders, conn.execute(sql, chunk).fetchone()[0])
-        (next_seq,) = conn.execute(_NEXT_SEQ).fetchone()
+        (next_seq,) = conn.execute(_SQL["next_seq"]).fetchone()
         return known, orders, next_seq
 
     def _insert(
-        self,
-        conn: sqlite3.Connection,
-        table: str,
-        columns: str,
-        width: int,
-        suffix: str,
-        rows: list[tuple[Any, ...]],
+        self, conn: sqlite3.Connection, name: str, width: int, rows: list[tuple[Any, ...]]
     ) -> None:
+        """Run the multi-row insert ``name`` (rows of ``width`` values) in chunks."""
+
         def build(count: int) -> str:
-            values = ", ".join([f"({_marks(width)})"] * count)
-            return f"INSERT INTO {table} ({columns}) VALUES {values}{suffix}"  # noqa: S608
+            return _SQL[name].format(rows=", ".join([f"({_marks(width)})"] * count))
 
         start = 0
         while start < len(rows):
             size = _chunk_size(len(rows) - start)
             params = [value for row in rows[start : start + size] for value in row]
-            conn.execute(self._cached(f"insert {table}", size, build), params)
+            conn.execute(self._cached(name, size, build), params)
             start += size
 
     def _cached(self, kind: str, size: S, build: Callable[[S], str]) -> str:
@@ -414,39 +317,18 @@ def _add_rows(orders: dict[tuple[str, str], _BookRow], encoded: str) -> None:
         orders[(row[0], row[1])] = _BookRow(*row[2:])
 
 
+@dataclass(slots=True)
 class _BookRow:
     """An order's row in the book while a batch is being applied."""
 
-    __slots__ = (
-        "client_id",
-        "filled_qty",
-        "last_seq",
-        "quantity",
-        "seen_seq",
-        "status",
-        "update_count",
-        "update_time",
-    )
-
-    def __init__(
-        self,
-        client_id: str | None,
-        status: str | None,
-        update_time: str,
-        filled_qty: int,
-        quantity: int,
-        last_seq: int,
-        seen_seq: int,
-        update_count: int,
-    ) -> None:
-        self.client_id = client_id
-        self.status = status
-        self.update_time = update_time
-        self.filled_qty = filled_qty
-        self.quantity = quantity
-        self.last_seq = last_seq
-        self.seen_seq = seen_seq
-        self.update_count = update_count
+    client_id: str | None
+    status: str | None
+    update_time: str
+    filled_qty: int
+    quantity: int
+    last_seq: int
+    seen_seq: int
+    update_count: int
 
     @classmethod
     def of(cls, item: _RecordRequest, seq: int) -> _BookRow:
@@ -494,7 +376,7 @@ def _progress(item: _RecordRequest) -> book.Progress:
 
 
 def _update_row(item: _RecordRequest, seq: int, applied: bool) -> tuple[Any, ...]:
-    """The values for :data:`_UPDATE_INSERT_COLUMNS`."""
+    """The values of one row of ``insert_updates``."""
     return (
         seq,
         item.dedupe_key,
@@ -515,6 +397,11 @@ def _update_row(item: _RecordRequest, seq: int, applied: bool) -> tuple[Any, ...
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def _in(name: str, count: int) -> str:
+    """The query ``name`` with ``count`` marks in its ``IN`` list."""
+    return _SQL[name].format(marks=_marks(count))
 
 
 def _chunk_size(remaining: int) -> int:
@@ -540,7 +427,8 @@ class ReceiverStore:
     """The receiver's SQLite file. Open it, :meth:`start` the writer, :meth:`close` at the end.
 
     Readers (the query methods) work without starting the writer, so a CLI can inspect a file
-    a running receiver is writing.
+    a running receiver is writing. Writes go through the store's own writer: :meth:`record`
+    and friends from the event loop, :meth:`record_soon` from code without one.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -551,51 +439,47 @@ class ReceiverStore:
             create_private(self.path)
         conn = _connect(self.path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            self._migrate(conn)
+            conn.executescript(_SQL["file_settings"])
+            migrate(conn, _MIGRATIONS, too_new=_too_new)
         finally:
             conn.close()
-        self.writer = GroupCommitWriter(lambda: _connect(self.path))
+        self._writer = GroupCommitWriter(
+            lambda: _connect(self.path), name="receiver-writer", translate=_write_error
+        )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
 
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the receiver database has schema {version}; this version knows {SCHEMA_VERSION}"
-            )
-        if version < SCHEMA_VERSION:
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
     def start(self) -> None:
-        self.writer.start()
+        self._writer.start()
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer is running (started and not closed)."""
+        return self._writer.alive
 
     def close(self) -> None:
-        self.writer.close()
+        self._writer.close()
         with self._readers_lock:
             for conn in self._readers:
                 conn.close()
             self._readers.clear()
         self._local = threading.local()
 
-    # ----------------------------------------------------------------------- writes (jobs)
+    # ----------------------------------------------------------------------- writes
 
     def record(
         self, postback: Postback, *, handled: bool, now: float | None = None
     ) -> asyncio.Future[Recorded]:
         """Record ``postback`` and advance the book (from the event loop); the future resolves
         after the commit. ``handled`` is true when no handler needs to run for it."""
-        return self.writer.submit_item(_RECORD, _request(postback, handled, now))
+        return self._writer.submit_item(_RECORD, _request(postback, handled, now))
 
     def record_soon(
         self, postback: Postback, *, handled: bool = True, now: float | None = None
     ) -> concurrent.futures.Future[Recorded]:
         """:meth:`record` for code without an event loop."""
-        return self.writer.submit_item_sync(_RECORD, _request(postback, handled, now))
+        return self._writer.submit_item_sync(_RECORD, _request(postback, handled, now))
 
     def record_sync(
         self, postback: Postback, *, handled: bool = True, now: float | None = None
@@ -603,65 +487,52 @@ class ReceiverStore:
         """:meth:`record`, blocking until committed."""
         return self.record_soon(postback, handled=handled, now=now).result(30)
 
-    @staticmethod
-    def quarantine_job(
-        reason: str, headers: Mapping[str, str], body: bytes, *, now: float
-    ) -> Callable[[sqlite3.Connection], int]:
-        """The writer job keeping an unreadable body (its first bytes) for inspection."""
+    async def quarantine(
+        self, reason: str, headers: Mapping[str, str], body: bytes, *, now: float
+    ) -> int:
+        """Keep an unreadable body (its first bytes) for inspection; the entry's id."""
         encoded = json.dumps(dict(headers), ensure_ascii=False)
 
         def job(conn: sqlite3.Connection) -> int:
             cursor = conn.execute(
-                "INSERT INTO quarantine (received_at, reason, headers, body_prefix, body_size)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (now, reason, encoded, body[:QUARANTINE_PREFIX], len(body)),
+                _SQL["quarantine"], (now, reason, encoded, body[:QUARANTINE_PREFIX], len(body))
             )
             entry_id = cursor.lastrowid
             assert entry_id is not None
-            conn.execute("DELETE FROM quarantine WHERE id <= ?", (entry_id - QUARANTINE_KEEP,))
+            conn.execute(_SQL["trim_quarantine"], (entry_id - QUARANTINE_KEEP,))
             return entry_id
 
-        return job
+        return await self._writer.submit(job)
 
-    @staticmethod
-    def handled_job(
-        seq: int, failures: Sequence[tuple[str, str]], *, now: float, next_at: float | None
-    ) -> Callable[[sqlite3.Connection], None]:
-        """The writer job marking ``seq`` handled, recording the handlers that raised."""
+    async def handled(
+        self, seq: int, failures: Sequence[tuple[str, str]], *, now: float, next_at: float | None
+    ) -> None:
+        """Mark ``seq`` handled, recording the handlers that raised (``(name, error)``)."""
 
         def job(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE updates SET handled = 1 WHERE seq = ?", (seq,))
+            conn.execute(_SQL["mark_handled"], (seq,))
             conn.executemany(
-                "INSERT INTO handler_failures"
-                " (seq, handler, attempts, next_at, last_error, failed_at, dead)"
-                " VALUES (?, ?, 1, ?, ?, ?, ?) ON CONFLICT (seq, handler) DO UPDATE SET"
-                " attempts = attempts + 1, next_at = excluded.next_at,"
-                " last_error = excluded.last_error, failed_at = excluded.failed_at,"
-                " dead = excluded.dead",
+                _SQL["handler_failed"],
                 [(seq, name, next_at, error, now, next_at is None) for name, error in failures],
             )
 
-        return job
+        await self._writer.submit(job)
 
-    @staticmethod
-    def retried_job(
-        seq: int, handler: str, error: str | None, *, now: float, next_at: float | None
-    ) -> Callable[[sqlite3.Connection], None]:
-        """The writer job recording the outcome of retrying one handler for one update."""
+    async def retried(
+        self, seq: int, handler: str, error: str | None, *, now: float, next_at: float | None
+    ) -> None:
+        """Record the outcome of retrying one handler for one update (``error`` None: done)."""
 
         def job(conn: sqlite3.Connection) -> None:
             if error is None:
-                conn.execute(
-                    "DELETE FROM handler_failures WHERE seq = ? AND handler = ?", (seq, handler)
-                )
+                conn.execute(_SQL["handler_retried"], (seq, handler))
             else:
                 conn.execute(
-                    "UPDATE handler_failures SET attempts = attempts + 1, next_at = ?,"
-                    " last_error = ?, failed_at = ?, dead = ? WHERE seq = ? AND handler = ?",
+                    _SQL["handler_failed_again"],
                     (next_at, error, now, next_at is None, seq, handler),
                 )
 
-        return job
+        await self._writer.submit(job)
 
     # ----------------------------------------------------------------------- reads
 
@@ -669,7 +540,7 @@ class ReceiverStore:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = _connect(self.path)
-            conn.execute("PRAGMA query_only = 1")
+            conn.executescript(_SQL["reader_settings"])
             self._local.conn = conn
             with self._readers_lock:
                 self._readers.append(conn)
@@ -678,20 +549,28 @@ class ReceiverStore:
     def _all(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
         return self._reader().execute(sql, tuple(params)).fetchall()
 
+    def _orders(self, where: str, order: str, params: Iterable[Any]) -> list[OrderRow]:
+        sql = _SQL["orders"].format(where=where, order=order)
+        return [_order_row(row) for row in self._all(sql, params)]
+
+    def _updates(self, where: str, params: Iterable[Any]) -> list[StoredUpdate]:
+        sql = _SQL["updates"].format(where=where)
+        return [_stored_update(row) for row in self._all(sql, params)]
+
     def order(self, order_id: str, leg_name: str | None = None) -> OrderRow | None:
         """The book's row for an order; for a bracket order without ``leg_name``, its entry leg
         (or else its first leg)."""
         if leg_name is not None:
-            rows = self._all(
-                f"{_SELECT_ORDERS} WHERE o.order_id = ? AND o.leg_name = ?", (order_id, leg_name)
+            rows = self._orders(
+                "o.order_id = ? AND o.leg_name = ?", "o.leg_name", (order_id, leg_name, 1)
             )
         else:
-            rows = self._all(
-                f"{_SELECT_ORDERS} WHERE o.order_id = ? ORDER BY o.leg_name = '' DESC,"
-                " o.leg_name = 'ENTRY_LEG' DESC, o.leg_name",
-                (order_id,),
+            rows = self._orders(
+                "o.order_id = ?",
+                "o.leg_name = '' DESC, o.leg_name = 'ENTRY_LEG' DESC, o.leg_name",
+                (order_id, 1),
             )
-        return _order_row(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def orders(
         self,
@@ -705,156 +584,116 @@ class ReceiverStore:
         where, params = _filters(
             ("o.order_id", order_id), ("o.status", status), ("o.client_id", client_id)
         )
-        sql = f"{_SELECT_ORDERS}{where} ORDER BY o.seen_seq DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [_order_row(row) for row in self._all(sql, params)]
+        return self._orders(where, "o.seen_seq DESC", [*params, _no_limit(limit)])
 
     def history(self, order_id: str) -> list[StoredUpdate]:
         """Every unique update of an order (all legs), in arrival order."""
-        rows = self._all(
-            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE order_id = ? ORDER BY seq",  # noqa: S608
-            (order_id,),
-        )
-        return [_stored_update(row) for row in rows]
+        return self._updates("order_id = ?", (order_id, -1))
 
     def history_all(self, *, after: int = 0, limit: int | None = None) -> list[StoredUpdate]:
         """Every unique update of every order, in arrival order (past ``seq`` ``after``)."""
-        rows = self._all(
-            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE seq > ? ORDER BY seq LIMIT ?",  # noqa: S608
-            (after, -1 if limit is None else limit),
-        )
-        return [_stored_update(row) for row in rows]
+        return self._updates("seq > ?", (after, _no_limit(limit)))
 
     def update(self, seq: int) -> StoredUpdate | None:
-        rows = self._all(
-            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE seq = ?",  # noqa: S608
-            (seq,),
-        )
-        return _stored_update(rows[0]) if rows else None
+        rows = self._updates("seq = ?", (seq, 1))
+        return rows[0] if rows else None
 
     def unhandled(self, *, after: int = 0, limit: int = 1000) -> list[StoredUpdate]:
         """Updates (past ``seq`` ``after``) whose handlers had not finished when the receiver
         stopped or crashed."""
-        rows = self._all(
-            f"SELECT {_UPDATE_COLUMNS} FROM updates WHERE handled = 0 AND seq > ?"  # noqa: S608
-            " ORDER BY seq LIMIT ?",
-            (after, limit),
-        )
-        return [_stored_update(row) for row in rows]
+        return self._updates("handled = 0 AND seq > ?", (after, limit))
 
     def handler_failures(
         self, *, due_by: float | None = None, limit: int = 1000
     ) -> list[HandlerFailure]:
         """Recorded handler failures; with ``due_by``, only live ones due by then."""
         if due_by is None:
-            rows = self._all(
-                f"SELECT {_FAILURE_COLUMNS} FROM handler_failures"  # noqa: S608
-                " ORDER BY seq, handler LIMIT ?",
-                (limit,),
-            )
+            sql = _SQL["handler_failures"].format(where="1 = 1", order="seq, handler")
+            rows = self._all(sql, (limit,))
         else:
-            rows = self._all(
-                f"SELECT {_FAILURE_COLUMNS} FROM handler_failures"  # noqa: S608
-                " WHERE dead = 0 AND next_at <= ? ORDER BY next_at LIMIT ?",
-                (due_by, limit),
+            sql = _SQL["handler_failures"].format(
+                where="dead = 0 AND next_at <= ?", order="next_at"
             )
-        return [
-            HandlerFailure(
-                seq=row[0],
-                handler=row[1],
-                attempts=row[2],
-                next_at=row[3],
-                last_error=row[4],
-                failed_at=row[5],
-                dead=bool(row[6]),
-            )
-            for row in rows
-        ]
+            rows = self._all(sql, (due_by, limit))
+        return [_handler_failure(*row) for row in rows]
 
     def next_handler_retry(self) -> float | None:
         """When the earliest live handler retry is due."""
-        (next_at,) = self._all("SELECT min(next_at) FROM handler_failures WHERE dead = 0")[0]
+        (next_at,) = self._all(_SQL["next_handler_retry"])[0]
         return float(next_at) if next_at is not None else None
 
     def quarantined(self, limit: int = 100) -> list[QuarantineEntry]:
         """The most recent unreadable bodies, newest first."""
-        rows = self._all(
-            "SELECT id, received_at, reason, headers, body_prefix, body_size FROM quarantine"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
         return [
-            QuarantineEntry(
-                id=row[0],
-                received_at=row[1],
-                reason=row[2],
-                headers=json.loads(row[3]),
-                body_prefix=bytes(row[4]),
-                body_size=row[5],
+            QuarantineEntry(entry_id, at, reason, json.loads(headers), bytes(prefix), size)
+            for entry_id, at, reason, headers, prefix, size in self._all(
+                _SQL["quarantined"], (limit,)
             )
-            for row in rows
         ]
 
     def counts(self) -> StoreCounts:
         """Totals for a dashboard or a health check."""
-
-        def one(sql: str) -> int:
-            return int(self._all(sql)[0][0])
-
         by_status = {
-            str(status): int(count)
-            for status, count in self._all(
-                "SELECT coalesce(status, ''), count(*) FROM orders GROUP BY status ORDER BY 1"
-            )
+            str(status): int(count) for status, count in self._all(_SQL["orders_by_status"])
         }
+        updates, quarantined, unfinished, pending, dead = self._all(_SQL["counts"])[0]
         return StoreCounts(
-            updates=one("SELECT count(*) FROM updates"),
+            updates=updates,
             orders=sum(by_status.values()),
             orders_by_status=by_status,
-            quarantined=one("SELECT count(*) FROM quarantine"),
-            handlers_unfinished=one("SELECT count(*) FROM updates WHERE handled = 0"),
-            handler_failures_pending=one("SELECT count(*) FROM handler_failures WHERE dead = 0"),
-            handler_failures_dead=one("SELECT count(*) FROM handler_failures WHERE dead = 1"),
+            quarantined=quarantined,
+            handlers_unfinished=unfinished,
+            handler_failures_pending=pending,
+            handler_failures_dead=dead,
         )
+
+
+def _handler_failure(
+    seq: int, handler: str, attempts: int, next_at: float | None, error: str, at: float, dead: int
+) -> HandlerFailure:
+    return HandlerFailure(seq, handler, attempts, next_at, error, at, bool(dead))
+
+
+def _no_limit(limit: int | None) -> int:
+    return -1 if limit is None else limit
+
+
+def _too_new(found: int, known: int) -> Exception:
+    return RuntimeError(f"the receiver database has schema {found}; this version knows {known}")
+
+
+def _write_error(exc: Exception) -> BaseException:
+    """What a write's caller gets for its error: an update that cannot be stored on its own
+    values is :class:`~dhan_postback.errors.UnstorablePayload` (4xx: retrying cannot help),
+    anything else :class:`~dhan_postback.errors.StoreUnavailable` (5xx: try again)."""
+    log.error("receiver store write failed", error=f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, StoreUnavailable | UnstorablePayload):
+        return exc
+    if isinstance(exc, VALUE_ERRORS):
+        return UnstorablePayload(f"the receiver cannot store this update ({type(exc).__name__})")
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable("the receiver's store could not commit the update")
+    return StoreUnavailable("the receiver could not record the update")
 
 
 def _filters(*pairs: tuple[str, str | None]) -> tuple[str, list[Any]]:
     clauses = [f"{column} = ?" for column, value in pairs if value is not None]
     params: list[Any] = [value for _, value in pairs if value is not None]
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+    return (" AND ".join(clauses) or "1 = 1"), params
 
 
 def _order_row(row: Sequence[Any]) -> OrderRow:
-    return OrderRow(
-        order_id=row[0],
-        leg_name=row[1] or None,
-        client_id=row[2],
-        status=row[3],
-        update_time=row[4],
-        filled_qty=row[5],
-        quantity=row[6],
-        last_seq=row[7],
-        update_count=row[8],
-        update=payload.parse(bytes(row[9])),
-    )
+    """From a row of ``orders``: the book's columns, then the body of the update."""
+    order_id, leg, client_id, status, update_time, filled, quantity, last_seq, count, body = row
+    head = (order_id, leg or None, client_id, status, update_time)
+    return OrderRow(*head, filled, quantity, last_seq, count, payload.parse(bytes(body)))
 
 
 def _stored_update(row: Sequence[Any]) -> StoredUpdate:
-    return StoredUpdate(
-        seq=row[0],
-        dedupe_key=row[1],
-        webhook_id=row[2],
-        order_id=row[3],
-        leg_name=row[4] or None,
-        client_id=row[5],
-        status=row[6],
-        update_time=row[7],
-        filled_qty=row[8],
-        applied=bool(row[9]),
-        handled=bool(row[10]),
-        received_at=row[11],
-        body=bytes(row[12]),
-        unknown_values=tuple(row[13].split(",")) if row[13] else (),
-    )
+    """From a row of ``updates`` (its columns in :class:`StoredUpdate`'s order)."""
+    seq, key, webhook_id, order_id, leg, client_id, status, update_time, *rest = row
+    filled, applied, handled, received_at, body, unknown = rest
+    seen = (filled, bool(applied), bool(handled), received_at, bytes(body))
+    unknown_values = tuple(unknown.split(",")) if unknown else ()
+    head = (seq, key, webhook_id, order_id, leg or None, client_id, status, update_time)
+    return StoredUpdate(*head, *seen, unknown_values)

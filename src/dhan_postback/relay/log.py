@@ -16,7 +16,8 @@ after a reconnect. The log makes the relay safe on both counts:
 
 The log stays small: only the newest ``keep`` acknowledged updates are remembered, which
 bounds both the file and the de-duplication window. One connection, used from one thread:
-the relay's volumes (one account's orders) are far below what SQLite does in its sleep.
+the relay's volumes (one account's orders) are far below what SQLite does in its sleep, and
+its one writer thread (:class:`~dhan_postback._sqlite.GroupCommitWriter`) runs reads too.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
 import msgspec
 
+from .._sqlite import GroupCommitWriter, migrate
 from ..files import create_private
 from ..payload import OrderUpdate, dumps
 from .progress import OrderState, Verdict, compare
@@ -136,17 +137,18 @@ class RelayLog:
         self.keep = keep
         self.keep_dead_letters = keep_dead_letters
         self.prune_every = prune_every
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-log")
-        self._db: sqlite3.Connection | None = None
+        self._writer = GroupCommitWriter(self._connect, name="relay-log", translate=_as_is)
+        self._open = False
         self._acks_since_prune = 0
 
     async def open(self) -> None:
-        await self._run(self._open)
+        await asyncio.wrap_future(self._writer.start())
+        self._open = True
+        await self._run(self._prune)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._open = False
+        await asyncio.to_thread(self._writer.close)
 
     async def __aenter__(self) -> RelayLog:
         await self.open()
@@ -158,28 +160,26 @@ class RelayLog:
     async def record(self, updates: Sequence[OrderUpdate]) -> list[Recorded]:
         """Write the updates that are newer than their order's last state, in one transaction,
         and make each the order's last state; say for each what was done."""
-        return await self._run(lambda: self._record(updates))
+        return await self._run(lambda db: _record(db, updates))
 
     async def pending(self, limit: int) -> list[LoggedUpdate]:
         """The oldest updates not yet acknowledged, in the order they arrived."""
-        rows = await self._run(lambda: self._db_().execute(_SQL["pending"], (limit,)).fetchall())
+        rows = await self._run(lambda db: db.execute(_SQL["pending"], (limit,)).fetchall())
         return [
             LoggedUpdate(seq, order_id, when, bytes(body)) for seq, order_id, when, body in rows
         ]
 
     async def ack(self, seqs: Sequence[int]) -> None:
         """The sink committed these updates."""
-        await self._run(lambda: self._ack(seqs))
+        await self._run(lambda db: self._ack(db, seqs))
 
     async def refuse(self, entry: LoggedUpdate, reason: str) -> None:
         """The sink refused this update for good: close it and keep it as a dead letter."""
 
-        def work() -> None:
-            db = self._db_()
-            with db:
-                now = time.time()
-                db.execute(_SQL["refuse"], (now, entry.seq))
-                db.execute(_SQL["insert_dead_letter"], (now, reason, entry.payload.decode()))
+        def work(db: sqlite3.Connection) -> None:
+            now = time.time()
+            db.execute(_SQL["refuse"], (now, entry.seq))
+            db.execute(_SQL["insert_dead_letter"], (now, reason, entry.payload.decode()))
 
         await self._run(work)
 
@@ -187,103 +187,86 @@ class RelayLog:
         """Keep a frame the relay could not map, with the reason."""
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
 
-        def work() -> None:
-            db = self._db_()
-            with db:
-                db.execute(_SQL["insert_dead_letter"], (time.time(), reason, text))
+        def work(db: sqlite3.Connection) -> None:
+            # No cursor leaves the log's thread: dropped elsewhere, it would reset a statement
+            # the thread may be running.
+            db.execute(_SQL["insert_dead_letter"], (time.time(), reason, text)).close()
 
         await self._run(work)
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
-        rows = await self._run(
-            lambda: self._db_().execute(_SQL["dead_letters"], (limit,)).fetchall()
-        )
+        rows = await self._run(lambda db: db.execute(_SQL["dead_letters"], (limit,)).fetchall())
         return [DeadLetter(*row) for row in rows]
 
     async def counts(self) -> LogCounts:
-        row = await self._run(lambda: self._db_().execute(_SQL["counts"]).fetchone())
+        row = await self._run(lambda db: db.execute(_SQL["counts"]).fetchone())
         return LogCounts(*row)
 
     # In the log's thread ---------------------------------------------------------------------
 
-    async def _run(self, work: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
-
-    def _db_(self) -> sqlite3.Connection:
-        if self._db is None:
+    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``work`` in the writer's next transaction (reads too: one connection serves
+        all, which is what lets the log live in memory for tests)."""
+        if not self._open:
             raise RuntimeError("the relay log is not open")
-        return self._db
+        return await self._writer.submit(work)
 
-    def _open(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             create_private(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        (version,) = db.execute("PRAGMA user_version").fetchone()
-        if version > SCHEMA_VERSION:
+        try:
+            db.executescript(_SQL["connection_settings"])
+            migrate(db, _MIGRATIONS, too_new=self._too_new, with_data={2: _backfill_order_states})
+        except BaseException:
             db.close()
-            raise RuntimeError(
-                f"{self.path} was written by a newer dhan-postback (schema {version})"
-            )
-        db.isolation_level = "DEFERRED"
-        for number, script in _MIGRATIONS:
-            if number > version:  # each migration, with its data, in one transaction
-                db.executescript(f"BEGIN; {script};")
-                if number == 2:
-                    _backfill_order_states(db)
-                db.execute(f"PRAGMA user_version = {number}")
-                db.commit()
-        self._db = db
-        self._prune()
+            raise
+        return db
 
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    def _too_new(self, found: int, known: int) -> Exception:
+        return RuntimeError(f"{self.path} was written by a newer dhan-postback (schema {found})")
 
-    def _record(self, updates: Sequence[OrderUpdate]) -> list[Recorded]:
-        db = self._db_()
+    def _ack(self, db: sqlite3.Connection, seqs: Sequence[int]) -> None:
         now = time.time()
-        outcomes: list[Recorded] = []
-        with db:
-            for update in updates:
-                key = change_key(update)
-                if db.execute(_SQL["known_change"], (key,)).fetchone() is not None:
-                    outcomes.append(Recorded.DUPLICATE)
-                    continue
-                verdict = compare(update, _order_state(db, update))
-                if verdict is Verdict.SAME:
-                    outcomes.append(Recorded.DUPLICATE)
-                    continue
-                if verdict is Verdict.OLDER:
-                    outcomes.append(Recorded.STALE)
-                    continue
-                db.execute(
-                    _SQL["insert_update"],
-                    (key, update.order_id, update.update_time, dumps(update), now),
-                )
-                _put_order_state(db, update, now)
-                outcomes.append(Recorded.NEW)
-        return outcomes
-
-    def _ack(self, seqs: Sequence[int]) -> None:
-        db = self._db_()
-        now = time.time()
-        with db:
-            db.executemany(_SQL["ack"], [(now, seq) for seq in seqs])
+        db.executemany(_SQL["ack"], [(now, seq) for seq in seqs])
         self._acks_since_prune += len(seqs)
         if self._acks_since_prune >= self.prune_every:
-            self._prune()
+            self._prune(db)
 
-    def _prune(self) -> None:
-        db = self._db_()
-        with db:
-            db.execute(_SQL["prune_updates"], (self.keep,))
-            db.execute(_SQL["prune_dead_letters"], (self.keep_dead_letters,))
-            db.execute(_SQL["prune_order_states"], (time.time() - ORDER_STATE_DAYS * 86400,))
+    def _prune(self, db: sqlite3.Connection) -> None:
+        db.execute(_SQL["prune_updates"], (self.keep,))
+        db.execute(_SQL["prune_dead_letters"], (self.keep_dead_letters,))
+        db.execute(_SQL["prune_order_states"], (time.time() - ORDER_STATE_DAYS * 86400,))
         self._acks_since_prune = 0
+
+
+def _as_is(exc: Exception) -> BaseException:
+    return exc
+
+
+def _record(db: sqlite3.Connection, updates: Sequence[OrderUpdate]) -> list[Recorded]:
+    now = time.time()
+    outcomes: list[Recorded] = []
+    for update in updates:
+        key = change_key(update)
+        if db.execute(_SQL["known_change"], (key,)).fetchone() is not None:
+            outcomes.append(Recorded.DUPLICATE)
+            continue
+        verdict = compare(update, _order_state(db, update))
+        if verdict is Verdict.SAME:
+            outcomes.append(Recorded.DUPLICATE)
+            continue
+        if verdict is Verdict.OLDER:
+            outcomes.append(Recorded.STALE)
+            continue
+        db.execute(
+            _SQL["insert_update"],
+            (key, update.order_id, update.update_time, dumps(update), now),
+        )
+        _put_order_state(db, update, now)
+        outcomes.append(Recorded.NEW)
+    return outcomes
 
 
 _decode: Final = msgspec.json.Decoder(OrderUpdate).decode

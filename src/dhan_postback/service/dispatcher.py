@@ -23,13 +23,16 @@ How one delivery travels::
   the rest is given back), so a slow or black-holed endpoint holds a bounded number of
   slots and leases and never stalls the others. Free global slots
   (``settings.max_in_flight``) go to starved lanes in turn; all lanes together hold at most
-  ``max_in_flight + claim_batch`` claims.
+  ``max_in_flight + claim_batch`` claims. This bookkeeping is :class:`~.lanes.Lanes`, a
+  plain class with no tasks and no clock, where each of these rules is unit-tested.
 * **Order.** The store hands out only heads of ``(url, order_id)`` queues; the dispatcher
   also refuses to hold two deliveries of one queue at once, whatever the store says.
 * **Breakers.** One per URL (:mod:`.breaker`), judging it by the failure rate of its recent
   deliveries: an open URL is skipped in claims and its waiting claims are given back; after
   the cooldown one probe goes, and a delivery known to fail makes way for another waiting
   head of the same URL, so probes rotate over different orders.
+* **Sending.** Each POST goes through a :class:`~.sender.Sender` (aiohttp by default; a
+  :class:`~.sender.MockSender` in tests where HTTP is not the point).
 * **Outcomes.** Each attempt becomes an :class:`~.store.base.Outcome` (:mod:`.retry` decides
   delivered / retry at / dead); outcomes and give-backs are written in batches, one
   ``store.finish`` per batch, every ``flush_interval`` or ``claim_batch`` outcomes.
@@ -49,99 +52,59 @@ import heapq
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 import aiohttp
 import structlog
-from prometheus_client import Counter, Gauge
 
 from .._version import __version__
 from ..errors import DhanPostbackError
 from ..settings import ServiceSettings
 from ..signing import Signer
-from ..urlpolicy import GuardedResolver
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
+from .lanes import Lane, Lanes, QueueKey
 from .metrics import ServiceMetrics, endpoint_label
-from .retry import (
-    RESPONSE_PREFIX_BYTES,
-    RETRY_AFTER_STATUSES,
-    decide,
-    make_attempt,
-    parse_retry_after,
-)
+from .retry import decide, make_attempt, parse_retry_after
+from .sender import AiohttpSender, Request, Sender, SendError
 from .store.base import Attempt, Claim, Outcome, Store
 
-__all__ = ["DRAIN_LIMIT", "USER_AGENT", "Clock", "Dispatcher"]
+__all__ = ["USER_AGENT", "Clock", "Dispatcher"]
 
 log = structlog.get_logger(__name__)
 
 USER_AGENT: Final = f"dhan-postback/{__version__}"
-DRAIN_LIMIT: Final = 64 * 1024
-"""Bytes of a response read to keep its connection; a larger body closes the connection."""
 _CACHE_LIMIT: Final = 4096
 _RETRY_MEMORY: Final = 100_000
 """Retry times remembered for waking; beyond that, ``idle_poll`` finds them."""
 _STORE_RETRY_DELAYS: Final = (0.05, 0.2, 1.0)
 
 Clock = Callable[[], float]
+K = TypeVar("K")
+V = TypeVar("V")
 
 
-class _Lane:
-    """One endpoint's waiting claims and POSTs under way."""
+class _Meters:
+    """One endpoint's metric children, looked up once rather than at every attempt."""
 
-    __slots__ = (
-        "dead",
-        "delivered",
-        "failed",
-        "in_flight",
-        "in_flight_gauge",
-        "label",
-        "queue",
-        "starved",
-        "urls",
-    )
+    __slots__ = ("dead", "delivered", "failed", "in_flight")
 
-    def __init__(self, label: str, metrics: ServiceMetrics | None) -> None:
-        self.label = label
-        self.queue: deque[Claim] = deque()
-        self.in_flight = 0
-        self.starved = False
-        self.urls: dict[str, int] = {}
-        """Claims held in this lane (waiting or under way) per URL."""
-        self.delivered: Counter | None = None
-        self.failed: Counter | None = None
-        self.dead: Counter | None = None
-        self.in_flight_gauge: Gauge | None = None
-        if metrics is not None:
-            self.delivered = metrics.delivered.labels(label)
-            self.failed = metrics.failed_attempts.labels(label)
-            self.dead = metrics.dead.labels(label)
-            self.in_flight_gauge = metrics.in_flight.labels(label)
-
-    @property
-    def held(self) -> int:
-        return len(self.queue) + self.in_flight
-
-    def hold(self, url: str) -> None:
-        self.urls[url] = self.urls.get(url, 0) + 1
-
-    def drop(self, url: str) -> None:
-        left = self.urls[url] - 1
-        if left:
-            self.urls[url] = left
-        else:
-            del self.urls[url]
+    def __init__(self, metrics: ServiceMetrics, label: str) -> None:
+        self.delivered = metrics.delivered.labels(label)
+        self.failed = metrics.failed_attempts.labels(label)
+        self.dead = metrics.dead.labels(label)
+        self.in_flight = metrics.in_flight.labels(label)
 
 
 class Dispatcher:
     """Sends the outbox. Use as ``async with Dispatcher(store, settings) as dispatcher:``.
 
-    ``session`` replaces the dispatcher's own :class:`aiohttp.ClientSession` (it is then not
-    closed here); ``clock`` gives the wall-clock times written to the store; ``idle_poll``
-    bounds the sleep when nothing wakes the claim loop; ``flush_interval`` is how long a
-    finished attempt may wait to be written with others; ``rng`` draws the retry jitter.
+    ``sender`` replaces the dispatcher's own :class:`~.sender.AiohttpSender` (a
+    :class:`~.sender.MockSender` in unit tests), ``session`` the aiohttp session of its own
+    sender; either is then not closed here. ``clock`` gives the wall-clock times written to
+    the store; ``idle_poll`` bounds the sleep when nothing wakes the claim loop;
+    ``flush_interval`` is how long a finished attempt may wait to be written with others;
+    ``rng`` draws the retry jitter.
     """
 
     def __init__(
@@ -151,6 +114,7 @@ class Dispatcher:
         *,
         metrics: ServiceMetrics | None = None,
         session: aiohttp.ClientSession | None = None,
+        sender: Sender | None = None,
         clock: Clock = time.time,
         idle_poll: float = 1.0,
         flush_interval: float = 0.002,
@@ -165,16 +129,19 @@ class Dispatcher:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self._session = session
-        self._owns_session = session is None
+        if sender is None and session is not None:
+            sender = AiohttpSender(settings, session=session)  # which leaves the session open
+        self._sender = sender
+        self._owns_sender = sender is None
         self._clock = clock
         self._idle_poll = idle_poll
         self._flush_interval = flush_interval
         self._rng = rng or random.Random()
-        self._lane_cap = settings.max_in_flight_per_url
-        self._lane_full = 2 * settings.max_in_flight_per_url
-        self._lane_room = self._lane_full + settings.claim_batch
-        self._held_cap = settings.max_in_flight + settings.claim_batch
+        self.lanes = Lanes(
+            per_lane=settings.max_in_flight_per_url,
+            max_in_flight=settings.max_in_flight,
+            claim_batch=settings.claim_batch,
+        )
         self.breakers = BreakerBoard(
             BreakerPolicy(
                 failure_rate=settings.breaker_failure_rate,
@@ -185,20 +152,14 @@ class Dispatcher:
             )
         )
 
-        self._lanes: dict[str, _Lane] = {}
-        self._labels: dict[str, str] = {}
+        self._meters: dict[str, _Meters] = {}
         self._signers: dict[str, Signer] = {}
-        self._held: dict[tuple[str, str], str] = {}
-        """(url, order_id) -> delivery id, from claim until its outcome is written."""
-        self._waiting = 0
-        self._in_flight = 0
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers: deque[asyncio.Future[None]] = deque()
-        self._jobs: deque[tuple[_Lane, Claim, Ticket]] = deque()
+        self._jobs: deque[tuple[Lane, Claim, Ticket]] = deque()
         """Attempts counted in flight by :meth:`_pump`, not yet picked up by a worker."""
         self._workers_closing = False
-        self._starved: deque[_Lane] = deque()
-        self._outcomes: list[tuple[Outcome, tuple[str, str]]] = []
+        self._outcomes: list[tuple[Outcome, QueueKey]] = []
         self._retry_times: list[float] = []
         self._next_due: float | None = None
         self._next_due_asked = float("-inf")
@@ -218,27 +179,22 @@ class Dispatcher:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def start(self) -> None:
         if self._claim_task is not None:
             raise RuntimeError("the dispatcher is already running")
         self._loop = asyncio.get_running_loop()
-        if self._session is None:
-            self._session = self._make_session()
+        if self._sender is None:
+            self._sender = AiohttpSender(self.settings)
         await self._listen_to_other_nodes()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="dispatcher-flush")
         log.info(
             "dispatcher started",
             max_in_flight=self.settings.max_in_flight,
-            max_in_flight_per_url=self._lane_cap,
+            max_in_flight_per_url=self.lanes.per_lane,
         )
 
     async def close(self) -> None:
@@ -250,9 +206,7 @@ class Dispatcher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._claim_task
         await self._listening.aclose()
-        for lane in list(self._lanes.values()):
-            while lane.queue:
-                self._give_back(lane, lane.queue.popleft())
+        self._give_back(self.lanes.give_back_waiting())
         self._workers_closing = True
         while self._idle_workers:
             self._idle_workers.popleft().set_result(None)
@@ -273,8 +227,8 @@ class Dispatcher:
         self._flush_wanted.set()
         if self._flush_task is not None:
             await self._flush_task
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        if self._owns_sender and self._sender is not None:
+            await self._sender.aclose()
         log.info("dispatcher stopped")
 
     async def _listen_to_other_nodes(self) -> None:
@@ -302,62 +256,35 @@ class Dispatcher:
         else:
             loop.call_soon_threadsafe(self._wakeup.set)
 
-    def _make_session(self) -> aiohttp.ClientSession:
-        settings = self.settings
-        guard = GuardedResolver(allow_loopback=settings.allow_loopback)
-        connector = aiohttp.TCPConnector(
-            **guard.guard_connector_kwargs(
-                limit=settings.max_in_flight, limit_per_host=settings.max_in_flight_per_url
-            )
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=settings.timeout),
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding",),
-        )
-
     # What the dispatcher holds -------------------------------------------------------------
     @property
     def in_flight(self) -> int:
         """POSTs under way right now."""
-        return self._in_flight
+        return self.lanes.in_flight
 
     @property
     def held(self) -> int:
         """Claims held: waiting in lanes or under way."""
-        return self._waiting + self._in_flight
+        return self.lanes.held
 
     def endpoint_states(self) -> list[tuple[str, BreakerState, int]]:
         """(url, breaker state, POSTs under way to its endpoint) for every URL this node is
         busy with or whose breaker is not closed."""
         now = self._clock()
-        in_flight: dict[str, int] = {}
-        for lane in self._lanes.values():
-            for url in lane.urls:
-                in_flight[url] = lane.in_flight
+        in_flight = self.lanes.in_flight_by_url()
         for url in self.breakers.not_closed(now):
             in_flight.setdefault(url, 0)
         return [(url, self.breakers.state(url, now), n) for url, n in sorted(in_flight.items())]
 
-    def _lane_of(self, url: str) -> _Lane:
-        label = self._labels.get(url)
-        if label is None:
-            if len(self._labels) >= _CACHE_LIMIT:
-                self._labels.clear()
-            label = self._labels[url] = endpoint_label(url)
-        lane = self._lanes.get(label)
-        if lane is None:
-            lane = self._lanes[label] = _Lane(label, self.metrics)
-        return lane
+    def _meters_of(self, lane: Lane) -> _Meters | None:
+        meters = self._meters.get(lane.label)  # the common case, twice per attempt
+        if meters is not None or self.metrics is None:
+            return meters
+        metrics = self.metrics
+        return _cached(self._meters, lane.label, lambda: _Meters(metrics, lane.label))
 
     def _signer(self, secret: str) -> Signer:
-        signer = self._signers.get(secret)
-        if signer is None:
-            if len(self._signers) >= _CACHE_LIMIT:
-                self._signers.clear()
-            signer = self._signers[secret] = Signer(secret)
-        return signer
+        return _cached(self._signers, secret, lambda: Signer(secret))
 
     def _signature(self, claim: Claim, timestamp: int) -> str:
         """The ``webhook-signature`` value: the endpoint's secret, then (during a rotation's
@@ -384,7 +311,7 @@ class Dispatcher:
         failures = 0
         while not self._stopping:
             self._wakeup.clear()
-            limit = min(self.settings.claim_batch, self._held_cap - self.held)
+            limit = self.lanes.room
             claimed_at: float | None = None
             full = False
             if limit > 0:
@@ -414,20 +341,9 @@ class Dispatcher:
             await self._idle(claimed_at)
 
     def _skip_urls(self, now: float) -> set[str]:
-        """URLs the next claim must leave alone: paused by a breaker, or their lane is full.
-
-        Lanes with nothing held are dropped on the way, so the dispatcher keeps only the
-        endpoints it is busy with, however many it has ever sent to.
-        """
+        """URLs the next claim must leave alone: paused by a breaker, or their lane is full."""
         skip = self.breakers.blocked_urls(now)
-        idle = []
-        for label, lane in self._lanes.items():
-            if lane.held >= self._lane_full:
-                skip.update(lane.urls)
-            elif lane.held == 0 and not lane.starved:
-                idle.append(label)
-        for label in idle:
-            del self._lanes[label]
+        skip.update(self.lanes.full_urls())
         return skip
 
     async def _idle(self, claimed_at: float | None) -> None:
@@ -469,49 +385,32 @@ class Dispatcher:
 
     def _admit(self, claims: Iterable[Claim]) -> None:
         """Put fresh claims in their lanes and start what may start."""
-        touched: list[_Lane] = []
-        for claim in claims:
-            key = (claim.url, claim.order_id)
-            holder = self._held.get(key)
-            if holder is not None:
-                if holder != claim.id:
-                    log.error("store handed out a second head of one queue; giving it back")
-                    self._releases.append(claim.id)
-                    self._flush_wanted.set()
-                continue  # same id: a claim we hold already; sending it twice helps nobody
-            lane = self._lane_of(claim.url)
-            if lane.held >= self._lane_room:
-                self._releases.append(claim.id)
-                self._flush_wanted.set()
-                continue
-            self._held[key] = claim.id
-            lane.hold(claim.url)
-            lane.queue.append(claim)
-            self._waiting += 1
-            if len(lane.queue) == 1:
-                touched.append(lane)
-        for lane in touched:
+        admitted = self.lanes.admit(claims)
+        if admitted.second_heads:
+            log.error(
+                "store handed out a second head of one queue; giving it back",
+                count=admitted.second_heads,
+            )
+        if admitted.refused:
+            self._release(claim.id for claim in admitted.refused)
+        for lane in admitted.lanes:
             self._pump(lane)
 
-    def _give_back(self, lane: _Lane, claim: Claim) -> None:
-        """Return a waiting claim to the store unattempted."""
-        self._waiting -= 1
-        lane.drop(claim.url)
-        self._held.pop((claim.url, claim.order_id), None)
-        self._releases.append(claim.id)
-        self._flush_wanted.set()
+    def _give_back(self, claims: Iterable[Claim]) -> None:
+        """Return waiting claims, already out of their lanes, to the store unattempted."""
+        self._release(claim.id for claim in claims)
+
+    def _release(self, ids: Iterable[str]) -> None:
+        before = len(self._releases)
+        self._releases.extend(ids)
+        if len(self._releases) > before:
+            self._flush_wanted.set()
 
     # Sending -------------------------------------------------------------------------------
-    def _pump(self, lane: _Lane) -> None:
+    def _pump(self, lane: Lane) -> None:
         """Start the lane's waiting claims while it and the dispatcher have free slots."""
-        max_in_flight = self.settings.max_in_flight
-        while lane.queue and lane.in_flight < self._lane_cap:
-            if self._in_flight >= max_in_flight:
-                if not lane.starved:
-                    lane.starved = True
-                    self._starved.append(lane)
-                return
-            claim = lane.queue.popleft()
+        lanes = self.lanes
+        while (claim := lanes.take(lane)) is not None:
             now = self._clock()
             ticket = None
             if claim.lease_until - now >= self._min_lease_left and not self._makes_way(
@@ -519,13 +418,13 @@ class Dispatcher:
             ):
                 ticket = self.breakers.acquire(claim.url, now)
             if ticket is None:  # lease too short, another probe is better, or the breaker waits
-                self._give_back(lane, claim)
+                lanes.give_back(lane, claim)
+                self._give_back((claim,))
                 continue
-            self._waiting -= 1
-            self._in_flight += 1
-            lane.in_flight += 1
-            if lane.in_flight_gauge is not None:
-                lane.in_flight_gauge.inc()
+            lanes.start(lane)
+            meters = self._meters_of(lane)
+            if meters is not None:
+                meters.in_flight.inc()
             self._jobs.append((lane, claim, ticket))
             if self._idle_workers:
                 self._idle_workers.popleft().set_result(None)
@@ -534,14 +433,14 @@ class Dispatcher:
                 self._workers.add(worker)
                 worker.add_done_callback(self._workers.discard)
 
-    def _makes_way(self, lane: _Lane, claim: Claim, now: float) -> bool:
+    def _makes_way(self, lane: Lane, claim: Claim, now: float) -> bool:
         """Whether ``claim``, known to fail, should let another waiting claim be the probe.
 
         Probes rotate over different orders' heads: a delivery that fails on its own (a body
         its receiver refuses) must not be the oldest due head at every probe and keep its
         endpoint paused for everyone. It goes back to the store, due as its schedule says.
         """
-        others = (other.id for other in lane.queue if other.url == claim.url)
+        others = lane.waiting_ids(claim.url)
         return self.breakers.rotate_probe(claim.url, claim.id, now, others)
 
     async def _worker(self) -> None:
@@ -576,12 +475,10 @@ class Dispatcher:
                 log.exception("an attempt failed unexpectedly")
 
     def _pump_starved(self) -> None:
-        while self._starved and self._in_flight < self.settings.max_in_flight:
-            lane = self._starved.popleft()
-            lane.starved = False
+        while (lane := self.lanes.next_starved()) is not None:
             self._pump(lane)
 
-    async def _attempt(self, lane: _Lane, claim: Claim, ticket: Ticket) -> None:
+    async def _attempt(self, lane: Lane, claim: Claim, ticket: Ticket) -> None:
         """Send one claim, then record what happened."""
         try:
             attempt, retry_after = await self._post(claim)
@@ -598,13 +495,16 @@ class Dispatcher:
             retry_after=retry_after,
             rng=self._rng,
         )
-        self._slot_freed(lane)
-        lane.drop(claim.url)
+        self.lanes.finished(lane, claim)
+        meters = self._meters_of(lane)
+        if meters is not None:
+            meters.in_flight.dec()
         self._outcomes.append((outcome, (claim.url, claim.order_id)))
         if len(self._outcomes) == 1 or len(self._outcomes) >= self.settings.claim_batch:
             self._flush_wanted.set()
         try:
-            self._count(lane, attempt, outcome)
+            if meters is not None:
+                self._count(meters, attempt, outcome)
             before = self.breakers.state(claim.url, now)
             after = self.breakers.record(ticket, claim.id, outcome.result == "delivered", now)
             if after is not before:
@@ -617,45 +517,29 @@ class Dispatcher:
         # No wake here: the flush of this outcome follows within flush_interval and wakes
         # the claim loop once for the whole batch (successors and freed slots together).
 
-    def _abandon(self, lane: _Lane, claim: Claim, ticket: Ticket) -> None:
+    def _abandon(self, lane: Lane, claim: Claim, ticket: Ticket) -> None:
         """Give back a claim counted in flight but not attempted to the end."""
-        self._slot_freed(lane)
-        lane.drop(claim.url)
-        self._held.pop((claim.url, claim.order_id), None)
+        self.lanes.abandon(lane, claim)
+        meters = self._meters_of(lane)
+        if meters is not None:
+            meters.in_flight.dec()
         self.breakers.abandon(ticket)
-        self._releases.append(claim.id)
-        self._flush_wanted.set()
+        self._give_back((claim,))
 
-    def _slot_freed(self, lane: _Lane) -> None:
-        self._in_flight -= 1
-        lane.in_flight -= 1
-        if lane.in_flight_gauge is not None:
-            lane.in_flight_gauge.dec()
-
-    def _count(self, lane: _Lane, attempt: Attempt, outcome: Outcome) -> None:
-        if self.metrics is None:
-            return
+    def _count(self, meters: _Meters, attempt: Attempt, outcome: Outcome) -> None:
+        assert self.metrics is not None
         self.metrics.attempt_latency.observe(attempt.latency_ms / 1000)
         if outcome.result == "delivered":
-            if lane.delivered is not None:
-                lane.delivered.inc()
+            meters.delivered.inc()
             return
-        if lane.failed is not None:
-            lane.failed.inc()
-        if outcome.result == "dead" and lane.dead is not None:
-            lane.dead.inc()
+        meters.failed.inc()
+        if outcome.result == "dead":
+            meters.dead.inc()
 
-    def _breaker_changed(self, lane: _Lane, url: str, state: BreakerState) -> None:
+    def _breaker_changed(self, lane: Lane, url: str, state: BreakerState) -> None:
         """Open: give back the URL's waiting claims. Any change: update the gauge."""
         if state is BreakerState.OPEN:
-            keep: deque[Claim] = deque()
-            while lane.queue:
-                claim = lane.queue.popleft()
-                if claim.url == url:
-                    self._give_back(lane, claim)
-                else:
-                    keep.append(claim)
-            lane.queue = keep
+            self._give_back(self.lanes.give_back_waiting(url))
             log.warning("circuit breaker opened", endpoint=lane.label)
         elif state is BreakerState.CLOSED:
             log.info("circuit breaker closed", endpoint=lane.label)
@@ -666,8 +550,8 @@ class Dispatcher:
 
     async def _post(self, claim: Claim) -> tuple[Attempt, float | None]:
         """One POST: the stored bytes, signed. Never raises except on cancellation."""
-        session = self._session
-        assert session is not None, "the dispatcher is not started"
+        sender = self._sender
+        assert sender is not None, "the dispatcher is not started"
         started_at = self._clock()
         timestamp = int(started_at)
         headers = {
@@ -683,17 +567,10 @@ class Dispatcher:
         retry_after: str | None = None
         began = time.perf_counter()
         try:
-            async with session.post(
-                claim.url, data=claim.payload, headers=headers, allow_redirects=False
-            ) as response:
-                status = response.status
-                if status in RETRY_AFTER_STATUSES:
-                    retry_after = response.headers.get("Retry-After")
-                body = await _read_prefix(response)
-        except TimeoutError:
-            error = f"timeout: no complete answer within {self.settings.timeout:g}s"
-        except aiohttp.ClientError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            answer = await sender.send(Request(claim.url, claim.payload, headers))
+            status, body, retry_after = answer.status, answer.body, answer.retry_after
+        except SendError as exc:
+            status, error = exc.status, str(exc)
         except DhanPostbackError as exc:  # e.g. URLRefused by the resolver at connect time
             error = f"{type(exc).__name__}: {exc.message}"
         except Exception as exc:  # a bug or an oddity: record it, never lose the delivery
@@ -747,14 +624,13 @@ class Dispatcher:
             # Let go of each queue *before* its outcome commits: the commit makes the queue's
             # next head claimable, and its wake-up (PostgreSQL's NOTIFY reaches this node too)
             # can run a claim that returns that head before ``finish`` has returned here.
-            let_go = self._let_go(outcomes)
+            let_go = self.lanes.let_go((key, outcome.delivery_id) for outcome, key in outcomes)
             try:
                 await self.store.finish([outcome for outcome, _ in outcomes])
             except Exception:
                 log.exception("finish failed", outcomes=len(outcomes))
                 self._outcomes[:0] = outcomes
-                for key, delivery_id in let_go:  # not committed: the heads are still ours
-                    self._held.setdefault(key, delivery_id)
+                self.lanes.hold_again(let_go)  # not committed: the heads are still ours
                 return False
             for outcome, _ in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
@@ -771,35 +647,12 @@ class Dispatcher:
             self._wakeup.set()
         return True
 
-    def _let_go(
-        self, outcomes: Sequence[tuple[Outcome, tuple[str, str]]]
-    ) -> list[tuple[tuple[str, str], str]]:
-        """Forget the queues whose heads these outcomes settle; what was forgotten.
 
-        Until the store commits an outcome the head stays leased, so no claim can return its
-        successor early; from the commit on, the successor is the queue's legitimate head.
-        """
-        let_go = []
-        for outcome, key in outcomes:
-            if self._held.get(key) == outcome.delivery_id:
-                del self._held[key]
-                let_go.append((key, outcome.delivery_id))
-        return let_go
-
-
-async def _read_prefix(response: aiohttp.ClientResponse) -> bytes:
-    """Read a small answer whole (so its connection is reused); keep its first bytes.
-
-    An answer larger than :data:`DRAIN_LIMIT` is not worth reading: its connection is
-    closed instead.
-    """
-    prefix = b""
-    total = 0
-    while chunk := await response.content.readany():
-        if len(prefix) < RESPONSE_PREFIX_BYTES:
-            prefix += chunk[: RESPONSE_PREFIX_BYTES - len(prefix)]
-        total += len(chunk)
-        if total > DRAIN_LIMIT:
-            response.close()
-            break
-    return prefix
+def _cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``cache[key]``, made by ``make()`` if missing; a full cache starts over."""
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        value = cache[key] = make()
+    return value

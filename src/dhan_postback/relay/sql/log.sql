@@ -1,6 +1,10 @@
 -- The relay's SQLite log (dhan_postback.relay.log). Migrations bring the schema from version
 -- n - 1 to n (PRAGMA user_version); every other block is one statement the log runs by name.
 
+-- name: connection_settings
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+
 -- name: migration_1
 CREATE TABLE IF NOT EXISTS updates (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -42,13 +42,17 @@ The registry rules:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from ...errors import StoreUnavailable
 
 __all__ = [
+    "OWNER_COLUMNS",
     "Attempt",
     "Claim",
     "Delivery",
@@ -68,7 +72,6 @@ __all__ = [
     "Target",
     "TokenRecord",
     "grace_secrets",
-    "retire",
 ]
 
 
@@ -157,12 +160,33 @@ class EndpointRecord:
         """``previous_secrets`` as the JSON text the SQL backends store."""
         return json.dumps([[old.secret, old.until] for old in self.previous_secrets])
 
+    def params(self) -> dict[str, Any]:
+        """The named parameters of the SQL backends' endpoint statements (its deliveries'
+        ``target`` too, for the delivery-log queries about it)."""
+        return {
+            "id": self.id,
+            "kind": self.kind.value,
+            "owner_id": self.owner_id,
+            "url": self.url,
+            "signing_secret": self.signing_secret,
+            "previous_secrets": self.previous_json(),
+            "secret_rotated_at": self.secret_rotated_at,
+            "created_at": self.created_at,
+            "paused": self.paused,
+            "target": self.target.value,
+        }
 
-def retire(endpoint: EndpointRecord, *, now: float, keep_until: float) -> tuple[RetiredSecret, ...]:
-    """The retired secrets after a rotation of ``endpoint`` at ``now``: its current secret
-    until ``keep_until``, then the earlier ones still signing (every backend keeps this rule)."""
-    still = tuple(old for old in endpoint.previous_secrets if old.until > now)
-    return (RetiredSecret(endpoint.signing_secret, keep_until), *still)
+    def rotated(self, secret: str, *, now: float, keep_until: float) -> EndpointRecord:
+        """This endpoint after a rotation to ``secret`` at ``now``: the current secret keeps
+        signing until ``keep_until``, then the earlier ones still signing (every backend keeps
+        this rule by calling this)."""
+        still = tuple(old for old in self.previous_secrets if old.until > now)
+        return dataclasses.replace(
+            self,
+            signing_secret=secret,
+            previous_secrets=(RetiredSecret(self.signing_secret, keep_until), *still),
+            secret_rotated_at=now,
+        )
 
 
 def grace_secrets(previous: Any, now: float) -> tuple[str, ...]:
@@ -172,6 +196,10 @@ def grace_secrets(previous: Any, now: float) -> tuple[str, ...]:
     if isinstance(previous, str | bytes):
         previous = json.loads(previous)
     return tuple(old for old, until in previous if until > now)
+
+
+OWNER_COLUMNS: Final = {EndpointKind.CLIENT: "dhan_client_id", EndpointKind.PARTNER: "partner_id"}
+"""The delivery-log column that names an endpoint's owner, by its kind."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +307,19 @@ class Claim:
     after_dead: bool = False
     previous_secrets: tuple[str, ...] = ()
     """Secrets retired by a rotation that still sign, after ``signing_secret``."""
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], *, now: float) -> Claim:
+        """From ``id, seq, url, order_id, payload, signing_secret, attempts, round_attempts,
+        lease_until, after_dead, previous_secrets`` (as :func:`grace_secrets` reads it)."""
+        delivery_id, seq, url, order_id, payload, secret, *rest = row
+        attempts, round_attempts, lease_until, after_dead, previous = rest
+        if secret is None:
+            # Endpoints are never deleted, so this means a damaged database.
+            raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
+        head = (delivery_id, seq, url, order_id, bytes(payload), secret, attempts)
+        grace = grace_secrets(previous, now)
+        return cls(*head, round_attempts, lease_until, bool(after_dead), grace)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,6 @@ from .base import (
     SessionRecord,
     Target,
     TokenRecord,
-    retire,
 )
 
 __all__ = ["MemoryStore"]
@@ -131,12 +130,7 @@ class MemoryStore:
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is None:
             return None
-        rotated = dataclasses.replace(
-            endpoint,
-            signing_secret=secret,
-            previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
-            secret_rotated_at=now,
-        )
+        rotated = endpoint.rotated(secret, now=now, keep_until=keep_until)
         self._endpoints[endpoint_id] = rotated
         return rotated
 

@@ -42,6 +42,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
 from .base import (
+    OWNER_COLUMNS,
     Attempt,
     Claim,
     Delivery,
@@ -56,8 +57,6 @@ from .base import (
     PruneResult,
     SessionRecord,
     TokenRecord,
-    grace_secrets,
-    retire,
 )
 from .queries import load_queries, migrations
 
@@ -72,6 +71,9 @@ _CLAIM: Final = _Q["claim"].format(picks=_Q["claim_picks"])
 _CLAIM_SKIPPING: Final = _Q["claim"].format(picks=_Q["claim_picks_skipping"])
 """A claim that skips URLs reads the others' heads URL by URL (see the SQL), so that its
 cost does not grow with the skipped URLs' backlog; without skips, the global due index."""
+_LAST_ATTEMPT: Final = {
+    kind: _Q["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
+}
 _RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _TRANSACTION_TRIES: Final = 5
 _T = TypeVar("_T")
@@ -263,17 +265,7 @@ class PostgresStore:
         return await self._run(run)
 
     async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
-        params = {
-            "id": endpoint.id,
-            "kind": endpoint.kind.value,
-            "owner_id": endpoint.owner_id,
-            "url": endpoint.url,
-            "signing_secret": endpoint.signing_secret,
-            "previous_secrets": endpoint.previous_json(),
-            "secret_rotated_at": endpoint.secret_rotated_at,
-            "created_at": endpoint.created_at,
-            "paused": endpoint.paused,
-        }
+        params = endpoint.params()
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord:
             await conn.execute(_Q["insert_endpoint"], params)
@@ -308,36 +300,22 @@ class PostgresStore:
                 row = await cur.fetchone()
                 if row is None:
                     return None
-                endpoint = EndpointRecord.from_row(row)
-                rotated = dataclasses.replace(
-                    endpoint,
-                    signing_secret=secret,
-                    previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
-                    secret_rotated_at=now,
+                rotated = EndpointRecord.from_row(row).rotated(
+                    secret, now=now, keep_until=keep_until
                 )
-                params = {
-                    "id": endpoint_id,
-                    "signing_secret": secret,
-                    "previous_secrets": rotated.previous_json(),
-                    "secret_rotated_at": now,
-                }
-                await conn.execute(_Q["rotate_secret"], params)
+                await conn.execute(_Q["rotate_secret"], rotated.params())
                 return rotated
 
         return await self._run(run, retry_conflicts=True)
 
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
-        params = {
-            "url": endpoint.url,
-            "target": endpoint.target.value,
-            "owner_id": endpoint.owner_id,
-        }
+        params = endpoint.params()
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointActivity:
             cur = await conn.execute(_Q["endpoint_backlog"], params)
             row = await cur.fetchone()
             backlog = 0 if row is None else int(row[0])
-            cur = await conn.execute(_Q[f"{endpoint.kind.value}_last_attempt"], params)
+            cur = await conn.execute(_LAST_ATTEMPT[endpoint.kind], params)
             last = await cur.fetchone()
             return EndpointActivity(backlog, None if last is None else Attempt(*last))
 
@@ -449,7 +427,7 @@ class PostgresStore:
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
             cur = await conn.execute(sql, params, prepare=True)
-            return [_claim(row, now) for row in await cur.fetchall()]
+            return [Claim.from_row(row, now=now) for row in await cur.fetchall()]
 
         return await self._run(run, retry_conflicts=True)
 
@@ -713,40 +691,6 @@ async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:
     assert row is not None
     value: int = row[0]
     return value
-
-
-def _claim(row: Sequence[Any], now: float) -> Claim:
-    """A claim from a row of the claim query (its columns in Claim's order, then the
-    endpoint's retired secrets)."""
-    (
-        delivery_id,
-        seq,
-        url,
-        order_id,
-        payload,
-        secret,
-        attempts,
-        round_attempts,
-        lease_until,
-        after_dead,
-        previous,
-    ) = row
-    if secret is None:
-        # Endpoints are never deleted, so this means a damaged database.
-        raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
-    return Claim(
-        id=delivery_id,
-        seq=seq,
-        url=url,
-        order_id=order_id,
-        payload=payload,
-        signing_secret=secret,
-        attempts=attempts,
-        round_attempts=round_attempts,
-        lease_until=lease_until,
-        after_dead=after_dead,
-        previous_secrets=grace_secrets(previous, now),
-    )
 
 
 def _list_statement(newest_first: bool) -> sql.Composed:

@@ -1,50 +1,16 @@
-"""Named SQL queries, read from ``store/sql/<backend>.sql``.
-
-Every statement a backend runs lives in its SQL file under a ``-- name: <name>`` header, so
-that SQL is reviewed as SQL and the backends can be compared side by side. Migrations are
-named ``migration_<n>``: they bring the schema from version ``n - 1`` to ``n``.
-"""
+"""The outbox's named SQL, read from ``store/sql/<backend>.sql`` (see :mod:`..._sqlite.queries`
+for the format: every statement under a ``-- name:`` header, migrations ``migration_<n>``)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from importlib import resources
-from types import MappingProxyType
+
+from ..._sqlite.queries import load_queries as _load
+from ..._sqlite.queries import migrations, parse_queries
 
 __all__ = ["load_queries", "migrations", "parse_queries"]
-
-_HEADER = re.compile(r"^--\s*name:\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:--)?\s*$", re.MULTILINE)
-_MIGRATION = re.compile(r"^migration_(\d+)$")
-
-
-def parse_queries(text: str) -> Mapping[str, str]:
-    """``{name: sql}`` for every ``-- name:`` block of ``text`` (text before the first is a
-    preamble and ignored)."""
-    queries: dict[str, str] = {}
-    headers = list(_HEADER.finditer(text))
-    for header, following in zip(headers, [*headers[1:], None], strict=True):
-        end = following.start() if following is not None else len(text)
-        name = header.group(1)
-        if name in queries:
-            raise ValueError(f"query {name!r} is defined twice")
-        queries[name] = text[header.end() : end].strip()
-    return MappingProxyType(queries)
 
 
 def load_queries(backend: str) -> Mapping[str, str]:
     """The named queries of ``sql/<backend>.sql``."""
-    text = resources.files(__package__).joinpath("sql", f"{backend}.sql").read_text("utf-8")
-    return parse_queries(text)
-
-
-def migrations(queries: Mapping[str, str]) -> list[tuple[int, str]]:
-    """``(version, script)`` for every ``migration_<n>``, in order; versions must be 1..n."""
-    found = sorted(
-        (int(match.group(1)), sql)
-        for name, sql in queries.items()
-        if (match := _MIGRATION.match(name))
-    )
-    if [version for version, _ in found] != list(range(1, len(found) + 1)):
-        raise ValueError("migrations must be numbered 1, 2, 3, ... without gaps")
-    return found
+    return _load(__package__, backend)

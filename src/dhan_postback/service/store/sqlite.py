@@ -5,6 +5,8 @@ best, so commits are shared: callers put their operation on a queue and wait on 
 the writer thread takes every operation waiting, runs them in one transaction (each under
 its own savepoint, so one failing operation fails alone), commits once, then resolves all the
 futures. Under load one commit carries many requests; alone, a request waits for nothing.
+That writer is :class:`~dhan_postback._sqlite.GroupCommitWriter`, the one the receiver and
+the relay write through too.
 
 Reads (the delivery log, token look-ups, counts) run on a separate connection in a reader
 thread: WAL lets them proceed while the writer writes, and they see every committed write.
@@ -21,25 +23,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import dataclasses
 import heapq
 import itertools
 import json
-import queue
 import sqlite3
-import threading
-from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import msgspec
 import structlog
 
+from ..._sqlite import BatchOp, GroupCommitWriter, migrate
 from ...errors import Conflict, StoreUnavailable
 from ...files import create_private
 from .base import (
+    OWNER_COLUMNS,
     Attempt,
     Claim,
     Delivery,
@@ -54,8 +53,6 @@ from .base import (
     PruneResult,
     SessionRecord,
     TokenRecord,
-    grace_secrets,
-    retire,
 )
 from .queries import load_queries, migrations
 
@@ -67,7 +64,9 @@ T = TypeVar("T")
 Row = tuple[Any, ...]
 
 _QUERIES: Final = load_queries("sqlite")
-_SCHEMA_VERSION: Final = len(migrations(_QUERIES))
+_LAST_ATTEMPT: Final = {
+    kind: _QUERIES["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
+}
 _VACUUM_PAGES_PER_BATCH: Final = 4096
 """At most this many free pages (16 MiB) go back to the file system per pruning batch, so
 that a batch holds the writer briefly; the rest go with the next batches."""
@@ -101,22 +100,6 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-@dataclass(slots=True)
-class _Op:
-    """One caller's operation, run by the writer thread inside a shared transaction.
-
-    An enqueue carries its deliveries (``deliveries``): consecutive enqueues are then
-    inserted by one statement. Every statement the writer runs lets the event loop's thread
-    take the GIL, and getting it back can take a switch interval (5 ms) while that thread is
-    busy; so the writer runs few statements, not one per row.
-    """
-
-    run: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-    deliveries: Sequence[NewDelivery] | None = None
-
-
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.executescript(_QUERIES["connection_settings"])
@@ -130,165 +113,43 @@ def _translate(exc: sqlite3.Error) -> Exception:
     return StoreUnavailable(f"SQLite: {exc}")
 
 
-class _Writer:
-    """The one thread that writes: drains the queue, one transaction and commit per round."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
-        self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._main, name="sqlite-writer", daemon=True)
-
-    def start(self) -> concurrent.futures.Future[None]:
-        self._thread.start()
-        return self._ready
-
-    def submit(self, op: _Op) -> None:
-        self._ops.put(op)
-
-    def stop(self) -> None:
-        """Finish every operation already queued, then close (call from any thread)."""
-        self._ops.put(None)
-        self._thread.join()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _main(self) -> None:
-        try:
-            create_private(self._path)
-            conn = _connect(self._path)
-            _migrate(conn)
-        except BaseException as exc:
-            self._ready.set_exception(exc)
-            return
-        self._ready.set_result(None)
-        try:
-            self._serve(conn)
-        finally:
-            conn.close()
-
-    def _serve(self, conn: sqlite3.Connection) -> None:
-        stopping = False
-        while not stopping:
-            first = self._ops.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < _MAX_OPS_PER_COMMIT:
-                try:
-                    op = self._ops.get_nowait()
-                except queue.Empty:
-                    break
-                if op is None:
-                    stopping = True
-                    break
-                batch.append(op)
-            try:
-                results = _run_batch(conn, batch)
-            except Exception as exc:  # a bug: fail these callers, keep serving the others
-                log.error("sqlite writer failed", error_type=type(exc).__name__)
-                with contextlib.suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                failure = StoreUnavailable("the SQLite writer failed")
-                results = [(op, None, failure) for op in batch]
-            _settle(results)
+def _translate_any(exc: Exception) -> BaseException:
+    return _translate(exc) if isinstance(exc, sqlite3.Error) else exc
 
 
-_Result = tuple[_Op, Any, BaseException | None]
-
-
-def _run_one(conn: sqlite3.Connection, op: _Op) -> _Result:
-    """Run one operation under its own savepoint, so that its failure is its own."""
-    conn.execute("SAVEPOINT op")
+def _open_writer(path: str) -> sqlite3.Connection:
+    """The writer's connection, in its thread: create the file, bring its schema up to date
+    (with incremental vacuum, see :func:`_enable_incremental_vacuum`)."""
+    create_private(path)
+    conn = _connect(path)
     try:
-        value = op.run(conn)
-    except Exception as exc:
-        conn.execute("ROLLBACK TO op")
-        conn.execute("RELEASE op")
-        return op, None, _translate(exc) if isinstance(exc, sqlite3.Error) else exc
-    conn.execute("RELEASE op")
-    return op, value, None
+        (current,) = conn.execute("PRAGMA user_version").fetchone()
+        if current == 0:
+            _enable_incremental_vacuum(conn)  # a new file: instant, before any table exists
+        migrate(conn, migrations(_QUERIES), too_new=_too_new)
+        _enable_incremental_vacuum(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
-def _run_merged(conn: sqlite3.Connection, ops: Sequence[_Op]) -> list[_Result]:
-    """Consecutive enqueues as one insert; one by one if it fails (so a conflict is its own)."""
-    conn.execute("SAVEPOINT merged")
-    try:
-        _insert_deliveries(conn, [new for op in ops for new in op.deliveries or ()])
-    except Exception:
-        conn.execute("ROLLBACK TO merged")
-        conn.execute("RELEASE merged")
-        return [_run_one(conn, op) for op in ops]
-    conn.execute("RELEASE merged")
-    return [(op, None, None) for op in ops]
+def _too_new(found: int, known: int) -> Exception:
+    return StoreUnavailable(
+        f"the database has schema version {found}, newer than this dhan-postback "
+        f"understands ({known}); upgrade dhan-postback"
+    )
 
 
-def _run_batch(conn: sqlite3.Connection, batch: Sequence[_Op]) -> list[_Result]:
-    """Run ``batch`` in one transaction; every operation gets its result or its error."""
-    results: list[_Result] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        start = 0
-        while start < len(batch):
-            end = start + 1
-            if batch[start].deliveries is not None:
-                while end < len(batch) and batch[end].deliveries is not None:
-                    end += 1
-            if end - start > 1:
-                results += _run_merged(conn, batch[start:end])
-            else:
-                results.append(_run_one(conn, batch[start]))
-            start = end
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-        log.error("sqlite commit failed", error=str(exc), operations=len(batch))
-        failure = StoreUnavailable(f"SQLite commit failed: {exc}")
-        return [(op, None, failure) for op in batch]
-    return results
+class _Enqueue(BatchOp[Sequence[NewDelivery], None]):
+    """Consecutive enqueues, inserted by one statement (see the module docstring)."""
+
+    def run(self, conn: sqlite3.Connection, items: list[Sequence[NewDelivery]]) -> list[None]:
+        _insert_deliveries(conn, [new for deliveries in items for new in deliveries])
+        return [None] * len(items)
 
 
-def _settle(results: Iterable[_Result]) -> None:
-    """Hand results back to their event loops: one wake-up per loop, not per caller."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Result]] = defaultdict(list)
-    for result in results:
-        by_loop[result[0].loop].append(result)
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(_resolve, items)
-
-
-def _resolve(items: list[_Result]) -> None:
-    for op, value, error in items:
-        if op.future.done():
-            continue  # the caller gave up (cancelled); the write stands
-        if error is None:
-            op.future.set_result(value)
-        else:
-            op.future.set_exception(error)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring the file's schema to the version this code knows, one migration at a time."""
-    (current,) = conn.execute("PRAGMA user_version").fetchone()
-    if current > _SCHEMA_VERSION:
-        raise StoreUnavailable(
-            f"the database has schema version {current}, newer than this dhan-postback "
-            f"understands ({_SCHEMA_VERSION}); upgrade dhan-postback"
-        )
-    if current == 0:
-        _enable_incremental_vacuum(conn)  # a new file: instant, before any table exists
-    for version, script in migrations(_QUERIES):
-        if version <= current:
-            continue
-        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
-        log.info("sqlite schema migrated", version=version)
-    _enable_incremental_vacuum(conn)
+_ENQUEUE: Final = _Enqueue()
 
 
 def _enable_incremental_vacuum(conn: sqlite3.Connection) -> None:
@@ -311,7 +172,7 @@ class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = sqlite_path(url)
-        self._writer: _Writer | None = None
+        self._writer: GroupCommitWriter | None = None
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._opened = False
@@ -321,7 +182,12 @@ class SQLiteStore:
         """Create or migrate the file and start the writer; calling it again does nothing."""
         if self._opened:
             return
-        writer = _Writer(self.path)
+        writer = GroupCommitWriter(
+            lambda: _open_writer(self.path),
+            name="sqlite-writer",
+            max_batch=_MAX_OPS_PER_COMMIT,
+            translate=_translate_any,
+        )
         try:
             await asyncio.wrap_future(writer.start())
         except sqlite3.Error as exc:
@@ -338,7 +204,7 @@ class SQLiteStore:
         writer, reader, read_conn = self._writer, self._reader, self._read_conn
         self._writer = self._reader = self._read_conn = None
         if writer is not None:
-            await asyncio.to_thread(writer.stop)
+            await asyncio.to_thread(writer.close, None)
         if reader is not None:
             if read_conn is not None:
                 await asyncio.wrap_future(reader.submit(read_conn.close))
@@ -354,10 +220,7 @@ class SQLiteStore:
         writer = self._writer
         if writer is None:
             raise StoreUnavailable("the store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        writer.submit(_Op(run, future, loop))
-        return await future
+        return await writer.submit(run)
 
     async def _read(self, run: Callable[[sqlite3.Connection], T]) -> T:
         reader, conn = self._reader, self._read_conn
@@ -385,12 +248,11 @@ class SQLiteStore:
         return [TokenRecord(*row) for row in rows]
 
     async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
-        params = {**_endpoint_params(endpoint), "previous_secrets": endpoint.previous_json()}
-        key = {"kind": params["kind"], "owner_id": endpoint.owner_id, "url": endpoint.url}
+        params = endpoint.params()
 
         def run(conn: sqlite3.Connection) -> EndpointRecord:
             _run(conn, "insert_endpoint", params)
-            return EndpointRecord.from_row(_rows(conn, _QUERIES["get_endpoint_of"], key)[0])
+            return EndpointRecord.from_row(_rows(conn, _QUERIES["get_endpoint_of"], params)[0])
 
         return await self._write(run)
 
@@ -410,30 +272,20 @@ class SQLiteStore:
             rows = _rows(conn, _QUERIES["get_endpoint"], {"id": endpoint_id})
             if not rows:
                 return None
-            endpoint = EndpointRecord.from_row(rows[0])
-            rotated = dataclasses.replace(
-                endpoint,
-                signing_secret=secret,
-                previous_secrets=retire(endpoint, now=now, keep_until=keep_until),
-                secret_rotated_at=now,
+            rotated = EndpointRecord.from_row(rows[0]).rotated(
+                secret, now=now, keep_until=keep_until
             )
-            params = {
-                "id": endpoint_id,
-                "signing_secret": secret,
-                "previous_secrets": rotated.previous_json(),
-                "secret_rotated_at": now,
-            }
-            _run(conn, "rotate_secret", params)
+            _run(conn, "rotate_secret", rotated.params())
             return rotated
 
         return await self._write(run)
 
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
-        params = _activity_params(endpoint)
+        params = endpoint.params()
 
         def run(conn: sqlite3.Connection) -> EndpointActivity:
             [(backlog,)] = _rows(conn, _QUERIES["endpoint_backlog"], params)
-            last = _rows(conn, _QUERIES[f"{endpoint.kind.value}_last_attempt"], params)
+            last = _rows(conn, _LAST_ATTEMPT[endpoint.kind], params)
             return EndpointActivity(backlog, Attempt(*last[0]) if last else None)
 
         return await self._read(run)
@@ -487,13 +339,7 @@ class SQLiteStore:
         writer = self._writer
         if writer is None:
             raise StoreUnavailable("the store is not open")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        run: Callable[[sqlite3.Connection], None] = lambda conn: _insert_deliveries(  # noqa: E731
-            conn, deliveries
-        )
-        writer.submit(_Op(run, future, loop, deliveries))
-        await future
+        await writer.submit_item(_ENQUEUE, deliveries)
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
@@ -524,7 +370,7 @@ class SQLiteStore:
         if limit <= 0:
             return []
         lease_until = now + lease
-        params = {"now": now, "limit": limit}
+        params = {"now": now, "limit": limit, "lease_until": lease_until}
         skipped = frozenset(skip_urls)
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
@@ -533,9 +379,9 @@ class SQLiteStore:
             else:
                 rows = _rows(conn, _QUERIES["select_due_heads"], params)
             if rows:
-                seqs = _json.encode([row[0] for row in rows]).decode()
+                seqs = _json.encode([row[1] for row in rows]).decode()
                 _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
-            return [_claim(row, lease_until, now) for row in rows]
+            return [Claim.from_row(row, now=now) for row in rows]
 
         return await self._write(run)
 
@@ -706,7 +552,8 @@ def _due_heads_skipping(
     if not candidates:
         return []
     seqs = [seq for _, seq in heapq.nsmallest(limit, candidates)]
-    return _rows(conn, _QUERIES["select_heads"], {"seqs": _json.encode(seqs).decode()})
+    seqs_json = _json.encode(seqs).decode()
+    return _rows(conn, _QUERIES["select_heads"], {**params, "seqs": seqs_json})
 
 
 def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
@@ -804,52 +651,3 @@ def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
         terms.append("seq < :cursor" if query.newest_first else "seq > :cursor")
         params["cursor"] = query.cursor
     return (" AND ".join(terms) or "1 = 1"), params
-
-
-def _claim(row: Row, lease_until: float, now: float) -> Claim:
-    (
-        seq,
-        delivery_id,
-        url,
-        order_id,
-        payload,
-        attempts,
-        round_attempts,
-        after_dead,
-        secret,
-        previous,
-    ) = row
-    if secret is None:
-        # Endpoints are never deleted, so this means a damaged database.
-        raise StoreUnavailable(f"delivery {delivery_id} has no signing secret")
-    return Claim(
-        id=delivery_id,
-        seq=seq,
-        url=url,
-        order_id=order_id,
-        payload=bytes(payload),
-        signing_secret=secret,
-        attempts=attempts,
-        round_attempts=round_attempts,
-        lease_until=lease_until,
-        after_dead=bool(after_dead),
-        previous_secrets=grace_secrets(previous, now),
-    )
-
-
-def _endpoint_params(endpoint: EndpointRecord) -> dict[str, Any]:
-    return {
-        "id": endpoint.id,
-        "kind": endpoint.kind.value,
-        "owner_id": endpoint.owner_id,
-        "url": endpoint.url,
-        "signing_secret": endpoint.signing_secret,
-        "secret_rotated_at": endpoint.secret_rotated_at,
-        "created_at": endpoint.created_at,
-        "paused": endpoint.paused,
-    }
-
-
-def _activity_params(endpoint: EndpointRecord) -> dict[str, Any]:
-    """The delivery-log terms of an endpoint: deliveries of its kind, owner and URL."""
-    return {"url": endpoint.url, "target": endpoint.target.value, "owner_id": endpoint.owner_id}

@@ -316,28 +316,16 @@ SELECT count(*) FROM deliveries
 WHERE url = %(url)s AND status = 'pending' AND target = %(target)s
   AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = %(owner_id)s;
 
--- name: client_last_attempt
--- The last attempt of the newest delivery to a client's endpoint that has been attempted
--- (the client's deliveries newest first, by index, until one to this URL).
+-- name: last_attempt
+-- The last attempt of the newest delivery to an endpoint that has been attempted: {owner}
+-- is the column naming its owner, dhan_client_id for a client's endpoint (newest first by
+-- index, until one to this URL) or partner_id for a partner's (partners are few: newest
+-- deliveries first).
 SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
 FROM attempts
 WHERE delivery_id = (
     SELECT id FROM deliveries
-    WHERE dhan_client_id = %(owner_id)s AND url = %(url)s AND target = 'token'
-      AND attempts > 0
-    ORDER BY seq DESC
-    LIMIT 1
-)
-ORDER BY id DESC
-LIMIT 1;
-
--- name: partner_last_attempt
--- The same for a partner's endpoint (partners are few: newest deliveries first).
-SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
-FROM attempts
-WHERE delivery_id = (
-    SELECT id FROM deliveries
-    WHERE partner_id = %(owner_id)s AND url = %(url)s AND target = 'partner'
+    WHERE {owner} = %(owner_id)s AND url = %(url)s AND target = %(target)s
       AND attempts > 0
     ORDER BY seq DESC
     LIMIT 1

@@ -296,28 +296,16 @@ SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_queue
 WHERE url = :url AND status = 'pending' AND target = :target
   AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = :owner_id;
 
--- name: client_last_attempt
--- The last attempt of the newest delivery to a client's endpoint that has been attempted
--- (the client's deliveries newest first, by index, until one to this URL).
+-- name: last_attempt
+-- The last attempt of the newest delivery to an endpoint that has been attempted: {owner}
+-- is the column naming its owner, dhan_client_id for a client's endpoint (newest first by
+-- index, until one to this URL) or partner_id for a partner's (partners are few: newest
+-- deliveries first).
 SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
 FROM attempts
 WHERE delivery_id = (
     SELECT id FROM deliveries
-    WHERE dhan_client_id = :owner_id AND url = :url AND target = 'token'
-      AND attempts > 0
-    ORDER BY seq DESC
-    LIMIT 1
-)
-ORDER BY id DESC
-LIMIT 1;
-
--- name: partner_last_attempt
--- The same for a partner's endpoint (partners are few: newest deliveries first).
-SELECT delivery_id, number, started_at, latency_ms, status_code, error, response_prefix
-FROM attempts
-WHERE delivery_id = (
-    SELECT id FROM deliveries
-    WHERE partner_id = :owner_id AND url = :url AND target = 'partner'
+    WHERE {owner} = :owner_id AND url = :url AND target = :target
       AND attempts > 0
     ORDER BY seq DESC
     LIMIT 1
@@ -352,8 +340,8 @@ ORDER BY r.key;
 -- secrets that sign each: its endpoint's (the partner's at that URL for a partner delivery,
 -- the client's otherwise). Joins, not subqueries in a RETURNING clause: SQLite 3.40 runs a
 -- correlated subquery there as a scan of the whole table.
-SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
-       e.signing_secret, e.previous_secrets
+SELECT d.id, d.seq, d.url, d.order_id, d.payload, e.signing_secret, d.attempts,
+       d.round_attempts, :lease_until AS lease_until, d.after_dead, e.previous_secrets
 FROM deliveries AS d INDEXED BY deliveries_due
 LEFT JOIN endpoints AS e
   ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
@@ -393,8 +381,8 @@ LIMIT :limit;
 -- name: select_heads
 -- The heads select_due_heads_of_url picked (:seqs, a JSON array), as select_due_heads
 -- returns them.
-SELECT d.seq, d.id, d.url, d.order_id, d.payload, d.attempts, d.round_attempts, d.after_dead,
-       e.signing_secret, e.previous_secrets
+SELECT d.id, d.seq, d.url, d.order_id, d.payload, e.signing_secret, d.attempts,
+       d.round_attempts, :lease_until AS lease_until, d.after_dead, e.previous_secrets
 FROM json_each(:seqs) AS s
 JOIN deliveries AS d ON d.seq = s.value
 LEFT JOIN endpoints AS e

@@ -1,0 +1,212 @@
+"""The dispatcher's rules with a scripted sender: no server, no socket, no waiting on time.
+
+Each test holds POSTs under way for as long as it needs (an event per request) and looks at
+what the dispatcher sends next. The same rules are tested over real HTTP in
+``tests/integration/test_dispatcher*.py``; here the point is the rule, not the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+
+from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.sender import Answer, MockSender, Request, SendError
+from dhan_postback.service.store.base import Claim, DeliveryStatus
+from dhan_postback.service.store.memory import MemoryStore
+from tests.helpers.dispatching import FifoBreakingStore, fast_settings, settled
+from tests.helpers.outbox import Outbox
+from tests.helpers.updates import order_updates
+from tests.helpers.waiting import eventually
+
+pytestmark = pytest.mark.timeout(60)
+
+BUSY = "http://127.0.0.1:8001/hook"
+OTHER = "http://127.0.0.1:8002/hook"
+
+
+class Gate:
+    """A sender's handler that holds every POST until the test lets it answer."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Request, asyncio.Future[Answer]]] = []
+
+    async def __call__(self, request: Request) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.waiting.append((request, answer))
+        return await answer
+
+    def answer(self, status: int = 200) -> Request:
+        """Let the oldest POST under way answer ``status``; return its request."""
+        request, answer = self.waiting.pop(0)
+        answer.set_result(Answer(status))
+        return request
+
+
+async def test_a_lane_runs_at_most_max_in_flight_per_url_posts() -> None:
+    store, gate = MemoryStore(), Gate()
+    outbox = await Outbox(store).open(BUSY)
+    await outbox.add(BUSY, order_updates(20, 1))
+    sender = MockSender(gate)
+    settings = fast_settings(max_in_flight_per_url=3, claim_batch=4, shutdown_grace=0)
+    async with Dispatcher(store, settings, sender=sender) as dispatcher:
+        await eventually(lambda: dispatcher.held >= 2 * 3)  # the lane is full
+        sent = len(sender.requests)
+
+    assert sent == 3
+
+
+async def test_a_freed_global_slot_goes_to_a_starved_lane_before_the_busy_one() -> None:
+    store, gate = MemoryStore(), Gate()
+    busy = await Outbox(store).open(BUSY)
+    await busy.add(BUSY, order_updates(20, 1))
+    settings = fast_settings(max_in_flight=2, max_in_flight_per_url=2, shutdown_grace=0)
+    async with Dispatcher(store, settings, sender=MockSender(gate)) as dispatcher:
+        await eventually(lambda: len(gate.waiting) == 2)
+        other = await Outbox(store).open(OTHER)
+        await other.add(OTHER, order_updates(1, 1))
+        dispatcher.wake()
+        await eventually(lambda: dispatcher.held == 20 + 1)  # every claim, one of them OTHER's
+        gate.answer()
+        await eventually(lambda: len(gate.waiting) == 2)
+        started_next = gate.waiting[-1][0].url
+
+    assert started_next == OTHER
+
+
+async def test_two_updates_of_one_order_are_never_under_way_together() -> None:
+    store = FifoBreakingStore()  # hands out every due delivery, heads or not
+    under_way: Counter[str] = Counter()
+    overlaps: list[str] = []
+    order_of: dict[str, str] = {}
+
+    async def handler(request: Request) -> Answer:
+        order = order_of[request.headers["webhook-id"]]
+        under_way[order] += 1
+        if under_way[order] > 1:
+            overlaps.append(order)
+        await asyncio.sleep(0)  # let the others start, were they allowed to
+        under_way[order] -= 1
+        return Answer(200)
+
+    outbox = await Outbox(store).open(BUSY)
+    added = await outbox.add(BUSY, order_updates(2, 4))
+    order_of.update((d.id, d.order_id) for d in added)
+    sender = MockSender(handler)
+    async with Dispatcher(store, fast_settings(), sender=sender):
+        await settled(store, len(added))
+
+    assert overlaps == []
+    for order_id in {d.order_id for d in added}:
+        submitted = [d.id for d in added if d.order_id == order_id]
+        sent = [r.headers["webhook-id"] for r in sender.requests]
+        assert [i for i in sent if i in submitted] == submitted
+
+
+async def test_a_failure_without_an_answer_is_recorded_with_its_reason() -> None:
+    store = MemoryStore()
+
+    def refuse(request: Request) -> Answer:
+        raise SendError("ClientConnectorError: connection refused")
+
+    outbox = await Outbox(store).open(BUSY)
+    (delivery,) = await outbox.add(BUSY, order_updates(1, 1))
+    async with Dispatcher(store, fast_settings(retry_schedule="0s"), sender=MockSender(refuse)):
+        counts = await settled(store, 1)
+    attempts = await store.get_attempts(delivery.id)
+
+    assert counts[DeliveryStatus.DEAD] == 1
+    assert [(a.status_code, a.error) for a in attempts] == [
+        (None, "ClientConnectorError: connection refused")
+    ]
+
+
+async def test_retry_after_of_a_429_sets_the_next_attempt() -> None:
+    store = MemoryStore()
+    outbox = await Outbox(store).open(BUSY)
+    (delivery,) = await outbox.add(BUSY, order_updates(1, 1))
+    sender = MockSender(lambda request: Answer(429, retry_after="120"))
+    sent_after = time.time()
+    async with Dispatcher(store, fast_settings(retry_after_cap=600), sender=sender):
+        await eventually(lambda: len(sender.requests) == 1)
+    state = await store.get_delivery(delivery.id)
+
+    assert state is not None and state.next_attempt_at is not None
+    assert (state.attempts, state.last_status_code) == (1, 429)
+    assert state.next_attempt_at >= sent_after + 119
+
+
+async def test_a_given_sender_is_not_closed_by_the_dispatcher() -> None:
+    sender = MockSender(lambda request: Answer(200))
+    async with Dispatcher(MemoryStore(), fast_settings(), sender=sender):
+        pass
+
+    assert not sender.closed
+
+
+class FrozenClock:
+    """Wall-clock time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()  # after the outbox is filled: its deliveries are due
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def claimed_by_another_node(store: MemoryStore, now: float) -> list[Claim]:
+    """What another node's claim gets at ``now``, once anything is claimable."""
+    while not (claims := await store.claim(limit=100, now=now, lease=5)):
+        await asyncio.sleep(0.01)
+    return claims
+
+
+POISON_CLIENT = "1000000666"
+
+
+def poisoned(request: Request) -> Answer:
+    """500 for the poisoned client's orders, 200 for every other."""
+    return Answer(500) if POISON_CLIENT.encode() in request.body else Answer(200)
+
+
+async def test_an_opened_breaker_gives_back_the_waiting_claims_of_its_url() -> None:
+    store = MemoryStore()
+    outbox = await Outbox(store).open(BUSY)
+    await outbox.add(BUSY, order_updates(6, 1))
+    clock = FrozenClock()
+    sender = MockSender(lambda request: Answer(500))
+    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30)
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        held = dispatcher.held
+        other_node = await claimed_by_another_node(store, clock())
+
+    assert held == 0
+    assert len(sender.requests) == 2  # the breaker opened on the second failure
+    assert len(other_node) == 4  # the rest went back at once, not after their lease
+
+
+async def test_the_probe_goes_to_a_delivery_not_known_to_fail() -> None:
+    store = MemoryStore()
+    poison = await Outbox(store, client_id=POISON_CLIENT).open(BUSY)
+    await poison.add(BUSY, order_updates(2, 1, client_id=POISON_CLIENT))
+    clock = FrozenClock()
+    healthy = await Outbox(store).open(BUSY)
+    sender = MockSender(poisoned)
+    settings = fast_settings(
+        max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30, lease=60
+    )
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        opened_after = len(sender.requests)
+        await healthy.add(BUSY, order_updates(3, 1)[2:])  # not the poisoned orders
+        clock.now += 31  # the cooldown is over, and the poison's retries are due
+        dispatcher.wake()
+        await eventually(lambda: len(sender.requests) > opened_after)
+        probe = sender.requests[opened_after]
+
+    assert opened_after == 2
+    assert POISON_CLIENT.encode() not in probe.body
