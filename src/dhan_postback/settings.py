@@ -23,7 +23,15 @@ import datetime as dt
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .connections import ConnectionLimits
@@ -278,6 +286,51 @@ class ServiceSettings(BaseSettings):
         500, ge=1, description="Most deliveries deleted in one pruning transaction."
     )
 
+    operator_url: Annotated[str | None, URL] = Field(
+        None,
+        description="Where the service sends its own signed events (endpoint.failing, "
+        "endpoint.recovered, endpoint.paused, endpoint.resumed, delivery.dead), through the "
+        "outbox.",
+    )
+    operator_secret: Secret = Field(
+        None,
+        validate_default=True,
+        description="whsec_ secret that signs the operator events (required with --operator-url).",
+    )
+    failing_after: Duration = Field(
+        900.0,
+        description="An endpoint whose breaker stays open this long is failing: one "
+        "endpoint.failing event.",
+    )
+
+    @field_validator("operator_url")
+    @classmethod
+    def _operator_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        from .errors import URLRefused
+        from .urlpolicy import check_url
+
+        try:
+            return check_url(value, allow_loopback=bool(info.data.get("allow_loopback")))
+        except URLRefused as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("operator_secret")
+    @classmethod
+    def _operator_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            if info.data.get("operator_url") is not None:
+                raise ValueError(
+                    "operator events are signed: give their whsec_ secret with "
+                    "--operator-secret-file or DHAN_POSTBACK_OPERATOR_SECRET"
+                )
+            return None
+        from .signing import Signer
+
+        Signer(value.get_secret_value())  # ValueError naming the format when it is not one
+        return value
+
     @property
     def connection_limits(self) -> ConnectionLimits:
         return ConnectionLimits(self.header_timeout, self.keep_alive_timeout, self.max_connections)
@@ -308,6 +361,9 @@ DISPATCHER_FIELDS: tuple[str, ...] = (
     "retain_dead",
     "prune_interval",
     "prune_batch",
+    "operator_url",
+    "operator_secret",
+    "failing_after",
 )
 """The service settings the dispatcher and the pruner read: ``worker``'s, and the relay's
 embedded service's (but its ``db``)."""

@@ -85,14 +85,15 @@ def assert_error(response: httpx.Response, status: int, *needles: str) -> dict[s
 
 @contextlib.contextmanager
 def running_service(
-    directory: Path, *, store: Store | None = None, **settings: Any
+    directory: Path, *, store: Store | None = None, dispatch: bool = False, **settings: Any
 ) -> Iterator[Service]:
-    """The service app on a SQLite file in ``directory``, served by uvicorn in a thread."""
+    """The service app on a SQLite file in ``directory``, served by uvicorn in a thread;
+    with ``dispatch``, its node also sends the outbox."""
     db = f"sqlite:///{directory / 'service.db'}"
     options: dict[str, Any] = {"db": db, "admin_key": ADMIN_KEY, "allow_loopback": True}
     options.update(settings)
     commits: list[None] = []
-    node = ServiceNode(ServiceSettings(**options), store=store, dispatch=False)
+    node = ServiceNode(ServiceSettings(**options), store=store, dispatch=dispatch)
     node.on_commit(lambda: commits.append(None))
     app = create_app(node)
     with UvicornThread(app) as server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -100,6 +100,20 @@ def test_endpoints_rotate_secret_prints_the_new_secret_which_then_signs(
     assert "new signing secret:" in text
 
 
+def test_endpoints_pause_and_resume_say_the_state_and_the_backlog(
+    service: Service, client_with_backlog: tuple[str, dict[str, Any], list[str]]
+) -> None:
+    _, token, ids = client_with_backlog
+    endpoint_id = token["endpointId"]
+    paused = run(service, "endpoints", "pause", endpoint_id)
+    assert paused.strip() == f"{endpoint_id} ({HOOK_URL}): paused, {len(ids)} pending"
+    assert run_json(service, "endpoints", "show", endpoint_id)["paused"] is True
+    assert run_json(service, "endpoints", "pause", endpoint_id)["paused"] is True  # idempotent
+    resumed = run(service, "endpoints", "resume", endpoint_id)
+    assert resumed.strip() == f"{endpoint_id} ({HOOK_URL}): sending, {len(ids)} pending"
+    assert run_json(service, "endpoints", "show", endpoint_id)["paused"] is False
+
+
 # Tokens --------------------------------------------------------------------------------------
 
 
@@ -180,6 +194,8 @@ def test_a_missing_admin_key_is_one_line(service: Service) -> None:
     [
         (("endpoints", "show", "ep_nobody"), "no such endpoint"),
         (("endpoints", "rotate-secret", "ep_nobody"), "no such endpoint"),
+        (("endpoints", "pause", "ep_nobody"), "no such endpoint"),
+        (("endpoints", "resume", "ep_nobody"), "no such endpoint"),
         (("deliveries", "show", "msg_nobody"), "no such delivery"),
         (("deliveries", "replay", "msg_nobody"), "no such delivery"),
     ],

@@ -581,6 +581,8 @@ def test_the_openapi_document_describes_every_route(service: Service) -> None:
         "/v2/endpoints",
         "/v2/endpoints/{endpoint_id}",
         "/v2/endpoints/{endpoint_id}/rotate-secret",
+        "/v2/endpoints/{endpoint_id}/pause",
+        "/v2/endpoints/{endpoint_id}/resume",
         "/v2/partners",
         "/v2/order-updates",
         "/v2/deliveries",

@@ -27,7 +27,9 @@ NOT_EXPORTED: dict[str, frozenset[str]] = {
     "dhan_postback.cli.deliveries": frozenset(
         {"list_deliveries", "replay", "show"}
     ),  # _SUBCOMMANDS
-    "dhan_postback.cli.endpoints": frozenset({"list_endpoints", "rotate_secret", "show"}),  # ditto
+    "dhan_postback.cli.endpoints": frozenset(
+        {"list_endpoints", "pause", "resume", "rotate_secret", "show"}
+    ),  # ditto
     "dhan_postback.cli.tokens": frozenset({"create", "list_tokens", "revoke"}),  # ditto
     # The IST zone, defined in several modules today; issue 18 moves the wire constants to one
     # place, and this one is not the place.

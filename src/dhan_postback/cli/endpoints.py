@@ -15,13 +15,16 @@ __all__ = ["endpoints"]
 
 @click.group()
 def endpoints() -> None:
-    """List endpoints (a client's or a partner's URL), show one, rotate its secret.
+    """List endpoints (a client's or a partner's URL), show one, rotate its secret, pause
+    and resume it.
 
     \b
     Examples:
       dhan-postback endpoints list
       dhan-postback endpoints show ep_...
       dhan-postback endpoints rotate-secret ep_...
+      dhan-postback endpoints pause ep_...
+      dhan-postback endpoints resume ep_...
     """
 
 
@@ -140,4 +143,46 @@ def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str |
     click.echo(f"old secret signs until: {shown_time(rotated['previousSecretsUntil'])}")
     click.echo(
         "Give the receiver the new secret before then (it may accept both meanwhile).", err=True
+    )
+
+
+@endpoints.command()
+@click.argument("endpoint_id")
+@json_option
+@admin_api_options
+def pause(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+    """Send nothing more to an endpoint until it is resumed. Its deliveries wait, pending
+    and in order; a POST already under way finishes. Pausing a paused endpoint is fine.
+
+    \b
+    Examples:
+      dhan-postback endpoints pause ep_...
+    """
+    _set_paused(endpoint_id, "pause", as_json, server, admin_key)
+
+
+@endpoints.command()
+@click.argument("endpoint_id")
+@json_option
+@admin_api_options
+def resume(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+    """Send to a paused endpoint again: what waited goes out at once, in order.
+
+    \b
+    Examples:
+      dhan-postback endpoints resume ep_...
+    """
+    _set_paused(endpoint_id, "resume", as_json, server, admin_key)
+
+
+def _set_paused(
+    endpoint_id: str, action: str, as_json: bool, server: str, admin_key: str | None
+) -> None:
+    endpoint = AdminApi(server, admin_key).call("POST", _path(endpoint_id, action))
+    if printed_as_json(endpoint, as_json):
+        return
+    state = "paused" if endpoint["paused"] else "sending"
+    click.echo(
+        f"{endpoint['endpointId']} ({endpoint['postbackUrl']}): {state}, "
+        f"{endpoint['backlog']} pending"
     )

@@ -48,7 +48,7 @@ COMMAND_SETTINGS: dict[str, tuple[str, list[Part]]] = {
     "send": ("one test postback (and its URL argument)", [(SendSettings, None)]),
     "tokens": ("create, list and revoke, through a running service", [(TokensSettings, None)]),
     "endpoints": (
-        "list, show and rotate secrets, through a running service",
+        "list, show, rotate secrets, pause and resume, through a running service",
         [(TokensSettings, None)],
     ),
     "deliveries": ("list, show and replay, through a running service", [(TokensSettings, None)]),

@@ -192,6 +192,20 @@ class _Service:
         log.info("signing secret rotated", endpoint_id=rotated.id)
         return json_response(shapes.SecretRotated.of(rotated, now=now))
 
+    async def pause_endpoint(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        paused = await self.node.pause_endpoint(request.path_params["endpoint_id"])
+        return json_response(
+            await self._endpoint_shown(paused, now=time.time(), include_secret=False)
+        )
+
+    async def resume_endpoint(self, request: Request) -> Response:
+        self.admin_key.check(request.headers.get("admin-key"))
+        resumed = await self.node.resume_endpoint(request.path_params["endpoint_id"])
+        return json_response(
+            await self._endpoint_shown(resumed, now=time.time(), include_secret=False)
+        )
+
     # Ingest ---------------------------------------------------------------------------------
     async def ingest(self, request: Request) -> Response:
         try:
@@ -416,6 +430,8 @@ def create_app(node: ServiceNode) -> Starlette:
         Route("/v2/endpoints", service.list_endpoints, methods=["GET"]),
         Route("/v2/endpoints/{endpoint_id}", service.get_endpoint, methods=["GET"]),
         Route("/v2/endpoints/{endpoint_id}/rotate-secret", service.rotate_secret, methods=["POST"]),
+        Route("/v2/endpoints/{endpoint_id}/pause", service.pause_endpoint, methods=["POST"]),
+        Route("/v2/endpoints/{endpoint_id}/resume", service.resume_endpoint, methods=["POST"]),
         Route("/v2/access-tokens/{token}", service.revoke_token, methods=["DELETE"]),
         Route("/v2/partners", service.create_partner, methods=["POST"]),
         Route("/v2/order-updates", service.ingest, methods=["POST"]),

@@ -63,6 +63,7 @@ from ..errors import DhanPostbackError
 from ..settings import ServiceSettings
 from ..signing import Signer
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
+from .events import EndpointWatch
 from .lanes import Lane, Lanes, QueueKey
 from .metrics import ServiceMetrics, endpoint_label
 from .retry import decide, make_attempt, parse_retry_after
@@ -152,6 +153,8 @@ class Dispatcher:
             )
         )
 
+        self.watch = EndpointWatch(failing_after=settings.failing_after)
+        """Logs each breaker change and dead delivery once; the node adds operator events."""
         self._meters: dict[str, _Meters] = {}
         self._signers: dict[str, Signer] = {}
         self._workers: set[asyncio.Task[None]] = set()
@@ -275,6 +278,13 @@ class Dispatcher:
         for url in self.breakers.not_closed(now):
             in_flight.setdefault(url, 0)
         return [(url, self.breakers.state(url, now), n) for url, n in sorted(in_flight.items())]
+
+    def give_back_waiting(self, url: str) -> int:
+        """Give back the claims of ``url`` waiting in its lane, unattempted (its endpoint was
+        just paused): POSTs under way finish, no more start. How many went back."""
+        claims = self.lanes.give_back_waiting(url)
+        self._give_back(claims)
+        return len(claims)
 
     def _meters_of(self, lane: Lane) -> _Meters | None:
         meters = self._meters.get(lane.label)  # the common case, twice per attempt
@@ -537,14 +547,13 @@ class Dispatcher:
             meters.dead.inc()
 
     def _breaker_changed(self, lane: Lane, url: str, state: BreakerState) -> None:
-        """Open: give back the URL's waiting claims. Any change: update the gauge."""
+        """Open: give back the URL's waiting claims. Any change: tell the watch (which logs
+        an outage once, however often its probes fail) and update the gauge."""
         if state is BreakerState.OPEN:
             self._give_back(self.lanes.give_back_waiting(url))
-            log.warning("circuit breaker opened", endpoint=lane.label)
-        elif state is BreakerState.CLOSED:
-            log.info("circuit breaker closed", endpoint=lane.label)
+        now = self._clock()
+        self.watch.breaker_changed(url, state, now)
         if self.metrics is not None:
-            now = self._clock()
             troubled = {endpoint_label(url) for url in self.breakers.not_closed(now)}
             self.metrics.breaker_open.labels(lane.label).set(1 if lane.label in troubled else 0)
 
@@ -632,9 +641,11 @@ class Dispatcher:
                 self._outcomes[:0] = outcomes
                 self.lanes.hold_again(let_go)  # not committed: the heads are still ours
                 return False
-            for outcome, _ in outcomes:
+            for outcome, (url, order_id) in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
                     heapq.heappush(self._retry_times, outcome.next_attempt_at)
+                elif outcome.result == "dead":
+                    self.watch.delivery_dead(outcome.attempt, url, order_id)
         releases, self._releases = self._releases, []
         if releases:
             try:

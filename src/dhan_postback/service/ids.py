@@ -10,6 +10,7 @@ part instead of drawing a new one, so the ids one process makes are strictly inc
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import random
 import threading
@@ -17,6 +18,7 @@ import time
 
 __all__ = [
     "DELIVERY_ID_PREFIX",
+    "derived_delivery_id",
     "new_delivery_id",
     "new_delivery_ids",
     "new_endpoint_id",
@@ -84,6 +86,14 @@ def new_ulid() -> str:
 def new_delivery_id() -> str:
     """``msg_`` followed by a new ULID."""
     return DELIVERY_ID_PREFIX + new_ulid()
+
+
+def derived_delivery_id(*parts: object, at: float) -> str:
+    """A delivery id timed ``at`` whose random part is a hash of ``parts``: the same parts give
+    the same id on every node, so that an outbox that keeps one delivery per id keeps one."""
+    digest = int.from_bytes(hashlib.sha256(repr(parts).encode()).digest(), "big")
+    value = (int(at * 1000) << _RANDOM_BITS) | (digest & _RANDOM_MAX)
+    return DELIVERY_ID_PREFIX + _encode_many([value])[0]
 
 
 def new_endpoint_id() -> str:

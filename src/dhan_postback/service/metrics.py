@@ -3,15 +3,27 @@
 A registry per instance (not prometheus-client's global one) lets tests and the demo run
 several services in one process. Labels never carry a token, a secret or a full URL path:
 endpoints are labelled by ``scheme://host:port`` only.
+
+The pager's gauges (:meth:`ServiceMetrics.set_endpoint_health`) are set at scrape time, for
+the endpoints that need attention only: those with pending deliveries or a breaker that is
+not closed, at most :data:`HEALTH_SERIES` of them (the worst first). A healthy, idle
+endpoint has no series, so their number follows the trouble, not the clients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Final
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["ServiceMetrics", "endpoint_label"]
+__all__ = ["BREAKER_VALUES", "HEALTH_SERIES", "ServiceMetrics", "endpoint_label"]
+
+HEALTH_SERIES: Final = 1000
+"""Most endpoints each pager gauge shows (the oldest backlogs, the longest outages)."""
+BREAKER_VALUES: Final = {"closed": 0, "half_open": 1, "open": 2}
+"""``dhan_postback_breaker_state``'s value for each state."""
 
 
 def endpoint_label(url: str) -> str:
@@ -85,3 +97,43 @@ class ServiceMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.breaker_state = Gauge(
+            "dhan_postback_breaker_state",
+            "An endpoint's circuit breaker on this node: 0 closed, 1 half-open (probing), "
+            "2 open; only endpoints this node is sending to or whose breaker is not closed.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.breaker_open_seconds = Gauge(
+            "dhan_postback_breaker_open_seconds",
+            "How long an endpoint's breaker has not been closed on this node (open or "
+            "probing); only endpoints whose breaker is not closed.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.oldest_pending_seconds = Gauge(
+            "dhan_postback_oldest_pending_seconds",
+            "Age of an endpoint's oldest pending delivery (read from the store at scrape "
+            "time); only endpoints with pending deliveries.",
+            ["endpoint"],
+            registry=r,
+        )
+
+    def set_endpoint_health(
+        self,
+        *,
+        breakers: Mapping[str, str],
+        down_for: Mapping[str, float],
+        oldest_pending: Mapping[str, float],
+    ) -> None:
+        """Replace the pager's gauges with this scrape's values (each by endpoint label, the
+        worst of its URLs); endpoints left out lose their series."""
+        for gauge, values in (
+            (self.breaker_state, {k: float(BREAKER_VALUES[v]) for k, v in breakers.items()}),
+            (self.breaker_open_seconds, dict(down_for)),
+            (self.oldest_pending_seconds, dict(oldest_pending)),
+        ):
+            gauge.clear()
+            worst = sorted(values.items(), key=lambda item: item[1], reverse=True)
+            for label, value in worst[:HEALTH_SERIES]:
+                gauge.labels(label).set(value)

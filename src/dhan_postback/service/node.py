@@ -27,17 +27,18 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from ..errors import AuthenticationError, DhanPostbackError, StoreUnavailable
+from ..errors import AuthenticationError, DhanPostbackError, NotFound, StoreUnavailable
 from ..settings import ServiceSettings
 from .dashboard.health import EndpointHealth
 from .dashboard.sessions import Sessions
 from .dispatcher import Dispatcher
-from .metrics import ServiceMetrics
+from .events import OPERATOR, EventType, OperatorEvents, watching
+from .metrics import BREAKER_VALUES, ServiceMetrics, endpoint_label
 from .operations import MetricsAccess
 from .principal import Principal
 from .registry import AdminKey, Adoption, Registry
 from .retention import pruning
-from .store import Store, create_store
+from .store import EndpointKind, EndpointRecord, Store, create_store
 from .throttle import FailureThrottle
 
 __all__ = ["ServiceNode"]
@@ -86,6 +87,8 @@ class ServiceNode:
         token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
         self.metrics_access = MetricsAccess.for_bind(settings.host, token)
         """Who may read ``/metrics`` of an app on this node bound to ``settings.host``."""
+        self.events = OperatorEvents(self._store, settings, wake=self.wake, clock=clock)
+        """Operator events to ``settings.operator_url`` (nothing without one)."""
         self.dispatcher: Dispatcher | None = None
         self._pruner = contextlib.AsyncExitStack()
         self._running = False
@@ -137,15 +140,18 @@ class ServiceNode:
         except Exception as exc:
             raise StoreUnavailable(_cannot_open(self.settings.db, exc)) from None
         try:
+            await self.events.open()
             if self._dispatch:
                 dispatcher = Dispatcher(
                     self._store, self.settings, metrics=self.metrics, clock=self._clock
                 )
+                dispatcher.watch.report = self.events.report
                 await dispatcher.start()
                 self.dispatcher = dispatcher
                 await self._pruner.enter_async_context(
                     pruning(self._store, self.settings, metrics=self.metrics)
                 )
+                await self._pruner.enter_async_context(watching(dispatcher.watch, self._clock))
         except BaseException:
             if self.dispatcher is not None:
                 await self.dispatcher.close()
@@ -164,6 +170,7 @@ class ServiceNode:
             await self._pruner.aclose()
             if self.dispatcher is not None:
                 await self.dispatcher.close()
+            await self.events.close()
         finally:
             self.dispatcher = None
             if self._owns_store:
@@ -221,6 +228,32 @@ class ServiceNode:
             for url, state, in_flight in dispatcher.endpoint_states()
         ]
 
+    async def refresh_gauges(self) -> None:
+        """Read what ``/metrics`` shows from the store and this node's dispatcher: deliveries
+        by status, and per endpoint label its breaker, how long it has been down and the age
+        of its oldest pending delivery (the worst of its URLs for each)."""
+        now = self._clock()
+        for status, count in (await self.store.counts()).items():
+            self.metrics.deliveries.labels(status=status.value).set(count)
+        oldest: dict[str, float] = {}
+        for url, created_at in (await self.store.oldest_pending()).items():
+            label = endpoint_label(url)
+            oldest[label] = max(oldest.get(label, 0.0), max(now - created_at, 0.0))
+        breakers: dict[str, str] = {}
+        down_for: dict[str, float] = {}
+        if self.dispatcher is not None:
+            for url, state, _ in self.dispatcher.endpoint_states():
+                label = endpoint_label(url)
+                before = breakers.get(label, "closed")
+                worse = BREAKER_VALUES[state.value] > BREAKER_VALUES[before]
+                breakers[label] = state.value if worse else before
+            for url, since in self.dispatcher.watch.down_since().items():
+                label = endpoint_label(url)
+                down_for[label] = max(down_for.get(label, 0.0), now - since)
+        self.metrics.set_endpoint_health(
+            breakers=breakers, down_for=down_for, oldest_pending=oldest
+        )
+
     def breaker_state(self, url: str) -> str | None:
         """This node's circuit breaker state for ``url`` (``closed``, ``open``,
         ``half_open``); None on a node without a running dispatcher."""
@@ -228,6 +261,52 @@ class ServiceNode:
         if dispatcher is None:
             return None
         return dispatcher.breakers.state(url, self._clock()).value
+
+    # Pause ----------------------------------------------------------------------------------
+    async def pause_endpoint(self, endpoint_id: str) -> EndpointRecord:
+        """Stop sending to an endpoint until :meth:`resume_endpoint`; NotFound (404) for an
+        unknown id. Idempotent: pausing a paused endpoint changes nothing and says nothing.
+
+        Its deliveries stay pending, in order; a POST already under way finishes. Claims
+        waiting in this node's lane go back to the store (other nodes read the flag at their
+        next claim, so at most the claims already in their lanes still go).
+        """
+        change = await self.store.set_paused(endpoint_id, True)
+        if change is None:
+            raise NotFound("no such endpoint")
+        if change.changed:
+            if self.dispatcher is not None:
+                self.dispatcher.give_back_waiting(change.endpoint.url)
+            log.info("endpoint paused", endpoint_id=endpoint_id, endpoint=_shown(change.endpoint))
+            await self._pause_event(EventType.PAUSED, change.endpoint)
+        return change.endpoint
+
+    async def resume_endpoint(self, endpoint_id: str) -> EndpointRecord:
+        """Send to a paused endpoint again: its pending deliveries go out, in order, at once
+        (this node is woken; other nodes by the store's wake-up, or their next poll).
+        NotFound (404) for an unknown id; resuming one not paused changes nothing."""
+        change = await self.store.set_paused(endpoint_id, False)
+        if change is None:
+            raise NotFound("no such endpoint")
+        if change.changed:
+            log.info("endpoint resumed", endpoint_id=endpoint_id, endpoint=_shown(change.endpoint))
+            self.wake()
+            await self._pause_event(EventType.RESUMED, change.endpoint)
+        return change.endpoint
+
+    async def _pause_event(self, event: EventType, endpoint: EndpointRecord) -> None:
+        """Tell the operator (unless the endpoint is where operator events go)."""
+        if endpoint.owner_id == OPERATOR:
+            return
+        client = endpoint.owner_id if endpoint.kind is EndpointKind.CLIENT else None
+        partner = endpoint.owner_id if endpoint.kind is EndpointKind.PARTNER else None
+        data = {
+            "endpointId": endpoint.id,
+            "postbackUrl": endpoint.url,
+            "dhanClientId": client,
+            "partnerId": partner,
+        }
+        await self.events.send(event, endpoint.url, data)
 
     # Who is asking --------------------------------------------------------------------------
     async def authenticate(self, *, admin_key: str | None, access_token: str | None) -> Principal:
@@ -266,6 +345,12 @@ class ServiceNode:
         True when it is active. Goes through the registry, like every token."""
         record = await self.registry.adopt_token(access_token, **adoption)
         return record.is_active(self._clock())
+
+
+def _shown(endpoint: EndpointRecord) -> str:
+    """An endpoint as a log line shows it: scheme, host and port, never a path (which may
+    hold a secret segment)."""
+    return endpoint_label(endpoint.url)
 
 
 def _cannot_open(url: str, exc: Exception) -> str:

@@ -195,6 +195,22 @@ def openapi_document() -> dict[str, Any]:
                 "responses": _responses(200, "SecretRotated", 401, 404),
             }
         },
+        "/v2/endpoints/{endpoint_id}/pause": {
+            "post": {
+                "summary": "Send nothing to an endpoint until resumed (deliveries wait, in order)",
+                "security": _ADMIN,
+                "parameters": [_ENDPOINT_ID],
+                "responses": _responses(200, "Endpoint", 401, 404),
+            }
+        },
+        "/v2/endpoints/{endpoint_id}/resume": {
+            "post": {
+                "summary": "Send to a paused endpoint again: what waited goes out in order",
+                "security": _ADMIN,
+                "parameters": [_ENDPOINT_ID],
+                "responses": _responses(200, "Endpoint", 401, 404),
+            }
+        },
         "/v2/access-tokens/{token}": {
             "delete": {
                 "summary": "Revoke an access token (its deliveries are kept and still sent)",

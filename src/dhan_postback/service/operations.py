@@ -106,13 +106,12 @@ def _metrics(node: ServiceNode, access: MetricsAccess) -> Endpoint:
     metrics = node.metrics
 
     async def metrics_text(request: Request) -> Response:
-        """Prometheus text; the outbox gauge is read from the store at scrape time."""
+        """Prometheus text; the outbox and endpoint gauges are read at scrape time."""
         refusal = access.refusal(request)
         if refusal is not None:
             return refusal
         with contextlib.suppress(DhanPostbackError):
-            for status, count in (await node.store.counts()).items():
-                metrics.deliveries.labels(status=status.value).set(count)
+            await node.refresh_gauges()
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return metrics_text

@@ -65,6 +65,7 @@ __all__ = [
     "NewDelivery",
     "Outcome",
     "PartnerRecord",
+    "PauseChange",
     "PruneResult",
     "RetiredSecret",
     "SessionRecord",
@@ -109,8 +110,8 @@ class EndpointRecord:
 
     ``signing_secret`` is kept as is: it is the HMAC key the dispatcher signs with, so it
     cannot be hashed. It leaves the service only in the answers that create, renew or rotate
-    it, and when an admin asks for it. ``paused`` is stored for the pause contract; nothing
-    sets it yet.
+    it, and when an admin asks for it. A ``paused`` endpoint gets no attempts: claims leave
+    its deliveries pending, in order, until it is resumed (:meth:`Store.set_paused`).
     """
 
     id: str
@@ -200,6 +201,15 @@ def grace_secrets(previous: Any, now: float) -> tuple[str, ...]:
 
 OWNER_COLUMNS: Final = {EndpointKind.CLIENT: "dhan_client_id", EndpointKind.PARTNER: "partner_id"}
 """The delivery-log column that names an endpoint's owner, by its kind."""
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChange:
+    """An endpoint after a pause or resume. ``changed`` is False when it already was so:
+    pausing twice is not an error, and only a change is worth a log line or an event."""
+
+    endpoint: EndpointRecord
+    changed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +540,12 @@ class Store(Protocol):
         """Make ``secret`` the endpoint's secret; the one it replaces keeps signing until
         ``keep_until`` (older retired ones keep theirs, if still running). None if unknown."""
 
+    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+        """Pause or resume an endpoint; None if unknown. While paused, ``claim`` hands out
+        none of its deliveries (on every node: the flag is read at claim time); a claim made
+        before the pause committed still goes. Of several nodes pausing at once, exactly one
+        sees ``changed``."""
+
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
         """Pending deliveries to the endpoint, and the last attempt of the newest delivery
         to it that has been attempted."""
@@ -562,7 +578,8 @@ class Store(Protocol):
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
-        """Lease up to ``limit`` due queue heads, oldest due first, none of ``skip_urls``.
+        """Lease up to ``limit`` due queue heads, oldest due first, none of ``skip_urls``
+        and none whose endpoint is paused (a paused head holds its queue back: order kept).
 
         Its cost must not grow with the skipped URLs' heads: the dispatcher skips a URL whose
         lane is full or whose breaker is open, which is when its backlog is largest."""
@@ -589,6 +606,10 @@ class Store(Protocol):
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         """How many deliveries are in each status."""
+
+    async def oldest_pending(self) -> dict[str, float]:
+        """For each URL with pending deliveries, when the oldest of them was created (read
+        from the queues' heads, so its cost grows with the queues, not their backlog)."""
 
     # Retention ---------------------------------------------------------------------------
     async def prune(

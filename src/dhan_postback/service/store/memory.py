@@ -30,6 +30,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PauseChange,
     PruneResult,
     SessionRecord,
     Target,
@@ -134,6 +135,15 @@ class MemoryStore:
         self._endpoints[endpoint_id] = rotated
         return rotated
 
+    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            return None
+        if endpoint.paused == paused:
+            return PauseChange(endpoint, changed=False)
+        endpoint = self._endpoints[endpoint_id] = dataclasses.replace(endpoint, paused=paused)
+        return PauseChange(endpoint, changed=True)
+
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
         rows = [row for row in self._rows.values() if _endpoint_key(row.new) == _key(endpoint)]
         backlog = sum(1 for row in rows if row.status is DeliveryStatus.PENDING)
@@ -230,12 +240,15 @@ class MemoryStore:
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
+        paused = {_key(endpoint) for endpoint in self._endpoints.values() if endpoint.paused}
         due = heapq.nsmallest(
             max(limit, 0),
             (
                 row
                 for row in self._heads(skip_urls)
-                if row.next_attempt_at <= now and row.lease_until <= now
+                if row.next_attempt_at <= now
+                and row.lease_until <= now
+                and not (paused and _endpoint_key(row.new) in paused)
             ),
             key=lambda row: (row.next_attempt_at, row.seq),
         )
@@ -339,6 +352,12 @@ class MemoryStore:
             if _matches(row, query):
                 selected.append(_view(row))
         return selected
+
+    async def oldest_pending(self) -> dict[str, float]:
+        return {
+            url: min(queue[0].new.created_at for queue in queues.values())
+            for url, queues in self._queues.items()
+        }
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         counts = dict.fromkeys(DeliveryStatus, 0)

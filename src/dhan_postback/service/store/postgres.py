@@ -54,6 +54,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PauseChange,
     PruneResult,
     SessionRecord,
     TokenRecord,
@@ -291,6 +292,21 @@ class PostgresStore:
 
         return await self._run(run)
 
+    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+        params = {"id": endpoint_id, "paused": paused}
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> PauseChange | None:
+            async with conn.transaction():
+                cur = await conn.execute(_Q["set_paused"], params)
+                changed = await cur.fetchone() is not None
+                if changed and not paused:
+                    await conn.execute(_Q["notify_outbox"], {"channel": CHANNEL})
+                cur = await conn.execute(_Q["get_endpoint"], {"id": endpoint_id})
+                row = await cur.fetchone()
+            return None if row is None else PauseChange(EndpointRecord.from_row(row), changed)
+
+        return await self._run(run, retry_conflicts=True)
+
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, now: float, keep_until: float
     ) -> EndpointRecord | None:
@@ -417,16 +433,21 @@ class PostgresStore:
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
-        params = {
-            "limit": limit,
-            "now": now,
-            "lease_until": now + lease,
-            "skip_urls": list(skip_urls),
-        }
-        sql = _CLAIM_SKIPPING if skip_urls else _CLAIM
+        params: dict[str, Any] = {"limit": limit, "now": now, "lease_until": now + lease}
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
-            cur = await conn.execute(sql, params, prepare=True)
+            # Paused endpoints are read first (an empty partial index when none is): a pause
+            # that commits between the two statements is like one just after the claim.
+            cur = await conn.execute(_Q["paused_urls"], prepare=True)
+            paused = await cur.fetchall()
+            skip = {*skip_urls, *(url for url, every in paused if every)}
+            mixed = [url for url, every in paused if not every]
+            if skip or mixed:
+                sql = _CLAIM_SKIPPING
+                args = {**params, "skip_urls": list(skip), "mixed_urls": mixed}
+            else:
+                sql, args = _CLAIM, params
+            cur = await conn.execute(sql, args, prepare=True)
             return [Claim.from_row(row, now=now) for row in await cur.fetchall()]
 
         return await self._run(run, retry_conflicts=True)
@@ -550,6 +571,13 @@ class PostgresStore:
             # Unprepared on purpose: planned with the actual values, unset filters vanish.
             cur = await conn.execute(statement, params, prepare=False)
             return [Delivery.from_row(row) for row in await cur.fetchall()]
+
+        return await self._run(run)
+
+    async def oldest_pending(self) -> dict[str, float]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> dict[str, float]:
+            cur = await conn.execute(_Q["oldest_pending"])
+            return {url: created_at for url, created_at in await cur.fetchall()}
 
         return await self._run(run)
 

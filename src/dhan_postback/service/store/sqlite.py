@@ -50,6 +50,7 @@ from .base import (
     NewDelivery,
     Outcome,
     PartnerRecord,
+    PauseChange,
     PruneResult,
     SessionRecord,
     TokenRecord,
@@ -280,6 +281,16 @@ class SQLiteStore:
 
         return await self._write(run)
 
+    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+        params = {"id": endpoint_id, "paused": int(paused)}
+
+        def run(conn: sqlite3.Connection) -> PauseChange | None:
+            changed = _run(conn, "set_paused", params) > 0
+            rows = _rows(conn, _QUERIES["get_endpoint"], {"id": endpoint_id})
+            return PauseChange(EndpointRecord.from_row(rows[0]), changed) if rows else None
+
+        return await self._write(run)
+
     async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
         params = endpoint.params()
 
@@ -374,8 +385,13 @@ class SQLiteStore:
         skipped = frozenset(skip_urls)
 
         def run(conn: sqlite3.Connection) -> list[Claim]:
-            if skipped:
-                rows = _due_heads_skipping(conn, params, skipped)
+            skip, mixed = skipped, frozenset[str]()
+            paused = _rows(conn, _QUERIES["paused_urls"])
+            if paused:
+                skip = skip | {url for url, every in paused if every}
+                mixed = frozenset(url for url, every in paused if not every)
+            if skip or mixed:
+                rows = _due_heads_skipping(conn, params, skip, mixed)
             else:
                 rows = _rows(conn, _QUERIES["select_due_heads"], params)
             if rows:
@@ -444,6 +460,10 @@ class SQLiteStore:
         params["limit"] = query.limit
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [Delivery.from_row(row) for row in rows]
+
+    async def oldest_pending(self) -> dict[str, float]:
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["oldest_pending"]))
+        return {url: created_at for url, created_at in rows}
 
     async def counts(self) -> dict[DeliveryStatus, int]:
         rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
@@ -533,10 +553,14 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
 
 
 def _due_heads_skipping(
-    conn: sqlite3.Connection, params: Mapping[str, Any], skipped: frozenset[str]
+    conn: sqlite3.Connection,
+    params: Mapping[str, Any],
+    skipped: frozenset[str],
+    mixed: frozenset[str] = frozenset(),
 ) -> list[Row]:
     """``select_due_heads`` without the heads of ``skipped``, at a cost that does not grow
-    with how many heads those URLs have (a full lane's or an open breaker's backlog).
+    with how many heads those URLs have (a full lane's or an open breaker's backlog, or a
+    paused endpoint's), nor those of the paused endpoints at the URLs in ``mixed``.
 
     Each other URL gives its oldest due heads (at most ``limit``, by index); the oldest
     ``limit`` of those are the claim. A statement per URL with heads, not a row filter on the
@@ -547,7 +571,8 @@ def _due_heads_skipping(
     for (url,) in _rows(conn, _QUERIES["select_due_urls"]):
         if url in skipped:
             continue
-        heads = _rows(conn, _QUERIES["select_due_heads_of_url"], {**params, "url": url})
+        query = "select_due_heads_of_url_unpaused" if url in mixed else "select_due_heads_of_url"
+        heads = _rows(conn, _QUERIES[query], {**params, "url": url})
         candidates += ((due, seq) for seq, due in heads)
     if not candidates:
         return []

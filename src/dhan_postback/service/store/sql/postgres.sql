@@ -195,6 +195,13 @@ ON CONFLICT (kind, owner_id, url) DO NOTHING;
 ALTER TABLE tokens DROP COLUMN signing_secret;
 ALTER TABLE partners DROP COLUMN signing_secret;
 
+-- name: migration_6
+-- Paused endpoints: a claim asks which URLs have one (endpoints_paused, empty when none is,
+-- so the question costs nothing then), and whether another endpoint at such a URL is not
+-- paused (endpoints_url), to leave a fully paused URL out of the claim at no cost per head.
+CREATE INDEX endpoints_paused ON endpoints (url) WHERE paused;
+CREATE INDEX endpoints_url ON endpoints (url, paused);
+
 -- Health -------------------------------------------------------------------------------------
 
 -- name: ping
@@ -309,6 +316,23 @@ UPDATE endpoints
 SET signing_secret = %(signing_secret)s, previous_secrets = %(previous_secrets)s::jsonb,
     secret_rotated_at = %(secret_rotated_at)s
 WHERE id = %(id)s;
+
+-- name: set_paused
+-- Only a change counts, so that of two nodes pausing at once one sees the change: the other
+-- waits for its row lock, then finds nothing to change.
+UPDATE endpoints SET paused = %(paused)s WHERE id = %(id)s AND paused <> %(paused)s
+RETURNING id;
+
+-- name: notify_outbox
+-- A resumed endpoint's deliveries are claimable again: wake every node.
+SELECT pg_notify(%(channel)s, '');
+
+-- name: paused_urls
+-- The URLs with a paused endpoint, each with true when every endpoint at it is paused (then
+-- a claim skips the URL whole) or false when another owner's endpoint there is not (then
+-- the claim filters that URL's heads by their endpoint, see claim_picks_skipping).
+SELECT p.url, NOT EXISTS (SELECT 1 FROM endpoints AS e WHERE e.url = p.url AND NOT e.paused)
+FROM (SELECT DISTINCT url FROM endpoints WHERE paused) AS p;
 
 -- name: endpoint_backlog
 -- Pending deliveries to one endpoint (through the index of pending rows by URL).
@@ -441,6 +465,8 @@ picked AS MATERIALIZED (
 -- with the skipped URLs' backlog (a full lane, an open breaker): the URLs with heads, one
 -- index seek each (a loose index scan), then each other URL's oldest due heads by index.
 -- A row filter on the global due index would read through every due head of a skipped URL.
+-- The store adds every URL whose endpoints are all paused to %(skip_urls)s; at a URL in
+-- %(mixed_urls)s (some endpoints paused, some not) only heads of unpaused endpoints count.
 -- The candidates are read unlocked, so "picked" checks them again as it locks them.
 RECURSIVE head_urls (url) AS (
     (SELECT d.url FROM deliveries AS d
@@ -462,6 +488,12 @@ RECURSIVE head_urls (url) AS (
         FROM deliveries AS d
         WHERE d.status = 'pending' AND d.is_head AND d.url = u.url
           AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+          AND (u.url <> ALL(%(mixed_urls)s::text[]) OR NOT EXISTS (
+                SELECT 1 FROM endpoints AS e
+                WHERE e.paused AND e.url = d.url
+                  AND e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
+                  AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id
+                                                  ELSE d.dhan_client_id END)))
         ORDER BY d.next_attempt_at, d.seq
         LIMIT %(limit)s
     ) AS c
@@ -476,6 +508,13 @@ RECURSIVE head_urls (url) AS (
     ORDER BY d.next_attempt_at, d.seq
     FOR UPDATE SKIP LOCKED
 )
+
+-- name: oldest_pending
+-- When the oldest pending delivery of each URL was created: a queue's oldest is its head, so
+-- the heads (deliveries_claimable_url) are all there is to read.
+SELECT url, min(created_at) FROM deliveries
+WHERE status = 'pending' AND is_head
+GROUP BY url;
 
 -- name: insert_attempts
 -- Only for deliveries that exist: a late report from a node whose lease ran out may come

@@ -217,6 +217,13 @@ GROUP BY d.partner_id, d.url;
 ALTER TABLE tokens DROP COLUMN signing_secret;
 ALTER TABLE partners DROP COLUMN signing_secret;
 
+-- name: migration_6
+-- Paused endpoints: a claim asks which URLs have one (endpoints_paused, empty when none is,
+-- so the question costs nothing then), and whether another endpoint at such a URL is not
+-- paused (endpoints_url), to leave a fully paused URL out of the claim at no cost per head.
+CREATE INDEX endpoints_paused ON endpoints (url) WHERE paused = 1;
+CREATE INDEX endpoints_url ON endpoints (url, paused);
+
 -- Registry ------------------------------------------------------------------------------
 
 -- name: insert_token
@@ -289,6 +296,19 @@ UPDATE endpoints
 SET signing_secret = :signing_secret, previous_secrets = :previous_secrets,
     secret_rotated_at = :secret_rotated_at
 WHERE id = :id;
+
+-- name: set_paused
+-- Only a change counts: pausing a paused endpoint changes nothing (the caller reads it back).
+UPDATE endpoints SET paused = :paused WHERE id = :id AND paused <> :paused;
+
+-- name: paused_urls
+-- The URLs with a paused endpoint, each with 1 when every endpoint at it is paused (then a
+-- claim skips the URL whole) or 0 when another owner's endpoint there is not (then a claim
+-- reads that URL's heads with select_due_heads_of_url_unpaused).
+SELECT p.url,
+       NOT EXISTS (SELECT 1 FROM endpoints AS e INDEXED BY endpoints_url
+                   WHERE e.url = p.url AND e.paused = 0)
+FROM (SELECT DISTINCT url FROM endpoints INDEXED BY endpoints_paused WHERE paused = 1) AS p;
 
 -- name: endpoint_backlog
 -- Pending deliveries to one endpoint (through the index of pending rows by URL).
@@ -378,6 +398,22 @@ WHERE url = :url AND is_head = 1 AND status = 'pending'
 ORDER BY next_attempt_at, seq
 LIMIT :limit;
 
+-- name: select_due_heads_of_url_unpaused
+-- select_due_heads_of_url for a URL where some endpoints are paused and some are not: only
+-- the heads whose endpoint is not paused (its cost grows with the paused ones' heads, a case
+-- of two owners sharing one URL).
+SELECT d.seq, d.next_attempt_at FROM deliveries AS d INDEXED BY deliveries_due_url
+LEFT JOIN endpoints AS e
+  ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
+ AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END)
+ AND e.url = d.url
+WHERE d.url = :url AND d.is_head = 1 AND d.status = 'pending'
+  AND d.next_attempt_at <= :now
+  AND d.lease_until <= :now
+  AND NOT coalesce(e.paused, 0)
+ORDER BY d.next_attempt_at, d.seq
+LIMIT :limit;
+
 -- name: select_heads
 -- The heads select_due_heads_of_url picked (:seqs, a JSON array), as select_due_heads
 -- returns them.
@@ -464,6 +500,13 @@ WHERE url = :url AND order_id = :order_id AND status = 'pending'
 UPDATE deliveries SET after_dead = 1
 WHERE seq = (SELECT MIN(seq) FROM deliveries
              WHERE url = :url AND order_id = :order_id AND status = 'pending' AND seq > :seq);
+
+-- name: oldest_pending
+-- When the oldest pending delivery of each URL was created: a queue's oldest is its head, so
+-- the heads (by the index of due heads per URL) are all there is to read.
+SELECT d.url, MIN(d.created_at) FROM deliveries AS d INDEXED BY deliveries_due_url
+WHERE d.is_head = 1 AND d.status = 'pending'
+GROUP BY d.url;
 
 -- name: next_due_head
 SELECT next_attempt_at FROM deliveries INDEXED BY deliveries_due
