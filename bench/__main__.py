@@ -4,6 +4,7 @@
     python -m bench --quick         # smaller runs (under 4 minutes)
     python -m bench --only B1 B4    # some of them
     python -m bench --list          # what there is
+    python -m bench --only peers    # Celery and arq on Redis doing our job (the peers extras)
 
 Everything runs on loopback; servers run in their own processes. ``docs/benchmarks.md`` is
 rewritten (its generated section) only by a full run of every scenario; ``--output FILE``
@@ -37,11 +38,13 @@ MODULES = [
     "bench.isolation_bench",
     "bench.pg_bench",
     "bench.retention_bench",
+    "bench.endpoints_bench",
+    "bench.peers_bench",
 ]
 
 
 def scenarios() -> list[Scenario]:
-    """Every scenario, in order (B1 ... B8)."""
+    """Every scenario, in order (B1 ... B9, then the peers)."""
     return [importlib.import_module(name).SCENARIO for name in MODULES]
 
 
@@ -61,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if options.only:
         wanted = {key.upper() for key in options.only}
-        unknown = wanted - {scenario.key for scenario in chosen}
+        unknown = wanted - {scenario.key.upper() for scenario in chosen}
         if unknown:
             parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
-        chosen = [scenario for scenario in chosen if scenario.key in wanted]
+        chosen = [scenario for scenario in chosen if scenario.key.upper() in wanted]
     started = datetime.datetime.now(datetime.UTC)
     clock = time.monotonic()
     loads = [load_average()]

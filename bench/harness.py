@@ -41,6 +41,7 @@ __all__ = [
     "load_average",
     "machine",
     "median",
+    "peak_rss_mb",
     "percentile",
     "render",
     "rss_mb",
@@ -166,12 +167,17 @@ def percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return float(sorted_values[index])
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
     """Resident set size (VmRSS) of a process in MiB, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The most a running process has had resident (VmHWM) since it started, in MiB."""
+    return rss_mb(pid, "VmHWM")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import Context, Row, Scenario, free_port, median, run_async
+from bench.harness import Context, Row, Scenario, cpu_seconds, free_port, median, run_async
 from dhan_postback.service.store.queries import load_queries
 
 __all__ = [
@@ -135,15 +135,29 @@ class IngestResult:
     updates_per_second: float
     requests: int
     failures: int
+    cpu_per_update: float | None = None
+    """CPU seconds of the service per update acknowledged, when its pid was given."""
 
 
 async def ingest_for(
-    service: Service, token: str, bodies: list[bytes], batch: int, concurrency: int, duration: float
+    service: Service,
+    token: str | list[str],
+    bodies: list[bytes],
+    batch: int,
+    concurrency: int,
+    duration: float,
+    pid: int | None = None,
 ) -> IngestResult:
     """Keep ``concurrency`` ingest requests in flight for ``duration`` seconds (after a short
-    warm-up), cycling through ``bodies``; count the updates acknowledged with 202."""
+    warm-up), cycling through ``bodies``; count the updates acknowledged with 202. With a
+    list of tokens, body ``i`` goes with token ``i % len(tokens)``; with the service's
+    ``pid``, its CPU per update over the same time."""
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
-    headers = {"access-token": token, "Content-Type": "application/json"}
+    tokens = [token] if isinstance(token, str) else token
+    headers = [
+        {"access-token": tokens[index % len(tokens)], "Content-Type": "application/json"}
+        for index in range(len(bodies))
+    ]
     acknowledged = requests = failures = 0
     next_body = itertools.count()
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
@@ -151,9 +165,9 @@ async def ingest_for(
         async def worker(deadline: float) -> None:
             nonlocal acknowledged, requests, failures
             while time.perf_counter() < deadline:
-                body = bodies[next(next_body) % len(bodies)]
+                index = next(next_body) % len(bodies)
                 async with session.post(
-                    service.url + "/v2/order-updates", data=body, headers=headers
+                    service.url + "/v2/order-updates", data=bodies[index], headers=headers[index]
                 ) as response:
                     await response.read()
                     requests += 1
@@ -165,10 +179,12 @@ async def ingest_for(
         warm = time.perf_counter() + min(1.0, duration / 5)
         await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
         acknowledged = requests = failures = 0
+        cpu = cpu_seconds(pid) if pid else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + duration) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return IngestResult(acknowledged / elapsed, requests, failures)
+        used = (cpu_seconds(pid) - cpu) / max(1, acknowledged) if pid else None
+    return IngestResult(acknowledged / elapsed, requests, failures, used)
 
 
 def sqlite_insert_rate(directory: Path, rows: int) -> float:
