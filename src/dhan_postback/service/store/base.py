@@ -533,6 +533,18 @@ class OrderSummary:
             created_at, bytes(payload), seq,
         )  # fmt: skip
 
+    @staticmethod
+    def params(
+        dhan_client_id: str | None, target: Target | None, window: int, limit: int
+    ) -> dict[str, Any]:
+        """The named parameters of the SQL backends' ``recent_orders`` statement."""
+        return {
+            "dhan_client_id": dhan_client_id,
+            "target": None if target is None else target.value,
+            "window": window,
+            "limit": limit,
+        }
+
 
 @runtime_checkable
 class Store(Protocol):

@@ -650,12 +650,7 @@ class PostgresStore:
         window: int = 1000,
         limit: int = 50,
     ) -> list[OrderSummary]:
-        params = {
-            "dhan_client_id": dhan_client_id,
-            "target": None if target is None else target.value,
-            "window": window,
-            "limit": limit,
-        }
+        params = OrderSummary.params(dhan_client_id, target, window, limit)
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[OrderSummary]:
             cur = await conn.execute(_Q["recent_orders"], params)

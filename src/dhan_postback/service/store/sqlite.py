@@ -529,12 +529,7 @@ class SQLiteStore:
         window: int = 1000,
         limit: int = 50,
     ) -> list[OrderSummary]:
-        params = {
-            "dhan_client_id": dhan_client_id,
-            "target": None if target is None else target.value,
-            "window": window,
-            "limit": limit,
-        }
+        params = OrderSummary.params(dhan_client_id, target, window, limit)
         sql = _QUERIES["recent_orders"]
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [OrderSummary.from_row(row) for row in rows]
