@@ -98,6 +98,7 @@ _OUTBOX_STATEMENTS = (
     "finish_deliveries",
     "insert_attempts",
     "promote_queue_heads",
+    "new_heads",
     "flag_after_dead",
     "refresh_queue_head",
     "next_due_head",

@@ -17,6 +17,13 @@ The outbox rules every backend keeps:
   been delivered or has died.
 * ``claim`` hands out due, unleased heads with a lease. A lease that runs out (the node died)
   makes the delivery claimable again, with the same ``id``, which is its ``webhook-id``.
+* ``enqueue`` and ``finish`` may also lease, in their own transaction, the heads they make
+  (a new queue's first delivery; a finished delivery's successor) to the dispatcher of the
+  node that commits them, when given a :class:`HandOver`: that node then sends them without
+  waiting for a claim. The lease is the claim's (same columns, same rules), so other nodes
+  cannot take them, and a node that dies with them lets them go when the lease runs out.
+  What a claim would skip (``skip_urls``, a paused endpoint, not due, beyond ``limit``) stays
+  unleased and claimable.
 * ``finish`` records the attempt and moves the delivery on: delivered, retry at a time, or
   dead. When a delivery dies, the next one of its queue is released and flagged
   ``after_dead`` so that receivers and operators can see the gap.
@@ -61,6 +68,7 @@ __all__ = [
     "EndpointActivity",
     "EndpointKind",
     "EndpointRecord",
+    "HandOver",
     "IdempotencyRecord",
     "MinuteCounts",
     "NewDelivery",
@@ -332,6 +340,19 @@ class Claim:
         head = (delivery_id, seq, url, order_id, bytes(payload), secret, attempts)
         grace = grace_secrets(previous, now)
         return cls(*head, round_attempts, lease_until, bool(after_dead), grace)
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """What a commit may lease to the dispatcher of the node that makes it (see the module
+    docstring): at most ``limit`` due heads, none of ``skip_urls`` nor of a paused endpoint,
+    leased until ``now + lease``, exactly as ``claim(limit=..., now=..., lease=...,
+    skip_urls=...)`` would lease them."""
+
+    limit: int
+    now: float
+    lease: float
+    skip_urls: Collection[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -612,8 +633,13 @@ class Store(Protocol):
     async def set_session_flash(self, id_hash: str, flash: str) -> None: ...
 
     # Outbox ------------------------------------------------------------------------------
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
-        """Commit new deliveries durably, in the given order; return only after the commit."""
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
+        """Commit new deliveries durably, in the given order; return only after the commit.
+
+        With ``hand_over``, the same transaction leases the due heads of the deliveries'
+        queues as it allows, and returns them (oldest due first); without, None."""
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
@@ -633,8 +659,14 @@ class Store(Protocol):
         Its cost must not grow with the skipped URLs' heads: the dispatcher skips a URL whose
         lane is full or whose breaker is open, which is when its backlog is largest."""
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> None:
-        """Record attempts and move each claimed delivery on (see the module docstring)."""
+    async def finish(
+        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
+        """Record attempts and move each claimed delivery on (see the module docstring).
+
+        With ``hand_over``, the same transaction leases the new heads of the queues whose
+        delivery was delivered or died (their successors) as it allows, and returns them
+        (oldest due first); without, None. A retried delivery stays for ``claim``."""
 
     async def release(self, delivery_ids: Sequence[str]) -> None:
         """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import heapq
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ...errors import Conflict, StoreUnavailable
@@ -26,6 +26,7 @@ from .base import (
     EndpointActivity,
     EndpointKind,
     EndpointRecord,
+    HandOver,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -191,7 +192,9 @@ class MemoryStore:
             self._sessions[id_hash] = dataclasses.replace(session, flash=flash)
 
     # Outbox ------------------------------------------------------------------------------
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
         for new in deliveries:
             if new.id in self._rows:
                 raise Conflict(f"delivery {new.id} already exists")
@@ -200,6 +203,9 @@ class MemoryStore:
             row = _Row(new=new, seq=self._seq, next_attempt_at=new.created_at)
             self._rows[new.id] = row
             self._set_pending(row)
+        if hand_over is None:
+            return None
+        return self._hand_over({(new.url, new.order_id) for new in deliveries}, hand_over)
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
@@ -242,12 +248,26 @@ class MemoryStore:
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
     ) -> list[Claim]:
+        return self._lease_due(self._heads(skip_urls), limit, now, lease)
+
+    def _hand_over(self, queues: Collection[tuple[str, str]], hand_over: HandOver) -> list[Claim]:
+        """Lease the heads of ``queues`` that ``claim`` on the same terms could take."""
+        heads = []
+        for url, order_id in queues:
+            queue = self._queues.get(url, {}).get(order_id)
+            if queue and url not in hand_over.skip_urls:
+                heads.append(queue[0])
+        return self._lease_due(heads, hand_over.limit, hand_over.now, hand_over.lease)
+
+    def _lease_due(self, heads: Iterable[_Row], limit: int, now: float, lease: float) -> list[Claim]:
+        """Lease up to ``limit`` of ``heads`` that are due, unleased and not paused, oldest
+        due first."""
         paused = {_key(endpoint) for endpoint in self._endpoints.values() if endpoint.paused}
         due = heapq.nsmallest(
             max(limit, 0),
             (
                 row
-                for row in self._heads(skip_urls)
+                for row in heads
                 if row.next_attempt_at <= now
                 and row.lease_until <= now
                 and not (paused and _endpoint_key(row.new) in paused)
@@ -282,11 +302,16 @@ class MemoryStore:
             raise StoreUnavailable(f"delivery {new.id} has no endpoint to sign it")
         return self._endpoints[endpoint_id]
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+    async def finish(
+        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
+        moved_on: set[tuple[str, str]] = set()
         for outcome in outcomes:
             row = self._rows.get(outcome.delivery_id)
             if row is None:
                 continue  # pruned since: a late report of a lease that ran out
+            if outcome.result != "retry":
+                moved_on.add((row.new.url, row.new.order_id))
             attempt = outcome.attempt
             self._attempts.setdefault(row.new.id, []).append(attempt)
             row.attempts += 1
@@ -302,6 +327,7 @@ class MemoryStore:
                 self._flag_successor(row)
             else:
                 row.next_attempt_at = outcome.next_attempt_at or attempt.started_at
+        return None if hand_over is None else self._hand_over(moved_on, hand_over)
 
     def _flag_successor(self, dead: _Row) -> None:
         """The next pending delivery of the dead one's queue is sent ``after_dead``."""

@@ -50,6 +50,7 @@ from .base import (
     DeliveryStatus,
     EndpointActivity,
     EndpointRecord,
+    HandOver,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -75,6 +76,8 @@ _CLAIM: Final = _Q["claim"].format(picks=_Q["claim_picks"])
 _CLAIM_SKIPPING: Final = _Q["claim"].format(picks=_Q["claim_picks_skipping"])
 """A claim that skips URLs reads the others' heads URL by URL (see the SQL), so that its
 cost does not grow with the skipped URLs' backlog; without skips, the global due index."""
+_HAND_OVER: Final = _Q["claim"].format(picks=_Q["hand_over_picks"])
+"""A commit's hand-over leases as a claim does: the same columns, in its own transaction."""
 _LAST_ATTEMPT: Final = {
     kind: _Q["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
 }
@@ -388,16 +391,20 @@ class PostgresStore:
         await self._run(run)
 
     # Outbox ------------------------------------------------------------------------------
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
         if not deliveries:
-            return
+            return None if hand_over is None else []
         insert = _enqueue_statements(deliveries)
+        ids = [delivery.id for delivery in deliveries]
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
             async with conn.transaction(), conn.pipeline():
                 await insert(conn)
+                return await _hand_over(conn, ids, hand_over)
 
-        await self._insert(run)
+        return await self._insert(run)
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
@@ -455,9 +462,11 @@ class PostgresStore:
 
         return await self._run(run, retry_conflicts=True)
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> None:
+    async def finish(
+        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
         if not outcomes:
-            return
+            return None if hand_over is None else []
         attempts = [outcome.attempt for outcome in outcomes]
         ids = [outcome.delivery_id for outcome in outcomes]
         recorded = {
@@ -486,7 +495,7 @@ class PostgresStore:
             "channel": CHANNEL,
         }
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
             async with conn.transaction(), conn.pipeline():
                 await conn.execute(_Q["lock_queues"], {"ids": ids}, prepare=True)
                 await conn.execute(_Q["insert_attempts"], recorded, prepare=True)
@@ -495,8 +504,10 @@ class PostgresStore:
                     await conn.execute(_Q["flag_after_dead"], dead, prepare=True)
                 if left_queue["ids"]:
                     await conn.execute(_Q["refresh_queue_heads"], left_queue, prepare=True)
+                    return await _hand_over(conn, left_queue["ids"], hand_over)
+                return None if hand_over is None else []
 
-        await self._run(run, retry_conflicts=True)
+        return await self._run(run, retry_conflicts=True)
 
     async def release(self, delivery_ids: Sequence[str]) -> None:
         if not delivery_ids:
@@ -753,6 +764,27 @@ def _enqueue_statements(
         await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
 
     return run
+
+
+async def _hand_over(
+    conn: psycopg.AsyncConnection[Any], ids: list[str], hand_over: HandOver | None
+) -> list[Claim] | None:
+    """In the caller's transaction, after its queues' heads are refreshed: lease to this
+    node the heads of the queues of ``ids`` that ``hand_over`` allows; None without one."""
+    if hand_over is None:
+        return None
+    if hand_over.limit <= 0:
+        return []
+    now = hand_over.now
+    params = {
+        "ids": ids,
+        "limit": hand_over.limit,
+        "now": now,
+        "lease_until": now + hand_over.lease,
+        "skip_urls": list(hand_over.skip_urls),
+    }
+    cur = await conn.execute(_HAND_OVER, params, prepare=True)
+    return [Claim.from_row(row, now=now) for row in await cur.fetchall()]
 
 
 async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:

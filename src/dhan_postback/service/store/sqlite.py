@@ -46,6 +46,7 @@ from .base import (
     DeliveryStatus,
     EndpointActivity,
     EndpointRecord,
+    HandOver,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -145,12 +146,19 @@ def _too_new(found: int, known: int) -> Exception:
     )
 
 
-class _Enqueue(BatchOp[Sequence[NewDelivery], None]):
-    """Consecutive enqueues, inserted by one statement (see the module docstring)."""
+_Enqueued = tuple[Sequence[NewDelivery], HandOver | None]
 
-    def run(self, conn: sqlite3.Connection, items: list[Sequence[NewDelivery]]) -> list[None]:
-        _insert_deliveries(conn, [new for deliveries in items for new in deliveries])
-        return [None] * len(items)
+
+class _Enqueue(BatchOp[_Enqueued, list[Claim] | None]):
+    """Consecutive enqueues, inserted by one statement (see the module docstring); then each
+    one's hand-over, if it has one."""
+
+    def run(self, conn: sqlite3.Connection, items: list[_Enqueued]) -> list[list[Claim] | None]:
+        _insert_deliveries(conn, [new for deliveries, _ in items for new in deliveries])
+        return [
+            None if hand_over is None else _hand_over_new(conn, deliveries, hand_over)
+            for deliveries, hand_over in items
+        ]
 
 
 _ENQUEUE: Final = _Enqueue()
@@ -347,13 +355,15 @@ class SQLiteStore:
         await self._write(lambda conn: _run(conn, "set_session_flash", params))
 
     # Outbox --------------------------------------------------------------------------------
-    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+    async def enqueue(
+        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
         if not deliveries:
-            return
+            return None if hand_over is None else []
         writer = self._writer
         if writer is None:
             raise StoreUnavailable("the store is not open")
-        await writer.submit_item(_ENQUEUE, deliveries)
+        return await writer.submit_item(_ENQUEUE, (deliveries, hand_over))
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
@@ -404,9 +414,12 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> None:
-        if outcomes:
-            await self._write(lambda conn: _finish(conn, outcomes))
+    async def finish(
+        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+    ) -> list[Claim] | None:
+        if not outcomes:
+            return None if hand_over is None else []
+        return await self._write(lambda conn: _finish(conn, outcomes, hand_over))
 
     async def release(self, delivery_ids: Sequence[str]) -> None:
         if delivery_ids:
@@ -616,15 +629,21 @@ def _due_heads_skipping(
     return _rows(conn, _QUERIES["select_heads"], {**params, "seqs": seqs_json})
 
 
-def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-    """Record each attempt and move its delivery on (delivered, retry or dead).
+def _finish(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], hand_over: HandOver | None
+) -> list[Claim] | None:
+    """Record each attempt and move its delivery on (delivered, retry or dead); then hand
+    over the new heads, if asked.
 
     A few statements per batch, not per outcome (see the module docstring). An outcome for
     an id already in the batch (not something the dispatcher sends) goes in a later round, so
     that each is applied, in order.
     """
+    promoted: list[Row] = []
+    rounds = 0
     pending: Sequence[Outcome] = outcomes
     while pending:
+        rounds += 1
         ids: set[str] = set()
         now: list[Outcome] = []
         later: list[Outcome] = []
@@ -634,12 +653,18 @@ def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
             else:
                 ids.add(outcome.delivery_id)
                 now.append(outcome)
-        _finish_round(conn, now)
+        promoted += _finish_round(conn, now)
         pending = later
+    if hand_over is None:
+        return None
+    if rounds > 1:
+        return []  # (a head promoted by one round may have finished in the next: claim them)
+    return _hand_over(conn, promoted, hand_over)
 
 
-def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None:
-    """:func:`_finish` for outcomes with distinct ids."""
+def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[Row]:
+    """:func:`_finish` for outcomes with distinct ids; the heads it promoted, as
+    ``promote_queue_heads`` returns them."""
     rows = []
     for outcome in outcomes:
         attempt = outcome.attempt
@@ -656,7 +681,7 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None
         )
     changed = _rows(conn, _QUERIES["finish_deliveries"], {"rows": _json.encode(rows).decode()})
     if not changed:
-        return  # no such deliveries: nothing to record the attempts against
+        return []  # no such deliveries: nothing to record the attempts against
     found = {delivery_id: (seq, url, order_id) for seq, delivery_id, url, order_id in changed}
     attempts = []
     queues: set[tuple[str, str]] = set()
@@ -685,8 +710,45 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> None
     _run(conn, "insert_attempts", {"rows": _json.encode(attempts).decode()})
     if dead:
         _run_many(conn, "flag_after_dead", dead)
-    if queues:
-        _run(conn, "promote_queue_heads", {"queues": _json.encode(list(queues)).decode()})
+    if not queues:
+        return []
+    return _rows(conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(list(queues)).decode()})
+
+
+def _hand_over_new(
+    conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], hand_over: HandOver
+) -> list[Claim]:
+    """The hand-over of an enqueue: among the new deliveries, the heads of their queues."""
+    ids = _json.encode([new.id for new in deliveries]).decode()
+    return _hand_over(conn, _rows(conn, _QUERIES["new_heads"], {"ids": ids}), hand_over)
+
+
+def _hand_over(conn: sqlite3.Connection, heads: list[Row], hand_over: HandOver) -> list[Claim]:
+    """Lease what ``claim`` on the hand-over's terms could take of ``heads`` (rows of
+    ``seq, url, next_attempt_at, lease_until``), as ``claim`` leases: same statements.
+
+    An endpoint paused at a URL keeps every head of that URL out (the claim, which looks
+    closer, takes those of another owner's endpoint there)."""
+    now, skip = hand_over.now, hand_over.skip_urls
+    picks = [
+        (due, seq)
+        for seq, url, due, lease_until in heads
+        if due <= now and lease_until <= now and url not in skip
+    ]
+    if not picks or hand_over.limit <= 0:
+        return []
+    paused = _rows(conn, _QUERIES["paused_urls"])
+    if paused:
+        urls = {seq: url for seq, url, _, _ in heads}
+        shut = {url for url, _ in paused}
+        picks = [(due, seq) for due, seq in picks if urls[seq] not in shut]
+        if not picks:
+            return []
+    seqs = _json.encode([seq for _, seq in heapq.nsmallest(hand_over.limit, picks)]).decode()
+    lease_until = now + hand_over.lease
+    rows = _rows(conn, _QUERIES["select_heads"], {"seqs": seqs, "lease_until": lease_until})
+    _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
+    return [Claim.from_row(row, now=now) for row in rows]
 
 
 def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:

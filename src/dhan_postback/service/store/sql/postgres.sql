@@ -427,7 +427,7 @@ ORDER BY n.position;
 
 -- name: claim
 -- Lease up to `limit` due heads; rows another node is claiming right now are skipped, not
--- waited for. The secrets are the delivery's endpoint's: the partner's at that URL for a
+-- waited for. (A commit's hand-over leases the same way, with hand_over_picks.) The secrets are the delivery's endpoint's: the partner's at that URL for a
 -- partner delivery, else its client's.
 -- The store fills in the picks placeholder below with claim_picks (no URL skipped) or
 -- claim_picks_skipping: CTEs ending in "picked", the seqs to lease, locked.
@@ -507,6 +507,28 @@ RECURSIVE head_urls (url) AS (
       AND d.status = 'pending' AND d.is_head AND d.lease_until <= %(now)s
     ORDER BY d.next_attempt_at, d.seq
     FOR UPDATE SKIP LOCKED
+)
+
+-- name: hand_over_picks
+-- A commit's hand-over to its own node's dispatcher (enqueue, finish): the due, unleased heads
+-- of the queues of %(ids)s (the new deliveries, or the finished ones) that a claim on the same
+-- terms could take, oldest due first. An endpoint paused at a URL keeps every head of that URL
+-- out (the claim, which looks closer, takes another owner's heads there). The transaction
+-- holds these queues' locks, so a head is locked at once, unless another node's claim is
+-- leasing it right now: skipped, as a claim skips it.
+queues AS (
+    SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
+), picked AS MATERIALIZED (
+    SELECT d.seq
+    FROM queues AS q
+    JOIN deliveries AS d
+      ON d.url = q.url AND d.order_id = q.order_id AND d.status = 'pending' AND d.is_head
+    WHERE d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+      AND d.url <> ALL(%(skip_urls)s::text[])
+      AND NOT EXISTS (SELECT 1 FROM endpoints AS e WHERE e.paused AND e.url = d.url)
+    ORDER BY d.next_attempt_at, d.seq
+    LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
 )
 
 -- name: oldest_pending

@@ -415,8 +415,8 @@ ORDER BY d.next_attempt_at, d.seq
 LIMIT :limit;
 
 -- name: select_heads
--- The heads select_due_heads_of_url picked (:seqs, a JSON array), as select_due_heads
--- returns them.
+-- The heads select_due_heads_of_url picked (:seqs, a JSON array), or a commit's hand-over
+-- did, as select_due_heads returns them.
 SELECT d.id, d.seq, d.url, d.order_id, d.payload, e.signing_secret, d.attempts,
        d.round_attempts, :lease_until AS lease_until, d.after_dead, e.previous_secrets
 FROM json_each(:seqs) AS s
@@ -428,7 +428,8 @@ LEFT JOIN endpoints AS e
 ORDER BY s.key;
 
 -- name: lease
--- Lease the rows select_due_heads found (:seqs, a JSON array), in one statement.
+-- Lease the rows select_due_heads (or a hand-over) found (:seqs, a JSON array), in one
+-- statement.
 UPDATE deliveries SET lease_until = :lease_until
 WHERE seq IN (SELECT value FROM json_each(:seqs));
 
@@ -474,13 +475,23 @@ RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
 -- After the heads of the queues in :queues (a JSON array of [url, order_id]) left "pending":
 -- each queue's pending row with the smallest seq becomes its head. A row that leaves was its
 -- queue's only head, so no flag needs clearing here (refresh_queue_head, which also clears,
--- is for replay, where a queue can gain an earlier row).
+-- is for replay, where a queue can gain an earlier row). Returns the new heads, for the
+-- finish's hand-over (as new_heads does).
 UPDATE deliveries SET is_head = 1
 WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d
                       WHERE d.url = q.value ->> 0 AND d.order_id = q.value ->> 1
                         AND d.status = 'pending')
               FROM json_each(:queues) AS q)
-  AND is_head = 0;
+  AND is_head = 0
+RETURNING seq, url, next_attempt_at, lease_until;
+
+-- name: new_heads
+-- The heads among the deliveries just inserted (:ids, a JSON array), for the enqueue's
+-- hand-over: (seq, url, next_attempt_at, lease_until).
+SELECT d.seq, d.url, d.next_attempt_at, d.lease_until
+FROM json_each(:ids) AS i
+JOIN deliveries AS d ON d.id = i.value
+WHERE d.is_head = 1 AND d.status = 'pending';
 
 -- name: refresh_queue_head
 -- After a row of the queue (url, order_id) left "pending" or came back to it: the pending
