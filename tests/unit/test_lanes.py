@@ -307,6 +307,42 @@ def test_waiting_ids_name_the_waiting_claims_of_one_url_oldest_first() -> None:
     assert list(lane.waiting_ids(A)) == [first.id, second.id]
 
 
+def test_room_promised_to_a_commit_is_left_out_of_the_next_claim() -> None:
+    board = lanes(max_in_flight=8, claim_batch=4)  # holds at most 12
+    board.admit([claim() for _ in range(6)])
+
+    assert board.promise(5) == 5
+    assert board.room == 1
+
+
+def test_a_commit_is_promised_no_more_than_the_room() -> None:
+    board = lanes(max_in_flight=8, claim_batch=4)
+    board.admit([claim() for _ in range(10)])
+
+    assert board.promise(5) == 2
+    assert board.promise(5) == 0
+    assert board.room == 0
+
+
+def test_a_commit_over_gives_back_the_room_it_did_not_fill() -> None:
+    board = lanes(max_in_flight=8, claim_batch=4)
+    promised = board.promise(3)
+    board.admit([claim()])  # what the commit handed over
+
+    board.unpromise(promised)
+
+    assert board.room == 4
+    assert board.held_bound - board.held == 11
+
+
+def test_full_tells_whether_the_lane_of_one_url_is_full() -> None:
+    board = lanes(per_lane=2)
+    board.admit([claim(A) for _ in range(4)])
+
+    assert (board.full(A), board.full(A2), board.full(B)) == (True, True, False)
+    assert len(board.lanes()) == 1  # asking made no lane for B
+
+
 @pytest.mark.parametrize("bad", [{"per_lane": 0}, {"max_in_flight": 0}, {"claim_batch": 0}])
 def test_lanes_need_at_least_one_slot(bad: dict[str, int]) -> None:
     values = {"per_lane": 1, "max_in_flight": 1, "claim_batch": 1} | bad
@@ -333,6 +369,8 @@ class LanesMachine(RuleBasedStateMachine):
         self.claims: dict[str, Claim] = {}
         self.starved: list[str] = []
         """Labels of the lanes that starved, in the order they starved."""
+        self.promises: list[int] = []
+        """Room set aside for commits under way, oldest first."""
 
     def _in(self, state: str) -> list[Claim]:
         return [self.claims[i] for i, s in self.state.items() if s == state]
@@ -356,7 +394,25 @@ class LanesMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.board.room > 0)
     @rule(data=st.data())
     def admit(self, data: st.DataObject) -> None:
-        size = data.draw(st.integers(1, self.board.room))
+        self._admit(data, data.draw(st.integers(1, self.board.room)))
+
+    @rule(at_most=st.integers(1, 4))
+    def promise(self, at_most: int) -> None:
+        """A commit that may hand over heads has room set aside first."""
+        room = self.board.room
+        promised = self.board.promise(at_most)
+        assert promised == max(0, min(at_most, room))
+        self.promises.append(promised)
+
+    @precondition(lambda self: bool(self.promises))
+    @rule(data=st.data())
+    def hand_over(self, data: st.DataObject) -> None:
+        """The commit hands over no more than it was promised, admitted like a claim."""
+        promised = self.promises.pop(0)
+        self._admit(data, data.draw(st.integers(0, promised)))
+        self.board.unpromise(promised)
+
+    def _admit(self, data: st.DataObject, size: int) -> None:
         keys = data.draw(
             st.lists(
                 st.tuples(st.sampled_from(URLS), st.sampled_from(ORDERS)),
@@ -501,7 +557,7 @@ class LanesMachine(RuleBasedStateMachine):
     @invariant()
     def caps_are_never_exceeded(self) -> None:
         assert self.board.in_flight <= self.board.max_in_flight
-        assert self.board.held <= self.board.held_bound
+        assert self.board.held + sum(self.promises) <= self.board.held_bound
         for lane in self.board.lanes():
             assert lane.in_flight <= self.board.per_lane
             assert lane.held <= self.board.lane_bound

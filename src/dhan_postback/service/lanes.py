@@ -15,6 +15,10 @@ dispatcher's docstring tells the story these rules serve):
   the lanes also refuse to hold two deliveries of one queue at once, whatever the store says.
   A queue stays held from its claim until its outcome is committed (:meth:`Lanes.let_go`),
   so a successor claimed early by a racing wake-up is refused, not sent alongside.
+* **Room promised to commits.** A commit that may hand this node's dispatcher the heads it
+  makes (see the dispatcher) has room set aside for them first (:meth:`Lanes.promise`), so
+  that claims and hand-overs together never ask for more than :attr:`Lanes.room` allows;
+  what they hand over is admitted like any claim.
 * **Starved lanes in turn.** A lane with a free slot that finds every global slot
   (``max_in_flight``) taken is *starved*; freed global slots go to starved lanes first, in
   the order they starved (:meth:`Lanes.next_starved`), so one busy lane cannot keep them all.
@@ -116,6 +120,7 @@ class Lanes:
         self._starved: deque[Lane] = deque()
         self._waiting = 0
         self._in_flight = 0
+        self._promised = 0
 
     # What is held --------------------------------------------------------------------------
     @property
@@ -136,7 +141,19 @@ class Lanes:
     @property
     def room(self) -> int:
         """How many claims the next claim may ask for (0 or less: none)."""
-        return min(self.claim_batch, self.held_bound - self.held)
+        return min(self.claim_batch, self.held_bound - self.held - self._promised)
+
+    def promise(self, at_most: int) -> int:
+        """Set aside room for up to ``at_most`` claims a commit may hand over; how many
+        (0 when there is no room). :attr:`room` leaves them out until :meth:`unpromise`."""
+        promised = max(0, min(at_most, self.room))
+        self._promised += promised
+        return promised
+
+    def unpromise(self, promised: int) -> None:
+        """The commit is over: what it handed over is admitted (or was not), the rest of
+        the room it was promised is free again."""
+        self._promised -= promised
 
     def lanes(self) -> list[Lane]:
         return list(self._lanes.values())
@@ -148,6 +165,11 @@ class Lanes:
     def in_flight_by_url(self) -> dict[str, int]:
         """POSTs under way to each URL's endpoint, for every URL with a claim held."""
         return {url: lane.in_flight for lane in self._lanes.values() for url in lane.urls}
+
+    def full(self, url: str) -> bool:
+        """Whether ``url``'s lane is full (what :meth:`full_urls` tells for one URL)."""
+        lane = self._lanes.get(self._label_of(url))
+        return lane is not None and lane.held >= self.lane_full
 
     def full_urls(self) -> set[str]:
         """The URLs of full lanes, which the next claim must leave alone.
@@ -284,12 +306,16 @@ class Lanes:
         for key, delivery_id in let_go:
             self._queues.setdefault(key, delivery_id)
 
-    def _lane_of(self, url: str) -> Lane:
+    def _label_of(self, url: str) -> str:
         label = self._labels.get(url)
         if label is None:
             if len(self._labels) >= _LABEL_CACHE:
                 self._labels.clear()
             label = self._labels[url] = self._label(url)
+        return label
+
+    def _lane_of(self, url: str) -> Lane:
+        label = self._label_of(url)
         lane = self._lanes.get(label)
         if lane is None:
             lane = self._lanes[label] = Lane(label)
