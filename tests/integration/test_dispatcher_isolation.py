@@ -268,13 +268,14 @@ class _NotifyingStore(MemoryStore):
         self._claimed.set()
         return claims
 
-    async def finish(self, outcomes: Sequence[Outcome]) -> None:
-        await super().finish(outcomes)
+    async def finish(self, outcomes: Sequence[Outcome], **kwargs: Any) -> list[Claim] | None:
+        handed = await super().finish(outcomes, **kwargs)
         self._claimed.clear()
         for wake in self._listeners:
             wake()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._claimed.wait(), 1.0)
+        return handed
 
 
 async def test_a_wakeup_that_overtakes_the_commit_answer_is_no_second_head() -> None:

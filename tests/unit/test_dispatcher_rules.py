@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
+from dhan_postback.errors import Conflict
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.sender import Answer, MockSender, Request, SendError
-from dhan_postback.service.store.base import Claim, DeliveryStatus
+from dhan_postback.service.store.base import Claim, DeliveryStatus, NewDelivery, Store
 from dhan_postback.service.store.memory import MemoryStore
 from tests.helpers.dispatching import FifoBreakingStore, fast_settings, settled
 from tests.helpers.outbox import Outbox
@@ -210,3 +213,91 @@ async def test_the_probe_goes_to_a_delivery_not_known_to_fail() -> None:
 
     assert opened_after == 2
     assert POISON_CLIENT.encode() not in probe.body
+
+
+# Hand-overs: heads leased by the commit that makes them ----------------------------------------
+
+
+class CountingStore(MemoryStore):
+    """Remembers what its claims handed out (not what commits handed over)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.claimed: list[str] = []
+
+    async def claim(self, **kwargs: Any) -> list[Claim]:
+        claims = await super().claim(**kwargs)
+        self.claimed += [claim.id for claim in claims]
+        return claims
+
+
+class Ingest:
+    """The store as the API writes to it on a node with a dispatcher: through
+    :meth:`Dispatcher.enqueue` (an :class:`Outbox` over it commits as the API does)."""
+
+    def __init__(self, store: Store, dispatcher: Dispatcher) -> None:
+        self._store = store
+        self._dispatcher = dispatcher
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        await self._dispatcher.enqueue(deliveries)
+
+
+async def test_an_orders_later_updates_go_without_a_claim() -> None:
+    store = CountingStore()
+    added = await (await Outbox(store).open(BUSY)).add(BUSY, order_updates(1, 5))
+    sender = MockSender(lambda request: Answer(200))
+    async with Dispatcher(store, fast_settings(), sender=sender):
+        await settled(store, len(added))
+
+    assert store.claimed == [added[0].id]  # the others: handed over by their predecessor's finish
+    assert [r.headers["webhook-id"] for r in sender.requests] == [d.id for d in added]
+
+
+async def test_ingested_updates_go_without_a_claim() -> None:
+    store = CountingStore()
+    sender = MockSender(lambda request: Answer(200))
+    async with Dispatcher(store, fast_settings(), sender=sender) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        added = await outbox.add(BUSY, order_updates(3, 2))
+        await settled(store, len(added))
+
+    assert store.claimed == []
+    for order_id in {d.order_id for d in added}:
+        submitted = [d.id for d in added if d.order_id == order_id]
+        sent = [r.headers["webhook-id"] for r in sender.requests]
+        assert [i for i in sent if i in submitted] == submitted
+
+
+async def test_a_full_lanes_url_is_not_handed_over_and_stays_claimable() -> None:
+    store, gate = MemoryStore(), Gate()
+    settings = fast_settings(max_in_flight_per_url=1, claim_batch=4, shutdown_grace=0)
+    async with Dispatcher(store, settings, sender=MockSender(gate)) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        await outbox.add(BUSY, order_updates(3, 1))  # handed over: the lane was not full
+        held = dispatcher.held
+        [late] = await outbox.add(BUSY, order_updates(4, 1)[3:])
+        other_node = await store.claim(limit=10, now=time.time(), lease=5)
+        still_held = dispatcher.held
+
+    assert (held, still_held) == (3, 3)  # full at 2 * max_in_flight_per_url
+    assert [claim.id for claim in other_node] == [late.id]
+
+
+async def test_the_room_set_aside_for_a_commit_that_fails_is_free_again() -> None:
+    store, gate = MemoryStore(), Gate()
+    settings = fast_settings(  # room below a claim batch: every promise shows in it
+        max_in_flight=1, max_in_flight_per_url=1, claim_batch=4, shutdown_grace=0
+    )
+    async with Dispatcher(store, settings, sender=MockSender(gate)) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        added = await outbox.add(BUSY, order_updates(1, 1))
+        room = dispatcher.lanes.room
+        with pytest.raises(Conflict):
+            await dispatcher.enqueue(added)  # already stored
+        room_after = dispatcher.lanes.room
+
+    assert room_after == room == 4  # max_in_flight + claim_batch, less the one held

@@ -224,7 +224,7 @@ class _Service:
             )
             if key is None:
                 if deliveries:
-                    await self.store.enqueue(deliveries)
+                    await self.node.enqueue(deliveries)  # which wakes what it has to
             else:
                 earlier = await self._enqueue_once(token, key, body, deliveries, answer, now)
                 if earlier is not None:
@@ -235,7 +235,8 @@ class _Service:
         self.metrics.updates_ingested.inc(len(updates))
         if deliveries:
             self.metrics.deliveries_created.inc(len(deliveries))
-            self.committed()
+            if key is not None:
+                self.committed()
         if self._hold_answer:
             await asyncio.sleep(self._hold_answer)
         return json_response(answer, 202)

@@ -2,13 +2,27 @@
 
 How one delivery travels::
 
-    store.claim ──> lane queue (per endpoint) ──> POST ──> Outcome ──> store.finish (batched)
-         ^                                                                  │
-         └───────── woken: by wake() after an ingest commit, by each finish ┘
+    ingest: store.enqueue ─┐ (hands over the new heads)
+    store.claim ───────────┼──> lane queue (per endpoint) ──> POST ──> Outcome
+         ^                 │                                             │
+         │                 └── store.finish (batched) <──────────────────┘
+         │                     (hands over each finished queue's successor)
+         └── woken for what was not handed over: the rest of an ingest,
+             retries, give-backs, backlog, other nodes' work
 
-* **Claim loop.** One task leases due queue heads in batches (``settings.claim_batch``). It
-  is woken at once by :meth:`Dispatcher.wake` (the ingest calls it after each commit) and
-  by every flushed batch of outcomes (successors come due, slots are free); when nothing
+* **Hand-overs.** The commits this node makes lease the heads they make to this dispatcher
+  in the same transaction, and hand them over in memory: the ingest's enqueue
+  (:meth:`Dispatcher.enqueue`) the first update of each new queue, each batch of outcomes
+  (``store.finish``) the successor of every queue whose head was delivered or died. So an
+  order's chain of updates never waits for a claim. A hand-over takes no more than the lanes
+  have room for (set aside while the commit runs) and nothing a claim would skip now (a
+  full lane, a breaker that refuses, a paused endpoint, not due); the rest stays unleased
+  for the claim loop. The heads are admitted to the lanes exactly as claimed ones.
+* **Claim loop.** One task leases due queue heads in batches (``settings.claim_batch``): for
+  retries, other nodes' work, leases that ran out and the backlog a hand-over had no room
+  for. It is woken at once by :meth:`Dispatcher.wake` (an ingest that could not hand over
+  all its heads, a resumed endpoint) and by a flushed batch of outcomes unless the last
+  claim found the store drained and the batch handed over every successor; when nothing
   wakes it, it sleeps until a retry comes due (the store's ``next_due()`` and the retry
   times this node wrote) or a breaker may probe, or at most ``idle_poll`` seconds (work
   committed by other nodes). A store that can tell when another node commits work has a
@@ -25,8 +39,9 @@ How one delivery travels::
   (``settings.max_in_flight``) go to starved lanes in turn; all lanes together hold at most
   ``max_in_flight + claim_batch`` claims. This bookkeeping is :class:`~.lanes.Lanes`, a
   plain class with no tasks and no clock, where each of these rules is unit-tested.
-* **Order.** The store hands out only heads of ``(url, order_id)`` queues; the dispatcher
-  also refuses to hold two deliveries of one queue at once, whatever the store says.
+* **Order.** The store hands out (by claim or hand-over) only heads of ``(url, order_id)``
+  queues; the dispatcher also refuses to hold two deliveries of one queue at once, whatever
+  the store says.
 * **Breakers.** One per URL (:mod:`.breaker`), judging it by the failure rate of its recent
   deliveries: an open URL is skipped in claims and its waiting claims are given back; after
   the cooldown one probe goes, and a delivery known to fail makes way for another waiting
@@ -52,7 +67,7 @@ import heapq
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Final, TypeVar
 
 import aiohttp
@@ -68,7 +83,7 @@ from .lanes import Lane, Lanes, QueueKey
 from .metrics import ServiceMetrics, endpoint_label
 from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
-from .store.base import Attempt, Claim, Outcome, Store
+from .store.base import Attempt, Claim, HandOver, NewDelivery, Outcome, Store
 
 __all__ = ["USER_AGENT", "Clock", "Dispatcher"]
 
@@ -168,6 +183,10 @@ class Dispatcher:
         self._next_due_asked = float("-inf")
         """A heap of the retry times this node wrote, to wake the claim loop for them."""
         self._releases: list[str] = []
+        self._drained = False
+        """The last claim skipped no URL and found less than it asked for: no other due head
+        waits in the store, so a flush whose successors were all handed over need not wake
+        the claim loop (anything new wakes it: an ingest, a retry, a give-back)."""
         self._wakeup = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self._stopping = False
@@ -324,14 +343,16 @@ class Dispatcher:
             limit = self.lanes.room
             claimed_at: float | None = None
             full = False
+            self._drained = False
             if limit > 0:
                 claimed_at = self._clock()
+                skip = self._skip_urls(claimed_at)
                 try:
                     claims = await self.store.claim(
                         limit=limit,
                         now=claimed_at,
                         lease=self.settings.lease,
-                        skip_urls=self._skip_urls(claimed_at),
+                        skip_urls=skip,
                     )
                 except Exception:
                     failures += 1
@@ -345,6 +366,7 @@ class Dispatcher:
                     break
                 self._admit(claims)
                 full = len(claims) >= limit
+                self._drained = not full and not skip
             if full:
                 await asyncio.sleep(0)  # let the POSTs start, then claim the rest
                 continue
@@ -415,6 +437,53 @@ class Dispatcher:
         self._releases.extend(ids)
         if len(self._releases) > before:
             self._flush_wanted.set()
+
+    # Hand-overs: heads leased by the commit that makes them ------------------------------
+    def _offer(self, queues: Collection[QueueKey]) -> HandOver | None:
+        """What a commit touching ``queues`` may lease to this dispatcher: as many heads as
+        its lanes have room for (set aside until :meth:`Lanes.unpromise`), none of a URL the
+        next claim would skip (a full lane, a breaker that refuses). None: nothing."""
+        if self._stopping or not queues:
+            return None
+        now = self._clock()
+        urls = {url for url, _ in queues}
+        skip = {url for url in urls if self.lanes.full(url) or not self.breakers.allows(url, now)}
+        if len(skip) == len(urls):
+            return None
+        limit = self.lanes.promise(len(queues))
+        if limit <= 0:
+            return None
+        return HandOver(limit=limit, now=now, lease=self.settings.lease, skip_urls=skip)
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        """``store.enqueue`` for this node's API: the commit itself leases the new heads this
+        dispatcher has room for and hands them over, so they go without waiting for a claim.
+        The claim loop is woken for the rest, unless each is queued behind a delivery this
+        dispatcher holds (whose outcome's commit hands it over in turn)."""
+        queues = {(new.url, new.order_id) for new in deliveries}
+        offer = self._offer(queues)
+        if offer is None:
+            await self.store.enqueue(deliveries)
+            self.wake()
+            return
+        commit = asyncio.ensure_future(self.store.enqueue(deliveries, hand_over=offer))
+        try:
+            claims = await asyncio.shield(commit) or []
+        except asyncio.CancelledError:  # the commit goes on: give back what it leases
+            commit.add_done_callback(self._give_back_late)
+            raise
+        finally:
+            self.lanes.unpromise(offer.limit)
+        if self._stopping:
+            await self.store.release([claim.id for claim in claims])
+        else:
+            self._admit(claims)
+        if any(self.lanes.holder(key) is None for key in queues):
+            self.wake()
+
+    def _give_back_late(self, commit: asyncio.Future[list[Claim] | None]) -> None:
+        if not commit.cancelled() and commit.exception() is None:
+            self._give_back(commit.result() or ())
 
     # Sending -------------------------------------------------------------------------------
     def _pump(self, lane: Lane) -> None:
@@ -524,8 +593,8 @@ class Dispatcher:
         # Lanes starved of a global slot go first, so one busy lane cannot keep them all.
         self._pump_starved()
         self._pump(lane)
-        # No wake here: the flush of this outcome follows within flush_interval and wakes
-        # the claim loop once for the whole batch (successors and freed slots together).
+        # No wake here: the flush of this outcome follows within flush_interval, hands over
+        # the successors, and wakes the claim loop once for the whole batch if need be.
 
     def _abandon(self, lane: Lane, claim: Claim, ticket: Ticket) -> None:
         """Give back a claim counted in flight but not attempted to the end."""
@@ -629,21 +698,38 @@ class Dispatcher:
     async def _flush_once(self) -> bool:
         """Write pending outcomes and give-backs; False (and keep them) when the store fails."""
         outcomes, self._outcomes = self._outcomes, []
+        claim_more = False
         if outcomes:
             # Let go of each queue *before* its outcome commits: the commit makes the queue's
             # next head claimable, and its wake-up (PostgreSQL's NOTIFY reaches this node too)
             # can run a claim that returns that head before ``finish`` has returned here.
             let_go = self.lanes.let_go((key, outcome.delivery_id) for outcome, key in outcomes)
+            moved_on = {key for outcome, key in outcomes if outcome.result != "retry"}
+            offer = self._offer(moved_on)
             try:
-                await self.store.finish([outcome for outcome, _ in outcomes])
+                handed = await self.store.finish(
+                    [outcome for outcome, _ in outcomes], hand_over=offer
+                )
             except Exception:
                 log.exception("finish failed", outcomes=len(outcomes))
                 self._outcomes[:0] = outcomes
                 self.lanes.hold_again(let_go)  # not committed: the heads are still ours
                 return False
+            finally:
+                if offer is not None:
+                    self.lanes.unpromise(offer.limit)
+            # The successors go at once; the claim loop is woken only if something may be
+            # left for it: a successor not offered, a retry to wait for, other work.
+            if self._stopping:  # close() gave back what waits already: these go back too
+                self._give_back(handed or ())
+            else:
+                self._admit(handed or ())
+            if offer is None or offer.limit < len(moved_on) or offer.skip_urls:
+                claim_more = bool(moved_on)
             for outcome, (url, order_id) in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
                     heapq.heappush(self._retry_times, outcome.next_attempt_at)
+                    claim_more = True
                 elif outcome.result == "dead":
                     self.watch.delivery_dead(outcome.attempt, url, order_id)
         releases, self._releases = self._releases, []
@@ -654,7 +740,7 @@ class Dispatcher:
                 log.exception("release failed", deliveries=len(releases))
                 self._releases[:0] = releases
                 return False
-        if outcomes or releases:
+        if releases or (outcomes and (claim_more or not self._drained)):
             self._wakeup.set()
         return True
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 from urllib.parse import urlsplit
@@ -38,7 +38,7 @@ from .operations import MetricsAccess
 from .principal import Principal
 from .registry import AdminKey, Adoption, Registry
 from .retention import pruning
-from .store import EndpointKind, EndpointRecord, Store, create_store
+from .store import EndpointKind, EndpointRecord, NewDelivery, Store, create_store
 from .throttle import FailureThrottle
 
 __all__ = ["ServiceNode"]
@@ -211,10 +211,26 @@ class ServiceNode:
         try:
             if self.dispatcher is not None:
                 self.dispatcher.wake()
+        finally:
+            self._committed()
+
+    def _committed(self) -> None:
+        """Call the ``on_commit`` hooks. Never raises into the request."""
+        try:
             for callback in self._on_commit:
                 callback()
         except Exception as exc:
             log.error("on_commit hook failed", error_type=type(exc).__name__)
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Commit new deliveries (the API's ingest): this node's dispatcher gets the heads it
+        has room for from the commit itself, without a claim (:meth:`Dispatcher.enqueue`),
+        and is woken for the rest."""
+        if self.dispatcher is None:
+            await self.store.enqueue(deliveries)
+        else:
+            await self.dispatcher.enqueue(deliveries)
+        self._committed()
 
     # Endpoint health ------------------------------------------------------------------------
     def endpoint_health(self) -> list[EndpointHealth]:
