@@ -259,7 +259,9 @@ class MemoryStore:
                 heads.append(queue[0])
         return self._lease_due(heads, hand_over.limit, hand_over.now, hand_over.lease)
 
-    def _lease_due(self, heads: Iterable[_Row], limit: int, now: float, lease: float) -> list[Claim]:
+    def _lease_due(
+        self, heads: Iterable[_Row], limit: int, now: float, lease: float
+    ) -> list[Claim]:
         """Lease up to ``limit`` of ``heads`` that are due, unleased and not paused, oldest
         due first."""
         paused = {_key(endpoint) for endpoint in self._endpoints.values() if endpoint.paused}

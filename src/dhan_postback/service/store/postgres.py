@@ -767,7 +767,7 @@ def _enqueue_statements(
 
 
 async def _hand_over(
-    conn: psycopg.AsyncConnection[Any], ids: list[str], hand_over: HandOver | None
+    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: HandOver | None
 ) -> list[Claim] | None:
     """In the caller's transaction, after its queues' heads are refreshed: lease to this
     node the heads of the queues of ``ids`` that ``hand_over`` allows; None without one."""

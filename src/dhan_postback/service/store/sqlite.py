@@ -150,15 +150,26 @@ _Enqueued = tuple[Sequence[NewDelivery], HandOver | None]
 
 
 class _Enqueue(BatchOp[_Enqueued, list[Claim] | None]):
-    """Consecutive enqueues, inserted by one statement (see the module docstring); then each
-    one's hand-over, if it has one."""
+    """Consecutive enqueues, inserted by one statement (see the module docstring); then the
+    hand-overs of those that have one, all with a few statements."""
 
     def run(self, conn: sqlite3.Connection, items: list[_Enqueued]) -> list[list[Claim] | None]:
         _insert_deliveries(conn, [new for deliveries, _ in items for new in deliveries])
-        return [
-            None if hand_over is None else _hand_over_new(conn, deliveries, hand_over)
-            for deliveries, hand_over in items
-        ]
+        offered = [(deliveries, hand_over) for deliveries, hand_over in items if hand_over]
+        if not offered:
+            return [None] * len(items)
+        ids = _json.encode([new.id for deliveries, _ in offered for new in deliveries]).decode()
+        heads = {row[0]: row[1:] for row in _rows(conn, _QUERIES["new_heads"], {"ids": ids})}
+        handed = iter(
+            _hand_over(
+                conn,
+                [
+                    ([heads[new.id] for new in deliveries if new.id in heads], hand_over)
+                    for deliveries, hand_over in offered
+                ],
+            )
+        )
+        return [None if hand_over is None else next(handed) for _, hand_over in items]
 
 
 _ENQUEUE: Final = _Enqueue()
@@ -659,7 +670,8 @@ def _finish(
         return None
     if rounds > 1:
         return []  # (a head promoted by one round may have finished in the next: claim them)
-    return _hand_over(conn, promoted, hand_over)
+    [handed] = _hand_over(conn, [(promoted, hand_over)])
+    return handed
 
 
 def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[Row]:
@@ -712,43 +724,54 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list
         _run_many(conn, "flag_after_dead", dead)
     if not queues:
         return []
-    return _rows(conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(list(queues)).decode()})
+    return _rows(
+        conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(list(queues)).decode()}
+    )
 
 
-def _hand_over_new(
-    conn: sqlite3.Connection, deliveries: Sequence[NewDelivery], hand_over: HandOver
-) -> list[Claim]:
-    """The hand-over of an enqueue: among the new deliveries, the heads of their queues."""
-    ids = _json.encode([new.id for new in deliveries]).decode()
-    return _hand_over(conn, _rows(conn, _QUERIES["new_heads"], {"ids": ids}), hand_over)
-
-
-def _hand_over(conn: sqlite3.Connection, heads: list[Row], hand_over: HandOver) -> list[Claim]:
-    """Lease what ``claim`` on the hand-over's terms could take of ``heads`` (rows of
-    ``seq, url, next_attempt_at, lease_until``), as ``claim`` leases: same statements.
+def _hand_over(
+    conn: sqlite3.Connection, offers: Sequence[tuple[Sequence[Row], HandOver]]
+) -> list[list[Claim]]:
+    """For each offer, lease what ``claim`` on its hand-over's terms could take of its heads
+    (rows of ``seq, url, next_attempt_at, lease_until``), oldest due first, as ``claim``
+    leases (same statements, one for all the offers: a lease ends at the earliest of their
+    ends, a few milliseconds short for some).
 
     An endpoint paused at a URL keeps every head of that URL out (the claim, which looks
     closer, takes those of another owner's endpoint there)."""
-    now, skip = hand_over.now, hand_over.skip_urls
     picks = [
-        (due, seq)
-        for seq, url, due, lease_until in heads
-        if due <= now and lease_until <= now and url not in skip
+        [
+            (due, seq, url)
+            for seq, url, due, lease_until in heads
+            if due <= hand_over.now
+            and lease_until <= hand_over.now
+            and url not in hand_over.skip_urls
+        ]
+        if hand_over.limit > 0
+        else []
+        for heads, hand_over in offers
     ]
-    if not picks or hand_over.limit <= 0:
-        return []
+    if not any(picks):
+        return [[] for _ in offers]
     paused = _rows(conn, _QUERIES["paused_urls"])
     if paused:
-        urls = {seq: url for seq, url, _, _ in heads}
         shut = {url for url, _ in paused}
-        picks = [(due, seq) for due, seq in picks if urls[seq] not in shut]
-        if not picks:
-            return []
-    seqs = _json.encode([seq for _, seq in heapq.nsmallest(hand_over.limit, picks)]).decode()
-    lease_until = now + hand_over.lease
-    rows = _rows(conn, _QUERIES["select_heads"], {"seqs": seqs, "lease_until": lease_until})
-    _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
-    return [Claim.from_row(row, now=now) for row in rows]
+        picks = [[pick for pick in some if pick[2] not in shut] for some in picks]
+    chosen = [
+        [seq for _, seq, _ in heapq.nsmallest(hand_over.limit, some)]
+        for some, (_, hand_over) in zip(picks, offers, strict=True)
+    ]
+    seqs = [seq for some in chosen for seq in some]
+    if not seqs:
+        return [[] for _ in offers]
+    lease_until = min(hand_over.now + hand_over.lease for _, hand_over in offers)
+    params = {"seqs": _json.encode(seqs).decode(), "lease_until": lease_until}
+    rows = {row[1]: row for row in _rows(conn, _QUERIES["select_heads"], params)}
+    _run(conn, "lease", params)
+    return [
+        [Claim.from_row(rows[seq], now=hand_over.now) for seq in some if seq in rows]
+        for some, (_, hand_over) in zip(chosen, offers, strict=True)
+    ]
 
 
 def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:

@@ -487,8 +487,8 @@ RETURNING seq, url, next_attempt_at, lease_until;
 
 -- name: new_heads
 -- The heads among the deliveries just inserted (:ids, a JSON array), for the enqueue's
--- hand-over: (seq, url, next_attempt_at, lease_until).
-SELECT d.seq, d.url, d.next_attempt_at, d.lease_until
+-- hand-over: (id, seq, url, next_attempt_at, lease_until).
+SELECT d.id, d.seq, d.url, d.next_attempt_at, d.lease_until
 FROM json_each(:ids) AS i
 JOIN deliveries AS d ON d.id = i.value
 WHERE d.is_head = 1 AND d.status = 'pending';
