@@ -219,16 +219,22 @@ async def test_the_probe_goes_to_a_delivery_not_known_to_fail() -> None:
 
 
 class CountingStore(MemoryStore):
-    """Remembers what its claims handed out (not what commits handed over)."""
+    """Remembers what its claims handed out, and what its enqueues handed over."""
 
     def __init__(self) -> None:
         super().__init__()
         self.claimed: list[str] = []
+        self.handed: list[str] = []
 
     async def claim(self, **kwargs: Any) -> list[Claim]:
         claims = await super().claim(**kwargs)
         self.claimed += [claim.id for claim in claims]
         return claims
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery], **kwargs: Any) -> list[Claim] | None:
+        handed = await super().enqueue(deliveries, **kwargs)
+        self.handed += [claim.id for claim in handed or ()]
+        return handed
 
 
 class Ingest:
@@ -301,3 +307,21 @@ async def test_the_room_set_aside_for_a_commit_that_fails_is_free_again() -> Non
         room_after = dispatcher.lanes.room
 
     assert room_after == room == 4  # max_in_flight + claim_batch, less the one held
+
+
+async def test_an_open_breakers_url_is_not_handed_over() -> None:
+    store, clock = CountingStore(), FrozenClock()
+    sender = MockSender(lambda request: Answer(500))
+    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30)
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        await outbox.add(BUSY, order_updates(2, 1))  # not due yet by the frozen clock
+        clock.now = time.time()
+        dispatcher.wake()
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        clock.now = time.time() + 1  # what comes next is due, the breaker still open
+        [late] = await outbox.add(BUSY, order_updates(3, 1)[2:])
+        other_node = await claimed_by_another_node(store, clock())
+
+    assert late.id not in store.handed
+    assert late.id in [claim.id for claim in other_node]
