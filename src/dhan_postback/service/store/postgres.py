@@ -14,6 +14,10 @@ from stepping on each other:
   So a concurrent enqueue and a finish of the same queue are serialised: neither can miss the
   other's row (which would leave a queue headless, or give it two heads), and within a queue
   ``seq`` order is commit order.
+* **Hand-overs**: an enqueue or a finish given a ``HandOver`` leases the heads it made to its
+  own node in the same transaction, with the claim's statement (``hand_over_picks`` instead
+  of the claim's picks): under the queues' locks, the same lease columns, so no other node's
+  claim can take them, and they come back when the lease runs out like any claim's.
 * **Wake-ups**: a commit that makes a delivery claimable sends ``NOTIFY dhan_postback_outbox``;
   :meth:`PostgresStore.listen_wakeups` lets a dispatcher on any node wait for them.
 * **Migrations** run on :meth:`~PostgresStore.open` inside one transaction holding an advisory
