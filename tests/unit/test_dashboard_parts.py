@@ -23,6 +23,7 @@ from dhan_postback.service.store.base import (
     DeliveryQuery,
     DeliveryStatus,
     MinuteCounts,
+    OrderQuery,
     Target,
 )
 from dhan_postback.service.store.memory import MemoryStore
@@ -89,6 +90,12 @@ def test_token_query_is_its_clients_own_urls() -> None:
     query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
     assert (query.dhan_client_id, query.target) == ("42", Target.TOKEN)
     assert query.status is DeliveryStatus.DEAD
+
+
+def test_token_order_query_is_its_clients_own_urls_with_its_bounds_kept() -> None:
+    asked = OrderQuery(window=10, limit=3)
+    query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
+    assert query == OrderQuery(dhan_client_id="42", target=Target.TOKEN, window=10, limit=3)
 
 
 def test_token_asking_for_another_client_is_refused_as_the_api_refuses_it() -> None:
