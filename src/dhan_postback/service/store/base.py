@@ -362,24 +362,16 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A delivery as the log shows it.
+class Delivery(NewDelivery):
+    """A delivery as the log shows it: the :class:`NewDelivery` it was enqueued as, and where
+    it stands (its place ``seq`` in the outbox, its status and attempts).
 
     SQL backends select its columns in the order of :meth:`from_row`.
     """
 
-    id: str
     seq: int
-    dhan_client_id: str
-    token_hash: str
-    target: Target
-    partner_id: str | None
-    url: str
-    order_id: str
-    payload: bytes
     status: DeliveryStatus
     attempts: int
-    created_at: float
     next_attempt_at: float | None
     delivered_at: float | None = None
     last_status_code: int | None = None
