@@ -488,20 +488,11 @@ def _matches(row: _Row, query: DeliveryQuery) -> bool:
 
 
 def _view(row: _Row) -> Delivery:
-    new = row.new
     return Delivery(
-        id=new.id,
+        **dataclasses.asdict(row.new),
         seq=row.seq,
-        dhan_client_id=new.dhan_client_id,
-        token_hash=new.token_hash,
-        target=new.target,
-        partner_id=new.partner_id,
-        url=new.url,
-        order_id=new.order_id,
-        payload=new.payload,
         status=row.status,
         attempts=row.attempts,
-        created_at=new.created_at,
         next_attempt_at=row.next_attempt_at if row.status is DeliveryStatus.PENDING else None,
         delivered_at=row.delivered_at,
         last_status_code=row.last_status_code,
