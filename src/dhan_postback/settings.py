@@ -13,8 +13,9 @@ relay's embedded service, and the admin key ``tokens`` uses to reach a service);
 ``validation_alias``.
 
 Durations read ``50ms``, ``5s``, ``2m``, ``3h``, ``1d`` (or plain seconds); the retry schedule
-is a comma-separated list of them, one delay before each attempt (the first ``0s``). ``--db`` is a URL on every
-command (``sqlite:///path/file.db``, ``postgresql://...``) and a bare path means a SQLite file.
+is a comma-separated list of them, one delay before each attempt (the first ``0s``). ``--db``
+is a URL on every command (``sqlite:///path/file.db``, ``postgresql://...``) and a bare path
+means a SQLite file.
 """
 
 from __future__ import annotations
