@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dhan_postback.errors import PermissionDenied
@@ -27,6 +29,7 @@ from dhan_postback.service.store.base import (
     Target,
 )
 from dhan_postback.service.store.memory import MemoryStore
+from dhan_postback.wire import TIME_PATTERN
 from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
@@ -119,6 +122,10 @@ def test_times_render_in_ist_and_utc() -> None:
     assert format_ist(moment) == "2026-11-24 09:15:02 IST"
     assert format_utc(moment) == "2026-11-24 03:45:02 UTC"
     assert format_ist(None) == "—"
+
+
+def test_an_ist_time_without_its_zone_is_a_timestamp_as_the_broker_writes_them() -> None:
+    assert re.fullmatch(TIME_PATTERN, format_ist(ist("2026-11-24 09:15:02"), short=True))
 
 
 def test_filter_times_are_read_as_ist() -> None:
