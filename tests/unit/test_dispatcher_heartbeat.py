@@ -35,9 +35,10 @@ BY_HAND = 3600.0
 
 
 async def test_a_post_longer_than_its_lease_is_not_claimed_elsewhere_while_renewed() -> None:
-    store, gate, clock = MemoryStore(), Gate(), FrozenClock()
+    store, gate = MemoryStore(), Gate()
     outbox = await Outbox(store).open(URL)
     await outbox.add(URL, order_updates(1, 1))
+    clock = FrozenClock()
     sender = MockSender(gate)
     settings = fast_settings(lease=LEASE, timeout=60)  # a timeout far longer than the lease
     taken_elsewhere: list[Claim] = []
@@ -73,9 +74,10 @@ class AwayStore(MemoryStore):
 
 
 async def test_a_claim_the_heartbeat_has_not_kept_renewed_is_given_back_not_started() -> None:
-    store, gate, clock = AwayStore(), Gate(), FrozenClock()
+    store, gate = AwayStore(), Gate()
     outbox = await Outbox(store).open(URL)
     await outbox.add(URL, order_updates(2, 1))
+    clock = FrozenClock()
     sender = MockSender(gate)
     settings = fast_settings(lease=LEASE, max_in_flight_per_url=1, shutdown_grace=0)
     async with Dispatcher(store, settings, sender=sender, clock=clock, heartbeat=BY_HAND) as d:
@@ -114,9 +116,10 @@ class LostLeases:
 
 
 async def lose_both_leases() -> LostLeases:
-    store, gate, clock = MemoryStore(), Gate(), FrozenClock()
+    store, gate = MemoryStore(), Gate()
     outbox = await Outbox(store).open(URL)
     under_way, waiting = await outbox.add(URL, order_updates(2, 1))
+    clock = FrozenClock()
     sender = MockSender(gate)
     settings = fast_settings(lease=LEASE, max_in_flight_per_url=1, shutdown_grace=0)
     async with Dispatcher(store, settings, sender=sender, clock=clock, heartbeat=BY_HAND) as d:
