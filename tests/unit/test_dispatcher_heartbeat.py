@@ -9,7 +9,6 @@ rule over real HTTP, with the heartbeat task on its own, is in
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -129,7 +128,6 @@ async def lose_both_leases() -> LostLeases:
         await d.renew_leases()
         gate.answer(200)
         await eventually(lambda: d.held == 0)
-        await asyncio.sleep(0.05)  # a flush would have gone by now
     return LostLeases(list(sender.requests), under_way, waiting, other_node, store, clock.now)
 
 
@@ -149,6 +147,46 @@ async def test_lost_leases_are_not_given_back_over_the_node_that_took_them() -> 
     lost = await lose_both_leases()
     assert len(lost.other_node) == 2
     assert await lost.store.claim(limit=10, now=lost.now, lease=LEASE) == []
+
+
+async def test_a_lost_delivery_whose_outcome_waits_to_be_written_is_dropped_from_the_batch() -> (
+    None
+):
+    store, gate = MemoryStore(), Gate()
+    outbox = await Outbox(store).open(URL)
+    [delivery] = await outbox.add(URL, order_updates(1, 1))
+    clock = FrozenClock()
+    settings = fast_settings(lease=LEASE)
+    dispatcher = Dispatcher(
+        store, settings, sender=MockSender(gate), clock=clock, heartbeat=BY_HAND, flush_interval=1
+    )
+    async with dispatcher:
+        await eventually(lambda: len(gate.waiting) == 1)
+        gate.answer(200)
+        await eventually(lambda: dispatcher.in_flight == 0)  # its outcome waits for the batch
+        clock.now += LEASE + 1
+        other_node = await store.claim(limit=10, now=clock.now, lease=LEASE)
+        await dispatcher.renew_leases()
+
+    assert [claim.id for claim in other_node] == [delivery.id]
+    assert await store.get_attempts(delivery.id) == []
+
+
+async def test_a_post_that_outlived_its_lease_unrenewed_and_untaken_is_written() -> None:
+    store, gate = MemoryStore(), Gate()
+    outbox = await Outbox(store).open(URL)
+    [delivery] = await outbox.add(URL, order_updates(1, 1))
+    clock = FrozenClock()
+    sender = MockSender(gate)
+    settings = fast_settings(lease=LEASE)
+    async with Dispatcher(store, settings, sender=sender, clock=clock, heartbeat=BY_HAND):
+        await eventually(lambda: len(gate.waiting) == 1)
+        clock.now += LEASE + 1  # the heartbeat never beat; no other node took it
+        gate.answer(200)
+        await settled(store, 1)
+
+    shown = await store.get_delivery(delivery.id)
+    assert shown is not None and shown.status is DeliveryStatus.DELIVERED
 
 
 async def test_the_heartbeat_renews_the_leases_held_by_itself() -> None:
