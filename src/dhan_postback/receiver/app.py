@@ -303,9 +303,8 @@ class Receiver:
             return
         self._unique += 1
         if handlers:
-            # Read in full only now (read_facts took what the write needed), and scheduled
-            # to run once this request yields: never before the commit, never holding up the
-            # answer.
+            # Read in full only now, after the commit (read_facts took what the write
+            # needed); the handlers run once this request yields, never holding up the answer.
             postback = Postback(
                 update=payload.parse(body), body=body, dedupe_key=key, webhook_id=webhook_id
             )
