@@ -210,6 +210,10 @@ def _postback_request(postback: Postback, handled: bool, now: float | None) -> _
 
 
 _MAX_CHUNK: Final = 256
+_LINGER: Final = 0.001
+"""How long a batch gathers under load before its commit (see ``GroupCommitWriter``): 1 ms
+more latency per postback under load, in exchange for batches a third larger or more, and so
+less of the writer's per-commit CPU per postback (measured with B4's load)."""
 _DUPLICATE: Final = Recorded(seq=None)
 _decode_json = msgspec.json.Decoder().decode
 
@@ -444,7 +448,10 @@ class ReceiverStore:
         finally:
             conn.close()
         self._writer = GroupCommitWriter(
-            lambda: _connect(self.path), name="receiver-writer", translate=_write_error
+            lambda: _connect(self.path),
+            name="receiver-writer",
+            linger=_LINGER,
+            translate=_write_error,
         )
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
