@@ -65,7 +65,7 @@ from ..signing import Signer
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
 from .events import EndpointWatch
 from .lanes import Lane, Lanes, QueueKey
-from .metrics import ServiceMetrics, endpoint_label
+from .metrics import ServiceMetrics
 from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
 from .store.base import Attempt, Claim, Outcome, Store
@@ -156,6 +156,8 @@ class Dispatcher:
         self.watch = EndpointWatch(failing_after=settings.failing_after)
         """Logs each breaker change and dead delivery once; the node adds operator events."""
         self._meters: dict[str, _Meters] = {}
+        self._troubled: dict[str, set[str]] = {}
+        """Endpoint label -> its URLs whose breaker is not closed (the gauge is 1 while any)."""
         self._signers: dict[str, Signer] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers: deque[asyncio.Future[None]] = deque()
@@ -553,9 +555,15 @@ class Dispatcher:
             self._give_back(self.lanes.give_back_waiting(url))
         now = self._clock()
         self.watch.breaker_changed(url, state, now)
-        if self.metrics is not None:
-            troubled = {endpoint_label(url) for url in self.breakers.not_closed(now)}
-            self.metrics.breaker_open.labels(lane.label).set(1 if lane.label in troubled else 0)
+        troubled = self._troubled.setdefault(lane.label, set())
+        if state is BreakerState.CLOSED:
+            troubled.discard(url)
+        else:
+            troubled.add(url)
+        if not troubled:
+            del self._troubled[lane.label]
+        if self.metrics is not None:  # only this endpoint's gauge can have changed
+            self.metrics.breaker_open.labels(lane.label).set(1 if troubled else 0)
 
     async def _post(self, claim: Claim) -> tuple[Attempt, float | None]:
         """One POST: the stored bytes, signed. Never raises except on cancellation."""
