@@ -668,10 +668,11 @@ class Dispatcher:
 
 
 def _cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
-    """``cache[key]``, made by ``make()`` if missing; a full cache starts over."""
+    """``cache[key]``, made by ``make()`` if missing; a full cache lets its oldest entry go
+    (not all of them: with more endpoints than it holds, each would be made again)."""
     value = cache.get(key)
     if value is None:
         if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
+            del cache[next(iter(cache))]
         value = cache[key] = make()
     return value
