@@ -238,3 +238,36 @@ def test_without_an_admin_key_the_admin_api_is_closed() -> None:
 def test_no_access_token_starts_with_a_dash_that_a_command_line_reads_as_an_option() -> None:
     # One in 64 URL-safe tokens would: 2,000 of them all pass by chance about once in e^31.
     assert not [t for t in (new_access_token() for _ in range(2000)) if t.startswith("-")]
+
+
+async def test_preloaded_tokens_authenticate_without_a_read_each(
+    registry: Registry, store: CountingStore, clock: Clock
+) -> None:
+    live = [await registry.issue_token(f"C{n}") for n in range(3)]
+    revoked = await registry.issue_token("C9")
+    await store.revoke_token(revoked.record.token_hash, clock.now)
+    clock.now += 1
+
+    assert await registry.preload() == 3
+    for issued in live:
+        await registry.authenticate(issued.access_token)
+    assert store.token_reads == 0
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(revoked.access_token)
+
+
+async def test_preloading_a_small_cache_keeps_the_newest_tokens(
+    store: CountingStore, clock: Clock
+) -> None:
+    registry = Registry(store, token_ttl=86400, clock=clock, cache_size=2)
+    tokens = []
+    for n in range(3):
+        tokens.append(await registry.issue_token(f"C{n}"))
+        clock.now += 1
+
+    await registry.preload()
+    await registry.authenticate(tokens[2].access_token)
+    await registry.authenticate(tokens[1].access_token)
+    assert store.token_reads == 0
+    await registry.authenticate(tokens[0].access_token)
+    assert store.token_reads == 1

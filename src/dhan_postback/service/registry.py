@@ -299,6 +299,24 @@ class Registry:
             raise AuthenticationError("the access token has expired")
         return record
 
+    async def preload(self) -> int:
+        """Cache the newest active tokens, up to ``cache_size``, with one query; how many.
+
+        A node that starts while clients are sending (a restart at the market's open) would
+        otherwise read every client's token from the store on its first request, one by one,
+        all at once. Tokens used meanwhile stay as they are; revocations are heard as usual.
+        """
+        now = self.clock()
+        fresh = [
+            token
+            for token in await self.store.list_tokens()  # newest first
+            if token.is_active(now) and token.token_hash not in self._tokens
+        ][: max(0, self.cache_size - len(self._tokens))]
+        for token in fresh:  # behind the tokens in use, the oldest first to be let go
+            self._tokens[token.token_hash] = (now, token)
+            self._tokens.move_to_end(token.token_hash, last=False)
+        return len(fresh)
+
     async def _hear_revocations(self, now: float) -> None:
         """Drop the cached tokens that any node revoked lately: at most once per
         ``cache_ttl``, one query for all the requests that arrive meanwhile."""
