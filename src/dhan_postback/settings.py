@@ -13,8 +13,9 @@ relay's embedded service, and the admin key ``tokens`` uses to reach a service);
 ``validation_alias``.
 
 Durations read ``50ms``, ``5s``, ``2m``, ``3h``, ``1d`` (or plain seconds); the retry schedule
-is a comma-separated list of them, one delay before each attempt. ``--db`` is a URL on every
-command (``sqlite:///path/file.db``, ``postgresql://...``) and a bare path means a SQLite file.
+is a comma-separated list of them, one delay before each attempt (the first ``0s``). ``--db``
+is a URL on every command (``sqlite:///path/file.db``, ``postgresql://...``) and a bare path
+means a SQLite file.
 """
 
 from __future__ import annotations
@@ -100,6 +101,18 @@ def _seconds(value: Any) -> Any:
 
 def _schedule(value: Any) -> Any:
     return parse_schedule(value) if isinstance(value, str) else value
+
+
+def _first_attempt_at_once(delays: tuple[float, ...]) -> tuple[float, ...]:
+    """A retry schedule whose first delay is 0: the first attempt goes as soon as the update
+    is committed (and a replay's as soon as it is asked for), so a longer first delay would be
+    a wait that nothing keeps. Refused, rather than dropped without a word."""
+    if delays and delays[0] != 0:
+        raise ValueError(
+            "the first delay is the wait before the first attempt, which goes at once: "
+            "start the schedule with 0s (e.g. 0s,5s,30s)"
+        )
+    return delays
 
 
 def _strings(value: Any) -> Any:
@@ -215,11 +228,16 @@ class ServiceSettings(BaseSettings):
     allow_loopback: bool = Field(
         False, description="Sandbox: allow loopback Postback URLs (local development only)."
     )
-    retry_schedule: Annotated[tuple[float, ...], NoDecode, BeforeValidator(_schedule), SCHEDULE] = (
-        Field(
-            parse_schedule(DEFAULT_RETRY_SCHEDULE),
-            description="Delay before each attempt; after the last the delivery is dead.",
-        )
+    retry_schedule: Annotated[
+        tuple[float, ...],
+        NoDecode,
+        BeforeValidator(_schedule),
+        AfterValidator(_first_attempt_at_once),
+        SCHEDULE,
+    ] = Field(
+        parse_schedule(DEFAULT_RETRY_SCHEDULE),
+        description="Delay before each attempt, the first 0s (it goes at once); after the "
+        "last the delivery is dead.",
     )
     timeout: Duration = Field(5.0, description="Time a receiver has to answer one POST.")
     max_in_flight_per_url: int = Field(16, ge=1, description="Concurrent POSTs per URL.")

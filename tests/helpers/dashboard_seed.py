@@ -20,7 +20,6 @@ from starlette.routing import Mount
 
 from dhan_postback.payload import OrderUpdate, dumps
 from dhan_postback.service.dashboard import EndpointHealth, create_dashboard
-from dhan_postback.service.dashboard.formatting import IST
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.registry import register_partner, register_token
 from dhan_postback.service.store.base import (
@@ -35,6 +34,7 @@ from dhan_postback.service.store.base import (
 )
 from dhan_postback.settings import ServiceSettings
 from dhan_postback.signing import generate_secret
+from dhan_postback.wire import IST, TIME_FORMAT
 
 __all__ = [
     "CLIENT_A",
@@ -61,7 +61,7 @@ RETRY_DELAYS = (5.0, 30.0)
 
 def ist(text: str) -> float:
     """Epoch seconds of ``YYYY-MM-DD HH:MM:SS`` in IST (the payload's clock)."""
-    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=IST).timestamp()
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=IST).timestamp()
 
 
 @dataclass

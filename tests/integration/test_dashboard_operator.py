@@ -181,6 +181,25 @@ def test_endpoint_page_charts_the_last_hour_and_lists_failures_with_answers(
     assert "1 pending" in html or "2 pending" in html
 
 
+def test_endpoint_failures_read_like_a_deliverys_attempts_plus_which_delivery(
+    dash: Dashboard,
+) -> None:
+    failed = fresh_failure(dash, 503, body="down")
+    ours = endpoint_of(dash, URL_B, CLIENT_B)
+    with admin(dash) as client:
+        endpoint_page = client.get(f"/endpoints/{ours.id}").text
+        delivery_page = client.get(f"/deliveries/{failed}").text
+    [failures_head] = re.findall(
+        r'<table class="grid failures">\s*<thead>(.*?)</thead>', endpoint_page
+    )
+    [attempts_head] = re.findall(
+        r'<table class="grid attempts">\s*<thead>(.*?)</thead>', delivery_page
+    )
+    assert failures_head == attempts_head.replace("<tr>", "<tr><th>Delivery</th>", 1)
+    row = endpoint_page.split('<tr class="failure">', 1)[1].split("</tr>", 1)[0]
+    assert "3.0 ms" in row and "IST" in row and "UTC" in row
+
+
 def test_endpoint_page_without_recent_attempts_says_so(dash: Dashboard) -> None:
     ours = endpoint_of(dash, URL_A, CLIENT_A)
     with admin(dash) as client:

@@ -14,6 +14,7 @@ from dhan_postback.service.store import (
     DeliveryStatus,
     EndpointRecord,
     MinuteCounts,
+    OrderQuery,
     Outcome,
     Store,
     Target,
@@ -170,7 +171,7 @@ async def test_recent_orders_come_most_recently_updated_first_with_their_counts(
     await outbox.finish([Outcome(attempt("b1", NOW + 10, 500), "dead")])
     await outbox.release([c.id for c in claims if c is not b1])
 
-    orders = await outbox.recent_orders(limit=10)
+    orders = await outbox.recent_orders(OrderQuery(limit=10))
     assert [(o.order_id, o.deliveries, o.pending, o.dead) for o in orders] == [
         ("C", 1, 1, 0),
         ("A", 2, 2, 0),
@@ -179,7 +180,7 @@ async def test_recent_orders_come_most_recently_updated_first_with_their_counts(
     a = orders[1]
     assert (a.dhan_client_id, a.last_created_at) == ("1000000001", NOW + 2)
     assert a.last_payload == b'{"orderId":"A","id":"a2"}'
-    assert [o.order_id for o in await outbox.recent_orders(limit=2)] == ["C", "A"]
+    assert [o.order_id for o in await outbox.recent_orders(OrderQuery(limit=2))] == ["C", "A"]
 
 
 async def test_recent_orders_can_be_one_clients_and_one_targets(outbox: Store) -> None:
@@ -190,16 +191,14 @@ async def test_recent_orders_can_be_one_clients_and_one_targets(outbox: Store) -
             new("c1", order_id="C", token=OTHER_TOKEN),
         ]
     )
-    mine = await outbox.recent_orders(dhan_client_id="1000000001", target=Target.TOKEN)
+    mine = await outbox.recent_orders(OrderQuery(dhan_client_id="1000000001", target=Target.TOKEN))
     assert [o.order_id for o in mine] == ["A"]
-    assert [o.order_id for o in await outbox.recent_orders(dhan_client_id="1000000001")] == [
-        "P",
-        "A",
-    ]
+    clients = await outbox.recent_orders(OrderQuery(dhan_client_id="1000000001"))
+    assert [o.order_id for o in clients] == ["P", "A"]
 
 
 async def test_recent_orders_read_only_the_newest_window_of_deliveries(outbox: Store) -> None:
     await outbox.enqueue([new(f"m{n}", order_id=f"order-{n}") for n in range(5)])
-    orders = await outbox.recent_orders(window=3, limit=10)
+    orders = await outbox.recent_orders(OrderQuery(window=3, limit=10))
     assert [o.order_id for o in orders] == ["order-4", "order-3", "order-2"]
     assert (await outbox.counts())[DeliveryStatus.PENDING] == 5

@@ -81,6 +81,17 @@ def test_a_bad_value_is_a_usage_error_naming_the_flag(args: list[str]) -> None:
     assert args[0] in result.output
 
 
+def test_a_schedule_that_does_not_start_at_once_is_refused_saying_to_start_with_0s() -> None:
+    result = CliRunner().invoke(show, ["--retry-schedule", "5s,30s"])
+    assert result.exit_code == 2
+    assert "--retry-schedule" in result.output and "start the schedule with 0s" in result.output
+
+
+def test_a_schedule_given_as_delays_must_start_at_once_too() -> None:
+    with pytest.raises(ValueError, match="start the schedule with 0s"):
+        ServiceSettings(retry_schedule=(5.0, 30.0))
+
+
 def test_an_unknown_field_is_refused_when_building_flags() -> None:
     with pytest.raises(ValueError, match="not fields of ServiceSettings"):
         settings_options(ServiceSettings, only=["no_such_setting"])

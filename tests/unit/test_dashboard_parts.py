@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from dhan_postback.errors import PermissionDenied
@@ -23,9 +25,11 @@ from dhan_postback.service.store.base import (
     DeliveryQuery,
     DeliveryStatus,
     MinuteCounts,
+    OrderQuery,
     Target,
 )
 from dhan_postback.service.store.memory import MemoryStore
+from dhan_postback.wire import TIME_PATTERN
 from tests.helpers.dashboard_seed import CLIENT_A, CLIENT_B, PARTNER_URL, URL_A, URL_B, ist, seed
 
 # Sessions -------------------------------------------------------------------------------------
@@ -91,6 +95,12 @@ def test_token_query_is_its_clients_own_urls() -> None:
     assert query.status is DeliveryStatus.DEAD
 
 
+def test_token_order_query_is_its_clients_own_urls_with_its_bounds_kept() -> None:
+    asked = OrderQuery(window=10, limit=3)
+    query = Principal(is_admin=False, dhan_client_id="42").restrict(asked)
+    assert query == OrderQuery(dhan_client_id="42", target=Target.TOKEN, window=10, limit=3)
+
+
 def test_token_asking_for_another_client_is_refused_as_the_api_refuses_it() -> None:
     asked = DeliveryQuery(dhan_client_id="7")
     with pytest.raises(PermissionDenied, match="only its own client"):
@@ -112,6 +122,10 @@ def test_times_render_in_ist_and_utc() -> None:
     assert format_ist(moment) == "2026-11-24 09:15:02 IST"
     assert format_utc(moment) == "2026-11-24 03:45:02 UTC"
     assert format_ist(None) == "—"
+
+
+def test_an_ist_time_without_its_zone_is_a_timestamp_as_the_broker_writes_them() -> None:
+    assert re.fullmatch(TIME_PATTERN, format_ist(ist("2026-11-24 09:15:02"), short=True))
 
 
 def test_filter_times_are_read_as_ist() -> None:

@@ -69,8 +69,18 @@ def _defined_names(module: ModuleType) -> set[str]:
         elif isinstance(node, ast.AnnAssign | ast.AugAssign) and isinstance(node.target, ast.Name):
             names.add(node.target.id)
         elif isinstance(node, ast.ImportFrom) and node.level == 1 and _is_package(module):
-            names.update(alias.asname or alias.name for alias in node.names)
+            names.update(_imported_names(module, node))
     return names
+
+
+def _imported_names(package: ModuleType, node: ast.ImportFrom) -> set[str]:
+    """What a package's ``from .part import ...`` binds: the names listed, or for ``*`` every
+    name in the part's ``__all__`` (a part without one fails here: ``*`` would then re-export
+    whatever the part happens to import)."""
+    if [alias.name for alias in node.names] == ["*"]:
+        part = importlib.import_module(f"{package.__name__}.{node.module}")
+        return set(part.__all__)
+    return {alias.asname or alias.name for alias in node.names}
 
 
 def _is_package(module: ModuleType) -> bool:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
+
+import structlog
 
 from dhan_postback.service.metrics import ServiceMetrics
 from dhan_postback.service.registry import register_token
@@ -17,6 +21,7 @@ from dhan_postback.service.store import (
 )
 from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
+from tests.helpers.waiting import eventually
 
 NOW = 1_700_000_000.0
 DAY = 86400.0
@@ -71,3 +76,22 @@ async def test_a_round_keeps_what_is_younger_than_its_retention() -> None:
     result = await Pruner(store, settings(), clock=lambda: NOW).prune_once()
     assert result.delivered == 1
     assert await store.get_delivery("msg_1") is not None
+
+
+async def test_a_round_that_prunes_logs_every_count_of_what_it_deleted() -> None:
+    store = CountingStore()
+    await delivered_at(store, [NOW - 8 * DAY] * 3)
+    pruner = Pruner(store, settings(), clock=lambda: NOW)
+    with structlog.testing.capture_logs() as events:
+        task = asyncio.create_task(pruner.run())
+        await eventually(lambda: any(e["event"] == "pruned" for e in events))
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    [pruned] = [e for e in events if e["event"] == "pruned"]
+    assert {k: pruned[k] for k in ("delivered", "dead", "attempts", "idempotency_keys")} == {
+        "delivered": 3,
+        "dead": 0,
+        "attempts": 3,
+        "idempotency_keys": 0,
+    }

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..errors import PermissionDenied
-from .store.base import DeliveryQuery, Target, TokenRecord
+from .store.base import DeliveryQuery, OrderQuery, Target, TokenRecord
 
 __all__ = ["Principal"]
+
+Q = TypeVar("Q", DeliveryQuery, OrderQuery)
+"""A query over the delivery log that names a client and a target: what a principal narrows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,7 @@ class Principal:
     def of_token(cls, token: TokenRecord) -> Principal:
         return cls(is_admin=False, dhan_client_id=token.dhan_client_id, token_hash=token.token_hash)
 
-    def restrict(self, query: DeliveryQuery) -> DeliveryQuery:
+    def restrict(self, query: Q) -> Q:
         """``query`` limited to what this principal may see; PermissionDenied when it names
         another client."""
         if self.is_admin:

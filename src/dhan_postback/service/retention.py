@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -86,13 +87,7 @@ class Pruner:
                 log.warning("pruning failed", error_type=type(exc).__name__)
             else:
                 if result.rows:
-                    log.info(
-                        "pruned",
-                        delivered=result.delivered,
-                        dead=result.dead,
-                        attempts=result.attempts,
-                        idempotency_keys=result.idempotency_keys,
-                    )
+                    log.info("pruned", **dataclasses.asdict(result))
             await asyncio.sleep(self.settings.prune_interval)
 
 

@@ -4,7 +4,9 @@ Pure functions, so the policy can be read and tested without a network or a stor
 
 The schedule (``settings.retry_schedule``) holds one delay per attempt of a round: entry ``k``
 is the wait before attempt ``k + 1``. The first entry is the wait before the first attempt,
-counted from the commit; the store makes a new delivery due at once, so it is normally ``0s``.
+and that attempt goes at once (the store makes a new delivery due when it commits it, a replay
+when it is asked for): the settings refuse a schedule whose first entry is not ``0s``, so
+that no configured wait is dropped without a word. Only entries ``1..`` are ever waited.
 After a round has used every entry, the delivery is ``dead`` (a replay starts a new round).
 
 Jitter: after attempt ``k`` fails, the next attempt waits a delay drawn uniformly from

@@ -44,6 +44,7 @@ from ..store.base import (
     DeliveryStatus,
     EndpointKind,
     EndpointRecord,
+    OrderQuery,
     Store,
     Target,
 )
@@ -679,9 +680,8 @@ def create_dashboard(node: ServiceNode) -> Starlette:
             return RedirectResponse(f"{_base(request)}/orders/{order_id}", status_code=303)
         queues: dict[str, list[Delivery]] = {}
         if not order_id:
-            own = principal.restrict(DeliveryQuery())
             recent = await dash.store.recent_orders(
-                dhan_client_id=own.dhan_client_id, target=own.target, limit=RECENT_ORDERS
+                principal.restrict(OrderQuery(limit=RECENT_ORDERS))
             )
             return await dash.render(
                 request, "orders.html", session=session, order_id="", recent=recent

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ...errors import UnreadablePayload
 from ...payload import parse
-from ...wire import IST
+from ...wire import IST, TIME_FORMAT
 
 __all__ = [
     "IST",
@@ -29,17 +29,19 @@ __all__ = [
 
 
 def format_ist(epoch: float | None, *, short: bool = False) -> str:
-    """``2026-11-24 09:15:02 IST`` (``short``: without the zone, for a column that names it)."""
+    """``2026-11-24 09:15:02 IST`` (``short``: without the zone, for a column that names it):
+    the broker's own timestamp format, so a time here reads as the payload's ``updateTime``."""
     if epoch is None:
         return "—"
-    moment = datetime.fromtimestamp(epoch, IST).strftime("%Y-%m-%d %H:%M:%S")
+    moment = datetime.fromtimestamp(epoch, IST).strftime(TIME_FORMAT)
     return moment if short else f"{moment} IST"
 
 
 def format_utc(epoch: float | None) -> str:
+    """``2026-11-24 03:45:02 UTC``: laid out as the IST time beside it, for operators."""
     if epoch is None:
         return "—"
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(epoch, UTC).strftime(TIME_FORMAT) + " UTC"
 
 
 def parse_ist_input(value: str | None) -> float | None:

@@ -64,6 +64,7 @@ __all__ = [
     "IdempotencyRecord",
     "MinuteCounts",
     "NewDelivery",
+    "OrderQuery",
     "OrderSummary",
     "Outcome",
     "PartnerRecord",
@@ -361,24 +362,16 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A delivery as the log shows it.
+class Delivery(NewDelivery):
+    """A delivery as the log shows it: the :class:`NewDelivery` it was enqueued as, and where
+    it stands (its place ``seq`` in the outbox, its status and attempts).
 
     SQL backends select its columns in the order of :meth:`from_row`.
     """
 
-    id: str
     seq: int
-    dhan_client_id: str
-    token_hash: str
-    target: Target
-    partner_id: str | None
-    url: str
-    order_id: str
-    payload: bytes
     status: DeliveryStatus
     attempts: int
-    created_at: float
     next_attempt_at: float | None
     delivered_at: float | None = None
     last_status_code: int | None = None
@@ -533,16 +526,27 @@ class OrderSummary:
             created_at, bytes(payload), seq,
         )  # fmt: skip
 
-    @staticmethod
-    def params(
-        dhan_client_id: str | None, target: Target | None, window: int, limit: int
-    ) -> dict[str, Any]:
+
+@dataclass(frozen=True, slots=True)
+class OrderQuery:
+    """Which orders :meth:`Store.recent_orders` summarises: those of the newest ``window``
+    deliveries (of one client, one target, when given), at most ``limit`` of them.
+
+    ``window`` bounds the read, so that a month of log costs what an hour does.
+    """
+
+    dhan_client_id: str | None = None
+    target: Target | None = None
+    window: int = 1000
+    limit: int = 50
+
+    def params(self) -> dict[str, Any]:
         """The named parameters of the SQL backends' ``recent_orders`` statement."""
         return {
-            "dhan_client_id": dhan_client_id,
-            "target": None if target is None else target.value,
-            "window": window,
-            "limit": limit,
+            "dhan_client_id": self.dhan_client_id,
+            "target": None if self.target is None else self.target.value,
+            "window": self.window,
+            "limit": self.limit,
         }
 
 
@@ -688,14 +692,6 @@ class Store(Protocol):
         """Up to ``limit`` attempts to ``endpoint`` started at or after ``since`` that got no
         2xx answer, newest first (with what the receiver answered)."""
 
-    async def recent_orders(
-        self,
-        *,
-        dhan_client_id: str | None = None,
-        target: Target | None = None,
-        window: int = 1000,
-        limit: int = 50,
-    ) -> list[OrderSummary]:
-        """The orders of the newest ``window`` deliveries (of one client, one target, when
-        given), the most recently updated first, at most ``limit``. Bounded by ``window`` so
-        that a month of log costs what an hour does; counts are over that window."""
+    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+        """The orders of the query's newest ``window`` deliveries, the most recently updated
+        first, at most ``limit``; counts are over that window."""

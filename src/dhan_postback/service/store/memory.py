@@ -29,6 +29,7 @@ from .base import (
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
+    OrderQuery,
     OrderSummary,
     Outcome,
     PartnerRecord,
@@ -434,20 +435,13 @@ class MemoryStore:
         failed = [a for a in self._endpoint_attempts(endpoint, since) if not _answered(a)]
         return sorted(failed, key=lambda a: a.started_at, reverse=True)[:limit]
 
-    async def recent_orders(
-        self,
-        *,
-        dhan_client_id: str | None = None,
-        target: Target | None = None,
-        window: int = 1000,
-        limit: int = 50,
-    ) -> list[OrderSummary]:
-        query = DeliveryQuery(dhan_client_id=dhan_client_id, target=target)
+    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+        deliveries = DeliveryQuery(dhan_client_id=query.dhan_client_id, target=query.target)
         newest = sorted(
-            (row for row in self._rows.values() if _matches(row, query)),
+            (row for row in self._rows.values() if _matches(row, deliveries)),
             key=lambda row: row.seq,
             reverse=True,
-        )[:window]
+        )[: query.window]
         orders: dict[tuple[str, str], list[_Row]] = {}
         for row in newest:
             orders.setdefault((row.new.order_id, row.new.dhan_client_id), []).append(row)
@@ -462,7 +456,7 @@ class MemoryStore:
                 last_payload=rows[0].new.payload,
                 last_seq=rows[0].seq,
             )
-            for (order_id, client), rows in list(orders.items())[:limit]
+            for (order_id, client), rows in list(orders.items())[: query.limit]
         ]
 
 
@@ -501,20 +495,11 @@ def _matches(row: _Row, query: DeliveryQuery) -> bool:
 
 
 def _view(row: _Row) -> Delivery:
-    new = row.new
     return Delivery(
-        id=new.id,
+        **dataclasses.asdict(row.new),
         seq=row.seq,
-        dhan_client_id=new.dhan_client_id,
-        token_hash=new.token_hash,
-        target=new.target,
-        partner_id=new.partner_id,
-        url=new.url,
-        order_id=new.order_id,
-        payload=new.payload,
         status=row.status,
         attempts=row.attempts,
-        created_at=new.created_at,
         next_attempt_at=row.next_attempt_at if row.status is DeliveryStatus.PENDING else None,
         delivered_at=row.delivered_at,
         last_status_code=row.last_status_code,

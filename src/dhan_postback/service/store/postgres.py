@@ -53,13 +53,13 @@ from .base import (
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
+    OrderQuery,
     OrderSummary,
     Outcome,
     PartnerRecord,
     PauseChange,
     PruneResult,
     SessionRecord,
-    Target,
     TokenRecord,
 )
 from .queries import load_queries, migrations
@@ -649,15 +649,8 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def recent_orders(
-        self,
-        *,
-        dhan_client_id: str | None = None,
-        target: Target | None = None,
-        window: int = 1000,
-        limit: int = 50,
-    ) -> list[OrderSummary]:
-        params = OrderSummary.params(dhan_client_id, target, window, limit)
+    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+        params = query.params()
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[OrderSummary]:
             cur = await conn.execute(_Q["recent_orders"], params)

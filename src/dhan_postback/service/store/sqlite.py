@@ -49,13 +49,13 @@ from .base import (
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
+    OrderQuery,
     OrderSummary,
     Outcome,
     PartnerRecord,
     PauseChange,
     PruneResult,
     SessionRecord,
-    Target,
     TokenRecord,
 )
 from .queries import load_queries, migrations
@@ -526,15 +526,8 @@ class SQLiteStore:
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [Attempt(*row) for row in rows]
 
-    async def recent_orders(
-        self,
-        *,
-        dhan_client_id: str | None = None,
-        target: Target | None = None,
-        window: int = 1000,
-        limit: int = 50,
-    ) -> list[OrderSummary]:
-        params = OrderSummary.params(dhan_client_id, target, window, limit)
+    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+        params = query.params()
         sql = _QUERIES["recent_orders"]
         rows = await self._read(lambda conn: _rows(conn, sql, params))
         return [OrderSummary.from_row(row) for row in rows]
