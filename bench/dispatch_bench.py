@@ -119,6 +119,9 @@ class NullStore:
     async def release(self, ids: list[str]) -> None:
         raise AssertionError("the benchmark never gives claims back")
 
+    async def renew(self, leases: list[tuple[str, float]], *, until: float) -> list[str]:
+        return [delivery_id for delivery_id, _ in leases]
+
     async def next_due(self) -> float | None:
         return 0.0 if self._due else None
 

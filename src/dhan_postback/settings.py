@@ -260,7 +260,10 @@ class ServiceSettings(BaseSettings):
         30.0, description="Longest pause between probes of a URL that stays down."
     )
     lease: Duration = Field(
-        60.0, description="How long a claim is held before another node may retry it."
+        10.0,
+        ge=1.0,
+        description="How long a claim is held unrenewed: a dead node's claims go out again "
+        "after it. Renewed every third of it while held, so a POST may take longer.",
     )
     claim_batch: int = Field(256, ge=1, description="Deliveries claimed per store round trip.")
     token_ttl: Duration = Field(86400.0, description="Lifetime of a new access token.")

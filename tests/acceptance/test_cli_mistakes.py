@@ -102,6 +102,12 @@ MISTAKES = {
         ("--timeout", "not a duration", "5s"),
         ADMIN,
     ),
+    "serve --lease under a second": Mistake(
+        ("serve", "--lease", "500ms"),
+        2,
+        ("--lease", "greater than or equal to 1"),
+        ADMIN,
+    ),
     "a variable that is not a duration": Mistake(
         ("serve",),
         2,

@@ -1,5 +1,6 @@
-"""Shared pieces of the dispatcher tests: fast settings, waiting for the outbox to settle, and
-one delivery dispatched to a receiver from start to end."""
+"""Shared pieces of the dispatcher tests: fast settings, waiting for the outbox to settle, one
+delivery dispatched to a receiver from start to end, and for tests without a server a clock
+and a sender's handler that move only when the test says so."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.sender import Answer, Request
 from dhan_postback.service.store.base import (
     Attempt,
     Claim,
@@ -24,7 +26,14 @@ from .receivers import RecordingReceiver
 from .servers import UvicornThread
 from .updates import order_updates
 
-__all__ = ["FifoBreakingStore", "deliver_one", "fast_settings", "settled"]
+__all__ = [
+    "FifoBreakingStore",
+    "FrozenClock",
+    "Gate",
+    "deliver_one",
+    "fast_settings",
+    "settled",
+]
 
 
 def fast_settings(**overrides: Any) -> ServiceSettings:
@@ -87,3 +96,31 @@ class FifoBreakingStore(MemoryStore):
             ):
                 claims.append(self._lease(row, now + lease))
         return claims[:limit]
+
+
+class Gate:
+    """A sender's handler that holds every POST until the test lets it answer."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Request, asyncio.Future[Answer]]] = []
+
+    async def __call__(self, request: Request) -> Answer:
+        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.waiting.append((request, answer))
+        return await answer
+
+    def answer(self, status: int = 200) -> Request:
+        """Let the oldest POST under way answer ``status``; return its request."""
+        request, answer = self.waiting.pop(0)
+        answer.set_result(Answer(status))
+        return request
+
+
+class FrozenClock:
+    """Wall-clock time that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()  # after the outbox is filled: its deliveries are due
+
+    def __call__(self) -> float:
+        return self.now

@@ -2,6 +2,7 @@
 a reconnect): poll a condition until it holds, and fail the test when it does not in time.
 
 :func:`eventually` is for async tests (it lets the event loop run between checks);
+:func:`eventually_async` for a condition that must itself await (a store's answer);
 :func:`wait_until` is the same for code that runs no event loop.
 """
 
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-__all__ = ["eventually", "wait_until"]
+__all__ = ["eventually", "eventually_async", "wait_until"]
 
 _POLL = 0.01
 
@@ -20,6 +21,17 @@ async def eventually(check: Callable[[], bool], timeout: float = 20.0, message: 
     """Wait until ``check()`` holds, failing the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(_failure(timeout, message))
+        await asyncio.sleep(_POLL)
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], timeout: float = 20.0, message: str = ""
+) -> None:
+    """:func:`eventually` for a condition that awaits, such as a question to a store."""
+    deadline = time.monotonic() + timeout
+    while not await check():
         if time.monotonic() > deadline:
             raise AssertionError(_failure(timeout, message))
         await asyncio.sleep(_POLL)

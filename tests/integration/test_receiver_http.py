@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import sqlite3
 import threading
 import time
@@ -352,3 +355,95 @@ def test_stats_count_what_happened(serve: Serve) -> None:
     stats = receiver.stats()
     assert (stats.received, stats.unique, stats.duplicates) == (4, 1, 1)
     assert (stats.rejected, stats.quarantined, stats.handler_failures) == (1, 1, 0)
+
+
+# ------------------------------------------------------------------------- the raw ASGI path
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_every_method_but_post_on_the_postback_path_gets_405_in_the_broker_shape(
+    serve: Serve, method: str
+) -> None:
+    receiver, client = serve()
+    response = client.request(method, "/", content=update_body("1"))
+    assert response.status_code == 405
+    assert response.json()["errorCode"] == "DH-905"
+    assert set(response.json()) == {"errorType", "errorCode", "errorMessage"}
+    assert receiver.store.counts().updates == 0
+
+
+def test_a_chunked_body_over_the_size_limit_gets_413_in_the_broker_shape(serve: Serve) -> None:
+    receiver, client = serve(max_body_size=1024)
+    chunks = (b"x" * 512 for _ in range(4))  # no content-length: the limit is counted as it comes
+    response = client.post("/", content=chunks)
+    assert response.status_code == 413
+    assert set(response.json()) == {"errorType", "errorCode", "errorMessage"}
+    assert receiver.store.counts().updates == 0
+
+
+def test_a_sender_gone_before_its_whole_body_arrived_leaves_nothing_stored(
+    serve: Serve,
+) -> None:
+    receiver, client = serve()
+    host, port = client.base_url.host, client.base_url.port
+    assert port is not None
+    body = update_body("gone")
+    with socket.create_connection((host, port)) as raw:
+        head = f"POST / HTTP/1.1\r\nhost: {host}\r\ncontent-length: {len(body)}\r\n\r\n"
+        raw.sendall(head.encode() + body[:100])
+    assert post(client, update_body("kept")).status_code == 200
+    assert [row.order_id for row in receiver.store.orders()] == ["kept"]
+
+
+def test_every_acknowledged_update_is_already_in_the_file_when_its_200_arrives(
+    serve: Serve, tmp_path: Path
+) -> None:
+    db = tmp_path / "acknowledged.db"
+    receiver, client = serve(secret=SECRET, db=db)
+    missing: list[str] = []
+
+    async def send_all() -> None:
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=10) as http:
+
+            async def one(index: int) -> None:
+                body = update_body(f"o{index % 25}", filled_qty=index // 25)
+                response = await http.post(
+                    "/", content=body, headers=signed(SECRET, body, f"m{index}")
+                )
+                assert response.status_code == 200
+                with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+                    found = conn.execute(
+                        "SELECT 1 FROM updates WHERE dedupe_key = ?", (f"id:m{index}",)
+                    ).fetchone()
+                if found is None:
+                    missing.append(f"m{index}")
+
+            await asyncio.gather(*(one(index) for index in range(200)))
+
+    asyncio.run(send_all())
+    assert missing == []
+    assert receiver.store.counts().updates == 200
+
+
+def test_a_postback_the_store_cannot_commit_gets_503_never_200(serve: Serve) -> None:
+    receiver, client = serve()
+    receiver.store.close()  # the writer is gone: nothing can be made durable
+    response = post(client, update_body("1"))
+    assert response.status_code == 503
+    assert response.json()["errorCode"] == "DH-908"
+    assert client.get("/healthz").status_code == 503
+
+
+def test_handlers_get_the_postback_parse_and_verify_reads_from_the_same_request(
+    serve: Serve,
+) -> None:
+    receiver, client = serve(secret=SECRET)
+    seen: list[Postback] = []
+    receiver.on_update(seen.append)
+    body = update_body("1", "Part_Traded", filled_qty=3, somethingNew={"a": 1})
+    headers = signed(SECRET, body, "msg_full")
+    assert client.post("/", content=body, headers=headers).status_code == 200
+    wait_until(lambda: len(seen) == 1)
+    assert seen == [parse_and_verify(headers, body, secret=SECRET)]
+    assert seen[0].update.unknown_values == ()
+    assert seen[0].update.extra_fields == ("somethingNew",)

@@ -61,6 +61,17 @@ def test_a_bad_setting_is_reported_by_its_flag() -> None:
     assert "--timeout" in result.stderr
 
 
+def test_a_post_timeout_longer_than_the_lease_is_a_valid_setting(tmp_path: Path) -> None:
+    """The heartbeat renews the lease of a POST under way, so a slow receiver may have an
+    hour under the default lease of 10 s."""
+    port = free_port()
+    process = _serve(tmp_path / "service.db", port, tmp_path / "serve.log")
+    process.args += ["--timeout", "1h"]
+    with process:
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+    assert health.status_code == 200
+
+
 def test_the_sandbox_switch_is_announced_loudly(server: tuple[str, Path]) -> None:
     _, log = server
     assert "allow-loopback is on" in log.read_text()

@@ -95,6 +95,7 @@ _OUTBOX_STATEMENTS = (
     "select_heads",
     "lease",
     "release",
+    "renew_leases",
     "finish_deliveries",
     "insert_attempts",
     "promote_queue_heads",

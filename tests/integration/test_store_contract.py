@@ -323,6 +323,59 @@ async def test_release_leaves_finished_deliveries_alone(outbox: Store) -> None:
     assert delivery is not None and delivery.status is DeliveryStatus.DELIVERED
 
 
+# Renewal (the dispatcher's heartbeat) ---------------------------------------------------------
+
+
+async def test_a_renewed_lease_keeps_the_delivery_from_other_claims_until_its_new_end(
+    outbox: Store,
+) -> None:
+    await outbox.enqueue([new("msg_1")])
+    [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    first = NOW + 20.123456789  # a clock's fraction of a second, as a real renewal has
+    second = NOW + 40.987654321
+    assert await outbox.renew([(claim.id, claim.lease_until)], until=first) == ["msg_1"]
+    assert await outbox.renew([(claim.id, first)], until=second) == ["msg_1"]
+    assert await claim_ids(outbox, now=second - 0.001) == []
+    assert await claim_ids(outbox, now=second) == ["msg_1"]
+
+
+async def test_a_lease_another_node_took_after_it_ran_out_is_not_renewed(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1")])
+    [ours] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    [theirs] = await outbox.claim(limit=10, now=NOW + LEASE + 1, lease=LEASE)
+    assert await outbox.renew([(ours.id, ours.lease_until)], until=NOW + 3 * LEASE) == []
+    assert await claim_ids(outbox, now=theirs.lease_until - 0.001) == []
+    assert await claim_ids(outbox, now=theirs.lease_until) == ["msg_1"]
+
+
+async def test_a_lease_that_ran_out_and_was_not_taken_is_renewed(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1")])
+    [claim] = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    until = NOW + 2 * LEASE
+    assert await outbox.renew([(claim.id, claim.lease_until)], until=until) == ["msg_1"]
+    assert await claim_ids(outbox, now=NOW + LEASE + 1) == []
+
+
+async def test_a_finished_released_or_replayed_delivery_is_not_renewed(outbox: Store) -> None:
+    await outbox.enqueue([new("msg_1", order_id="o1"), new("msg_2", order_id="o2")])
+    await outbox.enqueue([new("msg_3", order_id="o3")])
+    claims = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    await settle(outbox, ["msg_1"], "delivered")
+    await outbox.release(["msg_2"])
+    await outbox.replay(DeliveryQuery(ids=["msg_3"]), now=NOW + LEASE)  # its lease ran out
+    held = [(claim.id, claim.lease_until) for claim in claims]
+    assert await outbox.renew(held, until=NOW + 2 * LEASE) == []
+
+
+async def test_renewing_many_leases_renews_each_held_one(outbox: Store) -> None:
+    await outbox.enqueue([new(f"msg_{n}", order_id=f"o{n}") for n in range(50)])
+    claims = await outbox.claim(limit=100, now=NOW + 0.5, lease=LEASE)
+    held = [(claim.id, claim.lease_until) for claim in claims]
+    held.append(("msg_unknown", NOW + LEASE))
+    renewed = await outbox.renew(held, until=NOW + 2 * LEASE)
+    assert sorted(renewed) == sorted(claim.id for claim in claims)
+
+
 # Finish: delivered, retry, dead ---------------------------------------------------------------
 
 

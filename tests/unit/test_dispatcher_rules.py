@@ -19,7 +19,7 @@ from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.sender import Answer, MockSender, Request, SendError
 from dhan_postback.service.store.base import Claim, DeliveryStatus
 from dhan_postback.service.store.memory import MemoryStore
-from tests.helpers.dispatching import FifoBreakingStore, fast_settings, settled
+from tests.helpers.dispatching import FifoBreakingStore, FrozenClock, Gate, fast_settings, settled
 from tests.helpers.outbox import Outbox
 from tests.helpers.updates import order_updates
 from tests.helpers.waiting import eventually
@@ -28,24 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 
 BUSY = "http://127.0.0.1:8001/hook"
 OTHER = "http://127.0.0.1:8002/hook"
-
-
-class Gate:
-    """A sender's handler that holds every POST until the test lets it answer."""
-
-    def __init__(self) -> None:
-        self.waiting: list[tuple[Request, asyncio.Future[Answer]]] = []
-
-    async def __call__(self, request: Request) -> Answer:
-        answer: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self.waiting.append((request, answer))
-        return await answer
-
-    def answer(self, status: int = 200) -> Request:
-        """Let the oldest POST under way answer ``status``; return its request."""
-        request, answer = self.waiting.pop(0)
-        answer.set_result(Answer(status))
-        return request
 
 
 async def test_a_lane_runs_at_most_max_in_flight_per_url_posts() -> None:
@@ -147,16 +129,6 @@ async def test_a_given_sender_is_not_closed_by_the_dispatcher() -> None:
         pass
 
     assert not sender.closed
-
-
-class FrozenClock:
-    """Wall-clock time that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = time.time()  # after the outbox is filled: its deliveries are due
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def claimed_by_another_node(store: MemoryStore, now: float) -> list[Claim]:

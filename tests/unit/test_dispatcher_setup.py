@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.node import ServiceNode
@@ -10,9 +11,14 @@ from dhan_postback.service.store.memory import MemoryStore
 from dhan_postback.settings import ServiceSettings
 
 
-def test_a_lease_shorter_than_an_attempt_is_refused() -> None:
-    with pytest.raises(ValueError, match="lease must be longer than timeout"):
-        Dispatcher(MemoryStore(), ServiceSettings(timeout=5, lease=5))
+def test_a_lease_under_a_second_is_refused() -> None:
+    with pytest.raises(ValidationError, match="lease"):
+        ServiceSettings(lease=0.5)
+
+
+def test_a_lease_shorter_than_an_attempt_is_renewed_every_third_of_itself() -> None:
+    dispatcher = Dispatcher(MemoryStore(), ServiceSettings(timeout=3600, lease=6))
+    assert dispatcher.heartbeat == 2
 
 
 def test_wake_before_the_start_does_nothing() -> None:

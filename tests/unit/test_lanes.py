@@ -278,6 +278,19 @@ def test_give_back_waiting_of_every_url_empties_every_queue() -> None:
     assert board.held == 0
 
 
+def test_forget_waiting_drops_the_named_waiting_claims_and_frees_their_queues() -> None:
+    board = lanes(per_lane=1)
+    under_way, lost, kept = claim(A), claim(A), claim(B)
+    lane_a, _ = board.admit([under_way, lost, kept]).lanes
+    start_all(board, lane_a)
+
+    forgotten = board.forget_waiting({lost.id, under_way.id})
+
+    assert forgotten == [lost]
+    assert board.holder((A, lost.order_id)) is None
+    assert (board.in_flight, board.waiting) == (1, 1)
+
+
 def test_idle_lanes_are_forgotten_when_the_full_urls_are_asked() -> None:
     board = lanes()
     head = claim(A)

@@ -2,14 +2,17 @@
 
 One request, in order::
 
-    POST <path>  ->  read body  ->  verify (401/403)  ->  parse (400 + quarantine)
+    POST <path>  ->  read body  ->  verify the signature (401)
+                 ->  read the few facts the book needs (400 + quarantine)  ->  client (403)
                  ->  record + advance book, one group-committed transaction  ->  200
-                 ->  handlers, in a task, after the answer
+                 ->  full parse and handlers, in a task, after the commit
 
 It answers 200 for a duplicate too (the sender retried; we already have it) without calling the
 handlers again. ``GET /healthz`` answers while the store's writer is alive. Everything else is
 404 in the broker's error shape. The hot path is raw ASGI and msgspec: no framework objects per
-request.
+request, the HMAC keyed once (:class:`~dhan_postback.signing.SignatureVerifier`), and only the
+dozen fields the book needs decoded before the write (:mod:`.facts`); the body is stored as it
+came and read in full only for the handlers, after the commit.
 
 Mounted (``Mount("/postback", receiver)``), the Postback URL ends with a slash
 (``https://host/postback/``), because Starlette redirects ``/postback`` there and a sender must
@@ -31,11 +34,11 @@ from typing import Any, Final, TypeVar
 import msgspec
 import structlog
 
-from .. import signing
+from .. import payload, signing
 from ..errors import (
     DhanPostbackError,
+    MethodNotAllowed,
     NotFound,
-    PayloadError,
     PermissionDenied,
     RequestTooLarge,
     SignatureError,
@@ -44,9 +47,10 @@ from ..errors import (
     UnstorablePayload,
     error_body,
 )
+from .facts import read_facts
 from .handlers import DEFAULT_RETRY_DELAYS, Handler, HandlerRegistry, HandlerRunner
 from .store import ReceiverStore
-from .verify import Verifier, redact_headers
+from .verify import Postback, Verifier, dedupe_key, redact_headers
 
 __all__ = [
     "DEFAULT_DB",
@@ -92,10 +96,6 @@ class ReceiverStats(msgspec.Struct, frozen=True):
     """Unreadable bodies (400), kept in the quarantine table."""
     handler_failures: int
     """Handler calls that raised, retries included."""
-
-
-class _MethodNotAllowed(PayloadError):
-    http_status = 405
 
 
 class _Disconnected(Exception):
@@ -243,7 +243,7 @@ class Receiver:
             if method == "POST":
                 await self._postback(scope, receive, send)
             else:
-                await _error(send, _MethodNotAllowed("postbacks are accepted with POST only"))
+                await _error(send, MethodNotAllowed("postbacks are accepted with POST only"))
         elif path == "/healthz" and method in ("GET", "HEAD"):
             if self.store.writing:
                 await _respond(send, 200, _HEALTHY)
@@ -271,8 +271,11 @@ class Receiver:
             for name, value in scope["headers"]
             if name in _WEBHOOK_HEADERS
         }
+        verifier = self.verifier
         try:
-            postback = self.verifier.check(headers, body)
+            webhook_id = verifier.webhook_id(headers, body)
+            facts = read_facts(body)
+            verifier.check_client(facts.client_id)
         except (SignatureError, PermissionDenied) as exc:
             self._rejected += 1
             await _error(send, exc)
@@ -281,9 +284,12 @@ class Receiver:
             await self._quarantine(scope, body, exc)
             await _error(send, exc)
             return
-        handlers = self._registry.for_status(postback.order_status)
+        handlers = self._registry.for_status(facts.status)
+        key = dedupe_key(webhook_id, body)
         try:
-            recorded = await self.store.record(postback, handled=not handlers)
+            recorded = await self.store.record_facts(
+                facts, body, dedupe_key=key, webhook_id=webhook_id, handled=not handlers
+            )
         except UnstorablePayload as exc:  # would fail on every retry: refuse it once, say so
             await self._quarantine(scope, body, exc)
             await _error(send, exc)
@@ -297,8 +303,11 @@ class Receiver:
             return
         self._unique += 1
         if handlers:
-            # Scheduled now, run once this request yields: never before the commit, never
-            # holding up the answer.
+            # Read in full only now, after the commit (read_facts took what the write
+            # needed); the handlers run once this request yields, never holding up the answer.
+            postback = Postback(
+                update=payload.parse(body), body=body, dedupe_key=key, webhook_id=webhook_id
+            )
             self._runner.dispatch(recorded.seq, postback, handlers)
         await _respond(send, 200, _ACCEPTED)
 

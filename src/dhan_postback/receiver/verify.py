@@ -98,9 +98,10 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class Verifier:
-    """The receiver's checks, configured once and run once per request."""
+    """The receiver's checks, configured once (secrets decoded and keyed into HMAC once) and
+    run once per request."""
 
-    __slots__ = ("allowed_client_ids", "secrets", "tolerance")
+    __slots__ = ("_signatures", "allowed_client_ids", "secrets", "tolerance")
 
     def __init__(
         self,
@@ -113,8 +114,9 @@ class Verifier:
         for key in keys:
             if not key:
                 raise ValueError("an empty signing secret was given")
-            signing.Signer(key)  # refuses a malformed secret now, not on the first request
         self.secrets: tuple[str, ...] = tuple(keys)
+        # refuses a malformed secret now, not on the first request
+        self._signatures = signing.SignatureVerifier(keys, tolerance=tolerance) if keys else None
         self.allowed_client_ids = (
             frozenset(allowed_client_ids) if allowed_client_ids is not None else None
         )
@@ -129,22 +131,32 @@ class Verifier:
         :class:`~dhan_postback.errors.UnreadablePayload` or
         :class:`~dhan_postback.errors.PermissionDenied`.
         """
-        if self.secrets:
-            webhook_id: str | None = signing.verify(
-                self.secrets, headers, body, tolerance=self.tolerance, now=now
-            )
-        else:
-            webhook_id = headers.get("webhook-id") or None
+        webhook_id = self.webhook_id(headers, body, now=now)
         update = payload.parse(body)
-        allowed = self.allowed_client_ids
-        if allowed is not None and update.dhan_client_id not in allowed:
-            raise PermissionDenied("this receiver does not accept postbacks for that dhanClientId")
+        self.check_client(update.dhan_client_id)
         return Postback(
             update=update,
             body=body,
             dedupe_key=dedupe_key(webhook_id, body),
             webhook_id=webhook_id,
         )
+
+    def webhook_id(
+        self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+    ) -> str | None:
+        """The first check: the request's ``webhook-id``, once its signature is verified
+        (when the receiver has a secret; raises :class:`~dhan_postback.errors.SignatureError`).
+        """
+        if self._signatures is not None:
+            return self._signatures.verify(headers, body, now=now)
+        return headers.get("webhook-id") or None
+
+    def check_client(self, client_id: str | None) -> None:
+        """The last check: raises :class:`~dhan_postback.errors.PermissionDenied` for a
+        ``dhanClientId`` outside the allow-list."""
+        allowed = self.allowed_client_ids
+        if allowed is not None and client_id not in allowed:
+            raise PermissionDenied("this receiver does not accept postbacks for that dhanClientId")
 
 
 def parse_and_verify(

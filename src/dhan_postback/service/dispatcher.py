@@ -36,9 +36,24 @@ How one delivery travels::
 * **Outcomes.** Each attempt becomes an :class:`~.store.base.Outcome` (:mod:`.retry` decides
   delivered / retry at / dead); outcomes and give-backs are written in batches, one
   ``store.finish`` per batch, every ``flush_interval`` or ``claim_batch`` outcomes.
-* **Leases.** A claim is sent only while its lease has room for a whole attempt
-  (``timeout`` plus a tenth of the lease); otherwise it is given back, so that a delivery is
-  never sent by two nodes at once except after a crash.
+* **Leases and the heartbeat.** A claim is leased for ``settings.lease`` (10 s by default)
+  and held (:class:`~.leases.Leases`) from the moment it reaches the dispatcher, however it
+  was claimed, until its outcome or give-back is committed. A heartbeat task renews every
+  lease held every third of the lease (:meth:`Dispatcher.renew_leases`), so that a POST
+  may take longer than the lease (``timeout`` is free of it) and a lease never runs out
+  under a slow receiver, while the leases of a node that died run out within one lease. A
+  claim starts only while at least half its lease is left: the heartbeat is keeping up. A
+  renewal the store refuses means the lease was lost (it ran out, say the node could not
+  reach the store, and another node claimed the delivery, or a replay reset it). The rule
+  then: **what was lost is another node's**. A lost claim still waiting is dropped, never
+  sent and never given back; one started but not yet under way is dropped the same way;
+  one under way finishes, and its attempt is logged as a warning (it may reach the
+  receiver twice) but its outcome is not written, since the delivery's new holder writes
+  its own; a lost delivery whose outcome is already waiting to be written is dropped from
+  the batch, also with a warning. A POST that outlives its lease without a refusal (the
+  store could not be reached to renew it) is written as usual, with a warning. So a
+  delivery goes to its receiver twice only after a crash (between a POST and the commit of
+  its outcome) or when a node loses the store for a whole lease while its POST is under way.
 * **Shutdown.** Leaving the context stops claiming, gives back waiting claims, lets the POSTs
   under way finish for up to ``settings.shutdown_grace``, cancels and gives back the rest,
   and flushes every outcome.
@@ -65,6 +80,7 @@ from ..signing import Signer
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
 from .events import EndpointWatch
 from .lanes import Lane, Lanes, QueueKey
+from .leases import Leases
 from .metrics import ServiceMetrics
 from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
@@ -105,7 +121,9 @@ class Dispatcher:
     sender; either is then not closed here. ``clock`` gives the wall-clock times written to
     the store; ``idle_poll`` bounds the sleep when nothing wakes the claim loop;
     ``flush_interval`` is how long a finished attempt may wait to be written with others;
-    ``rng`` draws the retry jitter.
+    ``heartbeat`` is the time between two renewals of the leases held (a third of the lease
+    by default; unit tests renew by hand with :meth:`renew_leases`); ``rng`` draws the retry
+    jitter.
     """
 
     def __init__(
@@ -119,14 +137,12 @@ class Dispatcher:
         clock: Clock = time.time,
         idle_poll: float = 1.0,
         flush_interval: float = 0.002,
+        heartbeat: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self._min_lease_left = settings.timeout + settings.lease / 10
-        if settings.lease <= self._min_lease_left:
-            raise ValueError(
-                "lease must be longer than timeout plus a tenth of itself "
-                f"(lease {settings.lease:g}s, timeout {settings.timeout:g}s)"
-            )
+        self._min_lease_left = settings.lease / 2
+        self.heartbeat = settings.lease / 3 if heartbeat is None else heartbeat
+        """Seconds between two renewals of the leases held."""
         self.store = store
         self.settings = settings
         self.metrics = metrics
@@ -170,6 +186,9 @@ class Dispatcher:
         self._next_due_asked = float("-inf")
         """A heap of the retry times this node wrote, to wake the claim loop for them."""
         self._releases: list[str] = []
+        self.leases = Leases()
+        self._settling = asyncio.Lock()
+        """Held by a flush and by a renewal: the leases held are what the store says."""
         self._wakeup = asyncio.Event()
         self._flush_wanted = asyncio.Event()
         self._stopping = False
@@ -177,6 +196,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claim_task: asyncio.Task[None] | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._listening = contextlib.AsyncExitStack()
 
     # Lifecycle -----------------------------------------------------------------------------
@@ -196,6 +216,9 @@ class Dispatcher:
         await self._listen_to_other_nodes()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="dispatcher-flush")
+        self._heartbeat_task = asyncio.create_task(
+            self._heartbeat_loop(), name="dispatcher-heartbeat"
+        )
         log.info(
             "dispatcher started",
             max_in_flight=self.settings.max_in_flight,
@@ -232,6 +255,10 @@ class Dispatcher:
         self._flush_wanted.set()
         if self._flush_task is not None:
             await self._flush_task
+        if self._heartbeat_task is not None:  # renewed until every outcome was written
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
         if self._owns_sender and self._sender is not None:
             await self._sender.aclose()
         log.info("dispatcher stopped")
@@ -397,6 +424,8 @@ class Dispatcher:
 
     def _admit(self, claims: Iterable[Claim]) -> None:
         """Put fresh claims in their lanes and start what may start."""
+        claims = list(claims)
+        self.leases.hold(claims)
         admitted = self.lanes.admit(claims)
         if admitted.second_heads:
             log.error(
@@ -425,11 +454,11 @@ class Dispatcher:
         while (claim := lanes.take(lane)) is not None:
             now = self._clock()
             ticket = None
-            if claim.lease_until - now >= self._min_lease_left and not self._makes_way(
+            if self.leases.until(claim) - now >= self._min_lease_left and not self._makes_way(
                 lane, claim, now
             ):
                 ticket = self.breakers.acquire(claim.url, now)
-            if ticket is None:  # lease too short, another probe is better, or the breaker waits
+            if ticket is None:  # heartbeat behind, another probe is better, or the breaker waits
                 lanes.give_back(lane, claim)
                 self._give_back((claim,))
                 continue
@@ -492,6 +521,9 @@ class Dispatcher:
 
     async def _attempt(self, lane: Lane, claim: Claim, ticket: Ticket) -> None:
         """Send one claim, then record what happened."""
+        if self.leases.is_lost(claim.id):  # lost on its way to this worker: never sent
+            self._abandon(lane, claim, ticket)
+            return
         try:
             attempt, retry_after = await self._post(claim)
         except asyncio.CancelledError:
@@ -499,6 +531,26 @@ class Dispatcher:
             self._abandon(lane, claim, ticket)
             raise
         now = self._clock()
+        if self.leases.is_lost(claim.id):
+            log.warning(
+                "lease lost while the POST was under way: another node has the delivery and "
+                "may send it again; this attempt is not written",
+                delivery_id=claim.id,
+                url=claim.url,
+                status=attempt.status_code,
+                error=attempt.error,
+            )
+            self._abandon(lane, claim, ticket)
+            self._pump_starved()
+            self._pump(lane)
+            return
+        if self.leases.until(claim) < now:
+            log.warning(
+                "POST outlived its lease (the heartbeat could not renew it): another node "
+                "may have sent it too",
+                delivery_id=claim.id,
+                url=claim.url,
+            )
         outcome = decide(
             attempt,
             round_attempts=claim.round_attempts,
@@ -530,13 +582,15 @@ class Dispatcher:
         # the claim loop once for the whole batch (successors and freed slots together).
 
     def _abandon(self, lane: Lane, claim: Claim, ticket: Ticket) -> None:
-        """Give back a claim counted in flight but not attempted to the end."""
+        """Give back a claim counted in flight but not attempted to the end (or, if its lease
+        was lost, just forget it: it is another node's)."""
         self.lanes.abandon(lane, claim)
         meters = self._meters_of(lane)
         if meters is not None:
             meters.in_flight.dec()
         self.breakers.abandon(ticket)
-        self._give_back((claim,))
+        if not self.leases.take_lost(claim.id):
+            self._give_back((claim,))
 
     def _count(self, meters: _Meters, attempt: Attempt, outcome: Outcome) -> None:
         assert self.metrics is not None
@@ -617,7 +671,9 @@ class Dispatcher:
             if not self._final and len(self._outcomes) < self.settings.claim_batch:
                 await asyncio.sleep(self._flush_interval)  # let a batch gather
             self._flush_wanted.clear()
-            if await self._flush_once():
+            async with self._settling:
+                flushed = await self._flush_once()
+            if flushed:
                 failures = 0
             else:
                 failures += 1
@@ -642,12 +698,14 @@ class Dispatcher:
             # next head claimable, and its wake-up (PostgreSQL's NOTIFY reaches this node too)
             # can run a claim that returns that head before ``finish`` has returned here.
             let_go = self.lanes.let_go((key, outcome.delivery_id) for outcome, key in outcomes)
+            leases = self.leases.let_go(outcome.delivery_id for outcome, _ in outcomes)
             try:
                 await self.store.finish([outcome for outcome, _ in outcomes])
             except Exception:
                 log.exception("finish failed", outcomes=len(outcomes))
                 self._outcomes[:0] = outcomes
                 self.lanes.hold_again(let_go)  # not committed: the heads are still ours
+                self.leases.hold_again(leases)
                 return False
             for outcome, (url, order_id) in outcomes:
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
@@ -656,15 +714,78 @@ class Dispatcher:
                     self.watch.delivery_dead(outcome.attempt, url, order_id)
         releases, self._releases = self._releases, []
         if releases:
+            leases = self.leases.let_go(releases)
             try:
                 await self.store.release(releases)
             except Exception:
                 log.exception("release failed", deliveries=len(releases))
                 self._releases[:0] = releases
+                self.leases.hold_again(leases)
                 return False
         if outcomes or releases:
             self._wakeup.set()
         return True
+
+    # The heartbeat ------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            try:
+                await self.renew_leases()
+            except Exception:  # the store is away: the next beat tries again
+                log.exception("renewing leases failed", leases=len(self.leases))
+
+    async def renew_leases(self) -> int:
+        """One heartbeat: renew every lease held for ``settings.lease`` from now, and drop
+        what the store says was lost (see the module docstring). How many were renewed.
+
+        It runs between two flushes, never during one: the leases held are then exactly
+        those the store has not yet seen an outcome or a give-back for.
+        """
+        async with self._settling:
+            held = self.leases.held()
+            if not held:
+                return 0
+            until = self._clock() + self.settings.lease
+            renewed = await self.store.renew(held, until=until)
+            lost = self.leases.renewed(held, set(renewed), until)
+            if lost:
+                self._drop_lost(lost)
+            return len(renewed)
+
+    def _drop_lost(self, lost: set[str]) -> None:
+        """Let go of deliveries whose leases are another node's now, wherever they are."""
+        waiting = self.lanes.forget_waiting(lost)
+        written = [(o, key) for o, key in self._outcomes if o.delivery_id in lost]
+        if written:
+            self._outcomes = [(o, key) for o, key in self._outcomes if o.delivery_id not in lost]
+            self.lanes.let_go((key, outcome.delivery_id) for outcome, key in written)
+            for outcome, (url, _) in written:
+                log.warning(
+                    "lease lost before the outcome was written: another node has the "
+                    "delivery and may send it again; this attempt is not written",
+                    delivery_id=outcome.delivery_id,
+                    url=url,
+                    status=outcome.attempt.status_code,
+                    error=outcome.attempt.error,
+                )
+        given_back = [delivery_id for delivery_id in self._releases if delivery_id in lost]
+        if given_back:
+            self._releases = [
+                delivery_id for delivery_id in self._releases if delivery_id not in lost
+            ]
+        dropped = {claim.id for claim in waiting}
+        dropped.update(outcome.delivery_id for outcome, _ in written)
+        dropped.update(given_back)
+        self.leases.lose(lost - dropped)  # started: their workers drop them
+        log.warning(
+            "leases lost to another node",
+            count=len(lost),
+            waiting=len(waiting),
+            under_way=len(lost - dropped),
+        )
+        if waiting:
+            self._wakeup.set()  # their lanes have room again
 
 
 def _cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:

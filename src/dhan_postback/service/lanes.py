@@ -24,13 +24,14 @@ next one that may start, which the caller then either :meth:`~Lanes.start`\\ s o
 :meth:`~Lanes.give_back`\\ s (its lease is too short, its breaker refuses); a started one
 ends :meth:`~Lanes.finished` (attempted: an outcome follows) or :meth:`~Lanes.abandon`\\ ed
 (not attempted to the end). :meth:`~Lanes.give_back_waiting` returns waiting claims in bulk
-(a breaker opened, the dispatcher stops).
+(a breaker opened, the dispatcher stops); :meth:`~Lanes.forget_waiting` drops those whose
+leases the heartbeat found lost.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Final, NamedTuple
 
 from .metrics import endpoint_label
@@ -240,13 +241,21 @@ class Lanes:
         For a breaker that opened (its URL's waiting claims would only wait for the
         cooldown while holding leases) and for a dispatcher that stops.
         """
-        given: list[Claim] = []
         lanes = self._lanes.values() if url is None else [self._lane_of(url)]
+        return self._forget_waiting(lanes, lambda claim: url is None or claim.url == url)
+
+    def forget_waiting(self, ids: Collection[str]) -> list[Claim]:
+        """Forget the waiting claims among ``ids``; return them. For leases lost to another
+        node: such a claim is neither sent nor given back (it is no longer this node's)."""
+        return self._forget_waiting(self._lanes.values(), lambda claim: claim.id in ids)
+
+    def _forget_waiting(self, lanes: Iterable[Lane], which: Callable[[Claim], bool]) -> list[Claim]:
+        given: list[Claim] = []
         for lane in lanes:
             keep: deque[Claim] = deque()
             while lane.queue:
                 claim = lane.queue.popleft()
-                if url is None or claim.url == url:
+                if which(claim):
                     self.give_back(lane, claim)
                     given.append(claim)
                 else:

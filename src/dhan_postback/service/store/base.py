@@ -17,6 +17,11 @@ The outbox rules every backend keeps:
   been delivered or has died.
 * ``claim`` hands out due, unleased heads with a lease. A lease that runs out (the node died)
   makes the delivery claimable again, with the same ``id``, which is its ``webhook-id``.
+* ``renew`` extends the leases a dispatcher still holds (its heartbeat), so that a lease can
+  be short without running out under a slow receiver. A lease is named by its delivery and
+  its end as last handed out (``lease_until``): every claim, release, finish or replay writes
+  another end, so a renewal can never take back a delivery that another node claimed after
+  the lease ran out (whoever claims it writes ``now + lease``, later than the old end).
 * ``finish`` records the attempt and moves the delivery on: delivered, retry at a time, or
   dead. When a delivery dies, the next one of its queue is released and flagged
   ``after_dead`` so that receivers and operators can see the gap.
@@ -646,6 +651,15 @@ class Store(Protocol):
 
     async def release(self, delivery_ids: Sequence[str]) -> None:
         """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown."""
+
+    async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
+        """Extend to ``until`` each lease ``(delivery id, lease_until)`` that is still as
+        given: the delivery is pending and nothing has leased, released or finished it since
+        it was leased (or renewed) until exactly ``lease_until``. Return the ids renewed; the
+        others are lost to their holder, who must neither send nor finish them.
+
+        A lease that ran out but that nobody has taken since is renewed: no other node can
+        have sent it. Its cost follows ``leases``, by the deliveries' ids."""
 
     async def next_due(self) -> float | None:
         """When the next queue head becomes claimable: its ``next_attempt_at``, or its lease

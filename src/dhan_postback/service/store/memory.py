@@ -324,6 +324,20 @@ class MemoryStore:
             if row is not None and row.status is DeliveryStatus.PENDING:
                 row.lease_until = 0.0
 
+    async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
+        renewed = []
+        for delivery_id, lease_until in leases:
+            row = self._rows.get(delivery_id)
+            if (
+                row is not None
+                and row.status is DeliveryStatus.PENDING
+                and row.lease_until == lease_until
+                and lease_until > 0
+            ):
+                row.lease_until = until
+                renewed.append(delivery_id)
+        return renewed
+
     async def next_due(self) -> float | None:
         # Only queue heads can be claimed: a waiting successor is not due before its head
         # is done, whatever its own next_attempt_at says.

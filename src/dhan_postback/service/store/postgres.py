@@ -514,6 +514,22 @@ class PostgresStore:
 
         await self._run(run)
 
+    async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
+        if not leases:
+            return []
+        ordered = sorted(leases)  # rows locked in one order by every renewal: no deadlock
+        params = {
+            "ids": [delivery_id for delivery_id, _ in ordered],
+            "held": [lease_until for _, lease_until in ordered],
+            "until": until,
+        }
+
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+            cur = await conn.execute(_Q["renew_leases"], params, prepare=True)
+            return [delivery_id for (delivery_id,) in await cur.fetchall()]
+
+        return await self._run(run, retry_conflicts=True)
+
     async def next_due(self) -> float | None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> float | None:
             cur = await conn.execute(_Q["next_due"], prepare=True)

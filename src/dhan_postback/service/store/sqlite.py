@@ -418,6 +418,13 @@ class SQLiteStore:
             rows = [{"id": delivery_id} for delivery_id in delivery_ids]
             await self._write(lambda conn: _run_many(conn, "release", rows))
 
+    async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
+        if not leases:
+            return []
+        params = {"leases": _json.encode(leases).decode(), "until": until}
+        rows = await self._write(lambda conn: _rows(conn, _QUERIES["renew_leases"], params))
+        return [delivery_id for (delivery_id,) in rows]
+
     async def next_due(self) -> float | None:
         def run(conn: sqlite3.Connection) -> float | None:
             times = [

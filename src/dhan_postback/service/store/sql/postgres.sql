@@ -580,6 +580,16 @@ WITH released AS (
 )
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 
+-- name: renew_leases
+-- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
+-- with its lease end as last handed out); the ids renewed. A row another node is claiming
+-- right now is waited for, then checked again: its new lease end no longer matches.
+UPDATE deliveries AS d
+SET lease_until = %(until)s
+FROM unnest(%(ids)s::text[], %(held)s::float8[]) AS h (id, lease_until)
+WHERE d.id = h.id AND d.status = 'pending' AND d.lease_until = h.lease_until
+RETURNING d.id;
+
 -- name: next_due
 -- The earliest max(next_attempt_at, lease_until) over queue heads (a delivery queued behind
 -- another is not due before its turn, and the commit that gives it its turn wakes the
