@@ -39,12 +39,13 @@ MODULES = [
     "bench.pg_bench",
     "bench.retention_bench",
     "bench.endpoints_bench",
+    "bench.e2e_bench",
     "bench.peers_bench",
 ]
 
 
 def scenarios() -> list[Scenario]:
-    """Every scenario, in order (B1 ... B9, then the peers)."""
+    """Every scenario, in order (B1 ... B9, end to end, then the peers)."""
     return [importlib.import_module(name).SCENARIO for name in MODULES]
 
 

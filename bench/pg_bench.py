@@ -1,4 +1,4 @@
-"""B7: PostgreSQL: delivered/s with one and with two worker processes, and the store alone.
+"""B7: PostgreSQL: delivered/s and CPU per delivery against SQLite, and the store alone.
 
 A throwaway PostgreSQL server with its default durability (fsync on, synchronous commit) is
 started in a temporary folder, as the tests do (``bench/postgres.py``; ``DHAN_POSTBACK_TEST_PG_URL``
@@ -9,30 +9,59 @@ uses an existing database instead). Skipped, with the reason, when no server can
   :mod:`bench.sink` (its own process). The rate is taken between 10 % and 90 % delivered, so
   process start-up does not count. Baseline: B1's bare aiohttp POST loop (64 in flight) to
   the same receiver in the same run.
+* **CPU per delivery**, PostgreSQL against SQLite: the same run with one worker on a SQLite
+  file (the store in the worker's process). PostgreSQL's figure is the worker's CPU plus the
+  server's (every PostgreSQL process), per delivery over the same window: what a delivery
+  costs the machines, whichever runs the database.
+* **one commit**: the latency of a one-row durable commit on PostgreSQL (fsync on) against
+  one on SQLite (WAL, synchronous=FULL) on the same disk, as B2 measures it: what a commit
+  costs each, before any batching.
 * **store**, no HTTP at all: claim + finish (delivered) by 1 then 2 processes, until the outbox
-  is empty; baseline: the enqueue rate of the same rows in batches of 500.
+  is empty; baseline: the enqueue rate of the same rows in batches of 500, and for 2 processes
+  the rate of 1: how the database itself scales with nodes.
+
+This machine has 2 cores, shared by PostgreSQL, the workers, the receiver and the load: it
+cannot show node scaling end to end (the rows say so); the store-only rows and the CPU per
+delivery are what a capacity model can use (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
+
+import psycopg
 
 from bench.dispatch_bench import bare, valid_body
 from bench.dispatch_bench import fill as fill_one_per_order
-from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
+from bench.harness import (
+    ROOT,
+    Context,
+    Row,
+    Scenario,
+    cpu_seconds,
+    free_port,
+    median,
+    percentile,
+    run_async,
+)
+from bench.latency_bench import commit_latencies
 from bench.postgres import PostgresServer, unavailable_reason
 from dhan_postback.service.registry import register_token
+from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import (
     Attempt,
     DeliveryStatus,
     NewDelivery,
     Outcome,
+    Store,
     Target,
     TokenRecord,
 )
@@ -130,27 +159,69 @@ def drain_rate(url: str, nodes: int, claim: int) -> float:
     return finished / elapsed
 
 
-def store_rates(server: PostgresServer, rows: int, orders: int) -> dict[str, float]:
-    """Enqueue rows/s, then claim+finish rows/s with 1 and with 2 processes."""
-    rates = {}
+def store_rates(
+    server: PostgresServer, rows: int, orders: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Enqueue rows/s, then claim+finish rows/s with 1 and with 2 processes; and the server's
+    CPU seconds per row for each (none when it is not ours to measure)."""
+    rates, cpu = {}, {}
+
+    def server_cpu(name: str, since: float | None) -> None:
+        now = server.cpu_seconds()
+        if since is not None and now is not None:
+            cpu[name] = (now - since) / rows
+
     for nodes in (1, 2):
         url = server.new_database()
+        since = server.cpu_seconds()
         rates["enqueue"] = asyncio.run(enqueue_rate(url, rows, orders, 500))
+        server_cpu("enqueue", since)
+        since = server.cpu_seconds()
         rates[f"drain-{nodes}"] = drain_rate(url, nodes, 256)
-    return rates
+        server_cpu(f"drain-{nodes}", since)
+    return rates, cpu
+
+
+def pg_commit_latencies(url: str, count: int = 300) -> list[float]:
+    """Sorted seconds of ``count`` one-row commits on PostgreSQL (its default durability)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE commits (x integer)")
+        taken = []
+        for number in range(count):
+            started = time.perf_counter()
+            with conn.transaction():
+                conn.execute("INSERT INTO commits VALUES (%s)", (number,))
+            taken.append(time.perf_counter() - started)
+        return sorted(taken)
 
 
 # Worker nodes end to end --------------------------------------------------------------------
 
 
-async def delivered_rate(
-    url: str, receiver: str, workers: int, updates: int, concurrency: int
-) -> tuple[float, float]:
-    """Commit ``updates`` deliveries, start ``workers`` worker processes.
+@dataclasses.dataclass(frozen=True)
+class Delivered:
+    """One run of worker processes, between 10 % and 90 % delivered."""
 
-    Returns delivered/s, and how busy the machine's CPUs were meanwhile (0 to 1).
-    """
-    store = PostgresStore(url)
+    rate: float
+    busy: float
+    """How busy the machine's CPUs were meanwhile (0 to 1)."""
+    worker_cpu: float
+    """CPU seconds of the workers per delivery."""
+    server_cpu: float | None
+    """CPU seconds of the database server per delivery (None: not measured)."""
+
+
+async def delivered_rate(
+    url: str,
+    receiver: str,
+    workers: int,
+    updates: int,
+    concurrency: int,
+    server_cpu: Callable[[], float | None] = lambda: None,
+) -> Delivered:
+    """Commit ``updates`` deliveries to the database at ``url`` (PostgreSQL or SQLite), start
+    ``workers`` worker processes, watch them deliver."""
+    store = create_store(url)
     await store.open()
     try:
         await fill_one_per_order(store, receiver, updates, valid_body())
@@ -168,8 +239,12 @@ async def delivered_rate(
             )
             for _ in range(workers)
         ]
+
+        def cpu() -> tuple[float, float]:
+            return sum(cpu_seconds(p.pid) for p in processes), server_cpu() or 0.0
+
         try:
-            samples = await _watch(store, updates)
+            samples = await _watch(store, updates, cpu)
         finally:
             for process in processes:
                 process.terminate()
@@ -181,18 +256,27 @@ async def delivered_rate(
     first = next(s for s in samples if s[1] >= low)
     last = next(s for s in samples if s[1] >= high)
     busy = (last[2] - first[2]) / max(1, last[3] - first[3])
-    return (high - low) / (last[0] - first[0]), busy
+    delivered = max(1, last[1] - first[1])
+    return Delivered(
+        delivered / (last[0] - first[0]),
+        busy,
+        (last[4] - first[4]) / delivered,
+        None if server_cpu() is None else (last[5] - first[5]) / delivered,
+    )
 
 
-async def _watch(store: PostgresStore, total: int) -> list[tuple[float, int, int, int]]:
-    """(time, delivered, CPU busy, CPU total) every 20 ms until ``total`` are delivered."""
-    samples: list[tuple[float, int, int, int]] = []
+async def _watch(
+    store: Store, total: int, cpu: Callable[[], tuple[float, float]]
+) -> list[tuple[float, int, int, int, float, float]]:
+    """(time, delivered, CPU busy, CPU total, workers' CPU, server CPU) every 20 ms until
+    ``total`` are delivered."""
+    samples: list[tuple[float, int, int, int, float, float]] = []
     deadline = time.monotonic() + 600
     while not samples or samples[-1][1] < total:
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {samples[-1][1]} of {total} delivered")
         delivered = (await store.counts())[DeliveryStatus.DELIVERED]
-        samples.append((time.perf_counter(), delivered, *_cpu_ticks()))
+        samples.append((time.perf_counter(), delivered, *_cpu_ticks(), *cpu()))
         await asyncio.sleep(0.02)
     return samples
 
@@ -230,43 +314,101 @@ def run(ctx: Context) -> list[Row]:
             body = valid_body()
             run_async(bare(receiver, 2_000, CONCURRENCY, body))  # warm the receiver up
             baselines = [updates / run_async(bare(receiver, updates, CONCURRENCY, body))[0]]
-            rates, busy = {}, {}
+            runs: dict[int, Delivered] = {}
             for workers in (1, 2):
                 url = server.new_database()
-                rates[workers], busy[workers] = asyncio.run(
-                    delivered_rate(url, receiver, workers, updates, CONCURRENCY)
+                runs[workers] = asyncio.run(
+                    delivered_rate(url, receiver, workers, updates, CONCURRENCY, server.cpu_seconds)
                 )
                 baselines.append(updates / run_async(bare(receiver, updates, CONCURRENCY, body))[0])
-        store = store_rates(server, ctx.pick(6_000, 20_000), ctx.pick(1_500, 5_000))
+            sqlite_url = f"sqlite:///{ctx.scratch('b7-sqlite')}/outbox.db"
+            on_sqlite = asyncio.run(delivered_rate(sqlite_url, receiver, 1, updates, CONCURRENCY))
+        store, store_cpu = store_rates(server, ctx.pick(6_000, 20_000), ctx.pick(1_500, 5_000))
+        pg_commits = pg_commit_latencies(server.new_database())
+        sqlite_commits = commit_latencies(ctx.scratch("b7-commits"))
     finally:
         server.stop()
     baseline = median(baselines)
+    no_scaling = (
+        "this 2-core machine cannot show node scaling end to end: PostgreSQL, the workers, "
+        "the receiver and the load share its two cores"
+    )
+
+    def micros(seconds: float | None) -> str:
+        return "not measured" if seconds is None else f"{seconds * 1e6:.0f} us"
+
     rows = [
         Row(
             "B7",
             f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}",
-            rates[workers],
+            runs[workers].rate,
             baseline,
             "/s",
             note=f"{updates:,} orders, {CONCURRENCY} in flight per worker; machine CPU "
-            f"{busy[workers]:.0%} busy meanwhile; baseline: bare POST loop, median of "
-            f"{len(baselines)}"
-            + (f"; 2 workers / 1: {rates[2] / rates[1]:.2f}x" if workers == 2 else ""),
+            f"{runs[workers].busy:.0%} busy meanwhile; CPU per delivery: workers "
+            f"{micros(runs[workers].worker_cpu)}, PostgreSQL {micros(runs[workers].server_cpu)}; "
+            f"baseline: bare POST loop, median of {len(baselines)}"
+            + (
+                f"; 2 workers / 1: {runs[2].rate / runs[1].rate:.2f}x; {no_scaling}"
+                if workers == 2
+                else ""
+            ),
         )
         for workers in (1, 2)
     ]
+    one = runs[1]
+    rows.append(
+        Row(
+            "B7",
+            "CPU per delivery, PostgreSQL (worker + server) vs SQLite, 1 worker",
+            (one.worker_cpu + (one.server_cpu or 0.0)) * 1e6,
+            on_sqlite.worker_cpu * 1e6,
+            "us",
+            note=f"same {updates:,} orders, same receiver, same run; PostgreSQL (fsync on): "
+            f"worker {micros(one.worker_cpu)} + server {micros(one.server_cpu)}, "
+            f"{one.rate:,.0f}/s; SQLite (WAL, synchronous=FULL, in the worker's process): "
+            f"{on_sqlite.rate:,.0f}/s",
+            higher_is_better=False,
+        )
+    )
+    rows.append(
+        Row(
+            "B7",
+            "one durable commit, PostgreSQL vs SQLite, p50",
+            percentile(pg_commits, 0.5) * 1000,
+            percentile(sqlite_commits, 0.5) * 1000,
+            "ms",
+            note=f"{len(pg_commits)} one-row commits each, one after another, same disk; "
+            f"p99: PostgreSQL {percentile(pg_commits, 0.99) * 1000:.2f} ms, SQLite "
+            f"{percentile(sqlite_commits, 0.99) * 1000:.2f} ms; PostgreSQL through psycopg on "
+            "loopback (fsync on, synchronous_commit on), SQLite WAL with synchronous=FULL",
+            higher_is_better=False,
+        )
+    )
     rows += [
         Row(
             "B7",
-            f"PostgreSQL store alone, claim+finish, {nodes} process{'es' if nodes > 1 else ''}",
-            store[f"drain-{nodes}"],
+            "PostgreSQL store alone, claim+finish, 1 process",
+            store["drain-1"],
             store["enqueue"],
             "rows/s",
-            note="no HTTP; claims of 256; baseline: enqueue rate of the same rows (batches of 500)",
-        )
-        for nodes in (1, 2)
+            note="no HTTP; claims of 256; baseline: enqueue rate of the same rows (batches of "
+            f"500); PostgreSQL CPU per row: enqueue {micros(store_cpu.get('enqueue'))}, "
+            f"claim+finish {micros(store_cpu.get('drain-1'))}",
+        ),
+        Row(
+            "B7",
+            "PostgreSQL store alone, claim+finish, 2 processes vs 1",
+            store["drain-2"],
+            store["drain-1"],
+            "rows/s",
+            note="no HTTP; claims of 256; baseline: the same with 1 process: how the database "
+            f"scales with nodes (the ratio); PostgreSQL CPU per row "
+            f"{micros(store_cpu.get('drain-2'))}; {no_scaling}, so this is the scaling it can "
+            "show",
+        ),
     ]
     return rows
 
 
-SCENARIO = Scenario("B7", "durable delivery throughput on PostgreSQL, 1 and 2 workers", run)
+SCENARIO = Scenario("B7", "PostgreSQL: 1 and 2 workers, CPU against SQLite, the store", run)

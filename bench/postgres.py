@@ -135,6 +135,24 @@ class PostgresServer:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server has used so far, every process of it (the postmaster, its
+        live backends, and the ones that have exited); None for an existing server."""
+        if self._folder is None:
+            return None
+        postmaster = (self._folder / "data" / "postmaster.pid").read_text().split()[0]
+        total = 0.0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if stat.parent.name == postmaster:  # with its children that have exited
+                total += sum(int(value) for value in fields[11:15])
+            elif fields[1] == postmaster:
+                total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
     def _run(self, program: str, args: Sequence[str]) -> None:
         assert self._bin_dir is not None
         command = [str(self._bin_dir / program), *args]

@@ -65,6 +65,8 @@ class Received:
     arrived: float
     attempt: int
     reply: Reply
+    client_port: int = 0
+    """The sender's port: requests with the same one came on the same connection."""
 
     @property
     def webhook_id(self) -> str:
@@ -140,6 +142,7 @@ class RecordingReceiver:
         headers = {key.lower(): value for key, value in request.headers.items()}
         webhook_id = headers.get("webhook-id", "")
         server = request.scope.get("server") or ("", 0)
+        client = request.scope.get("client") or ("", 0)
         with self._lock:
             attempt = self._attempts[webhook_id] = self._attempts.get(webhook_id, 0) + 1
             received = Received(
@@ -152,6 +155,7 @@ class RecordingReceiver:
                 arrived=time.monotonic(),
                 attempt=attempt,
                 reply=OK,
+                client_port=int(client[1] or 0),
             )
         reply = self.plan(received)
         with self._lock:

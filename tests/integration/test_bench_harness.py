@@ -17,18 +17,19 @@ from pathlib import Path
 import bench.__main__ as bench_main
 import bench.redis_server as redis_server_module
 import pytest
-from bench import endpoints_bench, peers_bench
+from bench import e2e_bench, endpoints_bench, peers_bench
 from bench.__main__ import main, scenarios
 from bench.dispatch_bench import bare
 from bench.harness import BEGIN, END, ROOT, Context, Row, Scenario, run_async, write_markdown
-from bench.ingest_bench import batch_body, update_body
+from bench.ingest_bench import CLIENT_ID, batch_body, update_body
 from bench.watch import Window, counted, watch
 
-from dhan_postback import signing
+from dhan_postback import payload, signing
+from dhan_postback.simulator import Simulator
 from tests.helpers.servers import free_port
 
 
-def test_list_names_every_scenario_b1_to_b9_then_the_peers() -> None:
+def test_list_names_every_scenario_b1_to_b9_end_to_end_then_the_peers() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--list"],
         cwd=ROOT,
@@ -38,7 +39,7 @@ def test_list_names_every_scenario_b1_to_b9_then_the_peers() -> None:
         check=True,
     )
     keys = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
-    assert keys == [*(f"B{number}" for number in range(1, 10)), "peers"]
+    assert keys == [*(f"B{number}" for number in range(1, 10)), "E2E", "peers"]
 
 
 def test_scenario_keys_are_unique() -> None:
@@ -226,3 +227,23 @@ def test_watch_gives_the_rate_and_cpu_of_the_posts_the_sink_counted(tmp_path: Pa
         window = run_async(both())
     assert window.rate > 0
     assert len(window.cpu_per_delivery) == 1 and window.cpu_per_delivery[0] >= 0
+
+
+def test_e2e_streams_hold_whole_orders_of_several_updates_each_in_their_order() -> None:
+    streams, orders = e2e_bench.order_streams(300, 8, seed=7)
+    sent: dict[str, list[bytes]] = {}
+    stream_of: dict[str, set[int]] = {}
+    for number, bodies in enumerate(streams):
+        for body in bodies:
+            order_id = payload.parse(body).to_update().order_id
+            sent.setdefault(order_id, []).append(body)
+            stream_of.setdefault(order_id, set()).add(number)
+    simulator = Simulator(7, clients=(CLIENT_ID,))
+    simulated = {
+        order.order_id: [payload.dumps(update) for update in order.updates]
+        for _ in range(orders // 256)  # as order_streams makes them
+        for order in simulator.orders(256)
+    }
+    assert sent == simulated
+    assert all(len(numbers) == 1 for numbers in stream_of.values())
+    assert sum(len(bodies) for bodies in streams) >= max(300, 2 * orders)

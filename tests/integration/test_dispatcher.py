@@ -14,10 +14,11 @@ from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.node import ServiceNode
 from dhan_postback.service.store.base import DeliveryStatus, Store
+from dhan_postback.service.store.memory import MemoryStore
 from tests.helpers.dispatching import deliver_one, fast_settings, settled
 from tests.helpers.outbox import Outbox
 from tests.helpers.receivers import RecordingReceiver, Reply, always, fail_first, flaky
-from tests.helpers.servers import UvicornThread
+from tests.helpers.servers import MultiPortServer, UvicornThread
 from tests.helpers.updates import order_updates, simulated_bodies
 from tests.helpers.waiting import eventually
 from tests.integration.conftest import StoreMaker
@@ -323,3 +324,22 @@ async def test_wake_may_be_called_from_another_thread(store: Store) -> None:
             counts = await settled(store, 1, timeout=10)
 
     assert counts[DeliveryStatus.DELIVERED] == 1
+
+
+async def test_an_endpoints_idle_connection_is_reused_on_its_next_visit() -> None:
+    receiver = RecordingReceiver()
+    store = MemoryStore()
+    settings = fast_settings(max_in_flight_per_url=1, max_in_flight=8)
+    with MultiPortServer(receiver.app, 20) as servers:
+        outboxes = [await Outbox(store).open(url) for url in servers.urls]
+        async with Dispatcher(store, settings) as dispatcher:
+            for wave in range(3):  # each endpoint visited once a wave, the others in between
+                for url, outbox in zip(servers.urls, outboxes, strict=True):
+                    await outbox.add(url + "/hook", order_updates(wave + 1, 1)[wave:])
+                dispatcher.wake()
+                await settled(store, 20 * (wave + 1))
+
+    requests = receiver.snapshot()
+    connections = {(request.port, request.client_port) for request in requests}
+    assert len(requests) == 60
+    assert len(connections) == 20  # one per endpoint, kept from wave to wave

@@ -694,6 +694,17 @@ async def test_revoking_an_unknown_token_says_so(store: Store) -> None:
     assert not await store.revoke_token("d" * 64, NOW)
 
 
+async def test_the_tokens_revoked_since_a_time_are_listed_by_hash(store: Store) -> None:
+    await store.add_token(TOKEN)
+    await store.add_token(OTHER_TOKEN)
+    await store.add_token(dataclasses.replace(OTHER_TOKEN, token_hash="e" * 64))
+    await store.revoke_token(TOKEN.token_hash, NOW - 10)
+    await store.revoke_token(OTHER_TOKEN.token_hash, NOW)
+    assert await store.revoked_since(NOW) == [OTHER_TOKEN.token_hash]
+    assert sorted(await store.revoked_since(NOW - 10)) == [TOKEN.token_hash, OTHER_TOKEN.token_hash]
+    assert await store.revoked_since(NOW + 1) == []
+
+
 async def test_a_revoked_tokens_deliveries_are_still_sent(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1")])
     await outbox.revoke_token(TOKEN.token_hash, NOW)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 
 import pytest
 
@@ -247,6 +248,28 @@ def test_one_url_open_leaves_the_others_alone() -> None:
     assert board.state(OTHER, 0) is BreakerState.CLOSED
     assert board.acquire(OTHER, 0) is not None
     assert board.not_closed(0) == {URL: BreakerState.OPEN}
+
+
+def test_the_troubled_urls_are_followed_through_a_mass_outage_and_recovery() -> None:
+    board = BreakerBoard(POLICY)
+    urls = [f"https://hooks{n}.example.com/dhan" for n in range(200)]
+    for url in urls:
+        assert fail(board, POLICY.min_attempts, 0, url=url) is BreakerState.OPEN
+    for number, url in enumerate(urls):  # cooldown over: every other probe succeeds
+        if number % 4 != 3:
+            ticket = board.acquire(url, 1)
+            assert ticket is not None and ticket.probe
+            board.record(ticket, new_id(), number % 2 == 0, 1)
+    states = {url: board.state(url, 1) for url in urls}
+
+    assert board.not_closed(1) == {u: s for u, s in states.items() if s is not BreakerState.CLOSED}
+    assert Counter(states.values()) == {
+        BreakerState.CLOSED: 100,  # still remembered (their failed deliveries), not troubled
+        BreakerState.OPEN: 50,  # failed probes: open for twice the cooldown
+        BreakerState.HALF_OPEN: 50,  # not probed yet
+    }
+    assert board.blocked_urls(1) == {u for u, s in states.items() if s is BreakerState.OPEN}
+    assert board.next_reopen() == 1 + 2 * POLICY.cooldown
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from dhan_postback.errors import Conflict
+from dhan_postback.service.breaker import BreakerState
 from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.metrics import ServiceMetrics, endpoint_label
 from dhan_postback.service.sender import Answer, MockSender, Request, SendError
 from dhan_postback.service.store.base import Claim, DeliveryStatus, NewDelivery, Store
 from dhan_postback.service.store.memory import MemoryStore
@@ -162,6 +164,46 @@ async def test_an_opened_breaker_gives_back_the_waiting_claims_of_its_url() -> N
     assert held == 0
     assert len(sender.requests) == 2  # the breaker opened on the second failure
     assert len(other_node) == 4  # the rest went back at once, not after their lease
+
+
+async def test_an_endpoints_breaker_gauge_stays_up_while_any_of_its_urls_is_not_closed() -> None:
+    first, second = BUSY, BUSY.replace("/hook", "/other")  # one endpoint, two URLs
+    store, metrics = MemoryStore(), ServiceMetrics()
+    outbox = await Outbox(store).open(first)
+    await outbox.add(first, order_updates(2, 1))
+    await outbox.add(second, order_updates(2, 1))
+    clock = FrozenClock()
+    failing = {first, second}
+    sender = MockSender(lambda request: Answer(500 if request.url in failing else 200))
+    settings = fast_settings(
+        retry_schedule="0s" + ",1s" * 10, breaker_min_attempts=2, breaker_cooldown=30, lease=60
+    )
+    label = {"endpoint": endpoint_label(BUSY)}
+
+    def gauge() -> float | None:
+        return metrics.registry.get_sample_value("dhan_postback_breaker_open", label)
+
+    def state(url: str) -> BreakerState:
+        return dispatcher.breakers.state(url, clock())
+
+    async with Dispatcher(
+        store, settings, sender=sender, clock=clock, metrics=metrics
+    ) as dispatcher:
+        await eventually(lambda: dispatcher.breakers.blocked_urls(clock()) == failing)
+        both_open = gauge()
+        failing.discard(second)
+        clock.now += 31  # both probe: the second closes, the first opens again
+        dispatcher.wake()
+        await eventually(lambda: state(second) is BreakerState.CLOSED)
+        await eventually(lambda: state(first) is BreakerState.OPEN)
+        one_open = gauge()
+        failing.clear()
+        clock.now += 61
+        dispatcher.wake()
+        await eventually(lambda: state(first) is BreakerState.CLOSED)
+        none_open = gauge()
+
+    assert (both_open, one_open, none_open) == (1, 1, 0)
 
 
 async def test_the_probe_goes_to_a_delivery_not_known_to_fail() -> None:

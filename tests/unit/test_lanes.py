@@ -303,6 +303,34 @@ def test_idle_lanes_are_forgotten_when_the_full_urls_are_asked() -> None:
     assert board.lanes() == []
 
 
+def test_an_idle_endpoint_gets_its_own_lane_back_on_its_next_claim() -> None:
+    board = lanes()
+    first = claim(A)
+    (lane,) = board.admit([first]).lanes
+    board.take(lane)
+    board.give_back(lane, first)
+    board.full_urls()  # idle: set aside
+
+    (again,) = board.admit([claim(A)]).lanes
+
+    assert again is lane and board.lanes() == [lane]
+
+
+def test_idle_lanes_kept_are_bounded_and_the_longest_idle_go_first() -> None:
+    board = Lanes(per_lane=2, max_in_flight=8, claim_batch=4, idle_lanes=2)
+    made = {}
+    for url in (A, B, "http://c.example:8000/hook"):  # idle in this order
+        head = claim(url)
+        (made[url],) = board.admit([head]).lanes
+        board.take(made[url])
+        board.give_back(made[url], head)
+        board.full_urls()
+
+    back = {url: board.admit([claim(url)]).lanes[0] for url in made}
+
+    assert [back[url] is made[url] for url in made] == [False, True, True]
+
+
 def test_in_flight_by_url_reports_the_endpoint_load_for_each_url_held() -> None:
     board = lanes(per_lane=1)
     (lane,) = board.admit([claim(A), claim(A2)]).lanes

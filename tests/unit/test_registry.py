@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from dhan_postback.errors import AuthenticationError, NotFound, PayloadError, URLRefused
 from dhan_postback.service.registry import AdminKey, Registry, hash_secret, new_access_token
-from dhan_postback.service.store import Target
+from dhan_postback.service.store import Target, TokenRecord
 from dhan_postback.service.store.memory import MemoryStore
 
 
@@ -21,9 +23,26 @@ def clock() -> Clock:
     return Clock()
 
 
+class CountingStore(MemoryStore):
+    """Counts the token reads and revocation queries the registry makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_reads = 0
+        self.revocation_reads = 0
+
+    async def get_token(self, token_hash: str) -> TokenRecord | None:
+        self.token_reads += 1
+        return await super().get_token(token_hash)
+
+    async def revoked_since(self, since: float) -> list[str]:
+        self.revocation_reads += 1
+        return await super().revoked_since(since)
+
+
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+def store() -> CountingStore:
+    return CountingStore()
 
 
 @pytest.fixture
@@ -84,6 +103,90 @@ async def test_revoking_elsewhere_takes_effect_when_the_cache_expires(
         await registry.authenticate(issued.access_token)
 
 
+async def test_a_cached_token_is_not_read_from_the_store_again(
+    registry: Registry, store: CountingStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1")
+    for _ in range(3):
+        await registry.authenticate(issued.access_token)
+        clock.now += 600  # ten minutes apart, well past the revocation check's second
+    assert store.token_reads == 1
+
+
+async def test_a_cached_token_is_read_again_once_its_cache_lifetime_is_over(
+    store: CountingStore, clock: Clock
+) -> None:
+    registry = Registry(store, token_ttl=86400, clock=clock, token_cache_ttl=60)
+    issued = await registry.issue_token("C1")
+    await registry.authenticate(issued.access_token)
+    clock.now += 60
+    await registry.authenticate(issued.access_token)
+    assert store.token_reads == 2
+
+
+async def test_a_cached_token_expires_on_time(registry: Registry, clock: Clock) -> None:
+    issued = await registry.issue_token("C1")
+    clock.now += 3599
+    await registry.authenticate(issued.access_token)  # cached, a second to live
+    clock.now += 1
+    with pytest.raises(AuthenticationError, match="expired"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_revoking_elsewhere_takes_effect_long_after_the_token_was_cached(
+    registry: Registry, store: MemoryStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1")
+    await registry.authenticate(issued.access_token)
+    clock.now += 1800
+    await registry.authenticate(issued.access_token)  # still cached
+    await store.revoke_token(issued.record.token_hash, clock.now)  # another node
+    clock.now += 1.0
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_a_revocation_from_a_node_whose_clock_is_behind_is_heard(
+    registry: Registry, store: MemoryStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1")
+    await registry.authenticate(issued.access_token)
+    clock.now += 5
+    await registry.authenticate(issued.access_token)
+    await store.revoke_token(issued.record.token_hash, clock.now - 30)  # its clock: 30 s late
+    clock.now += 1.0
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(issued.access_token)
+
+
+async def test_revocations_are_asked_for_once_per_cache_ttl_however_many_requests(
+    registry: Registry, store: CountingStore, clock: Clock
+) -> None:
+    issued = await registry.issue_token("C1")
+    await asyncio.gather(*(registry.authenticate(issued.access_token) for _ in range(50)))
+    clock.now += 0.5
+    await asyncio.gather(*(registry.authenticate(issued.access_token) for _ in range(50)))
+    assert store.revocation_reads == 1
+    clock.now += 0.5
+    await registry.authenticate(issued.access_token)
+    assert store.revocation_reads == 2
+
+
+async def test_a_full_token_cache_lets_the_least_recently_used_go(
+    store: CountingStore, clock: Clock
+) -> None:
+    registry = Registry(store, token_ttl=86400, clock=clock, cache_size=2)
+    first, second, third = [await registry.issue_token(f"C{n}") for n in range(3)]
+    for issued in (first, second, first, third):  # the third pushes out the second
+        await registry.authenticate(issued.access_token)
+    assert store.token_reads == 3
+    await registry.authenticate(first.access_token)
+    await registry.authenticate(third.access_token)
+    assert store.token_reads == 3
+    await registry.authenticate(second.access_token)
+    assert store.token_reads == 4
+
+
 async def test_revoking_an_unknown_token_is_not_found(registry: Registry) -> None:
     with pytest.raises(NotFound):
         await registry.revoke_token("nope")
@@ -135,3 +238,36 @@ def test_without_an_admin_key_the_admin_api_is_closed() -> None:
 def test_no_access_token_starts_with_a_dash_that_a_command_line_reads_as_an_option() -> None:
     # One in 64 URL-safe tokens would: 2,000 of them all pass by chance about once in e^31.
     assert not [t for t in (new_access_token() for _ in range(2000)) if t.startswith("-")]
+
+
+async def test_preloaded_tokens_authenticate_without_a_read_each(
+    registry: Registry, store: CountingStore, clock: Clock
+) -> None:
+    live = [await registry.issue_token(f"C{n}") for n in range(3)]
+    revoked = await registry.issue_token("C9")
+    await store.revoke_token(revoked.record.token_hash, clock.now)
+    clock.now += 1
+
+    assert await registry.preload() == 3
+    for issued in live:
+        await registry.authenticate(issued.access_token)
+    assert store.token_reads == 0
+    with pytest.raises(AuthenticationError, match="revoked"):
+        await registry.authenticate(revoked.access_token)
+
+
+async def test_preloading_a_small_cache_keeps_the_newest_tokens(
+    store: CountingStore, clock: Clock
+) -> None:
+    registry = Registry(store, token_ttl=86400, clock=clock, cache_size=2)
+    tokens = []
+    for n in range(3):
+        tokens.append(await registry.issue_token(f"C{n}"))
+        clock.now += 1
+
+    await registry.preload()
+    await registry.authenticate(tokens[2].access_token)
+    await registry.authenticate(tokens[1].access_token)
+    assert store.token_reads == 0
+    await registry.authenticate(tokens[0].access_token)
+    assert store.token_reads == 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from typing import TYPE_CHECKING
 
 import click
 import structlog
@@ -13,6 +15,9 @@ from ..settings import ServiceSettings
 from ..urlpolicy import loopback_warning
 from .options import settings_options
 from .running import listen, run, stop_event
+
+if TYPE_CHECKING:
+    from ..service.node import ServiceNode
 
 __all__ = ["build_app", "serve"]
 
@@ -71,6 +76,19 @@ async def _serve(settings: ServiceSettings, listening: socket.socket) -> None:
         )
         await server.start(sockets=[listening])
         log.info("dhan-postback service running", host=settings.host, port=server.port)
+        preloading = asyncio.create_task(_preload(node))
         await stop.wait()
         log.info("dhan-postback service stopping")
+        preloading.cancel()
         await server.stop()
+
+
+async def _preload(node: ServiceNode) -> None:
+    """Cache the live tokens in the background (see ``Registry.preload``); a failure only
+    leaves them to be read one by one."""
+    try:
+        tokens = await node.registry.preload()
+    except Exception as exc:  # the store's trouble shows on the requests too
+        log.warning("tokens not preloaded", error=str(exc))
+    else:
+        log.info("tokens preloaded", tokens=tokens)

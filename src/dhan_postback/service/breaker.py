@@ -271,12 +271,16 @@ class BreakerBoard:
 
     Only breakers with something to remember are kept: a closed breaker with no failure in
     its window and no delivery remembered as failing is dropped, so the board stays as small
-    as the set of troubled URLs.
+    as the set of troubled URLs. The breakers that are not closed are also kept apart, as
+    they change (a breaker leaves or re-enters ``closed`` only in :meth:`record`): the
+    questions asked before every claim (which URLs are blocked, when one may probe) look at
+    those alone, so that when many endpoints fail at once each change costs the same.
     """
 
     def __init__(self, policy: BreakerPolicy | None = None) -> None:
         self.policy = policy or BreakerPolicy()
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._not_closed: dict[str, CircuitBreaker] = {}
 
     def state(self, url: str, now: float) -> BreakerState:
         breaker = self._breakers.get(url)
@@ -322,20 +326,23 @@ class BreakerBoard:
             breaker = self._breakers[ticket.url] = CircuitBreaker(self.policy)
         breaker.record(ticket.probe, ticket.generation, delivery_id, success, now)
         state = breaker.state(now)
+        if state is BreakerState.CLOSED:
+            self._not_closed.pop(ticket.url, None)
+        else:
+            self._not_closed[ticket.url] = breaker
         if breaker.idle(now):
             del self._breakers[ticket.url]
         return state
 
     def blocked_urls(self, now: float) -> set[str]:
         """URLs that may not be sent to now: open, or half-open with the probe out."""
-        return {url for url, breaker in self._breakers.items() if not breaker.allows(now)}
+        return {url for url, breaker in self._not_closed.items() if not breaker.allows(now)}
 
     def not_closed(self, now: float) -> dict[str, BreakerState]:
         """Every URL whose breaker is open or half-open, with its state."""
-        states = {url: breaker.state(now) for url, breaker in self._breakers.items()}
-        return {url: state for url, state in states.items() if state is not BreakerState.CLOSED}
+        return {url: breaker.state(now) for url, breaker in self._not_closed.items()}
 
     def next_reopen(self) -> float | None:
         """The earliest time an open breaker turns half-open (time to claim a probe)."""
-        times = [t for b in self._breakers.values() if (t := b.reopens_at()) is not None]
+        times = [t for b in self._not_closed.values() if (t := b.reopens_at()) is not None]
         return min(times, default=None)

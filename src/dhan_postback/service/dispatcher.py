@@ -96,7 +96,7 @@ from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
 from .events import EndpointWatch
 from .lanes import Lane, Lanes, QueueKey
 from .leases import Leases
-from .metrics import ServiceMetrics, endpoint_label
+from .metrics import ServiceMetrics
 from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
 from .store.base import Attempt, Claim, HandOver, NewDelivery, Outcome, Store
@@ -187,6 +187,8 @@ class Dispatcher:
         self.watch = EndpointWatch(failing_after=settings.failing_after)
         """Logs each breaker change and dead delivery once; the node adds operator events."""
         self._meters: dict[str, _Meters] = {}
+        self._troubled: dict[str, set[str]] = {}
+        """Endpoint label -> its URLs whose breaker is not closed (the gauge is 1 while any)."""
         self._signers: dict[str, Signer] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._idle_workers: deque[asyncio.Future[None]] = deque()
@@ -676,9 +678,15 @@ class Dispatcher:
             self._give_back(self.lanes.give_back_waiting(url))
         now = self._clock()
         self.watch.breaker_changed(url, state, now)
-        if self.metrics is not None:
-            troubled = {endpoint_label(url) for url in self.breakers.not_closed(now)}
-            self.metrics.breaker_open.labels(lane.label).set(1 if lane.label in troubled else 0)
+        troubled = self._troubled.setdefault(lane.label, set())
+        if state is BreakerState.CLOSED:
+            troubled.discard(url)
+        else:
+            troubled.add(url)
+        if not troubled:
+            del self._troubled[lane.label]
+        if self.metrics is not None:  # only this endpoint's gauge can have changed
+            self.metrics.breaker_open.labels(lane.label).set(1 if troubled else 0)
 
     async def _post(self, claim: Claim) -> tuple[Attempt, float | None]:
         """One POST: the stored bytes, signed. Never raises except on cancellation."""
@@ -867,10 +875,11 @@ class Dispatcher:
 
 
 def _cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
-    """``cache[key]``, made by ``make()`` if missing; a full cache starts over."""
+    """``cache[key]``, made by ``make()`` if missing; a full cache lets its oldest entry go
+    (not all of them: with more endpoints than it holds, each would be made again)."""
     value = cache.get(key)
     if value is None:
         if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
+            del cache[next(iter(cache))]
         value = cache[key] = make()
     return value

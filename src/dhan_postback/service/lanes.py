@@ -41,9 +41,11 @@ from typing import Final, NamedTuple
 from .metrics import endpoint_label
 from .store.base import Claim
 
-__all__ = ["Admitted", "Lane", "Lanes", "QueueKey"]
+__all__ = ["IDLE_LANES", "Admitted", "Lane", "Lanes", "QueueKey"]
 
 _LABEL_CACHE: Final = 4096
+IDLE_LANES: Final = 4096
+"""Idle lanes kept for their endpoints' next claims; beyond that the longest idle go."""
 
 QueueKey = tuple[str, str]
 """``(url, order_id)``: one queue of the outbox, delivered in order."""
@@ -104,6 +106,7 @@ class Lanes:
         max_in_flight: int,
         claim_batch: int,
         label: Callable[[str], str] = endpoint_label,
+        idle_lanes: int = IDLE_LANES,
     ) -> None:
         if per_lane < 1 or max_in_flight < 1 or claim_batch < 1:
             raise ValueError("lanes need at least 1 slot per lane, 1 in all and a batch of 1")
@@ -116,6 +119,10 @@ class Lanes:
         self._label = label
         self._labels: dict[str, str] = {}
         self._lanes: dict[str, Lane] = {}
+        self._idle: dict[str, Lane] = {}
+        """Lanes that held nothing when last looked at, longest idle first (at most
+        ``idle_lanes``): an endpoint sent to again gets its lane back instead of a new one."""
+        self._idle_lanes = idle_lanes
         self._queues: dict[QueueKey, str] = {}
         """(url, order_id) -> delivery id, from admission until its outcome is committed."""
         self._starved: deque[Lane] = deque()
@@ -175,8 +182,9 @@ class Lanes:
     def full_urls(self) -> set[str]:
         """The URLs of full lanes, which the next claim must leave alone.
 
-        Lanes with nothing held are dropped on the way, so only the endpoints this node is
-        busy with are kept, however many it has ever sent to.
+        Lanes with nothing held are set aside on the way, so this walk covers only the
+        endpoints this node is busy with; the ``idle_lanes`` most recently busy are kept for
+        their next claims, however many endpoints the node has ever sent to.
         """
         skip: set[str] = set()
         idle = []
@@ -186,7 +194,9 @@ class Lanes:
             elif lane.held == 0 and not lane.starved:
                 idle.append(label)
         for label in idle:
-            del self._lanes[label]
+            self._idle[label] = self._lanes.pop(label)
+        while len(self._idle) > self._idle_lanes:
+            del self._idle[next(iter(self._idle))]
         return skip
 
     # A claim's life ------------------------------------------------------------------------
@@ -327,5 +337,8 @@ class Lanes:
         label = self._label_of(url)
         lane = self._lanes.get(label)
         if lane is None:
-            lane = self._lanes[label] = Lane(label)
+            lane = self._idle.pop(label, None)
+            if lane is None:
+                lane = Lane(label)
+            self._lanes[label] = lane
         return lane

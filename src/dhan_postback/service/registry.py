@@ -16,13 +16,15 @@ itself exists only in the response that creates it and in its holder's requests.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from typing import TypedDict, TypeVar
+from typing import Final, TypedDict, TypeVar
 
 from .. import urlpolicy
 from ..errors import AuthenticationError, NotFound, PayloadError, URLRefused
@@ -31,6 +33,7 @@ from .ids import new_endpoint_id
 from .store import EndpointKind, EndpointRecord, PartnerRecord, Store, Target, TokenRecord
 
 __all__ = [
+    "CLOCK_SLACK",
     "AdminKey",
     "Adoption",
     "Destination",
@@ -45,6 +48,10 @@ __all__ = [
 
 
 V = TypeVar("V")
+
+CLOCK_SLACK: Final = 60.0
+"""Seconds by which the nodes' clocks may disagree (as for leases) and a revocation written
+by another node still reaches this node's cached copy of the token."""
 
 
 def hash_secret(value: str) -> str:
@@ -151,9 +158,17 @@ class Destination:
 class Registry:
     """Issues, authenticates and revokes tokens; keeps partners; tells where updates go.
 
-    Token and partner look-ups are cached for ``cache_ttl`` seconds, because every ingest
-    request needs them. A revocation made here drops the cache entry at once; one made by
-    another node sharing the store takes effect here within ``cache_ttl``.
+    Every ingest request needs its token, so tokens are cached, and for long: a token read
+    from the store is kept for ``token_cache_ttl`` seconds, the least recently used going
+    first once ``cache_size`` are cached (a platform with 10,000 live tokens must not read
+    one from the store per request). A token changes only by being revoked (expiry is
+    checked on every request), so that is what the cache must hear of: a revocation made here
+    drops the cache entry at once, and at most every ``cache_ttl`` seconds, on the next
+    request, one small query asks the store which tokens were revoked lately (by any node)
+    and drops those. So a revocation made by another node sharing the store still takes
+    effect here within ``cache_ttl``, as with the short cache this replaces.
+
+    Partners are cached for ``cache_ttl`` seconds.
     """
 
     store: Store
@@ -163,9 +178,14 @@ class Registry:
     allow_loopback: bool = False
     clock: Callable[[], float] = time.time
     cache_ttl: float = 1.0
-    cache_size: int = 10_000
-    _tokens: dict[str, tuple[float, TokenRecord]] = field(default_factory=dict, init=False)
+    token_cache_ttl: float = 3600.0
+    cache_size: int = 100_000
+    _tokens: OrderedDict[str, tuple[float, TokenRecord]] = field(
+        default_factory=OrderedDict, init=False
+    )
     _partners: dict[str, tuple[float, PartnerRecord]] = field(default_factory=dict, init=False)
+    _revocations_read_at: float = field(default=float("-inf"), init=False)
+    _revocations_lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
 
     # Tokens ----------------------------------------------------------------------------------
     async def issue_token(
@@ -259,20 +279,60 @@ class Registry:
             raise AuthenticationError("missing access-token header")
         token_hash = hash_secret(access_token)
         now = self.clock()
+        await self._hear_revocations(now)
         cached = self._tokens.get(token_hash)
-        if cached is not None and now - cached[0] < self.cache_ttl:
+        if cached is not None and now - cached[0] < self.token_cache_ttl:
+            self._tokens.move_to_end(token_hash)
             record = cached[1]
         else:
             found = await self.store.get_token(token_hash)
             if found is None:
                 raise AuthenticationError("invalid access token")
             record = found
-            self._remember(self._tokens, token_hash, record, now)
+            self._tokens.pop(token_hash, None)
+            while len(self._tokens) >= self.cache_size:
+                self._tokens.popitem(last=False)  # the least recently used
+            self._tokens[token_hash] = (now, record)
         if record.revoked_at is not None:
             raise AuthenticationError("the access token has been revoked")
         if not record.is_active(now):
             raise AuthenticationError("the access token has expired")
         return record
+
+    async def preload(self) -> int:
+        """Cache the newest active tokens, up to ``cache_size``, with one query; how many.
+
+        A node that starts while clients are sending (a restart at the market's open) would
+        otherwise read every client's token from the store on its first request, one by one,
+        all at once. Tokens used meanwhile stay as they are; revocations are heard as usual.
+        """
+        now = self.clock()
+        fresh = [
+            token
+            for token in await self.store.list_tokens()  # newest first
+            if token.is_active(now) and token.token_hash not in self._tokens
+        ][: max(0, self.cache_size - len(self._tokens))]
+        for token in fresh:  # behind the tokens in use, the oldest first to be let go
+            self._tokens[token.token_hash] = (now, token)
+            self._tokens.move_to_end(token.token_hash, last=False)
+        return len(fresh)
+
+    async def _hear_revocations(self, now: float) -> None:
+        """Drop the cached tokens that any node revoked lately: at most once per
+        ``cache_ttl``, one query for all the requests that arrive meanwhile."""
+        if now - self._revocations_read_at < self.cache_ttl:
+            return
+        async with self._revocations_lock:
+            if now - self._revocations_read_at < self.cache_ttl:
+                return  # read while this request waited
+            # a cached token was read at most token_cache_ttl ago: a revocation that it
+            # missed is younger than that, give or take the nodes' clocks
+            revoked = await self.store.revoked_since(now - self.token_cache_ttl - CLOCK_SLACK)
+            self._revocations_read_at = now
+            for token_hash in revoked:
+                cached = self._tokens.get(token_hash)
+                if cached is not None and cached[1].revoked_at is None:
+                    del self._tokens[token_hash]
 
     # Partners --------------------------------------------------------------------------------
     async def put_partner(

@@ -596,6 +596,10 @@ class Store(Protocol):
     async def revoke_token(self, token_hash: str, at: float) -> bool:
         """Mark revoked; False when no such token. Its deliveries are kept and still sent."""
 
+    async def revoked_since(self, since: float) -> list[str]:
+        """The hashes of the tokens revoked at ``since`` or later: what every node drops from
+        its token cache (see :class:`~dhan_postback.service.registry.Registry`)."""
+
     async def put_partner(self, partner: PartnerRecord) -> None:
         """Create or replace a partner (its URL and signing secret)."""
 

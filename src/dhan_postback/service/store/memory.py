@@ -163,6 +163,13 @@ class MemoryStore:
             self._tokens[token_hash] = dataclasses.replace(token, revoked_at=at)
         return True
 
+    async def revoked_since(self, since: float) -> list[str]:
+        return [
+            token_hash
+            for token_hash, token in self._tokens.items()
+            if token.revoked_at is not None and token.revoked_at >= since
+        ]
+
     async def put_partner(self, partner: PartnerRecord) -> None:
         self._partners[partner.partner_id] = partner
 

@@ -268,6 +268,13 @@ class PostgresStore:
 
         return await self._run(run)
 
+    async def revoked_since(self, since: float) -> list[str]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[str]:
+            cur = await conn.execute(_Q["revoked_since"], {"since": since}, prepare=True)
+            return [row[0] for row in await cur.fetchall()]
+
+        return await self._run(run)
+
     async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[TokenRecord]:
             cur = await conn.execute(_Q["list_tokens"], {"dhan_client_id": dhan_client_id})

@@ -333,6 +333,11 @@ class SQLiteStore:
         count = await self._write(lambda conn: _run(conn, "revoke_token", params))
         return count > 0
 
+    async def revoked_since(self, since: float) -> list[str]:
+        params = {"since": since}
+        rows = await self._read(lambda conn: _rows(conn, _QUERIES["revoked_since"], params))
+        return [row[0] for row in rows]
+
     async def put_partner(self, partner: PartnerRecord) -> None:
         params = dataclasses.asdict(partner)
         await self._write(lambda conn: _run(conn, "put_partner", params))

@@ -269,6 +269,14 @@ UPDATE tokens SET revoked_at = coalesce(revoked_at, %(at)s)
 WHERE token_hash = %(token_hash)s
 RETURNING 1;
 
+-- name: migration_8
+-- Revoked tokens by when: every node asks for the latest each second (revoked_since), to drop
+-- them from its token cache, however many tokens the table has kept.
+CREATE INDEX tokens_revoked ON tokens (revoked_at) WHERE revoked_at IS NOT NULL;
+
+-- name: revoked_since
+SELECT token_hash FROM tokens WHERE revoked_at >= %(since)s;
+
 -- name: put_partner
 INSERT INTO partners (partner_id, postback_url, created_at)
 VALUES (%(partner_id)s, %(postback_url)s, %(created_at)s)

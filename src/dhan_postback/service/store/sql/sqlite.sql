@@ -254,6 +254,14 @@ ORDER BY t.created_at DESC, t.token_hash DESC;
 -- name: revoke_token
 UPDATE tokens SET revoked_at = COALESCE(revoked_at, :at) WHERE token_hash = :token_hash;
 
+-- name: migration_8
+-- Revoked tokens by when: every node asks for the latest each second (revoked_since), to drop
+-- them from its token cache, however many tokens the table has kept.
+CREATE INDEX tokens_revoked ON tokens (revoked_at) WHERE revoked_at IS NOT NULL;
+
+-- name: revoked_since
+SELECT token_hash FROM tokens WHERE revoked_at >= :since;
+
 -- name: put_partner
 INSERT INTO partners (partner_id, postback_url, created_at)
 VALUES (:partner_id, :postback_url, :created_at)
