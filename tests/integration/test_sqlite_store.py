@@ -132,6 +132,9 @@ async def test_outbox_statements_never_scan_a_whole_table(tmp_path: Path, name: 
     tables = ("deliveries", "attempts", "tokens", "partners", "idempotency_keys")
     tables += ("t", "p", "d", "q")
     whole_table_scans = [step for step in plan if step in {f"SCAN {name}" for name in tables}]
+    # A search by status alone reads every pending row: the whole backlog, not the batch
+    # (the heartbeat's renewal once did, 0.9 s for 400 leases over 20,000 pending).
+    whole_table_scans += [step for step in plan if step.endswith("deliveries_status (status=?)")]
     assert whole_table_scans == []
 
 
