@@ -605,9 +605,19 @@ FROM (
 WHERE d.seq = next.seq;
 
 -- name: release
+-- Each id is looked up on its own (LATERAL ... LIMIT 1 is not flattened into a join), and the
+-- row updated is matched to it by join conditions alone: a `status = 'pending'` of its own
+-- lets a plan from stale statistics read every pending row (deliveries_queue) instead.
 WITH released AS (
-    UPDATE deliveries SET lease_until = 0
-    WHERE id = ANY(%(ids)s::text[]) AND status = 'pending'
+    UPDATE deliveries AS d
+    SET lease_until = 0
+    FROM unnest(%(ids)s::text[]) AS r (id)
+    CROSS JOIN LATERAL (
+        SELECT x.seq, x.status FROM deliveries AS x
+        WHERE x.id = r.id AND x.status = 'pending'
+        LIMIT 1
+    ) AS hit
+    WHERE d.seq = hit.seq AND d.status = hit.status
     RETURNING 1
 )
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
@@ -616,10 +626,16 @@ SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 -- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
 -- with its lease end as last handed out); the ids renewed. A row another node is claiming
 -- right now is waited for, then checked again: its new lease end no longer matches.
+-- Rows are looked up as release does: one id at a time, the row updated matched by joins.
 UPDATE deliveries AS d
 SET lease_until = %(until)s
 FROM unnest(%(ids)s::text[], %(held)s::float8[]) AS h (id, lease_until)
-WHERE d.id = h.id AND d.status = 'pending' AND d.lease_until = h.lease_until
+CROSS JOIN LATERAL (
+    SELECT x.seq, x.status FROM deliveries AS x
+    WHERE x.id = h.id AND x.status = 'pending'
+    LIMIT 1
+) AS hit
+WHERE d.seq = hit.seq AND d.status = hit.status AND d.lease_until = h.lease_until
 RETURNING d.id;
 
 -- name: next_due
