@@ -12,7 +12,7 @@ import itertools
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -21,7 +21,14 @@ import pytest
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.registry import register_partner, register_token
-from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
+from dhan_postback.service.store import (
+    Claim,
+    DeliveryQuery,
+    DeliveryStatus,
+    HandOver,
+    NewDelivery,
+    Outcome,
+)
 from dhan_postback.service.store.postgres import CHANNEL, PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
 from tests.helpers.dispatching import fast_settings, settled
@@ -313,6 +320,75 @@ async def test_a_release_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
         await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
 
 
+async def wake_ups(pg_url: str, commit: Callable[[], Awaitable[object]]) -> list[str]:
+    """The NOTIFYs that ``commit`` sends: those that arrive before a marker sent after it
+    (notifications come in commit order), so no wait decides the answer."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute(f"LISTEN {CHANNEL}")
+        await commit()
+        await conn.execute("SELECT pg_notify(%s, 'marker')", (CHANNEL,))
+        sent: list[str] = []
+        async with asyncio.timeout(WAKE_TIMEOUT):
+            async for notify in conn.notifies():
+                if notify.payload == "marker":
+                    return sent
+                sent.append(notify.payload)
+    raise AssertionError("unreachable")
+
+
+def hand_over(limit: int = 100, *, skip: set[str] | None = None) -> HandOver:
+    return HandOver(limit=limit, now=NOW, lease=LEASE, skip_urls=skip or set())
+
+
+async def test_an_enqueue_whose_hand_over_leases_every_new_head_wakes_no_node(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    handed: list[Claim] = []
+
+    async def commit() -> None:
+        handed.extend(
+            await nodes[0].enqueue([delivery("O1"), delivery("O2")], hand_over=hand_over()) or []
+        )
+
+    assert await wake_ups(pg_url, commit) == []
+    assert len(handed) == 2
+
+
+async def test_an_enqueue_whose_hand_over_leaves_a_head_wakes_the_nodes(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    async def commit() -> None:
+        await nodes[0].enqueue([delivery("O1"), delivery("O2")], hand_over=hand_over(limit=1))
+
+    assert await wake_ups(pg_url, commit) == [""]
+
+
+async def test_a_finish_whose_hand_over_leases_the_successor_wakes_no_node(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    await nodes[0].enqueue([delivery("O1"), successor := delivery("O1")])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+    handed: list[Claim] = []
+
+    async def commit() -> None:
+        handed.extend(await nodes[0].finish([delivered(claim)], hand_over=hand_over()) or [])
+
+    assert await wake_ups(pg_url, commit) == []
+    assert [claim.id for claim in handed] == [successor.id]
+
+
+async def test_a_finish_whose_hand_over_skips_the_successor_wakes_the_nodes(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    await nodes[0].enqueue([delivery("O1"), delivery("O1")])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+
+    async def commit() -> None:
+        await nodes[0].finish([delivered(claim)], hand_over=hand_over(skip={URL}))
+
+    assert await wake_ups(pg_url, commit) == [""]
+
+
 async def test_a_listener_whose_connection_drops_reconnects_and_wakes(
     nodes: list[PostgresStore], pg_url: str
 ) -> None:
@@ -446,7 +522,7 @@ async def test_the_finish_path_reads_its_batch_not_the_backlog(
             "next_attempt_ats": [NOW] * len(ids),
         },
         "flag_after_dead": {"ids": ids[1::2]},
-        "refresh_queue_heads": {"ids": ids, "channel": CHANNEL},
+        "refresh_queue_heads": {"ids": ids},
         "hand_over": {
             "ids": ids,
             "limit": _BATCH,
@@ -461,6 +537,9 @@ async def test_the_finish_path_reads_its_batch_not_the_backlog(
     }
     queries = load_queries("postgres")
     statements = {name: queries[name] for name in [*finish, *leases] if name != "hand_over"}
+    statements["refresh_queue_heads"] = statements["refresh_queue_heads"].format(
+        then=queries["promoted_seqs"]
+    )
     statements["hand_over"] = queries["claim"].format(picks=queries["hand_over_picks"])
     read: dict[str, int] = {}
     handed: dict[str, int] = {}

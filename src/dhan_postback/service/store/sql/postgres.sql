@@ -332,7 +332,7 @@ UPDATE endpoints SET paused = %(paused)s WHERE id = %(id)s AND paused <> %(pause
 RETURNING id;
 
 -- name: notify_outbox
--- A resumed endpoint's deliveries are claimable again: wake every node.
+-- Deliveries are claimable (a resumed endpoint's, new heads a hand-over left): wake every node.
 SELECT pg_notify(%(channel)s, '');
 
 -- name: paused_urls
@@ -389,7 +389,9 @@ FROM (
 
 -- name: refresh_queue_heads
 -- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
--- queue). Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
+-- queue). The store fills in the placeholder below with notify_if_promoted (wake the
+-- dispatchers, NOTIFY sent at commit, when a delivery became claimable) or promoted_seqs
+-- (the new heads: a commit that hands them over wakes the nodes only for what it leaves).
 WITH queues AS (
     SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
 ), promoted AS (
@@ -404,9 +406,15 @@ WITH queues AS (
         LIMIT 1
     ) AS head
     WHERE d.seq = head.seq AND NOT d.is_head
-    RETURNING 1
+    RETURNING d.seq
 )
+{then}
+
+-- name: notify_if_promoted
 SELECT pg_notify(%(channel)s, '') FROM promoted LIMIT 1;
+
+-- name: promoted_seqs
+SELECT seq FROM promoted;
 
 -- name: unset_queue_heads
 -- Before a replay re-opens deliveries: a re-opened delivery may come before its queue's
