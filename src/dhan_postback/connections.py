@@ -152,7 +152,9 @@ class JoinedWrites:
 
     def flush(self) -> None:
         held, self._held = self._held, None
-        if held:
+        # A connection closed meanwhile (the client went away) takes no more: uvloop raises
+        # on a write to a closed handle, where uvicorn itself would not have written.
+        if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def get_write_buffer_size(self) -> int:

@@ -13,12 +13,17 @@ class RecordingTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.events: list[bytes | str] = []
+        self.closing = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.events.append(bytes(data))
 
     def close(self) -> None:
+        self.closing = True
         self.events.append("close")
+
+    def is_closing(self) -> bool:
+        return self.closing
 
     def abort(self) -> None:
         self.events.append("abort")
@@ -60,3 +65,12 @@ async def test_a_large_write_is_not_held_back() -> None:
     joined = JoinedWrites(transport, asyncio.get_running_loop())
     joined.write(b"x" * (128 * 1024))
     assert transport.events == [b"x" * (128 * 1024)]
+
+
+async def test_what_is_held_when_the_connection_closes_under_it_is_dropped() -> None:
+    transport = RecordingTransport()
+    joined = JoinedWrites(transport, asyncio.get_running_loop())
+    joined.write(b"too late")
+    transport.close()  # the client went away before the callback ended
+    await asyncio.sleep(0)
+    assert transport.events == ["close"]
