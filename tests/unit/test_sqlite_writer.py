@@ -170,6 +170,30 @@ async def test_a_writer_that_cannot_connect_says_so_and_takes_no_more_work() -> 
         writer.submit_sync(lambda conn: None)
 
 
+async def test_a_per_tick_writer_takes_one_pass_of_the_loop_as_one_batch(table: Path) -> None:
+    insert = Insert()
+    writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None), per_tick=True)
+    await asyncio.wrap_future(writer.start())
+    first_pass = [writer.submit_item(insert, v) for v in (1, 2, 3)]
+    assert await asyncio.gather(*first_pass) == [1, 2, 3]
+    second_pass = [writer.submit_item(insert, v) for v in (4, 5)]
+    assert await asyncio.gather(*second_pass) == [4, 5]
+    await asyncio.to_thread(writer.close)
+    assert insert.calls == [[1, 2, 3], [4, 5]]
+    assert (writer.commits, writer.items) == (2, 5)
+
+
+async def test_a_pass_handed_over_after_close_fails_as_store_unavailable(table: Path) -> None:
+    insert = Insert()
+    writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None), per_tick=True)
+    await asyncio.wrap_future(writer.start())
+    gathered = writer.submit_item(insert, 1)
+    writer.close()  # before this pass of the loop has ended
+    with pytest.raises(StoreUnavailable):
+        await gathered
+    assert insert.calls == []
+
+
 def test_writing_after_close_is_store_unavailable(table: Path) -> None:
     writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None))
     writer.start()

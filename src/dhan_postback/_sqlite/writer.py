@@ -9,6 +9,13 @@ exactly when load does; alone, a write waits for nothing. A writer given a ``lin
 lets a batch gather that long after its first item while under load (the last batch had more
 than one item): each commit costs its fsync and some CPU whatever its size.
 
+A writer made ``per_tick`` takes an event loop's items (:meth:`GroupCommitWriter.submit_item`)
+one pass of that loop at a time: what the loop's callbacks submit during one pass is handed
+over together when the pass has run (``call_soon``), so a batch never starts with a part of
+what the loop was about to submit, and the writer thread is woken once per pass instead of
+once per item (each wake-up is a GIL hand-over with the busy loop). Unlike a linger this waits
+for no clock: on a quiet machine the pass ends at once, under load it holds what arrived.
+
 Two kinds of work go in: a :data:`Job` (one callable, run as is) and the item of a
 :class:`BatchOp`, where consecutive items of one operation are handed over together, so the
 operation can write them all with a few multi-row statements instead of a few each. The
@@ -103,13 +110,17 @@ class GroupCommitWriter:
         name: str = "sqlite-writer",
         max_batch: int = 2048,
         linger: float = 0.0,
+        per_tick: bool = False,
         translate: Callable[[Exception], BaseException] = unstorable_values,
     ) -> None:
         self._connect = connect
         self._max_batch = max_batch
         self._linger = linger
+        self._per_tick = per_tick
+        self._gathering: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}
+        """Per loop, its items submitted during the current pass (``per_tick`` only)."""
         self._translate = translate
-        self._queue: queue.SimpleQueue[_Queued | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Queued | list[_Queued] | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._closed = False
@@ -140,8 +151,26 @@ class GroupCommitWriter:
         """Queue ``item`` for ``op``; resolves with its result after the commit."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._put(_Queued(item, op, future, loop))
+        queued = _Queued(item, op, future, loop)
+        if not self._per_tick:
+            self._put(queued)
+            return future
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        gathering = self._gathering.get(loop)
+        if gathering is None:
+            gathering = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathering.append(queued)
         return future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """At the end of a pass of ``loop``: give the writer what the pass submitted."""
+        gathered = self._gathering.pop(loop)
+        if self._closed:
+            _wake([(item, None, StoreUnavailable("the store is closed")) for item in gathered])
+            return
+        self._queue.put(gathered)
 
     def submit_item_sync(self, op: BatchOp[P, T], item: P) -> concurrent.futures.Future[T]:
         """Queue ``item`` for ``op`` from a thread without an event loop."""
@@ -211,7 +240,11 @@ class GroupCommitWriter:
                 # its size, so fewer, larger batches leave more CPU to the requests. Alone, a
                 # write still waits for nothing.
                 time.sleep(self._linger)
-            batch: list[_Queued] = [first]  # type: ignore[list-item]
+            batch: list[_Queued] = []
+            if isinstance(first, list):
+                batch += first
+            else:
+                batch.append(first)  # type: ignore[arg-type]
             stop = False
             while len(batch) < self._max_batch:
                 try:
@@ -221,7 +254,10 @@ class GroupCommitWriter:
                 if item is _STOP:
                     stop = True
                     break
-                batch.append(item)  # type: ignore[arg-type]
+                if isinstance(item, list):
+                    batch += item
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
             self._commit(conn, batch)
             last_size = len(batch)
             if stop:

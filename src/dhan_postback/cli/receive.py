@@ -75,6 +75,9 @@ def receive(settings: ReceiverSettings) -> None:
         port=settings.port,
         # The live table owns a terminal; elsewhere uvicorn's start and stop lines are useful.
         log_level="warning" if quiet or sys.stdout.isatty() else "info",
+        # Nothing in the receiver reads the client's address or scheme, so uvicorn's
+        # X-Forwarded-* rewriting would be a header scan per postback for nothing.
+        proxy_headers=False,
         **settings.connection_limits.uvicorn_options(),
     )
     shown_path = "/" if not settings.path.strip("/") else "/<secret path>"
