@@ -29,6 +29,7 @@ from dhan_postback.service.store import (
     NewDelivery,
     Outcome,
 )
+from dhan_postback.service.store import postgres as postgres_store
 from dhan_postback.service.store.postgres import CHANNEL, PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
 from tests.helpers.dispatching import fast_settings, settled
@@ -537,10 +538,9 @@ async def test_the_finish_path_reads_its_batch_not_the_backlog(
     }
     queries = load_queries("postgres")
     statements = {name: queries[name] for name in [*finish, *leases] if name != "hand_over"}
-    statements["refresh_queue_heads"] = statements["refresh_queue_heads"].format(
-        then=queries["promoted_seqs"]
-    )
-    statements["hand_over"] = queries["claim"].format(picks=queries["hand_over_picks"])
+    # the two statements the store assembles from parts, as it assembles them
+    statements["refresh_queue_heads"] = postgres_store._PROMOTE_HEADS
+    statements["hand_over"] = postgres_store._HAND_OVER
     read: dict[str, int] = {}
     handed: dict[str, int] = {}
     async with await psycopg.AsyncConnection.connect(

@@ -82,10 +82,16 @@ _CLAIM: Final = _Q["claim"].format(picks=_Q["claim_picks"])
 _CLAIM_SKIPPING: Final = _Q["claim"].format(picks=_Q["claim_picks_skipping"])
 """A claim that skips URLs reads the others' heads URL by URL (see the SQL), so that its
 cost does not grow with the skipped URLs' backlog; without skips, the global due index."""
-_HAND_OVER: Final = _Q["claim"].format(picks=_Q["hand_over_picks"])
+_HAND_OVER: Final = _Q["claim"].format(
+    picks=_Q["hand_over_picks"].format(queue_heads=_Q["queue_heads"])
+)
 """A commit's hand-over leases as a claim does: the same columns, in its own transaction."""
-_REFRESH_HEADS: Final = _Q["refresh_queue_heads"].format(then=_Q["notify_if_promoted"])
-_PROMOTE_HEADS: Final = _Q["refresh_queue_heads"].format(then=_Q["promoted_seqs"])
+_REFRESH_HEADS: Final = _Q["refresh_queue_heads"].format(
+    queue_heads=_Q["queue_heads"], then=_Q["notify_if_promoted"]
+)
+_PROMOTE_HEADS: Final = _Q["refresh_queue_heads"].format(
+    queue_heads=_Q["queue_heads"], then=_Q["promoted_seqs"]
+)
 """The heads refreshed without a NOTIFY: the new heads, for a hand-over to leave out."""
 _LAST_ATTEMPT: Final = {
     kind: _Q["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()

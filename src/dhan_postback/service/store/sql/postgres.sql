@@ -387,16 +387,18 @@ FROM (
     ORDER BY key
 ) AS k;
 
--- name: refresh_queue_heads
--- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
--- queue). The store fills in the placeholder below with notify_if_promoted (wake the
--- dispatchers, NOTIFY sent at commit, when a delivery became claimable) or promoted_seqs
--- (the new heads: a commit that hands them over wakes the nodes only for what it leaves).
-WITH queues AS (
+-- name: queue_heads
+-- CTEs "queues" (those of the deliveries %(ids)s) and "heads" (the lowest pending seq of each,
+-- whether or not it is marked is_head yet), for the statements with a queue_heads
+-- placeholder. Each queue's head is looked up on its own (LATERAL ...
+-- LIMIT 1 cannot be flattened into a join): one deliveries_queue probe per queue, whatever the
+-- planner believes of the table. As a join, a plan made from stale statistics merge-joined the
+-- queues with every due head of the URL, reading queues x heads index entries (2.7 s a finish
+-- over a 6,000-row backlog).
+queues AS (
     SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
-), promoted AS (
-    UPDATE deliveries AS d
-    SET is_head = true
+), heads AS (
+    SELECT head.seq
     FROM queues AS q
     CROSS JOIN LATERAL (
         SELECT p.seq
@@ -405,7 +407,18 @@ WITH queues AS (
         ORDER BY p.seq
         LIMIT 1
     ) AS head
-    WHERE d.seq = head.seq AND NOT d.is_head
+)
+
+-- name: refresh_queue_heads
+-- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
+-- queue). The store fills in the placeholder below with notify_if_promoted (wake the
+-- dispatchers, NOTIFY sent at commit, when a delivery became claimable) or promoted_seqs
+-- (the new heads: a commit that hands them over wakes the nodes only for what it leaves).
+WITH {queue_heads}, promoted AS (
+    UPDATE deliveries AS d
+    SET is_head = true
+    FROM heads
+    WHERE d.seq = heads.seq AND NOT d.is_head
     RETURNING d.seq
 )
 {then}
@@ -532,23 +545,10 @@ RECURSIVE head_urls (url) AS (
 -- out (the claim, which looks closer, takes another owner's heads there). The transaction
 -- holds these queues' locks, so a head is locked at once, unless another node's claim is
 -- leasing it right now: skipped, as a claim skips it.
--- Each queue's head is looked up on its own (LATERAL ... LIMIT 1 cannot be flattened into a
--- join): one deliveries_queue probe per queue, whatever the planner believes of the table.
--- As a join, a plan made from stale statistics merge-joined the queues with every due head of
--- the URL, reading queues x heads index entries (2.7 s a finish over a 6,000-row backlog).
-queues AS (
-    SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
-), picked AS MATERIALIZED (
+{queue_heads}, picked AS MATERIALIZED (
     SELECT d.seq
-    FROM queues AS q
-    CROSS JOIN LATERAL (
-        SELECT p.seq
-        FROM deliveries AS p
-        WHERE p.url = q.url AND p.order_id = q.order_id AND p.status = 'pending'
-        ORDER BY p.seq
-        LIMIT 1
-    ) AS head
-    JOIN deliveries AS d ON d.seq = head.seq
+    FROM heads
+    JOIN deliveries AS d ON d.seq = heads.seq
     WHERE d.status = 'pending' AND d.is_head AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
       AND d.url <> ALL(%(skip_urls)s::text[])
       AND NOT EXISTS (SELECT 1 FROM endpoints AS e WHERE e.paused AND e.url = d.url)
