@@ -318,6 +318,7 @@ class H1Sender:
             sock = self._socket((family, socket.SOCK_STREAM, 0, "", sockaddr))
             try:
                 sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as aiohttp does
                 await loop.sock_connect(sock, sockaddr)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(self._lost),
