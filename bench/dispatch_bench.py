@@ -26,7 +26,7 @@ import random
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import aiohttp
@@ -174,21 +174,38 @@ async def fill_with(store: Store, url: str, updates: Sequence[Update]) -> None:
         expires_at=now + 86400,
     )
     await register_token(store, token, generate_secret())
+    await enqueue_batched(
+        store,
+        (
+            token_delivery(token.dhan_client_id, token.token_hash, url, order_id, body, now)
+            for order_id, body in updates
+        ),
+    )
+
+
+def token_delivery(
+    client_id: str, token_hash: str, url: str, order_id: str, body: bytes, now: float
+) -> NewDelivery:
+    """A delivery of ``body`` to a token's own URL, as the service's ingest makes one."""
+    return NewDelivery(
+        id=f"msg_{uuid.uuid4().hex}",
+        dhan_client_id=client_id,
+        token_hash=token_hash,
+        target=Target.TOKEN,
+        partner_id=None,
+        url=url,
+        order_id=order_id,
+        payload=body,
+        created_at=now,
+    )
+
+
+async def enqueue_batched(store: Store, deliveries: Iterable[NewDelivery]) -> None:
+    """Commit ``deliveries`` a thousand at a time: a backlog built fast, without holding
+    every row of a large one in one transaction."""
     batch: list[NewDelivery] = []
-    for order_id, body in updates:
-        batch.append(
-            NewDelivery(
-                id=f"msg_{uuid.uuid4().hex}",
-                dhan_client_id=token.dhan_client_id,
-                token_hash=token.token_hash,
-                target=Target.TOKEN,
-                partner_id=None,
-                url=url,
-                order_id=order_id,
-                payload=body,
-                created_at=now,
-            )
-        )
+    for delivery in deliveries:
+        batch.append(delivery)
         if len(batch) == 1000:
             await store.enqueue(batch)
             batch = []

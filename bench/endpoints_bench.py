@@ -34,7 +34,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.dispatch_bench import CONCURRENCY, valid_body
+from bench.dispatch_bench import CONCURRENCY, enqueue_batched, token_delivery, valid_body
 from bench.harness import (
     Context,
     Row,
@@ -47,7 +47,7 @@ from bench.ingest_bench import IngestResult, ingest_for, serve, update_body
 from bench.watch import Window, counted, watch
 from dhan_postback.service.registry import hash_secret, new_access_token, register_token
 from dhan_postback.service.store import create_store
-from dhan_postback.service.store.base import NewDelivery, Target, TokenRecord
+from dhan_postback.service.store.base import TokenRecord
 from dhan_postback.signing import generate_secret
 
 __all__ = ["SCENARIO", "Layout", "free_ports", "layout"]
@@ -136,27 +136,21 @@ async def _enqueue(path: Path, shape: Layout, count: int, body: bytes) -> None:
     await store.open()
     try:
         now = time.time()
-        batch: list[NewDelivery] = []
-        for number in range(count):
-            access = shape.tokens[number % len(shape.tokens)]
-            batch.append(
-                NewDelivery(
-                    id=f"msg_{uuid.uuid4().hex}",
-                    dhan_client_id=access.client_id,
-                    token_hash=hash_secret(access.token),
-                    target=Target.TOKEN,
-                    partner_id=None,
-                    url=access.url,
-                    order_id=f"order-{number}",
-                    payload=body,
-                    created_at=now,
+        accesses = (shape.tokens[number % len(shape.tokens)] for number in range(count))
+        await enqueue_batched(
+            store,
+            (
+                token_delivery(
+                    access.client_id,
+                    hash_secret(access.token),
+                    access.url,
+                    f"order-{number}",
+                    body,
+                    now,
                 )
-            )
-            if len(batch) == 1000:
-                await store.enqueue(batch)
-                batch = []
-        if batch:
-            await store.enqueue(batch)
+                for number, access in enumerate(accesses)
+            ),
+        )
     finally:
         await store.close()
 

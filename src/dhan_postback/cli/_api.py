@@ -107,12 +107,13 @@ class AdminApi:
 def admin_api_options(command: F) -> F:
     """``--server`` and ``--admin-key`` (and ``--admin-key-file``), made from
     :class:`~dhan_postback.settings.TokensSettings` like every command's settings; the command
-    receives them as ``server`` and ``admin_key``."""
+    receives the service they name as ``api``, an :class:`AdminApi` (a usage error before the
+    command runs when either is missing or wrong)."""
 
     @functools.wraps(command)
     def unpack(*args: Any, service: TokensSettings, **kwargs: Any) -> Any:
         key = service.admin_key.get_secret_value() if service.admin_key else None
-        return command(*args, server=service.server, admin_key=key, **kwargs)
+        return command(*args, api=AdminApi(service.server, key), **kwargs)
 
     return settings_options(TokensSettings, param="service")(typing.cast(F, unpack))
 

@@ -65,8 +65,7 @@ def list_deliveries(
     cursor: str | None,
     oldest_first: bool,
     as_json: bool,
-    server: str,
-    admin_key: str | None,
+    api: AdminApi,
 ) -> None:
     """One page of deliveries, newest first, as ``GET /v2/deliveries`` filters them.
 
@@ -87,7 +86,7 @@ def list_deliveries(
         "cursor": cursor,
         "order": "oldest" if oldest_first else None,
     }
-    page = AdminApi(server, admin_key).call("GET", "/v2/deliveries", params=params)
+    page = api.call("GET", "/v2/deliveries", params=params)
     if printed_as_json(page, as_json):
         return
     print_table(
@@ -119,14 +118,14 @@ def _path(delivery_id: str, *rest: str) -> str:
 @click.argument("delivery_id")
 @json_option
 @admin_api_options
-def show(delivery_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+def show(delivery_id: str, as_json: bool, api: AdminApi) -> None:
     """One delivery (msg_...) with every attempt.
 
     \b
     Examples:
       dhan-postback deliveries show msg_...
     """
-    delivery = AdminApi(server, admin_key).call("GET", _path(delivery_id))
+    delivery = api.call("GET", _path(delivery_id))
     if printed_as_json(delivery, as_json):
         return
     for name, value in (
@@ -163,8 +162,7 @@ def replay(
     since: str | None,
     until: str | None,
     as_json: bool,
-    server: str,
-    admin_key: str | None,
+    api: AdminApi,
 ) -> None:
     """Send again one delivery (DELIVERY_ID), or every one matching the filters (at least
     one filter: replaying everything is not done by accident).
@@ -174,7 +172,6 @@ def replay(
       dhan-postback deliveries replay msg_...
       dhan-postback deliveries replay --status DEAD --since 2026-12-01T09:15:00
     """
-    api = AdminApi(server, admin_key)
     body = {
         name: value
         for name, value in (

@@ -55,8 +55,7 @@ def list_endpoints(
     client_id: str | None,
     partner_id: str | None,
     as_json: bool,
-    server: str,
-    admin_key: str | None,
+    api: AdminApi,
 ) -> None:
     """Every endpoint: URL, owner, backlog, breaker and last answer (never a secret).
 
@@ -65,7 +64,7 @@ def list_endpoints(
       dhan-postback endpoints list --client-id 1000000001
     """
     params = {"dhanClientId": client_id, "partnerId": partner_id}
-    found = AdminApi(server, admin_key).call("GET", "/v2/endpoints", params=params)
+    found = api.call("GET", "/v2/endpoints", params=params)
     if printed_as_json(found, as_json):
         return
     print_table(
@@ -91,9 +90,7 @@ def list_endpoints(
 @click.option("--include-secret", is_flag=True, help="Also show the signing secret(s).")
 @json_option
 @admin_api_options
-def show(
-    endpoint_id: str, include_secret: bool, as_json: bool, server: str, admin_key: str | None
-) -> None:
+def show(endpoint_id: str, include_secret: bool, as_json: bool, api: AdminApi) -> None:
     """One endpoint, by its id (ep_...).
 
     \b
@@ -101,7 +98,7 @@ def show(
       dhan-postback endpoints show ep_... --include-secret
     """
     params = {"includeSecret": "true" if include_secret else None}
-    endpoint = AdminApi(server, admin_key).call("GET", _path(endpoint_id), params=params)
+    endpoint = api.call("GET", _path(endpoint_id), params=params)
     if printed_as_json(endpoint, as_json):
         return
     rows = [
@@ -127,7 +124,7 @@ def show(
 @click.argument("endpoint_id")
 @json_option
 @admin_api_options
-def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+def rotate_secret(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Give an endpoint a new signing secret; the old one keeps signing, second, until the
     grace period ends (DHAN_POSTBACK_SECRET_ROTATION_GRACE on the service).
 
@@ -135,7 +132,7 @@ def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str |
     Examples:
       dhan-postback endpoints rotate-secret ep_...
     """
-    rotated = AdminApi(server, admin_key).call("POST", _path(endpoint_id, "rotate-secret"))
+    rotated = api.call("POST", _path(endpoint_id, "rotate-secret"))
     if printed_as_json(rotated, as_json):
         return
     click.echo(f"new signing secret:     {rotated['signingSecret']}")
@@ -150,7 +147,7 @@ def rotate_secret(endpoint_id: str, as_json: bool, server: str, admin_key: str |
 @click.argument("endpoint_id")
 @json_option
 @admin_api_options
-def pause(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+def pause(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Send nothing more to an endpoint until it is resumed. Its deliveries wait, pending
     and in order; a POST already under way finishes. Pausing a paused endpoint is fine.
 
@@ -158,27 +155,25 @@ def pause(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -
     Examples:
       dhan-postback endpoints pause ep_...
     """
-    _set_paused(endpoint_id, "pause", as_json, server, admin_key)
+    _set_paused(endpoint_id, "pause", as_json, api)
 
 
 @endpoints.command()
 @click.argument("endpoint_id")
 @json_option
 @admin_api_options
-def resume(endpoint_id: str, as_json: bool, server: str, admin_key: str | None) -> None:
+def resume(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Send to a paused endpoint again: what waited goes out at once, in order.
 
     \b
     Examples:
       dhan-postback endpoints resume ep_...
     """
-    _set_paused(endpoint_id, "resume", as_json, server, admin_key)
+    _set_paused(endpoint_id, "resume", as_json, api)
 
 
-def _set_paused(
-    endpoint_id: str, action: str, as_json: bool, server: str, admin_key: str | None
-) -> None:
-    endpoint = AdminApi(server, admin_key).call("POST", _path(endpoint_id, action))
+def _set_paused(endpoint_id: str, action: str, as_json: bool, api: AdminApi) -> None:
+    endpoint = api.call("POST", _path(endpoint_id, action))
     if printed_as_json(endpoint, as_json):
         return
     state = "paused" if endpoint["paused"] else "sending"

@@ -36,8 +36,7 @@ def create(
     postback_url: str | None,
     partner_id: str | None,
     as_json: bool,
-    server: str,
-    admin_key: str | None,
+    api: AdminApi,
 ) -> None:
     """Generate an access token; prints the token, once, and its endpoint's signing secret.
 
@@ -54,7 +53,7 @@ def create(
         body["postbackUrl"] = postback_url
     if partner_id is not None:
         body["partnerId"] = partner_id
-    created = AdminApi(server, admin_key).call("POST", "/v2/access-tokens", body=body)
+    created = api.call("POST", "/v2/access-tokens", body=body)
     if printed_as_json(created, as_json):
         return
     click.echo(f"access token:    {created['accessToken']}")
@@ -72,7 +71,7 @@ def create(
 @click.option("--client-id", help="Only this client's tokens.")
 @json_option
 @admin_api_options
-def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: str | None) -> None:
+def list_tokens(client_id: str | None, as_json: bool, api: AdminApi) -> None:
     """List access tokens, newest first, by a non-secret id (never the tokens themselves).
 
     \b
@@ -80,7 +79,6 @@ def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: st
       dhan-postback tokens list
       dhan-postback tokens list --client-id 1000000001 --json
     """
-    api = AdminApi(server, admin_key)
     found = api.call("GET", "/v2/access-tokens", params={"dhanClientId": client_id})
     if printed_as_json(found, as_json):
         return
@@ -104,7 +102,7 @@ def list_tokens(client_id: str | None, as_json: bool, server: str, admin_key: st
 @tokens.command()
 @click.argument("token")
 @admin_api_options
-def revoke(token: str, server: str, admin_key: str | None) -> None:
+def revoke(token: str, api: AdminApi) -> None:
     """Revoke TOKEN; its pending deliveries are still sent.
 
     \b
@@ -112,5 +110,5 @@ def revoke(token: str, server: str, admin_key: str | None) -> None:
       dhan-postback tokens revoke <access token>
     """
     path = "/v2/access-tokens/" + urllib.parse.quote(token, safe="")
-    revoked = AdminApi(server, admin_key).call("DELETE", path)
+    revoked = api.call("DELETE", path)
     click.echo(f"revoked at {revoked['revokedAt']}")
