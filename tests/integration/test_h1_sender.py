@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator
 
 import pytest
@@ -70,10 +72,11 @@ async def test_a_large_answer_gives_its_start_and_closes_its_connection(sender: 
 
 
 async def _exchanges(
-    answer: bytes, *, close: bool, times: int
+    answer: bytes, *, close: bool, times: int, reset: bool = False
 ) -> tuple[list[tuple[int, bytes]], int]:
     """POST ``times`` times to a server that answers every request with ``answer`` (closing
-    the connection after it if ``close``): for shapes of answer a Starlette app does not make.
+    the connection after it if ``close``, resetting it if ``reset``): for shapes of answer a
+    Starlette app does not make.
     The status and body of each answer, and how many connections the server accepted; a
     failure raises."""
     handlers: list[asyncio.Task[None] | None] = []
@@ -86,6 +89,9 @@ async def _exchanges(
                 await writer.drain()
                 if close:
                     break
+        if reset:  # linger 0: the close sends a reset, not an end of stream
+            linger = struct.pack("ii", 1, 0)
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -120,6 +126,13 @@ async def test_an_answer_cut_short_is_an_error_that_keeps_its_status() -> None:
     cut = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok"
     with pytest.raises(SendError) as failed:
         await _exchanges(cut, close=True, times=1)
+
+    assert failed.value.status == 200
+
+
+async def test_an_answer_running_until_close_that_ends_in_a_reset_is_an_error() -> None:
+    with pytest.raises(SendError) as failed:
+        await _exchanges(b"HTTP/1.1 200 OK\r\n\r\nok", close=True, times=1, reset=True)
 
     assert failed.value.status == 200
 

@@ -149,8 +149,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self._waiter is not None:
-            if self.status is not None and not self._sized and self.status >= 200:
-                self._finish()  # the body ran until close, as HTTP/1.1 allows
+            if exc is None and self.status is not None and self.status >= 200 and not self._sized:
+                self._finish()  # the body ran until a clean close, as HTTP/1.1 allows
             else:
                 reason = f"ClientOSError: {exc}" if exc else "ServerDisconnectedError: closed"
                 self._finish(SendError(reason, status=self.status))
