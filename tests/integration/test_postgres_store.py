@@ -10,8 +10,9 @@ import asyncio
 import dataclasses
 import itertools
 import random
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import psycopg
@@ -20,8 +21,15 @@ import pytest
 from dhan_postback.errors import StoreUnavailable
 from dhan_postback.service.dispatcher import Dispatcher
 from dhan_postback.service.registry import register_partner, register_token
-from dhan_postback.service.store import Claim, DeliveryQuery, DeliveryStatus, NewDelivery, Outcome
-from dhan_postback.service.store.postgres import PostgresStore
+from dhan_postback.service.store import (
+    Claim,
+    DeliveryQuery,
+    DeliveryStatus,
+    HandOver,
+    NewDelivery,
+    Outcome,
+)
+from dhan_postback.service.store.postgres import CHANNEL, PostgresStore
 from dhan_postback.service.store.queries import load_queries, migrations
 from tests.helpers.dispatching import fast_settings, settled
 from tests.helpers.receivers import RecordingReceiver
@@ -312,6 +320,75 @@ async def test_a_release_wakes_the_nodes(nodes: list[PostgresStore]) -> None:
         await asyncio.wait_for(woken.wait(), WAKE_TIMEOUT)
 
 
+async def wake_ups(pg_url: str, commit: Callable[[], Awaitable[object]]) -> list[str]:
+    """The NOTIFYs that ``commit`` sends: those that arrive before a marker sent after it
+    (notifications come in commit order), so no wait decides the answer."""
+    async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+        await conn.execute(f"LISTEN {CHANNEL}")
+        await commit()
+        await conn.execute("SELECT pg_notify(%s, 'marker')", (CHANNEL,))
+        sent: list[str] = []
+        async with asyncio.timeout(WAKE_TIMEOUT):
+            async for notify in conn.notifies():
+                if notify.payload == "marker":
+                    return sent
+                sent.append(notify.payload)
+    raise AssertionError("unreachable")
+
+
+def hand_over(limit: int = 100, *, skip: set[str] | None = None) -> HandOver:
+    return HandOver(limit=limit, now=NOW, lease=LEASE, skip_urls=skip or set())
+
+
+async def test_an_enqueue_whose_hand_over_leases_every_new_head_wakes_no_node(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    handed: list[Claim] = []
+
+    async def commit() -> None:
+        handed.extend(
+            await nodes[0].enqueue([delivery("O1"), delivery("O2")], hand_over=hand_over()) or []
+        )
+
+    assert await wake_ups(pg_url, commit) == []
+    assert len(handed) == 2
+
+
+async def test_an_enqueue_whose_hand_over_leaves_a_head_wakes_the_nodes(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    async def commit() -> None:
+        await nodes[0].enqueue([delivery("O1"), delivery("O2")], hand_over=hand_over(limit=1))
+
+    assert await wake_ups(pg_url, commit) == [""]
+
+
+async def test_a_finish_whose_hand_over_leases_the_successor_wakes_no_node(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    await nodes[0].enqueue([delivery("O1"), successor := delivery("O1")])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+    handed: list[Claim] = []
+
+    async def commit() -> None:
+        handed.extend(await nodes[0].finish([delivered(claim)], hand_over=hand_over()) or [])
+
+    assert await wake_ups(pg_url, commit) == []
+    assert [claim.id for claim in handed] == [successor.id]
+
+
+async def test_a_finish_whose_hand_over_skips_the_successor_wakes_the_nodes(
+    nodes: list[PostgresStore], pg_url: str
+) -> None:
+    await nodes[0].enqueue([delivery("O1"), delivery("O1")])
+    [claim] = await nodes[0].claim(limit=5, now=NOW, lease=LEASE)
+
+    async def commit() -> None:
+        await nodes[0].finish([delivered(claim)], hand_over=hand_over(skip={URL}))
+
+    assert await wake_ups(pg_url, commit) == [""]
+
+
 async def test_a_listener_whose_connection_drops_reconnects_and_wakes(
     nodes: list[PostgresStore], pg_url: str
 ) -> None:
@@ -367,6 +444,134 @@ async def test_a_dispatcher_is_woken_by_a_commit_on_another_node(
             await asyncio.sleep(0.5)  # the dispatcher has gone idle for its long poll
             await ingest.enqueue([delivery("O2", url=hook_url)])
             await eventually(lambda: len(receiver.accepted()) == 2, timeout=WAKE_TIMEOUT)
+
+
+# Plans ------------------------------------------------------------------------------------
+
+_BACKLOG = 10_000
+_BATCH = 100
+
+
+def _prepared(statement: str) -> tuple[str, list[str]]:
+    """``statement`` with ``$n`` for its ``%(name)s`` placeholders, for PREPARE; the names."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        if match[1] not in names:
+            names.append(match[1])
+        return f"${names.index(match[1]) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, statement), names
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Index entries and rows the scans of ``deliveries`` in ``plan`` read, every loop."""
+    read = 0
+    relation = plan.get("Relation Name") or plan.get("Index Name") or ""
+    if plan["Node Type"].endswith("Scan") and relation.startswith("deliveries"):
+        rows = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        read += round((rows + plan.get("Rows Removed by Index Recheck", 0)) * plan["Actual Loops"])
+    return read + sum(_rows_read(child) for child in plan.get("Plans", ()))
+
+
+@pytest.mark.parametrize("statistics", ["stale", "fresh"])
+async def test_the_finish_path_reads_its_batch_not_the_backlog(
+    pg_url: str, statistics: str
+) -> None:
+    """Each statement of a finish with its hand-over, and of a renewal and a release, reads
+    rows in proportion to its batch, however long the backlog behind it and whatever plan the
+    statistics give: a prepared statement's generic plan or a custom one, from statistics
+    taken after the backlog came (fresh) or before (stale: a market-open burst outruns
+    autovacuum). A hand-over planned as a join once read every due head per finished queue.
+    """
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        await seed_registry(store)
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            await conn.execute("ALTER TABLE deliveries SET (autovacuum_enabled = off)")
+        # The batch's orders have a second update each (a successor to hand over); the
+        # backlog behind them, one update per order, is all due and all heads.
+        chains = [delivery(f"chain-{n}") for n in range(_BATCH) for _ in range(2)]
+        await store.enqueue(chains)
+        for start in range(0, _BACKLOG, 1000):
+            await store.enqueue([delivery(f"o{n}") for n in range(start, start + 1000)])
+        claims = await store.claim(limit=_BATCH, now=NOW, lease=LEASE)
+        assert {claim.order_id for claim in claims} == {f"chain-{n}" for n in range(_BATCH)}
+    finally:
+        await store.close()
+    ids = [claim.id for claim in claims]
+    each = [None] * len(ids)
+    finish = {
+        "lock_queues": {"ids": ids},
+        "insert_attempts": {
+            "delivery_ids": ids,
+            "numbers": [1] * len(ids),
+            "started_ats": [NOW] * len(ids),
+            "latencies": [1.0] * len(ids),
+            "status_codes": [200] * len(ids),
+            "errors": each,
+            "prefixes": each,
+        },
+        "finish": {
+            "ids": ids,
+            "results": ["dead" if n % 2 else "delivered" for n in range(len(ids))],
+            "status_codes": [200] * len(ids),
+            "errors": each,
+            "delivered_ats": [NOW] * len(ids),
+            "next_attempt_ats": [NOW] * len(ids),
+        },
+        "flag_after_dead": {"ids": ids[1::2]},
+        "refresh_queue_heads": {"ids": ids},
+        "hand_over": {
+            "ids": ids,
+            "limit": _BATCH,
+            "now": NOW,
+            "lease_until": NOW + LEASE,
+            "skip_urls": [],
+        },
+    }
+    leases = {
+        "renew_leases": {"ids": ids, "held": [claim.lease_until for claim in claims], "until": 0},
+        "release": {"ids": ids, "channel": CHANNEL},
+    }
+    queries = load_queries("postgres")
+    statements = {name: queries[name] for name in [*finish, *leases] if name != "hand_over"}
+    statements["refresh_queue_heads"] = statements["refresh_queue_heads"].format(
+        then=queries["promoted_seqs"]
+    )
+    statements["hand_over"] = queries["claim"].format(picks=queries["hand_over_picks"])
+    read: dict[str, int] = {}
+    handed: dict[str, int] = {}
+    async with await psycopg.AsyncConnection.connect(
+        pg_url, autocommit=True, cursor_factory=psycopg.AsyncClientCursor
+    ) as conn:
+        if statistics == "fresh":
+            await conn.execute("ANALYZE deliveries")
+        for mode in ("force_generic_plan", "force_custom_plan"):
+            await conn.execute(f"SET plan_cache_mode = {mode}")
+            for transaction in (finish, leases):  # each as the store runs it, then undone
+                await conn.execute("BEGIN")
+                for name, params in transaction.items():
+                    text, names = _prepared(statements[name])
+                    await conn.execute(f"PREPARE {name} AS {text}")
+                    cur = await conn.execute(
+                        f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE {name}"
+                        f"({', '.join(['%s'] * len(names))})",
+                        [params[key] for key in names],
+                    )
+                    row = await cur.fetchone()
+                    assert row is not None
+                    plan = row[0][0]["Plan"]
+                    read[f"{name} ({mode})"] = _rows_read(plan)
+                    if name == "hand_over":
+                        handed[mode] = plan["Actual Rows"]
+                await conn.execute("ROLLBACK")
+                await conn.execute("DEALLOCATE ALL")
+    print(read, handed)
+    assert {name: rows for name, rows in read.items() if rows > 10 * _BATCH} == {}
+    # and the hand-over did take every successor it made
+    assert handed == {"force_generic_plan": _BATCH, "force_custom_plan": _BATCH}
 
 
 # Retention --------------------------------------------------------------------------------

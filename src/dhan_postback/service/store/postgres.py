@@ -19,7 +19,9 @@ from stepping on each other:
   of the claim's picks): under the queues' locks, the same lease columns, so no other node's
   claim can take them, and they come back when the lease runs out like any claim's.
 * **Wake-ups**: a commit that makes a delivery claimable sends ``NOTIFY dhan_postback_outbox``;
-  :meth:`PostgresStore.listen_wakeups` lets a dispatcher on any node wait for them.
+  :meth:`PostgresStore.listen_wakeups` lets a dispatcher on any node wait for them. A commit
+  whose hand-over leased every head it made sends none: no claim could take them, and every
+  node (its own too) would run a claim for nothing.
 * **Migrations** run on :meth:`~PostgresStore.open` inside one transaction holding an advisory
   lock, so nodes starting together migrate once.
 
@@ -82,6 +84,9 @@ _CLAIM_SKIPPING: Final = _Q["claim"].format(picks=_Q["claim_picks_skipping"])
 cost does not grow with the skipped URLs' backlog; without skips, the global due index."""
 _HAND_OVER: Final = _Q["claim"].format(picks=_Q["hand_over_picks"])
 """A commit's hand-over leases as a claim does: the same columns, in its own transaction."""
+_REFRESH_HEADS: Final = _Q["refresh_queue_heads"].format(then=_Q["notify_if_promoted"])
+_PROMOTE_HEADS: Final = _Q["refresh_queue_heads"].format(then=_Q["promoted_seqs"])
+"""The heads refreshed without a NOTIFY: the new heads, for a hand-over to leave out."""
 _LAST_ATTEMPT: Final = {
     kind: _Q["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
 }
@@ -413,7 +418,7 @@ class PostgresStore:
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
             async with conn.transaction(), conn.pipeline():
                 await insert(conn)
-                return await _hand_over(conn, ids, hand_over)
+                return await _refresh_heads(conn, ids, hand_over)
 
         return await self._insert(run)
 
@@ -421,6 +426,7 @@ class PostgresStore:
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
     ) -> IdempotencyRecord | None:
         insert = _enqueue_statements(deliveries) if deliveries else None
+        ids = [delivery.id for delivery in deliveries]
         lookup = {
             "dhan_client_id": record.dhan_client_id,
             "key": record.key,
@@ -437,6 +443,7 @@ class PostgresStore:
                 async with conn.pipeline():
                     if insert is not None:
                         await insert(conn)
+                        await _refresh_heads(conn, ids, None)
                     await conn.execute(
                         _Q["put_idempotency_key"], dataclasses.asdict(record), prepare=True
                     )
@@ -501,10 +508,7 @@ class PostgresStore:
             ],
         }
         dead = {"ids": [o.delivery_id for o in outcomes if o.result == "dead"]}
-        left_queue = {
-            "ids": [o.delivery_id for o in outcomes if o.result != "retry"],
-            "channel": CHANNEL,
-        }
+        left_queue = [o.delivery_id for o in outcomes if o.result != "retry"]
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
             async with conn.transaction(), conn.pipeline():
@@ -513,9 +517,8 @@ class PostgresStore:
                 await conn.execute(_Q["finish"], moved, prepare=True)
                 if dead["ids"]:
                     await conn.execute(_Q["flag_after_dead"], dead, prepare=True)
-                if left_queue["ids"]:
-                    await conn.execute(_Q["refresh_queue_heads"], left_queue, prepare=True)
-                    return await _hand_over(conn, left_queue["ids"], hand_over)
+                if left_queue:
+                    return await _refresh_heads(conn, left_queue, hand_over)
                 return None if hand_over is None else []
 
         return await self._run(run, retry_conflicts=True)
@@ -566,9 +569,7 @@ class PostgresStore:
                 replayed = {row[0] for row in await cur.fetchall()}
                 if replayed:
                     await conn.execute(_Q["unset_queue_heads"], {"ids": list(replayed)})
-                    await conn.execute(
-                        _Q["refresh_queue_heads"], {"ids": list(replayed), "channel": CHANNEL}
-                    )
+                    await _refresh_heads(conn, list(replayed), None)
                 return replayed
 
         replayed = await self._run(run, retry_conflicts=True)
@@ -763,7 +764,7 @@ def _enqueue_statements(
     deliveries: Sequence[NewDelivery],
 ) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
     """The statements that add ``deliveries`` to their queues, for the caller's transaction:
-    lock the queues they join, insert them, make each new queue's first one its head."""
+    lock the queues they join, insert them (:func:`_refresh_heads` then makes the heads)."""
     columns = {
         "ids": [d.id for d in deliveries],
         "dhan_client_ids": [d.dhan_client_id for d in deliveries],
@@ -776,25 +777,35 @@ def _enqueue_statements(
         "created_ats": [d.created_at for d in deliveries],
     }
     queues = {"urls": columns["urls"], "order_ids": columns["order_ids"]}
-    heads = {"ids": columns["ids"], "channel": CHANNEL}
 
     async def run(conn: psycopg.AsyncConnection[Any]) -> None:
         await conn.execute(_Q["lock_new_queues"], queues, prepare=True)
         await conn.execute(_Q["insert_deliveries"], columns, prepare=True)
-        await conn.execute(_Q["refresh_queue_heads"], heads, prepare=True)
 
     return run
 
 
-async def _hand_over(
+async def _refresh_heads(
     conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: HandOver | None
 ) -> list[Claim] | None:
-    """In the caller's transaction, after its queues' heads are refreshed: lease to this
-    node the heads of the queues of ``ids`` that ``hand_over`` allows; None without one."""
-    if hand_over is None:
-        return None
-    if hand_over.limit <= 0:
-        return []
+    """In the caller's transaction, which holds the locks of the queues of ``ids``: make
+    their heads, lease to this node those that ``hand_over`` allows (None without one), and
+    wake every node (NOTIFY at commit) if a new head is left for a claim."""
+    if hand_over is None or hand_over.limit <= 0:
+        await conn.execute(_REFRESH_HEADS, {"ids": ids, "channel": CHANNEL}, prepare=True)
+        return None if hand_over is None else []
+    promoted = await conn.execute(_PROMOTE_HEADS, {"ids": ids}, prepare=True)
+    handed = await _hand_over(conn, ids, hand_over)
+    left = {seq for (seq,) in await promoted.fetchall()}.difference(c.seq for c in handed)
+    if left:
+        await conn.execute(_Q["notify_outbox"], {"channel": CHANNEL}, prepare=True)
+    return handed
+
+
+async def _hand_over(
+    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: HandOver
+) -> list[Claim]:
+    """Lease to this node the due heads of the queues of ``ids`` that ``hand_over`` allows."""
     now = hand_over.now
     params = {
         "ids": ids,

@@ -332,7 +332,7 @@ UPDATE endpoints SET paused = %(paused)s WHERE id = %(id)s AND paused <> %(pause
 RETURNING id;
 
 -- name: notify_outbox
--- A resumed endpoint's deliveries are claimable again: wake every node.
+-- Deliveries are claimable (a resumed endpoint's, new heads a hand-over left): wake every node.
 SELECT pg_notify(%(channel)s, '');
 
 -- name: paused_urls
@@ -389,7 +389,9 @@ FROM (
 
 -- name: refresh_queue_heads
 -- Make the lowest pending seq of each queue of these deliveries its head (one index probe per
--- queue). Wakes the dispatchers (NOTIFY, sent at commit) when a delivery became claimable.
+-- queue). The store fills in the placeholder below with notify_if_promoted (wake the
+-- dispatchers, NOTIFY sent at commit, when a delivery became claimable) or promoted_seqs
+-- (the new heads: a commit that hands them over wakes the nodes only for what it leaves).
 WITH queues AS (
     SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
 ), promoted AS (
@@ -404,9 +406,15 @@ WITH queues AS (
         LIMIT 1
     ) AS head
     WHERE d.seq = head.seq AND NOT d.is_head
-    RETURNING 1
+    RETURNING d.seq
 )
+{then}
+
+-- name: notify_if_promoted
 SELECT pg_notify(%(channel)s, '') FROM promoted LIMIT 1;
+
+-- name: promoted_seqs
+SELECT seq FROM promoted;
 
 -- name: unset_queue_heads
 -- Before a replay re-opens deliveries: a re-opened delivery may come before its queue's
@@ -524,14 +532,24 @@ RECURSIVE head_urls (url) AS (
 -- out (the claim, which looks closer, takes another owner's heads there). The transaction
 -- holds these queues' locks, so a head is locked at once, unless another node's claim is
 -- leasing it right now: skipped, as a claim skips it.
+-- Each queue's head is looked up on its own (LATERAL ... LIMIT 1 cannot be flattened into a
+-- join): one deliveries_queue probe per queue, whatever the planner believes of the table.
+-- As a join, a plan made from stale statistics merge-joined the queues with every due head of
+-- the URL, reading queues x heads index entries (2.7 s a finish over a 6,000-row backlog).
 queues AS (
     SELECT DISTINCT url, order_id FROM deliveries WHERE id = ANY(%(ids)s::text[])
 ), picked AS MATERIALIZED (
     SELECT d.seq
     FROM queues AS q
-    JOIN deliveries AS d
-      ON d.url = q.url AND d.order_id = q.order_id AND d.status = 'pending' AND d.is_head
-    WHERE d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
+    CROSS JOIN LATERAL (
+        SELECT p.seq
+        FROM deliveries AS p
+        WHERE p.url = q.url AND p.order_id = q.order_id AND p.status = 'pending'
+        ORDER BY p.seq
+        LIMIT 1
+    ) AS head
+    JOIN deliveries AS d ON d.seq = head.seq
+    WHERE d.status = 'pending' AND d.is_head AND d.next_attempt_at <= %(now)s AND d.lease_until <= %(now)s
       AND d.url <> ALL(%(skip_urls)s::text[])
       AND NOT EXISTS (SELECT 1 FROM endpoints AS e WHERE e.paused AND e.url = d.url)
     ORDER BY d.next_attempt_at, d.seq
@@ -595,9 +613,19 @@ FROM (
 WHERE d.seq = next.seq;
 
 -- name: release
+-- Each id is looked up on its own (LATERAL ... LIMIT 1 is not flattened into a join), and the
+-- row updated is matched to it by join conditions alone: a `status = 'pending'` of its own
+-- lets a plan from stale statistics read every pending row (deliveries_queue) instead.
 WITH released AS (
-    UPDATE deliveries SET lease_until = 0
-    WHERE id = ANY(%(ids)s::text[]) AND status = 'pending'
+    UPDATE deliveries AS d
+    SET lease_until = 0
+    FROM unnest(%(ids)s::text[]) AS r (id)
+    CROSS JOIN LATERAL (
+        SELECT x.seq, x.status FROM deliveries AS x
+        WHERE x.id = r.id AND x.status = 'pending'
+        LIMIT 1
+    ) AS hit
+    WHERE d.seq = hit.seq AND d.status = hit.status
     RETURNING 1
 )
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
@@ -606,10 +634,16 @@ SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 -- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
 -- with its lease end as last handed out); the ids renewed. A row another node is claiming
 -- right now is waited for, then checked again: its new lease end no longer matches.
+-- Rows are looked up as release does: one id at a time, the row updated matched by joins.
 UPDATE deliveries AS d
 SET lease_until = %(until)s
 FROM unnest(%(ids)s::text[], %(held)s::float8[]) AS h (id, lease_until)
-WHERE d.id = h.id AND d.status = 'pending' AND d.lease_until = h.lease_until
+CROSS JOIN LATERAL (
+    SELECT x.seq, x.status FROM deliveries AS x
+    WHERE x.id = h.id AND x.status = 'pending'
+    LIMIT 1
+) AS hit
+WHERE d.seq = hit.seq AND d.status = hit.status AND d.lease_until = h.lease_until
 RETURNING d.id;
 
 -- name: next_due
