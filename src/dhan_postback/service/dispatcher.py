@@ -46,7 +46,8 @@ How one delivery travels::
   deliveries: an open URL is skipped in claims and its waiting claims are given back; after
   the cooldown one probe goes, and a delivery known to fail makes way for another waiting
   head of the same URL, so probes rotate over different orders.
-* **Sending.** Each POST goes through a :class:`~.sender.Sender` (aiohttp by default; a
+* **Sending.** Each POST goes through a :class:`~.sender.Sender` (:class:`~.h1.H1Sender`, a
+  lean HTTP/1.1 client, by default; aiohttp's when given a session; a
   :class:`~.sender.MockSender` in tests where HTTP is not the point).
 * **Outcomes.** Each attempt becomes an :class:`~.store.base.Outcome` (:mod:`.retry` decides
   delivered / retry at / dead); outcomes and give-backs are written in batches, one
@@ -94,6 +95,7 @@ from ..settings import ServiceSettings
 from ..signing import Signer
 from .breaker import BreakerBoard, BreakerPolicy, BreakerState, Ticket
 from .events import EndpointWatch
+from .h1 import H1Sender
 from .lanes import Lane, Lanes, QueueKey
 from .leases import Leases
 from .metrics import ServiceMetrics
@@ -131,10 +133,11 @@ class _Meters:
 class Dispatcher:
     """Sends the outbox. Use as ``async with Dispatcher(store, settings) as dispatcher:``.
 
-    ``sender`` replaces the dispatcher's own :class:`~.sender.AiohttpSender` (a
-    :class:`~.sender.MockSender` in unit tests), ``session`` the aiohttp session of its own
-    sender; either is then not closed here. ``clock`` gives the wall-clock times written to
-    the store; ``idle_poll`` bounds the sleep when nothing wakes the claim loop;
+    ``sender`` replaces the dispatcher's own :class:`~.h1.H1Sender` (a
+    :class:`~.sender.MockSender` in unit tests), ``session`` makes it an
+    :class:`~.sender.AiohttpSender` on that aiohttp session; either is then not closed here.
+    ``clock`` gives the wall-clock times written to the store; ``idle_poll`` bounds the sleep
+    when nothing wakes the claim loop;
     ``flush_interval`` is how long a finished attempt may wait to be written with others;
     ``heartbeat`` is the time between two renewals of the leases held (a third of the lease
     by default; unit tests renew by hand with :meth:`renew_leases`); ``rng`` draws the retry
@@ -231,7 +234,7 @@ class Dispatcher:
             raise RuntimeError("the dispatcher is already running")
         self._loop = asyncio.get_running_loop()
         if self._sender is None:
-            self._sender = AiohttpSender(self.settings)
+            self._sender = H1Sender(self.settings)
         await self._listen_to_other_nodes()
         self._claim_task = asyncio.create_task(self._claim_loop(), name="dispatcher-claim")
         self._flush_task = asyncio.create_task(self._flush_loop(), name="dispatcher-flush")
