@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 import uvloop
 
 from dhan_postback.service.h1 import H1Sender
@@ -184,3 +186,55 @@ def test_it_runs_on_uvloop_as_the_service_does() -> None:
 
     assert statuses == [200, 200]
     assert len({r.client_port for r in receiver.snapshot()}) == 1
+
+
+@pytest.fixture
+def authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@contextlib.contextmanager
+def _tls_receiver(
+    authority: trustme.CA, receiver: RecordingReceiver, tmp_path: Path
+) -> Iterator[str]:
+    """``receiver`` served over TLS with a certificate for 127.0.0.1 that ``authority``
+    signed; the https URL of its hook."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    issued = authority.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(cert)
+    issued.private_key_pem.write_to_path(key)
+    with UvicornThread(receiver.app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as server:
+        yield f"https://127.0.0.1:{server.port}/hook"
+
+
+async def test_https_posts_over_a_verified_connection_kept_alive(
+    authority: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(bundle)
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))  # the system's trust, as a user sets it
+    receiver = RecordingReceiver()
+    sender = H1Sender(fast_settings())
+    try:
+        with _tls_receiver(authority, receiver, tmp_path) as url:
+            answers = [await sender.send(Request(url, b'{"n": %d}' % n, HEADERS)) for n in range(3)]
+    finally:
+        await sender.aclose()
+
+    assert [(a.status, a.body) for a in answers] == [(200, b"ok")] * 3
+    assert [r.body for r in receiver.snapshot()] == [b'{"n": %d}' % n for n in range(3)]
+    assert len({r.client_port for r in receiver.snapshot()}) == 1
+
+
+async def test_https_to_a_certificate_the_system_does_not_trust_fails_unsent(
+    authority: trustme.CA, tmp_path: Path, sender: H1Sender
+) -> None:
+    receiver = RecordingReceiver()
+    refused = r"Cannot connect to host 127\.0\.0\.1.*CERTIFICATE_VERIFY_FAILED"
+    with (
+        _tls_receiver(authority, receiver, tmp_path) as url,
+        pytest.raises(SendError, match=refused),
+    ):
+        await sender.send(Request(url, b"{}", HEADERS))
+
+    assert receiver.snapshot() == []

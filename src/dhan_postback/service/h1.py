@@ -29,7 +29,8 @@ What it keeps of the aiohttp sender, rule for rule (the same integration tests r
   A status is only an answer once the whole message arrived: an answer cut short raises
   :class:`~.sender.SendError` with its status, which the dispatcher records as a failure.
 * **The timeout** (``settings.timeout``) covers the whole exchange, connecting included.
-* TLS with the system's default verified context for ``https`` URLs.
+* TLS with the system's default verified context for ``https`` URLs (``SSL_CERT_FILE`` names
+  another bundle of trusted authorities, as for any OpenSSL program).
 """
 
 from __future__ import annotations
