@@ -95,28 +95,6 @@ def test_consecutive_items_of_one_operation_are_written_in_one_call(table: Path)
     assert (writer.commits, writer.items) == (1, 3)
 
 
-def test_under_load_a_lingering_writer_lets_the_next_batch_gather(table: Path) -> None:
-    insert = Insert()
-    writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None), linger=2.0)
-    busy = [writer.submit_item_sync(insert, v) for v in (1, 2)]  # a batch with company
-    writer.start()
-    assert [future.result(10) for future in busy] == [1, 2]
-    later = [writer.submit_item_sync(insert, v) for v in (3, 4)]
-    assert [future.result(10) for future in later] == [3, 4]
-    writer.close()
-    assert insert.calls == [[1, 2], [3, 4]]
-
-
-def test_a_lone_write_does_not_wait_for_the_linger(table: Path) -> None:
-    insert = Insert()
-    writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None), linger=60.0)
-    writer.start()
-    for value in (1, 2, 3):
-        assert writer.submit_item_sync(insert, value).result(10) == value
-    writer.close()
-    assert insert.calls == [[1], [2], [3]]
-
-
 def test_an_item_failing_inside_a_run_fails_alone_and_its_neighbours_commit(table: Path) -> None:
     insert = Insert()
     writer = GroupCommitWriter(lambda: sqlite3.connect(table, isolation_level=None))

@@ -5,16 +5,16 @@ few thousand writes a second. Instead every caller hands its write to this threa
 the thread takes *everything* queued (up to ``max_batch``), runs it in one transaction,
 commits once, and then wakes all the waiters together (one wake-up per event loop, not one
 per caller). While it is inside an fsync the next batch gathers by itself, so batches grow
-exactly when load does; alone, a write waits for nothing. A writer given a ``linger`` also
-lets a batch gather that long after its first item while under load (the last batch had more
-than one item): each commit costs its fsync and some CPU whatever its size.
+exactly when load does; alone, a write waits for nothing. (A timed wait for company, a
+"linger", was tried for the receiver and removed: on a quiet machine it cost more than the
+commits it saved.)
 
 A writer made ``per_tick`` takes an event loop's items (:meth:`GroupCommitWriter.submit_item`)
 one pass of that loop at a time: what the loop's callbacks submit during one pass is handed
 over together when the pass has run (``call_soon``), so a batch never starts with a part of
 what the loop was about to submit, and the writer thread is woken once per pass instead of
-once per item (each wake-up is a GIL hand-over with the busy loop). Unlike a linger this waits
-for no clock: on a quiet machine the pass ends at once, under load it holds what arrived.
+once per item (each wake-up is a GIL hand-over with the busy loop). It waits for no clock: on
+a quiet machine the pass ends at once, under load it holds what arrived.
 
 Two kinds of work go in: a :data:`Job` (one callable, run as is) and the item of a
 :class:`BatchOp`, where consecutive items of one operation are handed over together, so the
@@ -42,7 +42,6 @@ import contextlib
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
@@ -109,13 +108,11 @@ class GroupCommitWriter:
         *,
         name: str = "sqlite-writer",
         max_batch: int = 2048,
-        linger: float = 0.0,
         per_tick: bool = False,
         translate: Callable[[Exception], BaseException] = unstorable_values,
     ) -> None:
         self._connect = connect
         self._max_batch = max_batch
-        self._linger = linger
         self._per_tick = per_tick
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}
         """Per loop, its items submitted during the current pass (``per_tick`` only)."""
@@ -229,17 +226,10 @@ class GroupCommitWriter:
         _settle(outcomes)
 
     def _serve(self, conn: sqlite3.Connection) -> None:
-        last_size = 1
         while True:
             first = self._queue.get()
             if first is _STOP:
                 return
-            if last_size > 1 and self._linger:
-                # Under load (the last batch had company) let this one gather for a moment:
-                # each commit costs its fsync and a few hundred microseconds of CPU whatever
-                # its size, so fewer, larger batches leave more CPU to the requests. Alone, a
-                # write still waits for nothing.
-                time.sleep(self._linger)
             batch: list[_Queued] = []
             if isinstance(first, list):
                 batch += first
@@ -259,7 +249,6 @@ class GroupCommitWriter:
                 else:
                     batch.append(item)  # type: ignore[arg-type]
             self._commit(conn, batch)
-            last_size = len(batch)
             if stop:
                 return
 
