@@ -48,7 +48,7 @@ from yarl import URL
 from ..settings import ServiceSettings
 from ..urlpolicy import GuardedResolver
 from .retry import RESPONSE_PREFIX_BYTES, RETRY_AFTER_STATUSES
-from .sender import DRAIN_LIMIT, URL_CACHE, Answer, Request, SendError
+from .sender import DRAIN_LIMIT, Answer, ParsedUrls, Request, SendError, timed_out
 
 __all__ = ["KEEPALIVE", "H1Sender"]
 
@@ -197,22 +197,14 @@ class H1Sender:
         self._socket: Callable[[Any], socket.socket] = self._guard.guard_connector_kwargs()[
             "socket_factory"
         ]
-        self._targets: dict[str, _Target] = {}
+        self._targets = ParsedUrls(_Target)
         self._idle: dict[_Key, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._tls: ssl.SSLContext | None = None
         self._next_sweep = 0.0
 
-    def _target(self, url: str) -> _Target:
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) >= URL_CACHE:
-                del self._targets[next(iter(self._targets))]
-            target = self._targets[url] = _Target(url)
-        return target
-
     async def send(self, request: Request) -> Answer:
-        target = self._target(request.url)
+        target = self._targets[request.url]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         headers = request.headers
@@ -240,8 +232,7 @@ class H1Sender:
         return answer
 
     def _time_out(self, connection: _Connection) -> None:
-        message = f"timeout: no complete answer within {self._timeout:g}s"
-        connection.fail(SendError(message, status=connection.status))
+        connection.fail(timed_out(self._timeout, status=connection.status))
 
     # The pool ------------------------------------------------------------------------------
     def _take(self, key: _Key) -> _Connection | None:
@@ -293,8 +284,7 @@ class H1Sender:
             async with asyncio.timeout_at(deadline):
                 connection = await self._open_connection(loop, target, tls)
         except TimeoutError:
-            message = f"timeout: no complete answer within {self._timeout:g}s"
-            raise SendError(message) from None
+            raise timed_out(self._timeout) from None
         except (OSError, ssl.SSLError) as exc:
             where = f"{target.host}:{target.port} ssl:{'default' if tls else 'False'}"
             raise SendError(

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -32,15 +32,39 @@ __all__ = [
     "AiohttpSender",
     "Answer",
     "MockSender",
+    "ParsedUrls",
     "Request",
     "SendError",
     "Sender",
+    "timed_out",
 ]
 
 DRAIN_LIMIT: Final = 64 * 1024
 """Bytes of a response read to keep its connection; a larger body closes the connection."""
 URL_CACHE: Final = 4096
 """Parsed URLs kept by a sender (the oldest goes first)."""
+
+_T = TypeVar("_T")
+
+
+class ParsedUrls(Generic[_T]):
+    """Each URL parsed once by ``parse``, up to :data:`URL_CACHE` of them, the oldest dropped
+    first: a node sending to a thousand endpoints in turn would otherwise parse a URL on
+    every POST (aiohttp's own cache holds 128)."""
+
+    __slots__ = ("_parse", "_parsed")
+
+    def __init__(self, parse: Callable[[str], _T]) -> None:
+        self._parse = parse
+        self._parsed: dict[str, _T] = {}
+
+    def __getitem__(self, url: str) -> _T:
+        parsed = self._parsed.get(url)
+        if parsed is None:
+            if len(self._parsed) >= URL_CACHE:
+                del self._parsed[next(iter(self._parsed))]
+            parsed = self._parsed[url] = self._parse(url)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +95,11 @@ class SendError(Exception):
         self.status = status
 
 
+def timed_out(timeout: float, *, status: int | None = None) -> SendError:
+    """The failure of an exchange that had no complete answer within ``timeout`` seconds."""
+    return SendError(f"timeout: no complete answer within {timeout:g}s", status=status)
+
+
 class Sender(Protocol):
     """Sends one POST; never follows a redirect."""
 
@@ -92,24 +121,14 @@ class AiohttpSender:
         self._timeout = settings.timeout
         self._owns_session = session is None
         self._session = session or _make_session(settings)
-        self._urls: dict[str, URL] = {}
-
-    def _url(self, url: str) -> URL:
-        """``url`` parsed, once per URL: aiohttp parses a string on every request, through a
-        cache of 128 URLs, which a node sending to a thousand endpoints in turn always misses."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            if len(self._urls) >= URL_CACHE:
-                del self._urls[next(iter(self._urls))]
-            parsed = self._urls[url] = URL(url)
-        return parsed
+        self._urls = ParsedUrls(URL)
 
     async def send(self, request: Request) -> Answer:
         status: int | None = None
         retry_after = None
         try:
             async with self._session.post(
-                self._url(request.url),
+                self._urls[request.url],
                 data=request.body,
                 headers=request.headers,
                 allow_redirects=False,
@@ -119,8 +138,7 @@ class AiohttpSender:
                     retry_after = response.headers.get("Retry-After")
                 body = await _read_prefix(response)
         except TimeoutError:
-            message = f"timeout: no complete answer within {self._timeout:g}s"
-            raise SendError(message, status=status) from None
+            raise timed_out(self._timeout, status=status) from None
         except aiohttp.ClientError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}", status=status) from None
         return Answer(status, body, retry_after=retry_after)
