@@ -37,7 +37,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import psycopg
 
 from bench.dispatch_bench import bare, valid_body
@@ -55,7 +54,7 @@ from bench.harness import (
 )
 from bench.latency_bench import commit_latencies
 from bench.postgres import PostgresServer, unavailable_reason
-from bench.watch import sink_count
+from bench.watch import watch
 from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import create_store
 from dhan_postback.service.store.base import (
@@ -240,11 +239,18 @@ async def delivered_rate(
             for _ in range(workers)
         ]
 
-        def cpu() -> tuple[float, float]:
-            return sum(cpu_seconds(p.pid) for p in processes), server_cpu() or 0.0
+        def workers_cpu() -> float:
+            return sum(cpu_seconds(p.pid) for p in processes)
 
         try:
-            samples = await _watch(receiver.rsplit("/", 1)[0], updates, cpu)
+            # The sink counts, not the store: a count of the deliveries by status every 20 ms
+            # was a query over the whole backlog on the database server whose CPU the row
+            # measures (16 ms each over 6,000 orders).
+            window = await watch(
+                receiver.rsplit("/", 1)[0],
+                updates,
+                meters=[workers_cpu, lambda: server_cpu() or 0.0],
+            )
         finally:
             for process in processes:
                 process.terminate()
@@ -252,48 +258,8 @@ async def delivered_rate(
                 process.wait(30)
     finally:
         await store.close()
-    low, high = updates // 10, updates * 9 // 10
-    first = next(s for s in samples if s[1] >= low)
-    last = next(s for s in samples if s[1] >= high)
-    busy = (last[2] - first[2]) / max(1, last[3] - first[3])
-    delivered = max(1, last[1] - first[1])
-    return Delivered(
-        delivered / (last[0] - first[0]),
-        busy,
-        (last[4] - first[4]) / delivered,
-        None if server_cpu() is None else (last[5] - first[5]) / delivered,
-    )
-
-
-async def _watch(
-    sink: str, total: int, cpu: Callable[[], tuple[float, float]]
-) -> list[tuple[float, int, int, int, float, float]]:
-    """(time, delivered, CPU busy, CPU total, workers' CPU, server CPU) every 20 ms until the
-    :mod:`bench.sink` at ``sink`` has answered ``total`` more POSTs. The sink counts, not the
-    store: a count of the deliveries by status every 20 ms was a query over the whole backlog
-    on the database server whose CPU the row measures (16 ms each over 6,000 orders)."""
-    samples: list[tuple[float, int, int, int, float, float]] = []
-    deadline = time.monotonic() + 600
-    async with aiohttp.ClientSession() as session:
-        start = await sink_count(session, sink)
-        while not samples or samples[-1][1] < total:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {samples[-1][1]} of {total} delivered")
-            delivered = await sink_count(session, sink) - start
-            samples.append((time.perf_counter(), delivered, *_cpu_ticks(), *cpu()))
-            await asyncio.sleep(0.02)
-    return samples
-
-
-def _cpu_ticks() -> tuple[int, int]:
-    """The machine's (busy, total) CPU ticks so far, from /proc/stat (0, 0 elsewhere)."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(part) for part in stat.readline().split()[1:]]
-    except OSError:
-        return 0, 0
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return sum(ticks) - idle, sum(ticks)
+    workers, server = window.cpu_per_delivery
+    return Delivered(window.rate, window.busy, workers, None if server_cpu() is None else server)
 
 
 CONCURRENCY = 64

@@ -229,6 +229,27 @@ def test_watch_gives_the_rate_and_cpu_of_the_posts_the_sink_counted(tmp_path: Pa
     assert len(window.cpu_per_delivery) == 1 and window.cpu_per_delivery[0] >= 0
 
 
+def test_watch_gives_each_meter_per_delivery_after_the_pids_and_how_busy_the_machine_was(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    sink = f"http://127.0.0.1:{port}"
+    with Context(True, tmp_path).spawn(
+        ["-m", "bench.sink", "--port", str(port)], health_url=sink + "/stats"
+    ) as server:
+
+        async def both() -> Window:
+            watching = asyncio.create_task(
+                watch(sink, 300, [server.pid], meters=[lambda: 7.0], start=0, every=0.001)
+            )
+            await bare(sink + "/hook", 300, 8, update_body("m"))
+            return await watching
+
+        window = run_async(both())
+    assert len(window.cpu_per_delivery) == 2 and window.cpu_per_delivery[1] == 0.0
+    assert 0.0 <= window.busy <= 1.0
+
+
 def test_e2e_streams_hold_whole_orders_of_several_updates_each_in_their_order() -> None:
     streams, orders = e2e_bench.order_streams(300, 8, seed=7)
     sent: dict[str, list[bytes]] = {}
