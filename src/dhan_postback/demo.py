@@ -79,12 +79,16 @@ _CHAOS_HOLD: Final = 0.8
 
 @dataclass(frozen=True, slots=True)
 class DemoOptions:
-    orders: int = 250
-    seed: int = 7
-    rate: float = 400.0
+    """One demo run. The first five come from :class:`~dhan_postback.settings.DemoSettings`,
+    whose defaults are the demo's (stated there once, shown by ``--help``); the rest are fixed
+    for a command-line run."""
+
+    orders: int
+    seed: int
+    rate: float
     """Updates submitted per second; 0 submits as fast as the service takes them."""
-    chaos: float = 0.0
-    directory: Path = Path("demo-data")
+    chaos: float
+    directory: Path
     service_port: int = 0
     receiver_port: int = 0
     clients: Sequence[str] = DEFAULT_CLIENTS

@@ -106,8 +106,7 @@ _OUTBOX_STATEMENTS = (
     "next_lease_end",
     "get_idempotency_key",
     "put_idempotency_key",
-    "prune_delivered",
-    "prune_dead",
+    "prune_finished",
     "prune_attempts",
     "prune_idempotency_keys",
 )

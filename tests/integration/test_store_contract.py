@@ -984,6 +984,17 @@ async def test_prune_deletes_at_most_its_limit_oldest_first(outbox: Store) -> No
     assert (await prune(outbox, limit=2)).delivered == 1
 
 
+async def test_prune_fills_its_limit_with_delivered_deliveries_before_dead_ones(
+    outbox: Store,
+) -> None:
+    await outbox.enqueue([new(f"msg_{i}", order_id=f"o{i}") for i in range(4)])
+    claims = await outbox.claim(limit=10, now=NOW, lease=LEASE)
+    await outbox.finish([outcome(claim, "dead", status_code=500) for claim in claims[:2]])
+    await outbox.finish([outcome(claim, "delivered") for claim in claims[2:]])
+    assert await prune(outbox, limit=3) == PruneResult(delivered=2, dead=1, attempts=3)
+    assert await prune(outbox, limit=3) == PruneResult(dead=1, attempts=1)
+
+
 async def test_pruning_a_dead_head_keeps_its_successor_next_and_flagged(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1"), new("msg_2"), new("msg_3")])
     [head] = await outbox.claim(limit=10, now=NOW, lease=LEASE)

@@ -49,8 +49,9 @@ class StaticResolver(AbstractResolver):
         return None
 
 
-class Receiver:
-    """A tiny postback receiver that remembers every body it was sent."""
+class Recorder:
+    """A tiny postback endpoint that remembers every body it was sent (not the product's
+    :class:`dhan_postback.receiver.Receiver`)."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
@@ -62,14 +63,14 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[tuple[Receiver, UvicornThread]]:
-    app = Receiver()
+def receiver() -> Iterator[tuple[Recorder, UvicornThread]]:
+    app = Recorder()
     with UvicornThread(app.app) as server:
         yield app, server
 
 
 @pytest.fixture
-def fresh(receiver: tuple[Receiver, UvicornThread]) -> tuple[Receiver, int]:
+def fresh(receiver: tuple[Recorder, UvicornThread]) -> tuple[Recorder, int]:
     app, server = receiver
     app.bodies.clear()
     return app, server.port
@@ -85,7 +86,7 @@ async def post(url: str, guard: GuardedResolver) -> int:
 
 
 async def test_name_rebound_to_loopback_is_refused_at_connect_time(
-    fresh: tuple[Receiver, int],
+    fresh: tuple[Recorder, int],
 ) -> None:
     app, port = fresh
     guard = GuardedResolver(inner=StaticResolver({"rebind.test": "127.0.0.1"}))
@@ -97,7 +98,7 @@ async def test_name_rebound_to_loopback_is_refused_at_connect_time(
     assert app.bodies == []
 
 
-async def test_allow_loopback_lets_the_same_request_through(fresh: tuple[Receiver, int]) -> None:
+async def test_allow_loopback_lets_the_same_request_through(fresh: tuple[Recorder, int]) -> None:
     app, port = fresh
     guard = GuardedResolver(allow_loopback=True, inner=StaticResolver({"rebind.test": "127.0.0.1"}))
     assert await post(f"http://rebind.test:{port}/hook", guard) == 200
@@ -105,7 +106,7 @@ async def test_allow_loopback_lets_the_same_request_through(fresh: tuple[Receive
 
 
 async def test_name_that_passed_the_check_and_then_rebinds_is_refused(
-    fresh: tuple[Receiver, int],
+    fresh: tuple[Recorder, int],
 ) -> None:
     app, port = fresh
 
@@ -123,7 +124,7 @@ async def test_name_that_passed_the_check_and_then_rebinds_is_refused(
     assert app.bodies == []
 
 
-async def test_loopback_literal_is_refused_at_connect_time(fresh: tuple[Receiver, int]) -> None:
+async def test_loopback_literal_is_refused_at_connect_time(fresh: tuple[Recorder, int]) -> None:
     app, port = fresh
     with pytest.raises(aiohttp.ClientConnectorError) as failed:
         await post(f"http://127.0.0.1:{port}/hook", GuardedResolver())
@@ -132,13 +133,13 @@ async def test_loopback_literal_is_refused_at_connect_time(fresh: tuple[Receiver
     assert app.bodies == []
 
 
-async def test_loopback_literal_goes_through_when_allowed(fresh: tuple[Receiver, int]) -> None:
+async def test_loopback_literal_goes_through_when_allowed(fresh: tuple[Recorder, int]) -> None:
     app, port = fresh
     assert await post(f"http://127.0.0.1:{port}/hook", GuardedResolver(allow_loopback=True)) == 200
     assert app.bodies == [BODY]
 
 
-async def test_callers_socket_factory_still_makes_the_socket(fresh: tuple[Receiver, int]) -> None:
+async def test_callers_socket_factory_still_makes_the_socket(fresh: tuple[Recorder, int]) -> None:
     app, port = fresh
     made: list[object] = []
 

@@ -31,9 +31,6 @@ NOT_EXPORTED: dict[str, frozenset[str]] = {
         {"list_endpoints", "pause", "resume", "rotate_secret", "show"}
     ),  # ditto
     "dhan_postback.cli.tokens": frozenset({"create", "list_tokens", "revoke"}),  # ditto
-    # The IST zone, defined in several modules today; issue 18 moves the wire constants to one
-    # place, and this one is not the place.
-    "dhan_postback.relay.mapping": frozenset({"IST"}),
 }
 """Public names a module defines on purpose without exporting them, by module, with the reason
 next to each entry. Module loggers and type variables are never exported (:func:`_by_nature`)."""

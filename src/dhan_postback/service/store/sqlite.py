@@ -519,22 +519,17 @@ class SQLiteStore:
         system (incremental vacuum), so the file shrinks as it is pruned."""
 
         def run(conn: sqlite3.Connection) -> PruneResult:
-            delivered = _rows(
-                conn, _QUERIES["prune_delivered"], {"before": delivered_before, "limit": limit}
-            )
-            dead = _rows(
-                conn,
-                _QUERIES["prune_dead"],
-                {"before": dead_before, "limit": limit - len(delivered)},
-            )
-            ids = [row[0] for row in (*delivered, *dead)]
+            finished = {"delivered_before": delivered_before, "dead_before": dead_before}
+            gone = _rows(conn, _QUERIES["prune_finished"], {**finished, "limit": limit})
+            ids = [delivery_id for delivery_id, _ in gone]
+            delivered = sum(status == DeliveryStatus.DELIVERED for _, status in gone)
             attempts = _run(conn, "prune_attempts", {"ids": _json.encode(ids).decode()})
             keys = _run(conn, "prune_idempotency_keys", {"before": keys_before, "limit": limit})
             if ids or keys:
                 (free,) = _rows(conn, _QUERIES["freelist_count"])[0]
                 pages = min(free, _VACUUM_PAGES_PER_BATCH)
                 _run_many(conn, "incremental_vacuum", itertools.repeat({}, pages))
-            return PruneResult(len(delivered), len(dead), attempts, keys)
+            return PruneResult(delivered, len(ids) - delivered, attempts, keys)
 
         return await self._write(run)
 

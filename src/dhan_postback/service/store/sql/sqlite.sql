@@ -643,23 +643,22 @@ ON CONFLICT (dhan_client_id, key) DO UPDATE SET
 
 -- Retention -----------------------------------------------------------------------------
 
--- name: prune_delivered
--- The oldest delivered deliveries, delivered before :before (at most :limit).
-DELETE FROM deliveries
-WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_delivered_at
-              WHERE status = 'delivered' AND delivered_at < :before
-              ORDER BY delivered_at
-              LIMIT :limit)
-RETURNING id;
-
--- name: prune_dead
--- The oldest dead deliveries whose last attempt was due before :before (at most :limit).
-DELETE FROM deliveries
-WHERE seq IN (SELECT seq FROM deliveries INDEXED BY deliveries_dead_at
-              WHERE status = 'dead' AND next_attempt_at < :before
-              ORDER BY next_attempt_at
-              LIMIT :limit)
-RETURNING id;
+-- name: prune_finished
+-- Up to :limit finished deliveries past their retention, oldest first: delivered ones
+-- delivered before :delivered_before first, then dead ones whose last attempt was due before
+-- :dead_before (the room the delivered ones left; a negative LIMIT would mean none).
+-- RETURNING each one's id (its attempts go next) and status (what PruneResult counts).
+WITH delivered AS (
+    SELECT seq FROM deliveries INDEXED BY deliveries_delivered_at
+    WHERE status = 'delivered' AND delivered_at < :delivered_before
+    ORDER BY delivered_at LIMIT :limit
+), dead AS (
+    SELECT seq FROM deliveries INDEXED BY deliveries_dead_at
+    WHERE status = 'dead' AND next_attempt_at < :dead_before
+    ORDER BY next_attempt_at LIMIT max(:limit - (SELECT count(*) FROM delivered), 0)
+)
+DELETE FROM deliveries WHERE seq IN (SELECT seq FROM delivered UNION ALL SELECT seq FROM dead)
+RETURNING id, status;
 
 -- name: prune_attempts
 -- The attempts of the deliveries just pruned (:ids, a JSON array).
