@@ -578,7 +578,9 @@ WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = a.delivery_id);
 
 -- name: finish
 -- Move each attempted delivery on. Only a pending delivery changes status: a late report
--- from a node whose lease ran out cannot undo what another node already finished.
+-- from a node whose lease ran out cannot undo what another node already finished. A row
+-- with a held lease end moves on only while its lease is still that one (as renew_leases
+-- matches it): the others are left to their lease's holder. The ids moved on.
 UPDATE deliveries AS d
 SET attempts = d.attempts + 1,
     round_attempts = d.round_attempts + 1,
@@ -593,9 +595,12 @@ SET attempts = d.attempts + 1,
                            ELSE d.next_attempt_at END,
     is_head = d.is_head AND (d.status <> 'pending' OR o.result = 'retry')
 FROM unnest(%(ids)s::text[], %(results)s::text[], %(status_codes)s::int[],
-            %(errors)s::text[], %(delivered_ats)s::float8[], %(next_attempt_ats)s::float8[])
-     AS o (id, result, status_code, error, delivered_at, next_attempt_at)
-WHERE d.id = o.id;
+            %(errors)s::text[], %(delivered_ats)s::float8[], %(next_attempt_ats)s::float8[],
+            %(helds)s::float8[])
+     AS o (id, result, status_code, error, delivered_at, next_attempt_at, held)
+WHERE d.id = o.id
+  AND (o.held IS NULL OR (d.status = 'pending' AND d.lease_until = o.held))
+RETURNING d.id;
 
 -- name: flag_after_dead
 -- The delivery that follows a dead one in its queue is flagged, so the gap can be seen.
@@ -629,6 +634,20 @@ WITH released AS (
     RETURNING 1
 )
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
+
+-- name: release_held
+-- release for the leases still as the dispatcher holds them (each id with its lease end, as
+-- renew_leases matches them); the ids released. Rows are looked up as release does.
+UPDATE deliveries AS d
+SET lease_until = 0
+FROM unnest(%(ids)s::text[], %(held)s::float8[]) AS h (id, lease_until)
+CROSS JOIN LATERAL (
+    SELECT x.seq, x.status FROM deliveries AS x
+    WHERE x.id = h.id AND x.status = 'pending'
+    LIMIT 1
+) AS hit
+WHERE d.seq = hit.seq AND d.status = hit.status AND d.lease_until = h.lease_until
+RETURNING d.id;
 
 -- name: renew_leases
 -- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
