@@ -479,12 +479,11 @@ def _rows_read(plan: dict[str, Any]) -> int:
 async def test_the_finish_path_reads_its_batch_not_the_backlog(
     pg_url: str, statistics: str
 ) -> None:
-    """Each statement of a finish with its hand-over, and of a renewal and a release (with
-    and without the leases held), reads rows in proportion to its batch, however long the
-    backlog behind it and whatever plan the statistics give: a prepared statement's generic
-    plan or a custom one, from statistics taken after the backlog came (fresh) or before
-    (stale: a market-open burst outruns autovacuum). A hand-over planned as a join once read
-    every due head per finished queue.
+    """Each statement of a finish with its hand-over, and of a renewal and a release, reads
+    rows in proportion to its batch, however long the backlog behind it and whatever plan the
+    statistics give: a prepared statement's generic plan or a custom one, from statistics
+    taken after the backlog came (fresh) or before (stale: a market-open burst outruns
+    autovacuum). A hand-over planned as a join once read every due head per finished queue.
     """
     store = PostgresStore(pg_url)
     await store.open()
@@ -537,7 +536,6 @@ async def test_the_finish_path_reads_its_batch_not_the_backlog(
     leases = {
         "renew_leases": {"ids": ids, "held": [claim.lease_until for claim in claims], "until": 0},
         "release": {"ids": ids, "channel": CHANNEL},
-        "release_held": {"ids": ids, "held": [claim.lease_until for claim in claims]},
     }
     queries = load_queries("postgres")
     statements = {name: queries[name] for name in [*finish, *leases] if name != "hand_over"}

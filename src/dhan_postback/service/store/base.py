@@ -64,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -379,6 +379,15 @@ class Held:
 
     leases: Mapping[str, float]
     lost: list[str] = field(default_factory=list)
+
+    def of(self, ids: Iterable[str]) -> list[tuple[str, float]]:
+        """The leases held of ``ids``, as :meth:`Store.renew` takes them."""
+        leases = self.leases
+        return [(i, leases[i]) for i in ids if i in leases]
+
+    def applied(self, ids: Iterable[str], done: Collection[str]) -> None:
+        """The store applied ``done`` of ``ids``: the others were lost."""
+        self.lost.extend(i for i in ids if i not in done)
 
 
 @dataclass(frozen=True, slots=True)

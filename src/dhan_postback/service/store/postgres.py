@@ -547,7 +547,7 @@ class PostgresStore:
 
         handed = await self._run(run, retry_conflicts=True)
         if held is not None:
-            held.lost.extend(i for i in ids if i not in applied)
+            held.applied(ids, applied)
         return handed
 
     async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
@@ -563,18 +563,14 @@ class PostgresStore:
         await self._run(run)
 
     async def _release_held(self, delivery_ids: Sequence[str], held: Held) -> None:
-        leases = sorted((i, held.leases[i]) for i in delivery_ids if i in held.leases)
-        params = {"ids": [i for i, _ in leases], "held": [until for _, until in leases]}
+        released = await self.renew(held.of(delivery_ids), until=0.0)  # ended now: released
+        held.applied(delivery_ids, set(released))
+        if released:  # committed: the nodes may claim them now
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> set[str]:
-            cur = await conn.execute(_Q["release_held"], params, prepare=True)
-            released = {delivery_id for (delivery_id,) in await cur.fetchall()}
-            if released:  # after the commit (autocommit): the nodes may claim them now
+            async def run(conn: psycopg.AsyncConnection[Any]) -> None:
                 await conn.execute(_Q["notify_outbox"], {"channel": CHANNEL}, prepare=True)
-            return released
 
-        released = await self._run(run, retry_conflicts=True)
-        held.lost.extend(i for i in delivery_ids if i not in released)
+            await self._run(run)
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         if not leases:

@@ -449,11 +449,8 @@ class SQLiteStore:
             ids = [{"id": delivery_id} for delivery_id in delivery_ids]
             await self._write(lambda conn: _run_many(conn, "release", ids))
             return
-        leases = [(i, held.leases[i]) for i in delivery_ids if i in held.leases]
-        params = {"leases": _json.encode(leases).decode()}
-        done = await self._write(lambda conn: _rows(conn, _QUERIES["release_held"], params))
-        released = {delivery_id for (delivery_id,) in done}
-        held.lost.extend(i for i in delivery_ids if i not in released)
+        released = await self.renew(held.of(delivery_ids), until=0.0)  # ended now: released
+        held.applied(delivery_ids, set(released))
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         if not leases:

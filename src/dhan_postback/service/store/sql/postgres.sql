@@ -635,23 +635,9 @@ WITH released AS (
 )
 SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 
--- name: release_held
--- release for the leases still as the dispatcher holds them (each id with its lease end, as
--- renew_leases matches them); the ids released. Rows are looked up as release does.
-UPDATE deliveries AS d
-SET lease_until = 0
-FROM unnest(%(ids)s::text[], %(held)s::float8[]) AS h (id, lease_until)
-CROSS JOIN LATERAL (
-    SELECT x.seq, x.status FROM deliveries AS x
-    WHERE x.id = h.id AND x.status = 'pending'
-    LIMIT 1
-) AS hit
-WHERE d.seq = hit.seq AND d.status = hit.status AND d.lease_until = h.lease_until
-RETURNING d.id;
-
 -- name: renew_leases
 -- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
--- with its lease end as last handed out); the ids renewed. A row another node is claiming
+-- with its lease end as last handed out); the ids renewed. Until 0, a release of them. A row another node is claiming
 -- right now is waited for, then checked again: its new lease end no longer matches.
 -- Rows are looked up as release does: one id at a time, the row updated matched by joins.
 UPDATE deliveries AS d

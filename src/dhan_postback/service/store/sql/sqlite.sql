@@ -444,19 +444,9 @@ WHERE seq IN (SELECT value FROM json_each(:seqs));
 -- name: release
 UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
 
--- name: release_held
--- release for the leases in :leases (a JSON array of [id, lease_until]) still as the
--- dispatcher holds them (matched as renew_leases matches them); the ids released.
-UPDATE deliveries INDEXED BY deliveries_id
-SET lease_until = 0
-FROM (SELECT value ->> 0 AS id, value ->> 1 AS held FROM json_each(:leases)) AS h
-WHERE deliveries.id = h.id AND deliveries.status = 'pending'
-  AND abs(deliveries.lease_until - h.held) < 0.00001
-RETURNING deliveries.id;
-
 -- name: renew_leases
 -- The heartbeat: extend to :until the leases in :leases (a JSON array of [id, lease_until])
--- still as the dispatcher holds them; the ids renewed. A lease end read back from JSON text
+-- still as the dispatcher holds them; the ids renewed (until 0: a release of them). A lease end read back from JSON text
 -- may differ from the stored REAL in its last bit (SQLite's text-to-double conversion is not
 -- always correctly rounded), so it matches within 10 microseconds: any other lease end of
 -- the row is another claim's (now + lease), never that close to ours. INDEXED BY: left to
