@@ -125,11 +125,13 @@ class NullStore:
             taken.append(dataclasses.replace(self._due.popleft(), lease_until=now + lease))
         return taken
 
-    async def finish(self, outcomes: list[Any], hand_over: Any = None) -> list[Claim] | None:
+    async def finish(
+        self, outcomes: list[Any], hand_over: Any = None, held: Any = None
+    ) -> list[Claim] | None:
         self._delivered += sum(o.result == "delivered" for o in outcomes)
         return None if hand_over is None else []  # no successors: one update per order
 
-    async def release(self, ids: list[str]) -> None:
+    async def release(self, ids: list[str], held: Any = None) -> None:
         raise AssertionError("the benchmark never gives claims back")
 
     async def renew(self, leases: list[tuple[str, float]], *, until: float) -> list[str]:

@@ -521,6 +521,7 @@ async def test_the_finish_path_reads_its_batch_not_the_backlog(
             "errors": each,
             "delivered_ats": [NOW] * len(ids),
             "next_attempt_ats": [NOW] * len(ids),
+            "helds": [claim.lease_until for claim in claims],  # as the dispatcher finishes
         },
         "flag_after_dead": {"ids": ids[1::2]},
         "refresh_queue_heads": {"ids": ids},

@@ -66,10 +66,16 @@ How one delivery travels::
   one under way finishes, and its attempt is logged as a warning (it may reach the
   receiver twice) but its outcome is not written, since the delivery's new holder writes
   its own; a lost delivery whose outcome is already waiting to be written is dropped from
-  the batch, also with a warning. A POST that outlives its lease without a refusal (the
-  store could not be reached to renew it) is written as usual, with a warning. So a
-  delivery goes to its receiver twice only after a crash (between a POST and the commit of
-  its outcome) or when a node loses the store for a whole lease while its POST is under way.
+  the batch, also with a warning. The store keeps the same rule when it writes: each
+  outcome and give-back names the lease it was held under (``store.finish(held=...)``),
+  and one whose lease is not the delivery's any more (the node stalled for longer than the
+  lease, so no renewal could tell it, and another node claimed the delivery) is only
+  logged: the new holder's lease, the delivery's status and its queue are left alone, and
+  no successor is handed over, so one queue never has two deliveries in flight. Those are
+  counted (``dhan_postback_leases_lost_total``) and logged once per batch. So a delivery
+  goes to its receiver twice only after a crash (between a POST and the commit of its
+  outcome) or when a node stalls or loses the store for a whole lease while its POST is
+  under way.
 * **Shutdown.** Leaving the context stops claiming, gives back waiting claims, lets the POSTs
   under way finish for up to ``settings.shutdown_grace``, cancels and gives back the rest,
   and flushes every outcome.
@@ -101,7 +107,7 @@ from .leases import Leases
 from .metrics import ServiceMetrics
 from .retry import decide, make_attempt, parse_retry_after
 from .sender import AiohttpSender, Request, Sender, SendError
-from .store.base import Attempt, Claim, HandOver, NewDelivery, Outcome, Store
+from .store.base import Attempt, Claim, HandOver, Held, NewDelivery, Outcome, Store
 
 __all__ = ["USER_AGENT", "Clock", "Dispatcher"]
 
@@ -112,6 +118,8 @@ _CACHE_LIMIT: Final = 4096
 _RETRY_MEMORY: Final = 100_000
 """Retry times remembered for waking; beyond that, ``idle_poll`` finds them."""
 _STORE_RETRY_DELAYS: Final = (0.05, 0.2, 1.0)
+_LOST_IDS_LOGGED: Final = 20
+"""Delivery ids named in one warning about lost leases (the count says how many in all)."""
 
 Clock = Callable[[], float]
 K = TypeVar("K")
@@ -393,8 +401,7 @@ class Dispatcher:
                     continue
                 failures = 0
                 if self._stopping:
-                    self._releases.extend(claim.id for claim in claims)
-                    self._flush_wanted.set()
+                    self._give_back_fresh(claims)
                     break
                 self._admit(claims)
                 full = len(claims) >= limit
@@ -466,6 +473,13 @@ class Dispatcher:
         """Return waiting claims, already out of their lanes, to the store unattempted."""
         self._release(claim.id for claim in claims)
 
+    def _give_back_fresh(self, claims: Iterable[Claim]) -> None:
+        """Return claims that never reached the lanes (shutdown): held until the give-back
+        is written, under the lease they came with."""
+        claims = list(claims)
+        self.leases.hold(claims)
+        self._give_back(claims)
+
     def _release(self, ids: Iterable[str]) -> None:
         before = len(self._releases)
         self._releases.extend(ids)
@@ -517,7 +531,7 @@ class Dispatcher:
 
     def _give_back_late(self, commit: asyncio.Future[list[Claim] | None]) -> None:
         if not commit.cancelled() and commit.exception() is None:
-            self._give_back(commit.result() or ())
+            self._give_back_fresh(commit.result() or ())
 
     # Sending -------------------------------------------------------------------------------
     def _pump(self, lane: Lane) -> None:
@@ -772,11 +786,12 @@ class Dispatcher:
             # can run a claim that returns that head before ``finish`` has returned here.
             let_go = self.lanes.let_go((key, outcome.delivery_id) for outcome, key in outcomes)
             leases = self.leases.let_go(outcome.delivery_id for outcome, _ in outcomes)
+            held = Held(dict(leases))
             moved_on = {key for outcome, key in outcomes if outcome.result != "retry"}
             offer = self._offer(moved_on)
             try:
                 handed = await self.store.finish(
-                    [outcome for outcome, _ in outcomes], hand_over=offer
+                    [outcome for outcome, _ in outcomes], hand_over=offer, held=held
                 )
             except Exception:
                 log.exception("finish failed", outcomes=len(outcomes))
@@ -789,13 +804,18 @@ class Dispatcher:
                     self.lanes.unpromise(offer.limit)
             # The successors go at once; the claim loop is woken only if something may be
             # left for it: a successor not offered, a retry to wait for, other work.
+            lost = set(held.lost)
+            if lost:
+                self._lost_when_written(lost, "finish")
             if self._stopping:  # close() gave back what waits already: these go back too
-                self._give_back(handed or ())
+                self._give_back_fresh(handed or ())
             else:
                 self._admit(handed or ())
             if offer is None or offer.limit < len(moved_on) or offer.skip_urls:
                 claim_more = bool(moved_on)
             for outcome, (url, order_id) in outcomes:
+                if lost and outcome.delivery_id in lost:
+                    continue  # its new holder schedules it
                 if outcome.next_attempt_at is not None and len(self._retry_times) < _RETRY_MEMORY:
                     heapq.heappush(self._retry_times, outcome.next_attempt_at)
                     claim_more = True
@@ -804,13 +824,16 @@ class Dispatcher:
         releases, self._releases = self._releases, []
         if releases:
             leases = self.leases.let_go(releases)
+            held = Held(dict(leases))
             try:
-                await self.store.release(releases)
+                await self.store.release(releases, held=held)
             except Exception:
                 log.exception("release failed", deliveries=len(releases))
                 self._releases[:0] = releases
                 self.leases.hold_again(leases)
                 return False
+            if held.lost:
+                self._lost_when_written(set(held.lost), "release")
         if releases or (outcomes and (claim_more or not self._drained)):
             self._wakeup.set()
         return True
@@ -842,8 +865,27 @@ class Dispatcher:
                 self._drop_lost(lost)
             return len(renewed)
 
+    def _lost_when_written(self, lost: set[str], found_at: str) -> None:
+        """The store did not apply these outcomes or give-backs: their leases were another
+        node's by then (this node stalled for longer than a lease, so no renewal told it).
+        Nothing is left of them here; the new holder sends and finishes them."""
+        self._count_lost(len(lost), found_at)
+        log.warning(
+            "leases lost to another node before their outcomes were written: attempts logged, "
+            "deliveries left to their new holder (which may send them again)"
+            if found_at == "finish"
+            else "leases lost to another node before their give-back was written: left to it",
+            count=len(lost),
+            delivery_ids=sorted(lost)[:_LOST_IDS_LOGGED],
+        )
+
+    def _count_lost(self, count: int, found_at: str) -> None:
+        if self.metrics is not None:
+            self.metrics.leases_lost.labels(found_at).inc(count)
+
     def _drop_lost(self, lost: set[str]) -> None:
         """Let go of deliveries whose leases are another node's now, wherever they are."""
+        self._count_lost(len(lost), "renewal")
         waiting = self.lanes.forget_waiting(lost)
         written = [(o, key) for o, key in self._outcomes if o.delivery_id in lost]
         if written:

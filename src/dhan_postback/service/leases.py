@@ -17,6 +17,10 @@ tells the story these rules serve):
   already started stays marked (:meth:`Leases.lose`) until its worker sees the mark
   (:meth:`Leases.take_lost`), so that its outcome is not written either. A fresh claim of
   the same delivery (this node claimed it again) clears the mark: the lease is ours again.
+* **Written under the lease held.** What :meth:`Leases.let_go` returns names the leases the
+  outcomes and give-backs are written under (:class:`~.store.base.Held`): the store applies
+  each only while its lease is still that one, so a node that stalled past its lease, and
+  heard no refusal, cannot finish what another node now holds.
 """
 
 from __future__ import annotations

@@ -111,6 +111,15 @@ class ServiceMetrics:
             ["endpoint"],
             registry=r,
         )
+        self.leases_lost = Counter(
+            "dhan_postback_leases_lost",
+            "Leases this node found taken by another node (it ran out while this node was "
+            "stalled or cut off from the store), by when it found out: at a renewal, or when "
+            "the store refused to write an outcome (the attempt is logged, the delivery left "
+            "to its new holder) or a give-back.",
+            ["found_at"],
+            registry=r,
+        )
         self.oldest_pending_seconds = Gauge(
             "dhan_postback_oldest_pending_seconds",
             "Age of an endpoint's oldest pending delivery (read from the store at scrape "

@@ -29,6 +29,13 @@ The outbox rules every backend keeps:
   its end as last handed out (``lease_until``): every claim, release, finish or replay writes
   another end, so a renewal can never take back a delivery that another node claimed after
   the lease ran out (whoever claims it writes ``now + lease``, later than the old end).
+* ``finish`` and ``release`` given the leases the dispatcher holds (:class:`Held`) apply by
+  the same rule: only to deliveries whose lease is still as held. A node that stalled for
+  longer than its lease (a stopped process, a long pause, a partition from the database) may
+  finish a delivery that another node has claimed since and is sending: its attempt is
+  logged (it happened: the receiver may have it), but the delivery's status, schedule and
+  lease stay the new holder's, and no successor is handed over, so one queue never has two
+  deliveries in flight. The ids not applied are listed in ``Held.lost``.
 * ``finish`` records the attempt and moves the delivery on: delivered, retry at a time, or
   dead. When a delivery dies, the next one of its queue is released and flagged
   ``after_dead`` so that receivers and operators can see the gap.
@@ -57,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -74,6 +81,7 @@ __all__ = [
     "EndpointKind",
     "EndpointRecord",
     "HandOver",
+    "Held",
     "IdempotencyRecord",
     "MinuteCounts",
     "NewDelivery",
@@ -359,6 +367,27 @@ class HandOver:
     now: float
     lease: float
     skip_urls: Collection[str] = ()
+
+
+@dataclass(slots=True)
+class Held:
+    """The leases a dispatcher finishes or gives back deliveries under: ``leases`` maps each
+    delivery id to its lease end as last handed out or renewed (as :meth:`Store.renew` is
+    asked). ``finish`` and ``release`` apply to a delivery only while its lease is still that
+    one (renew's rule); they add every id they did not apply (lost to another node, finished,
+    pruned, or not in ``leases``) to ``lost``, which the caller reads afterwards."""
+
+    leases: Mapping[str, float]
+    lost: list[str] = field(default_factory=list)
+
+    def of(self, ids: Iterable[str]) -> list[tuple[str, float]]:
+        """The leases held of ``ids``, as :meth:`Store.renew` takes them."""
+        leases = self.leases
+        return [(i, leases[i]) for i in ids if i in leases]
+
+    def applied(self, ids: Iterable[str], done: Collection[str]) -> None:
+        """The store applied ``done`` of ``ids``: the others were lost."""
+        self.lost.extend(i for i in ids if i not in done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -673,16 +702,27 @@ class Store(Protocol):
         lane is full or whose breaker is open, which is when its backlog is largest."""
 
     async def finish(
-        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        hand_over: HandOver | None = None,
+        held: Held | None = None,
     ) -> list[Claim] | None:
         """Record attempts and move each claimed delivery on (see the module docstring).
 
         With ``hand_over``, the same transaction leases the new heads of the queues whose
         delivery was delivered or died (their successors) as it allows, and returns them
-        (oldest due first); without, None. A retried delivery stays for ``claim``."""
+        (oldest due first); without, None. A retried delivery stays for ``claim``.
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown."""
+        With ``held``, an outcome moves its delivery on only while the delivery's lease is
+        still as held; the attempt of one that does not is logged all the same (if the
+        delivery still exists), its id added to ``held.lost``, its queue left as it is."""
+
+    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
+        """Give claimed deliveries back unattempted (due now), e.g. on graceful shutdown.
+
+        With ``held``, only those whose lease is still as held; the others are left alone and
+        their ids added to ``held.lost``."""
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         """Extend to ``until`` each lease ``(delivery id, lease_until)`` that is still as

@@ -15,6 +15,7 @@ import dataclasses
 import heapq
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 from ...errors import Conflict, StoreUnavailable
 from .base import (
@@ -27,6 +28,7 @@ from .base import (
     EndpointKind,
     EndpointRecord,
     HandOver,
+    Held,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -313,16 +315,25 @@ class MemoryStore:
         return self._endpoints[endpoint_id]
 
     async def finish(
-        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        hand_over: HandOver | None = None,
+        held: Held | None = None,
     ) -> list[Claim] | None:
         moved_on: set[tuple[str, str]] = set()
         for outcome in outcomes:
             row = self._rows.get(outcome.delivery_id)
+            attempt = outcome.attempt
+            if held is not None and not _held(row, held, outcome.delivery_id):
+                held.lost.append(outcome.delivery_id)
+                if row is not None:  # it happened: logged, the rest is the holder's
+                    self._attempts.setdefault(row.new.id, []).append(attempt)
+                continue
             if row is None:
                 continue  # pruned since: a late report of a lease that ran out
             if outcome.result != "retry":
                 moved_on.add((row.new.url, row.new.order_id))
-            attempt = outcome.attempt
             self._attempts.setdefault(row.new.id, []).append(attempt)
             row.attempts += 1
             row.round_attempts += 1
@@ -346,22 +357,19 @@ class MemoryStore:
         if after < len(queue):
             queue[after].after_dead = True
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
+    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
         for delivery_id in delivery_ids:
             row = self._rows.get(delivery_id)
-            if row is not None and row.status is DeliveryStatus.PENDING:
+            if held is not None and not _held(row, held, delivery_id):
+                held.lost.append(delivery_id)
+            elif row is not None and row.status is DeliveryStatus.PENDING:
                 row.lease_until = 0.0
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         renewed = []
         for delivery_id, lease_until in leases:
             row = self._rows.get(delivery_id)
-            if (
-                row is not None
-                and row.status is DeliveryStatus.PENDING
-                and row.lease_until == lease_until
-                and lease_until > 0
-            ):
+            if _still_leased(row, lease_until):
                 row.lease_until = until
                 renewed.append(delivery_id)
         return renewed
@@ -500,6 +508,22 @@ class MemoryStore:
             )
             for (order_id, client), rows in list(orders.items())[: query.limit]
         ]
+
+
+def _still_leased(row: _Row | None, lease_until: float | None) -> TypeGuard[_Row]:
+    """Whether ``row`` is pending and leased until exactly ``lease_until`` (the lease a
+    dispatcher holds): nobody has leased, released or finished it since."""
+    return (
+        row is not None
+        and row.status is DeliveryStatus.PENDING
+        and row.lease_until == lease_until
+        and row.lease_until > 0
+    )
+
+
+def _held(row: _Row | None, held: Held, delivery_id: str) -> bool:
+    """Whether the dispatcher that holds ``held`` still holds the lease of ``row``."""
+    return _still_leased(row, held.leases.get(delivery_id))
 
 
 def _endpoint_key(new: NewDelivery) -> tuple[EndpointKind, str, str]:

@@ -57,6 +57,7 @@ from .base import (
     EndpointActivity,
     EndpointRecord,
     HandOver,
+    Held,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -487,7 +488,11 @@ class PostgresStore:
         return await self._run(run, retry_conflicts=True)
 
     async def finish(
-        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        hand_over: HandOver | None = None,
+        held: Held | None = None,
     ) -> list[Claim] | None:
         if not outcomes:
             return None if hand_over is None else []
@@ -512,31 +517,60 @@ class PostgresStore:
                 o.next_attempt_at if o.next_attempt_at is not None else o.attempt.started_at
                 for o in outcomes
             ],
+            # -1: a lease nobody holds (a dispatcher that holds none finishes nothing)
+            "helds": [None if held is None else held.leases.get(i, -1.0) for i in ids],
         }
-        dead = {"ids": [o.delivery_id for o in outcomes if o.result == "dead"]}
+        dead = [o.delivery_id for o in outcomes if o.result == "dead"]
         left_queue = [o.delivery_id for o in outcomes if o.result != "retry"]
+        applied: set[str] = set()
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
+            applied.clear()
             async with conn.transaction(), conn.pipeline():
                 await conn.execute(_Q["lock_queues"], {"ids": ids}, prepare=True)
                 await conn.execute(_Q["insert_attempts"], recorded, prepare=True)
-                await conn.execute(_Q["finish"], moved, prepare=True)
-                if dead["ids"]:
-                    await conn.execute(_Q["flag_after_dead"], dead, prepare=True)
+                finished = await conn.execute(_Q["finish"], moved, prepare=True)
+                flagged = dead
+                if dead and held is not None:  # only a death that applied (rare: a wait)
+                    applied.update(i for (i,) in await finished.fetchall())
+                    flagged = [i for i in dead if i in applied]
+                if flagged:
+                    await conn.execute(_Q["flag_after_dead"], {"ids": flagged}, prepare=True)
+                # A lost outcome's queue is refreshed too: harmless, its lowest pending row
+                # is its head either way, and a hand-over takes only an unleased head.
+                handed: list[Claim] | None = None if hand_over is None else []
                 if left_queue:
-                    return await _refresh_heads(conn, left_queue, hand_over)
-                return None if hand_over is None else []
+                    handed = await _refresh_heads(conn, left_queue, hand_over)
+                if held is not None and not applied:  # read once the pipeline is synced
+                    applied.update(i for (i,) in await finished.fetchall())
+            return handed
 
-        return await self._run(run, retry_conflicts=True)
+        handed = await self._run(run, retry_conflicts=True)
+        if held is not None:
+            held.applied(ids, applied)
+        return handed
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
+    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
         if not delivery_ids:
+            return
+        if held is not None:
+            await self._release_held(delivery_ids, held)
             return
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(_Q["release"], {"ids": list(delivery_ids), "channel": CHANNEL})
 
         await self._run(run)
+
+    async def _release_held(self, delivery_ids: Sequence[str], held: Held) -> None:
+        released = await self.renew(held.of(delivery_ids), until=0.0)  # ended now: released
+        held.applied(delivery_ids, set(released))
+        if released:  # committed: the nodes may claim them now
+
+            async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+                await conn.execute(_Q["notify_outbox"], {"channel": CHANNEL}, prepare=True)
+
+            await self._run(run)
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         if not leases:

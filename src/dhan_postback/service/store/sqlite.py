@@ -47,6 +47,7 @@ from .base import (
     EndpointActivity,
     EndpointRecord,
     HandOver,
+    Held,
     IdempotencyRecord,
     MinuteCounts,
     NewDelivery,
@@ -431,16 +432,25 @@ class SQLiteStore:
         return await self._write(run)
 
     async def finish(
-        self, outcomes: Sequence[Outcome], *, hand_over: HandOver | None = None
+        self,
+        outcomes: Sequence[Outcome],
+        *,
+        hand_over: HandOver | None = None,
+        held: Held | None = None,
     ) -> list[Claim] | None:
         if not outcomes:
             return None if hand_over is None else []
-        return await self._write(lambda conn: _finish(conn, outcomes, hand_over))
+        return await self._write(lambda conn: _finish(conn, outcomes, hand_over, held))
 
-    async def release(self, delivery_ids: Sequence[str]) -> None:
-        if delivery_ids:
-            rows = [{"id": delivery_id} for delivery_id in delivery_ids]
-            await self._write(lambda conn: _run_many(conn, "release", rows))
+    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
+        if not delivery_ids:
+            return
+        if held is None:
+            ids = [{"id": delivery_id} for delivery_id in delivery_ids]
+            await self._write(lambda conn: _run_many(conn, "release", ids))
+            return
+        released = await self.renew(held.of(delivery_ids), until=0.0)  # ended now: released
+        held.applied(delivery_ids, set(released))
 
     async def renew(self, leases: Sequence[tuple[str, float]], *, until: float) -> list[str]:
         if not leases:
@@ -641,7 +651,10 @@ def _due_heads_skipping(
 
 
 def _finish(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], hand_over: HandOver | None
+    conn: sqlite3.Connection,
+    outcomes: Sequence[Outcome],
+    hand_over: HandOver | None,
+    held: Held | None = None,
 ) -> list[Claim] | None:
     """Record each attempt and move its delivery on (delivered, retry or dead); then hand
     over the new heads, if asked.
@@ -664,7 +677,7 @@ def _finish(
             else:
                 ids.add(outcome.delivery_id)
                 now.append(outcome)
-        promoted += _finish_round(conn, now)
+        promoted += _finish_round(conn, now, held)
         pending = later
     if hand_over is None:
         return None
@@ -674,10 +687,14 @@ def _finish(
     return handed
 
 
-def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list[Row]:
+def _finish_round(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], held: Held | None
+) -> list[Row]:
     """:func:`_finish` for outcomes with distinct ids; the heads it promoted, as
-    ``promote_queue_heads`` returns them."""
+    ``promote_queue_heads`` returns them. With ``held``, an outcome whose lease was lost is
+    only logged (if its delivery still exists) and listed in ``held.lost``."""
     rows = []
+    leases = {} if held is None else held.leases
     for outcome in outcomes:
         attempt = outcome.attempt
         result = outcome.result
@@ -689,12 +706,18 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list
                 attempt.error,
                 (outcome.next_attempt_at or attempt.started_at) if result == "retry" else None,
                 attempt.started_at + attempt.latency_ms / 1000 if result == "delivered" else None,
+                # -1: a lease nobody holds (a dispatcher that holds none finishes nothing)
+                None if held is None else leases.get(attempt.delivery_id, -1.0),
             )
         )
     changed = _rows(conn, _QUERIES["finish_deliveries"], {"rows": _json.encode(rows).decode()})
+    found = {delivery_id: (seq, url, order_id) for seq, delivery_id, url, order_id in changed}
+    if held is not None and len(found) < len(outcomes):
+        lost = [outcome.attempt for outcome in outcomes if outcome.delivery_id not in found]
+        held.lost.extend(attempt.delivery_id for attempt in lost)
+        _run(conn, "insert_attempts_if_known", {"rows": _attempt_rows(lost)})
     if not changed:
         return []  # no such deliveries: nothing to record the attempts against
-    found = {delivery_id: (seq, url, order_id) for seq, delivery_id, url, order_id in changed}
     attempts = []
     queues: set[tuple[str, str]] = set()
     dead: list[dict[str, Any]] = []
@@ -703,23 +726,13 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list
         row = found.get(attempt.delivery_id)
         if row is None:
             continue
-        attempts.append(
-            (
-                attempt.delivery_id,
-                attempt.number,
-                attempt.started_at,
-                attempt.latency_ms,
-                attempt.status_code,
-                attempt.error,
-                attempt.response_prefix,
-            )
-        )
+        attempts.append(attempt)
         if outcome.result != "retry":
             seq, url, order_id = row
             queues.add((url, order_id))
             if outcome.result == "dead":
                 dead.append({"seq": seq, "url": url, "order_id": order_id})
-    _run(conn, "insert_attempts", {"rows": _json.encode(attempts).decode()})
+    _run(conn, "insert_attempts", {"rows": _attempt_rows(attempts)})
     if dead:
         _run_many(conn, "flag_after_dead", dead)
     if not queues:
@@ -727,6 +740,24 @@ def _finish_round(conn: sqlite3.Connection, outcomes: Sequence[Outcome]) -> list
     return _rows(
         conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(list(queues)).decode()}
     )
+
+
+def _attempt_rows(attempts: Iterable[Attempt]) -> str:
+    """``attempts`` as the JSON ``:rows`` of ``insert_attempts``."""
+    return _json.encode(
+        [
+            (
+                a.delivery_id,
+                a.number,
+                a.started_at,
+                a.latency_ms,
+                a.status_code,
+                a.error,
+                a.response_prefix,
+            )
+            for a in attempts
+        ]
+    ).decode()
 
 
 def _hand_over(

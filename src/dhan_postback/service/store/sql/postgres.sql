@@ -578,7 +578,9 @@ WHERE EXISTS (SELECT 1 FROM deliveries AS d WHERE d.id = a.delivery_id);
 
 -- name: finish
 -- Move each attempted delivery on. Only a pending delivery changes status: a late report
--- from a node whose lease ran out cannot undo what another node already finished.
+-- from a node whose lease ran out cannot undo what another node already finished. A row
+-- with a held lease end moves on only while its lease is still that one (as renew_leases
+-- matches it): the others are left to their lease's holder. The ids moved on.
 UPDATE deliveries AS d
 SET attempts = d.attempts + 1,
     round_attempts = d.round_attempts + 1,
@@ -593,9 +595,12 @@ SET attempts = d.attempts + 1,
                            ELSE d.next_attempt_at END,
     is_head = d.is_head AND (d.status <> 'pending' OR o.result = 'retry')
 FROM unnest(%(ids)s::text[], %(results)s::text[], %(status_codes)s::int[],
-            %(errors)s::text[], %(delivered_ats)s::float8[], %(next_attempt_ats)s::float8[])
-     AS o (id, result, status_code, error, delivered_at, next_attempt_at)
-WHERE d.id = o.id;
+            %(errors)s::text[], %(delivered_ats)s::float8[], %(next_attempt_ats)s::float8[],
+            %(helds)s::float8[])
+     AS o (id, result, status_code, error, delivered_at, next_attempt_at, held)
+WHERE d.id = o.id
+  AND (o.held IS NULL OR (d.status = 'pending' AND d.lease_until = o.held))
+RETURNING d.id;
 
 -- name: flag_after_dead
 -- The delivery that follows a dead one in its queue is flagged, so the gap can be seen.
@@ -632,7 +637,7 @@ SELECT pg_notify(%(channel)s, '') FROM released LIMIT 1;
 
 -- name: renew_leases
 -- The heartbeat: extend to %(until)s the leases still as the dispatcher holds them (each id
--- with its lease end as last handed out); the ids renewed. A row another node is claiming
+-- with its lease end as last handed out); the ids renewed. Until 0, a release of them. A row another node is claiming
 -- right now is waited for, then checked again: its new lease end no longer matches.
 -- Rows are looked up as release does: one id at a time, the row updated matched by joins.
 UPDATE deliveries AS d

@@ -446,7 +446,7 @@ UPDATE deliveries SET lease_until = 0 WHERE id = :id AND status = 'pending';
 
 -- name: renew_leases
 -- The heartbeat: extend to :until the leases in :leases (a JSON array of [id, lease_until])
--- still as the dispatcher holds them; the ids renewed. A lease end read back from JSON text
+-- still as the dispatcher holds them; the ids renewed (until 0: a release of them). A lease end read back from JSON text
 -- may differ from the stored REAL in its last bit (SQLite's text-to-double conversion is not
 -- always correctly rounded), so it matches within 10 microseconds: any other lease end of
 -- the row is another claim's (now + lease), never that close to ours. INDEXED BY: left to
@@ -470,12 +470,24 @@ SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4
        r.value ->> 5, r.value ->> 6
 FROM json_each(:rows) AS r;
 
+-- name: insert_attempts_if_known
+-- insert_attempts for the attempts of deliveries whose lease their dispatcher lost: each is
+-- logged only if its delivery still exists (it may have been delivered and pruned since).
+INSERT INTO attempts (delivery_id, number, started_at, latency_ms, status_code, error,
+                      response_prefix)
+SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
+       r.value ->> 5, r.value ->> 6
+FROM json_each(:rows) AS r
+WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = r.value ->> 0);
+
 -- name: finish_deliveries
 -- Move a batch of attempted deliveries on, in one statement. :rows is a JSON array of
 --   [id, result ('delivered' | 'retry' | 'dead'), status_code, error, next_attempt_at,
---    delivered_at]
+--    delivered_at, held]
 -- with each id at most once. Delivered and dead rows leave "pending" and stop being heads;
--- a retry stays the head of its queue, due again at next_attempt_at.
+-- a retry stays the head of its queue, due again at next_attempt_at. A row with a held lease
+-- end moves on only while its lease is still that one (as renew_leases matches it); the
+-- others are left to their lease's holder. The ids returned are those moved on.
 UPDATE deliveries
 SET status = CASE r.result WHEN 'retry' THEN deliveries.status ELSE r.result END,
     is_head = CASE r.result WHEN 'retry' THEN deliveries.is_head ELSE 0 END,
@@ -489,9 +501,12 @@ SET status = CASE r.result WHEN 'retry' THEN deliveries.status ELSE r.result END
     last_status_code = r.status_code,
     last_error = r.error
 FROM (SELECT value ->> 0 AS id, value ->> 1 AS result, value ->> 2 AS status_code,
-             value ->> 3 AS error, value ->> 4 AS next_attempt_at, value ->> 5 AS delivered_at
+             value ->> 3 AS error, value ->> 4 AS next_attempt_at, value ->> 5 AS delivered_at,
+             value ->> 6 AS held
       FROM json_each(:rows)) AS r
 WHERE deliveries.id = r.id
+  AND (r.held IS NULL
+       OR (deliveries.status = 'pending' AND abs(deliveries.lease_until - r.held) < 0.00001))
 RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
 
 -- name: promote_queue_heads
