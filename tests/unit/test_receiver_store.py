@@ -159,3 +159,10 @@ def test_one_large_batch_dedupes_and_orders_updates_like_single_writes(tmp_path:
     row = batched.order("B7")
     assert row is not None and row.update_count == 2 and row.status == "TRADED"
     batched.close()
+
+
+def test_the_writer_keeps_a_batch_savepoint_journal_in_memory(store: ReceiverStore) -> None:
+    # Past 64 KiB the journal would spill to a temporary file, opened and unlinked per commit.
+    memory = 2  # SQLite's temp_store value for MEMORY
+    temp_store = store._writer.run(lambda conn: conn.execute("PRAGMA temp_store").fetchone()[0])
+    assert temp_store == memory

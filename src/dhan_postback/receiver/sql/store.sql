@@ -6,8 +6,13 @@
 
 
 -- name: connection_settings
+-- temp_store: every batch runs under a savepoint, whose journal of the pages it changes spills
+-- to a temporary file past 64 KiB (about 16 pages, a batch of some twenty updates): opened,
+-- written, closed and unlinked on every such commit. In memory it costs none of those calls,
+-- and it holds no more than the pages one batch changes.
 PRAGMA busy_timeout = 30000;
 PRAGMA synchronous = FULL;
+PRAGMA temp_store = MEMORY;
 
 -- name: file_settings
 -- Once per open, before migrating: WAL lets readers read while the writer writes.
