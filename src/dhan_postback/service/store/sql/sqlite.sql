@@ -265,8 +265,8 @@ CREATE INDEX tokens_revoked ON tokens (revoked_at) WHERE revoked_at IS NOT NULL;
 -- in another commit, and every commit writes each page it changed to the WAL (and later to
 -- the file): with the payload inline, a row took a fifth of a 4 KiB page, so the rows one
 -- commit finishes or leases, scattered when orders have several updates, cost a page each.
--- Without it a page holds four times as many rows (docs/performance.md, "Payloads out of
--- the delivery row"). Payloads are written once, in seq order, and read by seq.
+-- Without it a page holds five times as many rows (docs/performance.md, "Multi-update
+-- orders and many endpoints"). Payloads are written once, in seq order, and read by seq.
 CREATE TABLE delivery_payloads (
     seq      INTEGER PRIMARY KEY,   -- deliveries.seq
     payload  BLOB NOT NULL
