@@ -34,6 +34,7 @@ import aiohttp
 from bench.harness import ROOT, Context, Row, Scenario, free_port, median, run_async
 from dhan_postback import payload
 from dhan_postback.service.dispatcher import Dispatcher
+from dhan_postback.service.ids import new_delivery_id
 from dhan_postback.service.metrics import ServiceMetrics
 from dhan_postback.service.registry import register_token
 from dhan_postback.service.store import create_store
@@ -188,9 +189,11 @@ async def fill_with(store: Store, url: str, updates: Sequence[Update]) -> None:
 def token_delivery(
     client_id: str, token_hash: str, url: str, order_id: str, body: bytes, now: float
 ) -> NewDelivery:
-    """A delivery of ``body`` to a token's own URL, as the service's ingest makes one."""
+    """A delivery of ``body`` to a token's own URL, as the service's ingest makes one (its id
+    a ULID, as ingest's: ids in creation order, which is how the attempts' index by delivery
+    id grows; random ids would scatter its pages)."""
     return NewDelivery(
-        id=f"msg_{uuid.uuid4().hex}",
+        id=new_delivery_id(),
         dhan_client_id=client_id,
         token_hash=token_hash,
         target=Target.TOKEN,

@@ -97,6 +97,7 @@ _OUTBOX_STATEMENTS = (
     "release",
     "renew_leases",
     "finish_deliveries",
+    "insert_payloads",
     "insert_attempts",
     "promote_queue_heads",
     "new_heads",

@@ -597,7 +597,8 @@ _json = msgspec.json.Encoder()
 
 
 def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> None:
-    """Insert deliveries in order with one statement (see insert_deliveries in the SQL)."""
+    """Insert deliveries in order with one statement, then their payloads with another (see
+    insert_deliveries and insert_payloads in the SQL)."""
     seen: set[tuple[str, str]] = set()
     rows: list[tuple[Any, ...]] = []
     for new in deliveries:
@@ -618,7 +619,9 @@ def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDeliver
                 1 if first else 0,
             )
         )
-    _run(conn, "insert_deliveries", {"rows": _json.encode(rows).decode()})
+    params = {"rows": _json.encode(rows).decode()}
+    _run(conn, "insert_deliveries", params)
+    _run(conn, "insert_payloads", params)
 
 
 def _due_heads_skipping(

@@ -259,6 +259,26 @@ UPDATE tokens SET revoked_at = COALESCE(revoked_at, :at) WHERE token_hash = :tok
 -- them from its token cache, however many tokens the table has kept.
 CREATE INDEX tokens_revoked ON tokens (revoked_at) WHERE revoked_at IS NOT NULL;
 
+-- name: migration_9
+-- Payloads in a table of their own, by the delivery's seq. A delivery row is rewritten three
+-- or four times on its way (leased, maybe promoted to its queue's head, finished), each time
+-- in another commit, and every commit writes each page it changed to the WAL (and later to
+-- the file): with the payload inline, a row took a fifth of a 4 KiB page, so the rows one
+-- commit finishes or leases, scattered when orders have several updates, cost a page each.
+-- Without it a page holds five times as many rows (docs/performance.md, "Multi-update
+-- orders and many endpoints"). Payloads are written once, in seq order, and read by seq.
+CREATE TABLE delivery_payloads (
+    seq      INTEGER PRIMARY KEY,   -- deliveries.seq
+    payload  BLOB NOT NULL
+);
+INSERT INTO delivery_payloads (seq, payload) SELECT seq, payload FROM deliveries;
+ALTER TABLE deliveries DROP COLUMN payload;
+-- Whatever deletes a delivery (retention) deletes its payload.
+CREATE TRIGGER deliveries_payload_gone AFTER DELETE ON deliveries
+BEGIN
+    DELETE FROM delivery_payloads WHERE seq = old.seq;
+END;
+
 -- name: revoked_since
 SELECT token_hash FROM tokens WHERE revoked_at >= :since;
 
@@ -352,10 +372,11 @@ LIMIT 1;
 -- Such a delivery is the head of its queue unless the queue already has a pending delivery.
 -- (One statement, not executemany: the writer thread then hands the GIL to the event loop
 -- once per batch rather than once per row.)
+-- The payloads go in by insert_payloads, from the same :rows, right after.
 INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url, order_id,
-                        payload, created_at, next_attempt_at, is_head)
+                        created_at, next_attempt_at, is_head)
 SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
-       r.value ->> 5, r.value ->> 6, CAST(r.value ->> 7 AS BLOB), r.value ->> 8, r.value ->> 8,
+       r.value ->> 5, r.value ->> 6, r.value ->> 8, r.value ->> 8,
        (r.value ->> 9) AND NOT EXISTS (SELECT 1 FROM deliveries AS q
                                        WHERE q.url = r.value ->> 5
                                          AND q.order_id = r.value ->> 6
@@ -363,14 +384,24 @@ SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4
 FROM json_each(:rows) AS r
 ORDER BY r.key;
 
+-- name: insert_payloads
+-- The payloads of the deliveries insert_deliveries just inserted from the same :rows, each
+-- under its delivery's seq (found by id; CROSS JOIN keeps the rows the outer loop).
+INSERT INTO delivery_payloads (seq, payload)
+SELECT d.seq, CAST(r.value ->> 7 AS BLOB)
+FROM json_each(:rows) AS r
+CROSS JOIN deliveries AS d ON d.id = r.value ->> 0
+ORDER BY r.key;
+
 -- name: select_due_heads
 -- Up to :limit due heads of any URL (a claim that skips none), oldest due first, with the
 -- secrets that sign each: its endpoint's (the partner's at that URL for a partner delivery,
 -- the client's otherwise). Joins, not subqueries in a RETURNING clause: SQLite 3.40 runs a
 -- correlated subquery there as a scan of the whole table.
-SELECT d.id, d.seq, d.url, d.order_id, d.payload, e.signing_secret, d.attempts,
+SELECT d.id, d.seq, d.url, d.order_id, p.payload, e.signing_secret, d.attempts,
        d.round_attempts, :lease_until AS lease_until, d.after_dead, e.previous_secrets
 FROM deliveries AS d INDEXED BY deliveries_due
+JOIN delivery_payloads AS p ON p.seq = d.seq
 LEFT JOIN endpoints AS e
   ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
  AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END)
@@ -425,10 +456,11 @@ LIMIT :limit;
 -- name: select_heads
 -- The heads select_due_heads_of_url picked (:seqs, a JSON array), or a commit's hand-over
 -- did, as select_due_heads returns them.
-SELECT d.id, d.seq, d.url, d.order_id, d.payload, e.signing_secret, d.attempts,
+SELECT d.id, d.seq, d.url, d.order_id, p.payload, e.signing_secret, d.attempts,
        d.round_attempts, :lease_until AS lease_until, d.after_dead, e.previous_secrets
 FROM json_each(:seqs) AS s
 JOIN deliveries AS d ON d.seq = s.value
+JOIN delivery_payloads AS p ON p.seq = d.seq
 LEFT JOIN endpoints AS e
   ON e.kind = (CASE d.target WHEN 'partner' THEN 'partner' ELSE 'client' END)
  AND e.owner_id = (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END)
@@ -612,7 +644,8 @@ UPDATE dashboard_sessions SET flash = :flash WHERE id_hash = :id_hash;
 -- Delivery log --------------------------------------------------------------------------
 
 -- name: get_delivery
-SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id,
+       (SELECT p.payload FROM delivery_payloads AS p WHERE p.seq = deliveries.seq),
        status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
        last_error, after_dead
 FROM deliveries
@@ -620,7 +653,8 @@ WHERE id = :id;
 
 -- name: list_deliveries
 -- {where} from the query's filters, {direction} ASC or DESC.
-SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id, payload,
+SELECT id, seq, dhan_client_id, token_hash, target, partner_id, url, order_id,
+       (SELECT p.payload FROM delivery_payloads AS p WHERE p.seq = deliveries.seq),
        status, attempts, created_at, next_attempt_at, delivered_at, last_status_code,
        last_error, after_dead
 FROM deliveries
@@ -725,21 +759,27 @@ LIMIT :limit;
 
 -- name: recent_orders
 -- The orders of the newest :window deliveries, most recently updated first. With one max()
--- aggregate, SQLite takes the bare columns (created_at, payload) from the row of max(seq):
--- the order's newest delivery.
+-- aggregate, SQLite takes the bare column created_at from the row of max(seq): the order's
+-- newest delivery, whose payload is read by that seq.
 WITH recent AS (
-    SELECT seq, order_id, dhan_client_id, status, created_at, payload
+    SELECT seq, order_id, dhan_client_id, status, created_at
     FROM deliveries
     WHERE (:dhan_client_id IS NULL OR dhan_client_id = :dhan_client_id)
       AND (:target IS NULL OR target = :target)
     ORDER BY seq DESC
     LIMIT :window
+), orders AS (
+    SELECT order_id, dhan_client_id, COUNT(*) AS deliveries,
+           SUM(CASE status WHEN 'pending' THEN 1 ELSE 0 END) AS pending,
+           SUM(CASE status WHEN 'dead' THEN 1 ELSE 0 END) AS dead,
+           created_at, MAX(seq) AS last_seq
+    FROM recent
+    GROUP BY order_id, dhan_client_id
+    ORDER BY last_seq DESC
+    LIMIT :limit
 )
-SELECT order_id, dhan_client_id, COUNT(*),
-       SUM(CASE status WHEN 'pending' THEN 1 ELSE 0 END),
-       SUM(CASE status WHEN 'dead' THEN 1 ELSE 0 END),
-       created_at, payload, MAX(seq) AS last_seq
-FROM recent
-GROUP BY order_id, dhan_client_id
-ORDER BY last_seq DESC
-LIMIT :limit;
+SELECT o.order_id, o.dhan_client_id, o.deliveries, o.pending, o.dead, o.created_at,
+       p.payload, o.last_seq
+FROM orders AS o
+JOIN delivery_payloads AS p ON p.seq = o.last_seq
+ORDER BY o.last_seq DESC;
