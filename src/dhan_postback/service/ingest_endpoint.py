@@ -33,14 +33,8 @@ from typing import Final
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from ..errors import (
-    AuthenticationError,
-    Conflict,
-    DhanPostbackError,
-    InternalError,
-    RequestTooLarge,
-    error_body,
-)
+from ..asgi import Disconnected, receive_body, respond
+from ..errors import AuthenticationError, Conflict, DhanPostbackError, InternalError, error_body
 from . import shapes
 from .http import check_declared_size, check_media_type, encode_json, log_unexpected
 from .ingest import check_client, decode_updates, idempotency_key, plan_deliveries
@@ -67,10 +61,6 @@ _Headers = dict[bytes, str]
 _Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]
 
 
-class _Disconnected(Exception):
-    """The client went away before its whole body arrived."""
-
-
 class IngestEndpoint:
     """The ASGI app of ``POST /v2/order-updates`` on ``node`` (see the module docstring).
 
@@ -82,6 +72,7 @@ class IngestEndpoint:
     def __init__(self, node: ServiceNode) -> None:
         self._node = node
         self._max_body = node.settings.max_body_bytes
+        self._too_large = f"the body is larger than {self._max_body} bytes"
         self._max_batch = node.settings.max_batch
         self._idempotency_window = node.settings.idempotency_window
         self._metrics = node.metrics
@@ -92,7 +83,7 @@ class IngestEndpoint:
         headers = _headers_read(scope["headers"])
         try:
             status, body, extra = await self._ingest(headers, receive)
-        except _Disconnected:
+        except Disconnected:
             return  # nobody to answer
         except AuthenticationError as exc:
             client = scope.get("client")
@@ -109,7 +100,7 @@ class IngestEndpoint:
             log_unexpected(scope.get("method"), INGEST_PATH, exc)
             await _error(send, InternalError("internal error"))
         else:
-            await _respond(send, status, body, extra)
+            await respond(send, status, body, extra)
 
     async def _ingest(self, headers: _Headers, receive: Receive) -> _Answer:
         node = self._node
@@ -119,7 +110,7 @@ class IngestEndpoint:
             key = idempotency_key(headers.get(b"idempotency-key"))
             check_media_type(headers.get(b"content-type"))
             check_declared_size(headers.get(b"content-length"), self._max_body)
-            body = await _read_body(receive, self._max_body)
+            body = await receive_body(receive, self._max_body, self._too_large)
             updates, batch = decode_updates(body, max_batch=self._max_batch)
             check_client(updates, token, batch=batch)
             destinations = await node.registry.destinations(token)
@@ -193,40 +184,8 @@ def _headers_read(raw: Iterable[tuple[bytes, bytes]]) -> _Headers:
     return found
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 once it passes ``limit`` bytes however it is sent
-    (the declared ``Content-Length`` was checked before)."""
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-        more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [
-        (b"content-length", str(len(body)).encode()),
-        (b"content-type", b"application/json"),
-    ]
-    if extra:
-        headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _error(send: Send, error: DhanPostbackError) -> None:
-    extra = None
+    headers = None
     if isinstance(error, TooManyFailures):
-        extra = [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
-    await _respond(send, error.http_status, encode_json(error_body(error)), extra)
+        headers = [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+    await respond(send, error.http_status, encode_json(error_body(error)), headers or ())
