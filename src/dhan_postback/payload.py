@@ -51,6 +51,7 @@ __all__ = [
     "Timestamp",
     "TransactionType",
     "Validity",
+    "check_limits",
     "dumps",
     "normalise",
     "parse",
@@ -250,6 +251,13 @@ def validate_strict(obj: Any) -> OrderUpdate:
         update = msgspec.convert(obj, OrderUpdate, strict=True)
     except msgspec.ValidationError as exc:
         raise InvalidUpdate(_describe(exc), field=_field_of(exc)) from None
+    check_limits(update)
+    return update
+
+
+def check_limits(update: OrderUpdate) -> None:
+    """The rules of :func:`validate_strict` that the types alone do not express: a
+    ``filled_qty`` no larger than ``quantity``, and at most :data:`MAX_UPDATE_BYTES` as sent."""
     if update.filled_qty > update.quantity:
         raise InvalidUpdate(
             f"filled_qty ({update.filled_qty}) is larger than quantity ({update.quantity})",
@@ -261,7 +269,6 @@ def validate_strict(obj: Any) -> OrderUpdate:
             f"the update is {size} bytes as sent; at most {MAX_UPDATE_BYTES} are accepted "
             "(non-ASCII text and escaped characters take several bytes each)"
         )
-    return update
 
 
 _FIELD_IN_PATH = re.compile(r"at `\$(?:\[\d+\])?\.([A-Za-z_]+)")

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from dhan_postback.service.ids import new_delivery_id, new_delivery_ids, new_ulid, ulid_time
+from dhan_postback.service.ids import (
+    derived_delivery_id,
+    new_delivery_id,
+    new_delivery_ids,
+    new_ulid,
+    ulid_time,
+)
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -43,3 +49,16 @@ def test_the_time_of_an_id_is_when_it_was_made() -> None:
 def test_reading_the_time_of_a_malformed_id_fails(text: str) -> None:
     with pytest.raises(ValueError):
         ulid_time(text)
+
+
+def test_the_time_part_is_written_as_the_ulid_specification_writes_it() -> None:
+    # the specification's example: 1469918176385 ms is 01ARYZ6S41
+    made = derived_delivery_id("any", at=1469918176385 / 1000)
+    assert made.removeprefix("msg_")[:10] == "01ARYZ6S41"
+    assert ulid_time(made) == 1469918176.385
+
+
+def test_the_last_millisecond_a_ulid_can_hold_is_7zzzzzzzzz() -> None:
+    made = derived_delivery_id("any", at=(2**48 - 1) / 1000)
+    assert ULID.match(made.removeprefix("msg_"))
+    assert made.removeprefix("msg_")[:10] == "7ZZZZZZZZZ"

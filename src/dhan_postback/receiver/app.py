@@ -35,6 +35,9 @@ import msgspec
 import structlog
 
 from .. import payload, signing
+from ..asgi import Disconnected as _Disconnected
+from ..asgi import receive_body
+from ..asgi import respond as _respond
 from ..errors import (
     DhanPostbackError,
     MethodNotAllowed,
@@ -76,7 +79,6 @@ MAX_BODY_SIZE: Final = 64 * 1024
 """A postback is under 1 KiB; anything past this is refused with 413 before it is read whole."""
 
 _WEBHOOK_HEADERS: Final = frozenset({b"webhook-id", b"webhook-timestamp", b"webhook-signature"})
-_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 _ACCEPTED: Final = b'{"status":"accepted"}'
 _DUPLICATE: Final = b'{"status":"duplicate"}'
 _HEALTHY: Final = b'{"status":"ok"}'
@@ -96,10 +98,6 @@ class ReceiverStats(msgspec.Struct, frozen=True):
     """Unreadable bodies (400), kept in the quarantine table."""
     handler_failures: int
     """Handler calls that raised, retries included."""
-
-
-class _Disconnected(Exception):
-    """The client went away before sending its whole body."""
 
 
 class Receiver:
@@ -332,43 +330,13 @@ def _route_path(scope: Scope) -> str:
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    too_large = f"a postback body is at most {limit} bytes"
     for name, value in scope["headers"]:
         if name == b"content-length":
             if value.isdigit() and int(value) > limit:
-                raise RequestTooLarge(f"a postback body is at most {limit} bytes")
+                raise RequestTooLarge(too_large)
             break
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise _Disconnected
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise RequestTooLarge(f"a postback body is at most {limit} bytes")
-        return body
-    chunks = [body]
-    size = len(body)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"a postback body is at most {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _respond(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    return await receive_body(receive, limit, too_large)
 
 
 async def _error(send: Send, exc: DhanPostbackError) -> None:

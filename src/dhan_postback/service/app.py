@@ -12,11 +12,8 @@ without the request path, headers or body.
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import os
 import time
-from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 import structlog
@@ -26,6 +23,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from ..errors import (
     AuthenticationError,
@@ -46,7 +44,7 @@ from .http import (
     read_body,
     require_json,
 )
-from .ingest import check_client, decode_updates, idempotency_key, plan_deliveries
+from .ingest_endpoint import INGEST_PATH, IngestEndpoint
 from .models import PartnerRequest, ReplayRequest, TokenRequest, parse_body
 from .node import ServiceNode
 from .openapi import openapi_document
@@ -59,11 +57,8 @@ from .store import (
     DeliveryQuery,
     DeliveryStatus,
     EndpointRecord,
-    IdempotencyRecord,
-    NewDelivery,
     Store,
     Target,
-    TokenRecord,
 )
 from .throttle import TooManyFailures
 
@@ -74,13 +69,6 @@ log = structlog.get_logger(__name__)
 DEFAULT_PAGE_SIZE = shapes.DEFAULT_PAGE_SIZE
 MAX_PAGE_SIZE = shapes.MAX_PAGE_SIZE
 _ADMIN_BODY_LIMIT = 64 * 1024
-_NO_DESTINATION_NOTE = (
-    "this access token has no Postback URL and no partner: the updates were accepted, "
-    "and there is nowhere to send them"
-)
-_HOLD_ANSWER_VARIABLE = "DHAN_POSTBACK_TEST_HOLD_ANSWER_AFTER_COMMIT"
-"""Test-only fault injection: seconds an ingest answer waits after its commit, so that a
-crash test can kill the process between the two. Not a setting: never set in production."""
 _LIST_PARAMETERS = frozenset(
     field.encode_name for field in msgspec.structs.fields(shapes.DeliveryListParameters)
 )
@@ -96,7 +84,6 @@ class _Service:
         self.settings = node.settings
         self.metrics = node.metrics
         self.admin_key = node.admin_key
-        self._hold_answer = float(os.environ.get(_HOLD_ANSWER_VARIABLE) or 0)
 
     @property
     def store(self) -> Store:
@@ -204,78 +191,6 @@ class _Service:
         resumed = await self.node.resume_endpoint(request.path_params["endpoint_id"])
         return json_response(
             await self._endpoint_shown(resumed, now=time.time(), include_secret=False)
-        )
-
-    # Ingest ---------------------------------------------------------------------------------
-    async def ingest(self, request: Request) -> Response:
-        try:
-            token = await self.registry.authenticate(request.headers.get("access-token"))
-            key = idempotency_key(request.headers.get("idempotency-key"))
-            require_json(request)
-            body = await read_body(request, self.settings.max_body_bytes)
-            updates, batch = decode_updates(body, max_batch=self.settings.max_batch)
-            check_client(updates, token, batch=batch)
-            destinations = await self.registry.destinations(token)
-            now = time.time()
-            deliveries = plan_deliveries(updates, token, destinations, now=now)
-            answer = shapes.Accepted(
-                delivery_ids=[delivery.id for delivery in deliveries],
-                note=msgspec.UNSET if deliveries else _NO_DESTINATION_NOTE,
-            )
-            if key is None:
-                if deliveries:
-                    await self.node.enqueue(deliveries)  # which wakes what it has to
-            else:
-                earlier = await self._enqueue_once(token, key, body, deliveries, answer, now)
-                if earlier is not None:
-                    return earlier
-        except DhanPostbackError as exc:
-            self.metrics.ingest_rejected.labels(error_code=exc.error_code).inc()
-            raise
-        self.metrics.updates_ingested.inc(len(updates))
-        if deliveries:
-            self.metrics.deliveries_created.inc(len(deliveries))
-            if key is not None:
-                self.committed()
-        if self._hold_answer:
-            await asyncio.sleep(self._hold_answer)
-        return json_response(answer, 202)
-
-    async def _enqueue_once(
-        self,
-        token: TokenRecord,
-        key: str,
-        body: bytes,
-        deliveries: Sequence[NewDelivery],
-        answer: shapes.Accepted,
-        now: float,
-    ) -> Response | None:
-        """Commit under ``key``; None when committed now, else the key's first answer again
-        (or 409 when the key came with another body)."""
-        record = IdempotencyRecord(
-            dhan_client_id=token.dhan_client_id,
-            key=key,
-            request_hash=hashlib.sha256(body).hexdigest(),
-            status=202,
-            response=bytes(json_response(answer, 202).body),
-            created_at=now,
-        )
-        earlier = await self.store.enqueue_once(
-            deliveries, record, fresh_after=now - self.settings.idempotency_window
-        )
-        if earlier is None:
-            return None
-        if earlier.request_hash != record.request_hash:
-            raise Conflict(
-                "this Idempotency-Key was already used with a different body: "
-                "use a new key for a new request"
-            )
-        self.metrics.idempotent_replays.inc()
-        return Response(
-            earlier.response,
-            earlier.status,
-            headers={"Idempotent-Replayed": "true"},
-            media_type="application/json",
         )
 
     # Delivery log ---------------------------------------------------------------------------
@@ -402,6 +317,28 @@ def _integer(text: str | None, name: str, low: int, high: int) -> int | None:
     return value
 
 
+class _ServiceApp(Starlette):
+    """Starlette, but ``POST /v2/order-updates`` goes straight to its raw ASGI app
+    (:mod:`.ingest_endpoint`), before the middleware stack and the router: the route every
+    update takes pays for none of them. Any other method on that path, and the path under a
+    root path (the app mounted in another), go through Starlette as every other route."""
+
+    def __init__(self, ingest: IngestEndpoint, **options: Any) -> None:
+        super().__init__(**options)
+        self._ingest = ingest
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == INGEST_PATH
+            and scope["method"] == "POST"
+            and not scope.get("root_path")
+        ):
+            await self._ingest(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(node: ServiceNode) -> Starlette:
     """The service's ASGI app on ``node``: the API, ``/healthz``, ``/metrics`` and the
     delivery dashboard at ``/dashboard``.
@@ -410,6 +347,7 @@ def create_app(node: ServiceNode) -> Starlette:
     binds nothing else, so that a database error is one line and not a server traceback).
     """
     service = _Service(node)
+    ingest = IngestEndpoint(node)
     dashboard = create_dashboard(node)
     throttle = node.throttle
 
@@ -417,13 +355,15 @@ def create_app(node: ServiceNode) -> Starlette:
         """A wrong credential: 401, or 429 once its address is over budget. A request that
         offers none (no header) is not a guess: 401, uncounted."""
         assert isinstance(exc, AuthenticationError)
-        if not (request.headers.get("admin-key") or request.headers.get("access-token")):
-            return error_response(exc)
-        try:
-            throttle.failed(request.client.host if request.client else None, where="api")
-        except TooManyFailures as too_many:
-            return error_response(too_many, too_many.headers)
-        return error_response(exc)
+        refusal = throttle.refusal(
+            exc,
+            host=request.client.host if request.client else None,
+            offered=bool(request.headers.get("admin-key") or request.headers.get("access-token")),
+            where="api",
+        )
+        return error_response(
+            refusal, refusal.headers if isinstance(refusal, TooManyFailures) else None
+        )
 
     routes = [
         Route("/v2/access-tokens", service.create_token, methods=["POST"]),
@@ -435,7 +375,7 @@ def create_app(node: ServiceNode) -> Starlette:
         Route("/v2/endpoints/{endpoint_id}/resume", service.resume_endpoint, methods=["POST"]),
         Route("/v2/access-tokens/{token}", service.revoke_token, methods=["DELETE"]),
         Route("/v2/partners", service.create_partner, methods=["POST"]),
-        Route("/v2/order-updates", service.ingest, methods=["POST"]),
+        Route(INGEST_PATH, ingest, methods=["POST"]),  # mounted below a root path
         Route("/v2/deliveries", service.list_deliveries, methods=["GET"]),
         Route("/v2/deliveries/replay", service.replay_many, methods=["POST"]),
         Route("/v2/deliveries/{delivery_id}", service.get_delivery, methods=["GET"]),
@@ -444,7 +384,8 @@ def create_app(node: ServiceNode) -> Starlette:
         Route("/openapi.json", service.openapi, methods=["GET"]),
         Mount("/dashboard", app=dashboard),
     ]
-    app = Starlette(
+    app = _ServiceApp(
+        ingest,
         routes=routes,
         middleware=[Middleware(ErrorShield)],
         exception_handlers={

@@ -35,12 +35,16 @@ __all__ = [
     "IST",
     "ErrorShield",
     "HttpMiddleware",
+    "check_declared_size",
+    "check_media_type",
     "decode_json",
+    "encode_json",
     "error_response",
     "from_iso",
     "handle_error",
     "handle_http_exception",
     "json_response",
+    "log_unexpected",
     "read_body",
     "read_json",
     "require_json",
@@ -51,10 +55,12 @@ log = structlog.get_logger(__name__)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder()
+encode_json = _encoder.encode
+"""Any shape, error body or JSON value as the API's JSON bytes."""
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(data), status, headers, media_type="application/json")
+    return Response(encode_json(data), status, headers, media_type="application/json")
 
 
 def error_response(error: DhanPostbackError, headers: dict[str, str] | None = None) -> Response:
@@ -121,19 +127,24 @@ class ErrorShield(HttpMiddleware):
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             route = getattr(scope.get("route"), "path", "unmatched")
-            log.error(
-                "unexpected error",
-                method=scope.get("method"),
-                route=route,
-                error_type=type(exc).__name__,
-            )
+            log_unexpected(scope.get("method"), route, exc)
             if not started:
                 await error_response(InternalError("internal error"))(scope, receive, send)
 
 
+def log_unexpected(method: str | None, route: str, exc: Exception) -> None:
+    """The one log line of a bug met by a request: its method, route template and exception
+    type; never the path (which may hold a token), the message or local variables."""
+    log.error("unexpected error", method=method, route=route, error_type=type(exc).__name__)
+
+
 def require_json(request: Request) -> None:
     """Refuse a body declared as anything but JSON (no Content-Type is taken as JSON)."""
-    content_type = request.headers.get("content-type")
+    check_media_type(request.headers.get("content-type"))
+
+
+def check_media_type(content_type: str | None) -> None:
+    """Refuse a ``Content-Type`` other than JSON; None (no header) is taken as JSON."""
     if content_type is None:
         return
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -141,16 +152,21 @@ def require_json(request: Request) -> None:
         raise UnsupportedMediaType(f"send JSON (Content-Type: application/json), not {media_type}")
 
 
+def check_declared_size(declared: str | None, limit: int) -> None:
+    """Refuse with 413 a body whose ``Content-Length`` is over ``limit``, before reading it."""
+    if declared is None:
+        return
+    try:
+        size = int(declared)
+    except ValueError:
+        raise PayloadError("Content-Length is not a number") from None
+    if size > limit:
+        raise RequestTooLarge(f"the body is larger than {limit} bytes")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            size = int(declared)
-        except ValueError:
-            raise PayloadError("Content-Length is not a number") from None
-        if size > limit:
-            raise RequestTooLarge(f"the body is larger than {limit} bytes")
+    check_declared_size(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():

@@ -9,7 +9,6 @@ part instead of drawing a new one, so the ids one process makes are strictly inc
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import random
@@ -28,10 +27,10 @@ __all__ = [
 
 DELIVERY_ID_PREFIX = "msg_"
 
-_CROCKFORD = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_RFC4648 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_TO_CROCKFORD = bytes.maketrans(_RFC4648, _CROCKFORD)
-_FROM_CROCKFORD = {char: value for value, char in enumerate(_CROCKFORD.decode())}
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [high + low for high in _CROCKFORD for low in _CROCKFORD]
+"""The two characters of every 10-bit value."""
+_FROM_CROCKFORD = {char: value for value, char in enumerate(_CROCKFORD)}
 _RANDOM_BITS = 80
 _RANDOM_MAX = (1 << _RANDOM_BITS) - 1
 
@@ -66,21 +65,33 @@ class _Monotonic:
 _state = _Monotonic()
 
 
-def _encode_many(values: list[int]) -> list[str]:
-    """Crockford base32 of 128-bit values, 26 characters each, with one b32encode call.
-
-    A ULID is 130 bits (two zero bits, then the value). Shifted left by 30, it fills the top
-    of 20 bytes, which are exactly 32 base32 digits: blocks stay aligned when concatenated.
-    """
-    raw = b"".join((value << 30).to_bytes(20, "big") for value in values)
-    text = base64.b32encode(raw).translate(_TO_CROCKFORD).decode()
-    return [text[start : start + 26] for start in range(0, len(text), 32)]
+def _encode(value: int) -> str:
+    """Crockford base32 of a 128-bit value: 26 characters, the first of its top 3 bits (a
+    ULID is 130 bits, two of them zero). Two characters per table lookup, 13 lookups: the
+    stdlib's ``base64.b32encode`` is written in Python and cost five times as much per id,
+    on the path of every update ingested."""
+    pairs = _PAIRS
+    return (
+        pairs[value >> 120]
+        + pairs[value >> 110 & 1023]
+        + pairs[value >> 100 & 1023]
+        + pairs[value >> 90 & 1023]
+        + pairs[value >> 80 & 1023]
+        + pairs[value >> 70 & 1023]
+        + pairs[value >> 60 & 1023]
+        + pairs[value >> 50 & 1023]
+        + pairs[value >> 40 & 1023]
+        + pairs[value >> 30 & 1023]
+        + pairs[value >> 20 & 1023]
+        + pairs[value >> 10 & 1023]
+        + pairs[value & 1023]
+    )
 
 
 def new_ulid() -> str:
     """One ULID, greater than every ULID this process made before."""
     ms, random = _state.take(1)
-    return _encode_many([(ms << _RANDOM_BITS) | random])[0]
+    return _encode((ms << _RANDOM_BITS) | random)
 
 
 def new_delivery_id() -> str:
@@ -93,7 +104,7 @@ def derived_delivery_id(*parts: object, at: float) -> str:
     the same id on every node, so that an outbox that keeps one delivery per id keeps one."""
     digest = int.from_bytes(hashlib.sha256(repr(parts).encode()).digest(), "big")
     value = (int(at * 1000) << _RANDOM_BITS) | (digest & _RANDOM_MAX)
-    return DELIVERY_ID_PREFIX + _encode_many([value])[0]
+    return DELIVERY_ID_PREFIX + _encode(value)
 
 
 def new_endpoint_id() -> str:
@@ -108,7 +119,7 @@ def new_delivery_ids(count: int) -> list[str]:
         return []
     ms, random = _state.take(count)
     first = (ms << _RANDOM_BITS) | random
-    return [DELIVERY_ID_PREFIX + ulid for ulid in _encode_many(list(range(first, first + count)))]
+    return [DELIVERY_ID_PREFIX + _encode(value) for value in range(first, first + count)]
 
 
 def ulid_time(value: str) -> float:

@@ -8,7 +8,9 @@ the field. Pure functions, so that the rules are tested without a server.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
+
+import msgspec
 
 from .. import payload
 from ..errors import BatchTooLarge, InvalidUpdate, PayloadError, PermissionDenied
@@ -43,11 +45,49 @@ def idempotency_key(header: str | None) -> str | None:
     return header
 
 
+class _Checked(OrderUpdate, frozen=True, forbid_unknown_fields=True):
+    """An :class:`OrderUpdate` read straight from JSON, unknown fields refused as it is read.
+
+    Only for the one-pass reading in :func:`decode_updates`; what it accepts is exactly what
+    :func:`~dhan_postback.payload.validate_strict` accepts (the same types and constraints,
+    strict), and it is an OrderUpdate in every attribute. Compare updates by their fields:
+    a struct of a subclass never equals one of its base.
+    """
+
+
+_decode_checked = msgspec.json.Decoder(_Checked | list[_Checked], strict=True).decode
+
+
 def decode_updates(body: bytes, *, max_batch: int) -> tuple[list[OrderUpdate], bool]:
     """The updates of a body (one object, or an array of 1..``max_batch`` objects).
 
     Returns the updates and whether the body was an array (errors then name an index).
+
+    A valid body, which is nearly every body, is read in one typed pass; anything that pass
+    refuses is read again field by field (:func:`~dhan_postback.payload.validate_strict`),
+    which finds the first thing wrong and names it (its index, its field), the same for
+    either way in.
     """
+    try:
+        decoded = _decode_checked(body)
+    except msgspec.MsgspecError:
+        pass
+    else:
+        updates = cast("list[OrderUpdate]", decoded if isinstance(decoded, list) else [decoded])
+        try:
+            for update in updates:
+                payload.check_limits(update)
+        except InvalidUpdate:
+            pass
+        else:
+            if isinstance(decoded, _Checked):
+                return updates, False
+            if 0 < len(updates) <= max_batch:
+                return updates, True
+    return _decode_one_by_one(body, max_batch=max_batch)
+
+
+def _decode_one_by_one(body: bytes, *, max_batch: int) -> tuple[list[OrderUpdate], bool]:
     decoded: Any = decode_json(body)
     if isinstance(decoded, dict):
         return [_validate(decoded, None)], False

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ..errors import RATE_LIMIT, DhanPostbackError
+from ..errors import RATE_LIMIT, AuthenticationError, DhanPostbackError
 
 __all__ = ["FailureThrottle", "TooManyFailures", "client_key"]
 
@@ -115,6 +115,20 @@ class FailureThrottle:
                 window_s=self._window,
             )
         raise TooManyFailures(times[0] + self._window - now)
+
+    def refusal(
+        self, error: AuthenticationError, *, host: str | None, offered: bool, where: str
+    ) -> DhanPostbackError:
+        """The answer to a wrong credential: ``error`` (401), or :class:`TooManyFailures`
+        (429) once ``host`` is over its budget. A request that offered no credential at all
+        (no header, or an empty one) is not a guess: ``error``, and nothing counted."""
+        if not offered:
+            return error
+        try:
+            self.failed(host, where=where)
+        except TooManyFailures as too_many:
+            return too_many
+        return error
 
     def __len__(self) -> int:
         return len(self._seen)
