@@ -90,6 +90,7 @@ async def test_a_payload_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
 _OUTBOX_STATEMENTS = (
     "insert_deliveries",
     "select_due_heads",
+    "select_due_head_urls",
     "select_due_urls",
     "select_due_heads_of_url",
     "select_heads",
@@ -110,6 +111,7 @@ _OUTBOX_STATEMENTS = (
     "prune_finished",
     "prune_attempts",
     "prune_idempotency_keys",
+    "endpoint_backlog",
 )
 
 
@@ -130,12 +132,51 @@ async def test_outbox_statements_never_scan_a_whole_table(tmp_path: Path, name: 
     finally:
         conn.close()
     tables = ("deliveries", "attempts", "tokens", "partners", "idempotency_keys")
-    tables += ("t", "p", "d", "q")
+    tables += ("t", "p", "d", "q", "h")
     whole_table_scans = [step for step in plan if step in {f"SCAN {name}" for name in tables}]
     # A search by status alone reads every pending row: the whole backlog, not the batch
     # (the heartbeat's renewal once did, 0.9 s for 400 leases over 20,000 pending).
     whole_table_scans += [step for step in plan if step.endswith("deliveries_status (status=?)")]
     assert whole_table_scans == []
+
+
+# Schema upgrades -----------------------------------------------------------------------------
+
+
+def _migrate_to(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a new file to schema ``version``, as a dhan-postback of that version would have."""
+    for number, script in migrations(load_queries("sqlite"))[:version]:
+        conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+
+async def test_a_queue_from_before_migration_10_goes_on_in_order_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    updates = [("o1", 1), ("o2", 1), ("o1", 2), ("o1", 3), ("o2", 2)]
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        _migrate_to(conn, 9)
+        for seq, (order_id, update) in enumerate(updates, start=1):
+            conn.execute(
+                "INSERT INTO deliveries (seq, id, dhan_client_id, token_hash, target, url, "
+                "order_id, created_at, next_attempt_at, is_head) VALUES (?, ?, 'c', 'h', "
+                "'token', 'u', ?, 1.0, 1.0, ?)",
+                (seq, f"msg_{order_id}_{update}", order_id, int(update == 1)),
+            )
+            conn.execute("INSERT INTO delivery_payloads VALUES (?, CAST('{}' AS BLOB))", (seq,))
+    store = SQLiteStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await register_token(store, TokenRecord("h", "c", "u", None, 1.0, 9e9), "whsec_c2VjcmV0")
+        rounds = []
+        while claims := await store.claim(limit=10, now=2.0, lease=30.0):
+            rounds.append([claim.id for claim in claims])
+            await store.finish(
+                [Outcome(Attempt(claim.id, 1, 2.0, 1.0, 200), "delivered") for claim in claims]
+            )
+    finally:
+        await store.close()
+    assert rounds == [["msg_o1_1", "msg_o2_1"], ["msg_o1_2", "msg_o2_2"], ["msg_o1_3"]]
 
 
 # Retention: the file shrinks -------------------------------------------------------------------
@@ -164,8 +205,7 @@ async def test_a_file_from_before_retention_is_migrated_to_incremental_vacuum(
     path = tmp_path / "outbox.db"
     queries = load_queries("sqlite")
     with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        for version, script in migrations(queries)[:-1]:
-            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+        _migrate_to(conn, 8)  # its row has its payload inline, as before migration 9
         conn.execute(
             "INSERT INTO deliveries (id, dhan_client_id, token_hash, target, url, order_id, "
             "payload, created_at, next_attempt_at) VALUES ('msg_old', 'c', 'h', 'token', 'u', "

@@ -232,6 +232,21 @@ async def test_a_claim_that_skips_a_url_takes_only_due_unleased_heads_of_the_oth
     assert await claim_ids(outbox, now=NOW + 10, skip_urls={URL}) == ["msg_later"]
 
 
+async def test_a_claim_that_skips_a_url_takes_the_oldest_due_heads_of_the_others(
+    outbox: Store,
+) -> None:
+    await outbox.enqueue(
+        [
+            new("msg_b_new", url=OTHER_URL, token=OTHER_TOKEN, order_id="b1", created_at=NOW - 1),
+            new("msg_p", url=PARTNER_URL, target=Target.PARTNER, order_id="p", created_at=NOW - 5),
+            new("msg_a", url=URL, order_id="a", created_at=NOW - 9),
+            new("msg_b_old", url=OTHER_URL, token=OTHER_TOKEN, order_id="b2", created_at=NOW - 3),
+        ]
+    )
+    assert await claim_ids(outbox, limit=2, skip_urls={URL}) == ["msg_p", "msg_b_old"]
+    assert await claim_ids(outbox, limit=2, skip_urls={URL}) == ["msg_b_new"]
+
+
 async def test_claim_with_a_zero_limit_claims_nothing(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1")])
     assert await claim_ids(outbox, limit=0) == []

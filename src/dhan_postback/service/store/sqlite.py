@@ -78,6 +78,9 @@ _VACUUM_PAGES_PER_BATCH: Final = 4096
 that a batch holds the writer briefly; the rest go with the next batches."""
 _MAX_OPS_PER_COMMIT: Final = 512
 """A bound on one transaction, so that a flood of writes still commits regularly."""
+_SKIPPING_SCAN_FACTOR: Final = 4
+"""A claim that skips URLs first reads this many times its limit of the oldest due heads
+(``select_due_head_urls``); see :func:`_due_heads_skipping`."""
 
 _FILTERS: Final[Mapping[str, str]] = {
     # DeliveryQuery field -> its SQL term (parameters named after the field)
@@ -634,11 +637,20 @@ def _due_heads_skipping(
     with how many heads those URLs have (a full lane's or an open breaker's backlog, or a
     paused endpoint's), nor those of the paused endpoints at the URLs in ``mixed``.
 
-    Each other URL gives its oldest due heads (at most ``limit``, by index); the oldest
-    ``limit`` of those are the claim. A statement per URL with heads, not a row filter on the
-    global due index, which would read through every due head of a skipped URL.
+    First the oldest due heads of every URL, a bounded number of them: when those hold
+    ``limit`` unleased heads of the other URLs (or are all there is), the first ``limit`` of
+    those are the claim, as a row filter on the global due index would find them, in one
+    statement however many URLs have heads. Otherwise the skipped URLs' heads crowd the
+    oldest: each other URL gives its oldest due heads (at most ``limit``, by index), and the
+    oldest ``limit`` of those are the claim (a statement per URL with heads, never a read
+    through a skipped URL's backlog). So too, at once, when some URL is in ``mixed`` (its
+    heads need their endpoints read: two owners at one URL, one paused, a rare case).
     """
     limit = params["limit"]
+    if not mixed:
+        seqs = _oldest_due_heads_but(conn, params, skipped)
+        if seqs is not None:
+            return _select_heads(conn, params, seqs)
     candidates: list[tuple[float, int]] = []
     for (url,) in _rows(conn, _QUERIES["select_due_urls"]):
         if url in skipped:
@@ -646,9 +658,31 @@ def _due_heads_skipping(
         query = "select_due_heads_of_url_unpaused" if url in mixed else "select_due_heads_of_url"
         heads = _rows(conn, _QUERIES[query], {**params, "url": url})
         candidates += ((due, seq) for seq, due in heads)
-    if not candidates:
+    return _select_heads(conn, params, [seq for _, seq in heapq.nsmallest(limit, candidates)])
+
+
+def _oldest_due_heads_but(
+    conn: sqlite3.Connection, params: Mapping[str, Any], skipped: frozenset[str]
+) -> list[int] | None:
+    """The seqs of the ``limit`` oldest due, unleased heads of URLs not in ``skipped``, if
+    the oldest due heads of every URL (``_SKIPPING_SCAN_FACTOR`` times ``limit`` of them,
+    leased or not) tell them; None when they do not (they are all of ``skipped`` or leased,
+    and more may follow)."""
+    limit, now = params["limit"], params["now"]
+    scan = limit * _SKIPPING_SCAN_FACTOR
+    heads = _rows(conn, _QUERIES["select_due_head_urls"], {"now": now, "scan": scan})
+    seqs = [seq for seq, url, lease_until in heads if url not in skipped and lease_until <= now]
+    if len(seqs) >= limit or len(heads) < scan:
+        return seqs[:limit]
+    return None
+
+
+def _select_heads(
+    conn: sqlite3.Connection, params: Mapping[str, Any], seqs: list[int]
+) -> list[Row]:
+    """The claim's rows (as ``select_due_heads`` returns them) of the heads ``seqs``."""
+    if not seqs:
         return []
-    seqs = [seq for _, seq in heapq.nsmallest(limit, candidates)]
     seqs_json = _json.encode(seqs).decode()
     return _rows(conn, _QUERIES["select_heads"], {**params, "seqs": seqs_json})
 

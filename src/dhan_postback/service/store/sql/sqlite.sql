@@ -279,6 +279,15 @@ BEGIN
     DELETE FROM delivery_payloads WHERE seq = old.seq;
 END;
 
+-- name: migration_10
+-- Queue lookups by order: a queue's rows are found through deliveries_order (order_id, seq),
+-- which holds every status and is never changed after the insert, with the URL and the
+-- status checked on the row (an order has a few updates). deliveries_queue, the pending rows
+-- by (url, order_id, seq), had an entry deleted by every finish and written by every insert:
+-- with several updates per order, or many URLs, each on a page of its own, one more page
+-- written to the WAL per delivery (docs/performance.md, "Queue lookups by order").
+DROP INDEX deliveries_queue;
+
 -- name: revoked_since
 SELECT token_hash FROM tokens WHERE revoked_at >= :since;
 
@@ -339,10 +348,15 @@ SELECT p.url,
 FROM (SELECT DISTINCT url FROM endpoints INDEXED BY endpoints_paused WHERE paused = 1) AS p;
 
 -- name: endpoint_backlog
--- Pending deliveries to one endpoint (through the index of pending rows by URL).
-SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_queue
-WHERE url = :url AND status = 'pending' AND target = :target
-  AND (CASE target WHEN 'partner' THEN partner_id ELSE dhan_client_id END) = :owner_id;
+-- Pending deliveries to one endpoint: every pending row is in the queue of one head, so the
+-- URL's heads (by the index of heads per URL), then each head's queue by its order.
+SELECT COUNT(*)
+FROM deliveries AS h INDEXED BY deliveries_due_url
+CROSS JOIN deliveries AS d INDEXED BY deliveries_order
+  ON d.order_id = h.order_id AND d.seq >= h.seq AND d.url = h.url AND d.status = 'pending'
+WHERE h.url = :url AND h.is_head = 1 AND h.status = 'pending'
+  AND d.target = :target
+  AND (CASE d.target WHEN 'partner' THEN d.partner_id ELSE d.dhan_client_id END) = :owner_id;
 
 -- name: last_attempt
 -- The last attempt of the newest delivery to an endpoint that has been attempted: {owner}
@@ -369,7 +383,8 @@ LIMIT 1;
 --   [id, dhan_client_id, token_hash, target, partner_id, url, order_id, payload (text),
 --    created_at, first]
 -- in enqueue order, where first is 1 for the batch's first delivery of its (url, order_id).
--- Such a delivery is the head of its queue unless the queue already has a pending delivery.
+-- Such a delivery is the head of its queue unless the queue already has a pending delivery
+-- (found among its order's rows, deliveries_order).
 -- (One statement, not executemany: the writer thread then hands the GIL to the event loop
 -- once per batch rather than once per row.)
 -- The payloads go in by insert_payloads, from the same :rows, right after.
@@ -377,7 +392,7 @@ INSERT INTO deliveries (id, dhan_client_id, token_hash, target, partner_id, url,
                         created_at, next_attempt_at, is_head)
 SELECT r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4,
        r.value ->> 5, r.value ->> 6, r.value ->> 8, r.value ->> 8,
-       (r.value ->> 9) AND NOT EXISTS (SELECT 1 FROM deliveries AS q
+       (r.value ->> 9) AND NOT EXISTS (SELECT 1 FROM deliveries AS q INDEXED BY deliveries_order
                                        WHERE q.url = r.value ->> 5
                                          AND q.order_id = r.value ->> 6
                                          AND q.status = 'pending')
@@ -411,6 +426,16 @@ WHERE d.is_head = 1 AND d.status = 'pending'
   AND d.lease_until <= :now
 ORDER BY d.next_attempt_at, d.seq
 LIMIT :limit;
+
+-- name: select_due_head_urls
+-- The :scan oldest due heads of any URL, leased or not: (seq, url, lease_until). A claim
+-- that skips some URLs reads these first, at a cost bounded by :scan whatever the skipped
+-- URLs' backlog; only when they do not hold :limit heads of the other URLs does it ask each
+-- URL (select_due_urls).
+SELECT seq, url, lease_until FROM deliveries INDEXED BY deliveries_due
+WHERE is_head = 1 AND status = 'pending' AND next_attempt_at <= :now
+ORDER BY next_attempt_at, seq
+LIMIT :scan;
 
 -- name: select_due_urls
 -- The URLs that have queue heads (due or not), one index seek each: a claim that skips some
@@ -546,10 +571,10 @@ RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
 -- each queue's pending row with the smallest seq becomes its head. A row that leaves was its
 -- queue's only head, so no flag needs clearing here (refresh_queue_head, which also clears,
 -- is for replay, where a queue can gain an earlier row). Returns the new heads, for the
--- finish's hand-over (as new_heads does).
+-- finish's hand-over (as new_heads does). A queue's rows are read among its order's.
 UPDATE deliveries SET is_head = 1
-WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d
-                      WHERE d.url = q.value ->> 0 AND d.order_id = q.value ->> 1
+WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d INDEXED BY deliveries_order
+                      WHERE d.order_id = q.value ->> 1 AND d.url = q.value ->> 0
                         AND d.status = 'pending')
               FROM json_each(:queues) AS q)
   AND is_head = 0
@@ -567,21 +592,21 @@ WHERE d.is_head = 1 AND d.status = 'pending';
 -- name: refresh_queue_head
 -- After a row of the queue (url, order_id) left "pending" or came back to it: the pending
 -- row with the smallest seq is the head, every other pending row is not. Touches only rows
--- whose flag is wrong.
+-- whose flag is wrong. (The queue among its order's rows, as everywhere.)
 WITH head AS (
-    SELECT MIN(seq) AS seq FROM deliveries
-    WHERE url = :url AND order_id = :order_id AND status = 'pending'
+    SELECT MIN(seq) AS seq FROM deliveries INDEXED BY deliveries_order
+    WHERE order_id = :order_id AND url = :url AND status = 'pending'
 )
-UPDATE deliveries
+UPDATE deliveries INDEXED BY deliveries_order
 SET is_head = NOT is_head
-WHERE url = :url AND order_id = :order_id AND status = 'pending'
+WHERE order_id = :order_id AND url = :url AND status = 'pending'
   AND is_head != (seq = (SELECT seq FROM head));
 
 -- name: flag_after_dead
 -- The next pending delivery of a queue whose delivery just died.
 UPDATE deliveries SET after_dead = 1
-WHERE seq = (SELECT MIN(seq) FROM deliveries
-             WHERE url = :url AND order_id = :order_id AND status = 'pending' AND seq > :seq);
+WHERE seq = (SELECT MIN(seq) FROM deliveries INDEXED BY deliveries_order
+             WHERE order_id = :order_id AND seq > :seq AND url = :url AND status = 'pending');
 
 -- name: oldest_pending
 -- When the oldest pending delivery of each URL was created: a queue's oldest is its head, so
