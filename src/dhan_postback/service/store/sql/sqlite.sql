@@ -439,8 +439,9 @@ LIMIT :scan;
 
 -- name: select_due_urls
 -- The URLs that have queue heads (due or not), one index seek each: a claim that skips some
--- URLs asks each of the others for its due heads (select_due_heads_of_url) instead of reading
--- through the skipped URLs' heads, so its cost does not grow with their backlog.
+-- URLs, when the skipped URLs' heads crowd the oldest due (select_due_head_urls), asks each
+-- of the others for its due heads (select_due_heads_of_url) instead of reading through the
+-- skipped URLs' heads, so its cost does not grow with their backlog.
 WITH RECURSIVE urls (url) AS (
     SELECT MIN(url) FROM deliveries INDEXED BY deliveries_due_url
     WHERE is_head = 1 AND status = 'pending'
