@@ -514,6 +514,18 @@ async def test_a_replayed_earlier_update_goes_before_a_waiting_later_one(outbox:
     assert await claim_ids(outbox, now=NOW + 1) == ["msg_1"]
 
 
+async def test_a_later_update_finished_after_an_earlier_one_was_replayed_frees_none_behind(
+    outbox: Store,
+) -> None:
+    await outbox.enqueue([new("msg_1")])
+    await settle(outbox, await claim_ids(outbox), "delivered")
+    await outbox.enqueue([new("msg_2"), new("msg_3")])
+    assert await claim_ids(outbox) == ["msg_2"]
+    await outbox.replay(DeliveryQuery(ids=["msg_1"]), now=NOW + 1)
+    await settle(outbox, ["msg_2"], "delivered")
+    assert await claim_ids(outbox, now=NOW + 1) == ["msg_1"]
+
+
 async def test_replay_leaves_a_delivery_that_is_being_sent_alone(outbox: Store) -> None:
     await outbox.enqueue([new("msg_1")])
     await claim_ids(outbox)

@@ -748,7 +748,7 @@ def _finish_round(
             )
         )
     changed = _rows(conn, _QUERIES["finish_deliveries"], {"rows": _json.encode(rows).decode()})
-    found = {delivery_id: (seq, url, order_id) for seq, delivery_id, url, order_id in changed}
+    found = {row[1]: row for row in changed}
     if held is not None and len(found) < len(outcomes):
         lost = [outcome.attempt for outcome in outcomes if outcome.delivery_id not in found]
         held.lost.extend(attempt.delivery_id for attempt in lost)
@@ -756,7 +756,7 @@ def _finish_round(
     if not changed:
         return []  # no such deliveries: nothing to record the attempts against
     attempts = []
-    queues: set[tuple[str, str]] = set()
+    left: list[tuple[str, str, int]] = []  # the queues whose head left: (url, order_id, seq)
     dead: list[dict[str, Any]] = []
     for outcome in outcomes:
         attempt = outcome.attempt
@@ -765,18 +765,17 @@ def _finish_round(
             continue
         attempts.append(attempt)
         if outcome.result != "retry":
-            seq, url, order_id = row
-            queues.add((url, order_id))
+            seq, _, url, order_id, was_head = row
+            if was_head:
+                left.append((url, order_id, seq))
             if outcome.result == "dead":
                 dead.append({"seq": seq, "url": url, "order_id": order_id})
     _run(conn, "insert_attempts", {"rows": _attempt_rows(attempts)})
     if dead:
         _run_many(conn, "flag_after_dead", dead)
-    if not queues:
+    if not left:
         return []
-    return _rows(
-        conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(list(queues)).decode()}
-    )
+    return _rows(conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(left).decode()})
 
 
 def _attempt_rows(attempts: Iterable[Attempt]) -> str:

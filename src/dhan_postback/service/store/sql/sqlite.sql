@@ -542,13 +542,16 @@ WHERE EXISTS (SELECT 1 FROM deliveries WHERE id = r.value ->> 0);
 -- Move a batch of attempted deliveries on, in one statement. :rows is a JSON array of
 --   [id, result ('delivered' | 'retry' | 'dead'), status_code, error, next_attempt_at,
 --    delivered_at, held]
--- with each id at most once. Delivered and dead rows leave "pending" and stop being heads;
--- a retry stays the head of its queue, due again at next_attempt_at. A row with a held lease
+-- with each id at most once. Delivered and dead rows leave "pending" (and so the indexes of
+-- heads), keeping is_head as it was when they were pending: returned, it tells which queues
+-- lost their head (promote_queue_heads); every reader of the flag asks for "pending" too.
+-- A retry stays the head of its queue, due again at next_attempt_at. A row with a held lease
 -- end moves on only while its lease is still that one (as renew_leases matches it); the
--- others are left to their lease's holder. The ids returned are those moved on.
+-- others are left to their lease's holder. The rows returned are those moved on.
 UPDATE deliveries
 SET status = CASE r.result WHEN 'retry' THEN deliveries.status ELSE r.result END,
-    is_head = CASE r.result WHEN 'retry' THEN deliveries.is_head ELSE 0 END,
+    is_head = CASE WHEN r.result = 'retry' OR deliveries.status = 'pending'
+                   THEN deliveries.is_head ELSE 0 END,
     lease_until = 0,
     next_attempt_at = CASE r.result WHEN 'retry' THEN r.next_attempt_at
                                     ELSE deliveries.next_attempt_at END,
@@ -565,18 +568,21 @@ FROM (SELECT value ->> 0 AS id, value ->> 1 AS result, value ->> 2 AS status_cod
 WHERE deliveries.id = r.id
   AND (r.held IS NULL
        OR (deliveries.status = 'pending' AND abs(deliveries.lease_until - r.held) < 0.00001))
-RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id;
+RETURNING deliveries.seq, deliveries.id, deliveries.url, deliveries.order_id,
+          deliveries.is_head;
 
 -- name: promote_queue_heads
--- After the heads of the queues in :queues (a JSON array of [url, order_id]) left "pending":
--- each queue's pending row with the smallest seq becomes its head. A row that leaves was its
--- queue's only head, so no flag needs clearing here (refresh_queue_head, which also clears,
--- is for replay, where a queue can gain an earlier row). Returns the new heads, for the
--- finish's hand-over (as new_heads does). A queue's rows are read among its order's.
+-- After the heads of the queues in :queues (a JSON array of [url, order_id, seq of the head
+-- that left]) left "pending": each queue's pending row with the smallest seq becomes its
+-- head. A head is its queue's smallest pending seq, so that row comes after the one that
+-- left: it is read among its order's rows from there (deliveries_order), not through the
+-- order's history. A row that leaves was its queue's only head, so no flag needs clearing
+-- here (refresh_queue_head, which also clears, is for replay, where a queue can gain an
+-- earlier row). Returns the new heads, for the finish's hand-over (as new_heads does).
 UPDATE deliveries SET is_head = 1
 WHERE seq IN (SELECT (SELECT MIN(d.seq) FROM deliveries AS d INDEXED BY deliveries_order
-                      WHERE d.order_id = q.value ->> 1 AND d.url = q.value ->> 0
-                        AND d.status = 'pending')
+                      WHERE d.order_id = q.value ->> 1 AND d.seq > q.value ->> 2
+                        AND d.url = q.value ->> 0 AND d.status = 'pending')
               FROM json_each(:queues) AS q)
   AND is_head = 0
 RETURNING seq, url, next_attempt_at, lease_until;
