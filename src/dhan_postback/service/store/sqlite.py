@@ -210,6 +210,9 @@ class SQLiteStore:
             lambda: _open_writer(self.path),
             name="sqlite-writer",
             max_batch=_MAX_OPS_PER_COMMIT,
+            # The ingests of one pass of the event loop go to the writer together: it is
+            # woken (a GIL hand-over with the busy loop) once per pass, not once per request.
+            per_tick=True,
             translate=_translate_any,
         )
         try:
