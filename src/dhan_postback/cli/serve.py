@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import click
 import structlog
@@ -24,7 +24,7 @@ __all__ = ["build_app", "serve"]
 
 log = structlog.get_logger(__name__)
 
-GC_YOUNG_THRESHOLD = 20_000
+_GC_YOUNG_THRESHOLD: Final = 20_000
 """Allocations (less deallocations) between two collections of the youngest generation;
 CPython's default is 700. See :func:`_settle_garbage_collector`."""
 
@@ -95,14 +95,14 @@ def _settle_garbage_collector() -> None:
     Almost everything a request makes is freed by reference counting; the collector mostly
     walks objects that live as long as the process (modules, the app, the node, caches).
     Frozen after startup, those are left out of every later collection, and the young
-    generation is collected every ``GC_YOUNG_THRESHOLD`` allocations instead of 700: with
-    one update per request this took `serve`'s collections from ~8 % of its CPU to under
+    generation is collected every ``_GC_YOUNG_THRESHOLD`` allocations instead of 700: with
+    one update per request this took ``serve``'s collections from 8-15 % of its CPU to under
     1 % (docs/performance.md, "The last hops").
     """
     gc.collect()
     gc.freeze()
     _, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def _preload(node: ServiceNode) -> None:
