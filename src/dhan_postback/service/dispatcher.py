@@ -564,10 +564,14 @@ class Dispatcher:
         if self._stopping:  # the ingest releases them (the flush may be over)
             passed.set_result(claims)
             return
-        self._admit(claims)
+        try:
+            self._admit(claims)
+            if any(self.lanes.holder(key) is None for key in queues):
+                self.wake()
+        except Exception as exc:  # a bug: the ingest hears of it rather than waiting forever
+            passed.set_exception(exc)
+            return
         passed.set_result([])
-        if any(self.lanes.holder(key) is None for key in queues):
-            self.wake()
 
     # Sending -------------------------------------------------------------------------------
     def _pump(self, lane: Lane) -> None:
