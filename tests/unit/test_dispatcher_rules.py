@@ -323,6 +323,40 @@ async def test_the_room_set_aside_for_a_commit_that_fails_is_free_again() -> Non
     assert room_after == room == 4  # max_in_flight + claim_batch, less the one held
 
 
+class SlowCommitStore(CountingStore):
+    """Commits an enqueue only once the test opens ``commit`` (``committing`` tells that
+    one has begun)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.committing = asyncio.Event()
+        self.commit = asyncio.Event()
+
+    async def enqueue(self, deliveries: Sequence[NewDelivery], **kwargs: Any) -> list[Claim] | None:
+        self.committing.set()
+        await self.commit.wait()
+        return await super().enqueue(deliveries, **kwargs)
+
+
+async def test_an_ingest_cancelled_during_its_commit_gives_back_what_the_commit_leased() -> None:
+    store = SlowCommitStore()
+    sender = MockSender(lambda request: Answer(200))
+    settings = fast_settings(lease=600)  # a stranded lease would outlast the test
+    async with Dispatcher(store, settings, sender=sender) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        ingest = asyncio.create_task(outbox.add(BUSY, order_updates(1, 1)))
+        await store.committing.wait()
+        ingest.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await ingest
+        store.commit.set()  # the commit goes on, and leases the new head to the dispatcher
+        counts = await settled(store, 1)
+
+    assert len(store.handed) == 1
+    assert counts[DeliveryStatus.DELIVERED] == 1
+    assert [r.headers["webhook-id"] for r in sender.requests] == store.handed
+
+
 async def test_an_open_breakers_url_is_not_handed_over() -> None:
     store, clock = CountingStore(), FrozenClock()
     sender = MockSender(lambda request: Answer(500))

@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import random
 import time
@@ -474,8 +475,9 @@ class Dispatcher:
         self._release(claim.id for claim in claims)
 
     def _give_back_fresh(self, claims: Iterable[Claim]) -> None:
-        """Return claims that never reached the lanes (shutdown): held until the give-back
-        is written, under the lease they came with."""
+        """Return claims that never reached the lanes (shutdown, or an ingest cancelled
+        while its commit ran): held until the give-back is written, under the lease they
+        came with."""
         claims = list(claims)
         self.leases.hold(claims)
         self._give_back(claims)
@@ -494,10 +496,16 @@ class Dispatcher:
         if self._stopping or not queues:
             return None
         now = self._clock()
-        urls = {url for url, _ in queues}
-        skip = {url for url in urls if self.lanes.full(url) or not self.breakers.allows(url, now)}
-        if len(skip) == len(urls):
-            return None
+        if len(queues) == 1:  # an ingest of one update, the common case: no sets
+            ((url, _),) = queues
+            if self.lanes.full(url) or not self.breakers.allows(url, now):
+                return None
+            skip: set[str] = set()
+        else:
+            urls = {url for url, _ in queues}
+            skip = {u for u in urls if self.lanes.full(u) or not self.breakers.allows(u, now)}
+            if len(skip) == len(urls):
+                return None
         limit = self.lanes.promise(len(queues))
         if limit <= 0:
             return None
@@ -507,31 +515,63 @@ class Dispatcher:
         """``store.enqueue`` for this node's API: the commit itself leases the new heads this
         dispatcher has room for and hands them over, so they go without waiting for a claim.
         The claim loop is woken for the rest, unless each is queued behind a delivery this
-        dispatcher holds (whose outcome's commit hands it over in turn)."""
+        dispatcher holds (whose outcome's commit hands it over in turn).
+
+        The commit is watched by a callback (:meth:`_pass_on`), not by a task and a shield
+        of its own: the caller waits on a future of its own, so its cancellation (a client
+        gone, a shutdown) never cancels the commit, and what the commit leases then is
+        given back rather than stranded until its lease runs out."""
         queues = {(new.url, new.order_id) for new in deliveries}
         offer = self._offer(queues)
         if offer is None:
             await self.store.enqueue(deliveries)
             self.wake()
             return
-        commit = asyncio.ensure_future(self.store.enqueue(deliveries, hand_over=offer))
         try:
-            claims = await asyncio.shield(commit) or []
-        except asyncio.CancelledError:  # the commit goes on: give back what it leases
-            commit.add_done_callback(self._give_back_late)
-            raise
-        finally:
+            commit = asyncio.ensure_future(self.store.enqueue(deliveries, hand_over=offer))
+        except BaseException:
             self.lanes.unpromise(offer.limit)
-        if self._stopping:
-            await self.store.release([claim.id for claim in claims])
-        else:
-            self._admit(claims)
-        if any(self.lanes.holder(key) is None for key in queues):
-            self.wake()
+            raise
+        passed: asyncio.Future[list[Claim]] = commit.get_loop().create_future()
+        commit.add_done_callback(functools.partial(self._pass_on, offer, queues, passed))
+        late = await passed  # admitted already, unless the dispatcher began to stop
+        if late:
+            await self.store.release([claim.id for claim in late])
 
-    def _give_back_late(self, commit: asyncio.Future[list[Claim] | None]) -> None:
-        if not commit.cancelled() and commit.exception() is None:
-            self._give_back_fresh(commit.result() or ())
+    def _pass_on(
+        self,
+        offer: HandOver,
+        queues: Collection[QueueKey],
+        passed: asyncio.Future[list[Claim]],
+        commit: asyncio.Future[list[Claim] | None],
+    ) -> None:
+        """The ingest's commit is done: free the room set aside, admit what it leased (or,
+        if the ingest was cancelled meanwhile, give it back), tell the ingest."""
+        self.lanes.unpromise(offer.limit)
+        if commit.cancelled():
+            if not passed.done():
+                passed.cancel()
+            return
+        error = commit.exception()
+        if error is not None:
+            if not passed.done():
+                passed.set_exception(error)
+            return
+        claims = commit.result() or []
+        if passed.cancelled():  # the ingest gave up; the commit stands
+            self._give_back_fresh(claims)  # whose flush wakes the claim loop
+            return
+        if self._stopping:  # the ingest releases them (the flush may be over)
+            passed.set_result(claims)
+            return
+        try:
+            self._admit(claims)
+            if any(self.lanes.holder(key) is None for key in queues):
+                self.wake()
+        except Exception as exc:  # a bug: the ingest hears of it rather than waiting forever
+            passed.set_exception(exc)
+            return
+        passed.set_result([])
 
     # Sending -------------------------------------------------------------------------------
     def _pump(self, lane: Lane) -> None:

@@ -64,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
@@ -675,13 +675,17 @@ class Store(Protocol):
     async def set_session_flash(self, id_hash: str, flash: str) -> None: ...
 
     # Outbox ------------------------------------------------------------------------------
-    async def enqueue(
+    def enqueue(
         self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
-    ) -> list[Claim] | None:
-        """Commit new deliveries durably, in the given order; return only after the commit.
+    ) -> Awaitable[list[Claim] | None]:
+        """Commit new deliveries durably, in the given order; resolve only after the commit.
 
         With ``hand_over``, the same transaction leases the due heads of the deliveries'
-        queues as it allows, and returns them (oldest due first); without, None."""
+        queues as it allows, and returns them (oldest due first); without, None.
+
+        An awaitable, not necessarily a coroutine: a store may return the future its commit
+        resolves (SQLite's writer does), which the dispatcher watches with a callback rather
+        than a task of its own. Awaiting it at once is always right."""
 
     async def enqueue_once(
         self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
