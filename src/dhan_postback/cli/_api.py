@@ -25,7 +25,14 @@ import click
 from ..settings import TokensSettings
 from .options import settings_options
 
-__all__ = ["AdminApi", "admin_api_options", "json_option", "print_json", "printed_as_json"]
+__all__ = [
+    "AdminApi",
+    "admin_api_options",
+    "answer_options",
+    "json_option",
+    "print_json",
+    "printed_as_json",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,6 +129,12 @@ json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the service's JSON answer."
 )
 """``--json``: the service's answer as it came, for scripts, instead of a table."""
+
+
+def answer_options(command: F) -> F:
+    """The options of a command that shows the service's answer: :data:`json_option` and
+    :func:`admin_api_options` (the command receives ``as_json`` and ``api``)."""
+    return json_option(admin_api_options(command))
 
 
 def print_json(value: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ._api import AdminApi, admin_api_options, json_option, printed_as_json
+from ._api import AdminApi, answer_options, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["deliveries"]
@@ -51,8 +51,7 @@ def deliveries() -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @click.option("--cursor", help="The nextCursor a previous page printed.")
 @click.option("--oldest-first", is_flag=True, help="Oldest first (default: newest first).")
-@json_option
-@admin_api_options
+@answer_options
 def list_deliveries(
     status: str | None,
     order_id: str | None,
@@ -116,8 +115,7 @@ def _path(delivery_id: str, *rest: str) -> str:
 
 @deliveries.command()
 @click.argument("delivery_id")
-@json_option
-@admin_api_options
+@answer_options
 def show(delivery_id: str, as_json: bool, api: AdminApi) -> None:
     """One delivery (msg_...) with every attempt.
 
@@ -152,8 +150,7 @@ def show(delivery_id: str, as_json: bool, api: AdminApi) -> None:
 @deliveries.command()
 @click.argument("delivery_id", required=False)
 @_filters
-@json_option
-@admin_api_options
+@answer_options
 def replay(
     delivery_id: str | None,
     status: str | None,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._api import AdminApi, admin_api_options, json_option, printed_as_json
+from ._api import AdminApi, answer_options, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["endpoints"]
@@ -49,8 +49,7 @@ def _path(endpoint_id: str, *rest: str) -> str:
 @endpoints.command(name="list")
 @click.option("--client-id", help="Only this client's endpoints.")
 @click.option("--partner-id", help="Only this partner's endpoints.")
-@json_option
-@admin_api_options
+@answer_options
 def list_endpoints(
     client_id: str | None,
     partner_id: str | None,
@@ -88,8 +87,7 @@ def list_endpoints(
 @endpoints.command()
 @click.argument("endpoint_id")
 @click.option("--include-secret", is_flag=True, help="Also show the signing secret(s).")
-@json_option
-@admin_api_options
+@answer_options
 def show(endpoint_id: str, include_secret: bool, as_json: bool, api: AdminApi) -> None:
     """One endpoint, by its id (ep_...).
 
@@ -122,8 +120,7 @@ def show(endpoint_id: str, include_secret: bool, as_json: bool, api: AdminApi) -
 
 @endpoints.command(name="rotate-secret")
 @click.argument("endpoint_id")
-@json_option
-@admin_api_options
+@answer_options
 def rotate_secret(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Give an endpoint a new signing secret; the old one keeps signing, second, until the
     grace period ends (DHAN_POSTBACK_SECRET_ROTATION_GRACE on the service).
@@ -145,8 +142,7 @@ def rotate_secret(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
 
 @endpoints.command()
 @click.argument("endpoint_id")
-@json_option
-@admin_api_options
+@answer_options
 def pause(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Send nothing more to an endpoint until it is resumed. Its deliveries wait, pending
     and in order; a POST already under way finishes. Pausing a paused endpoint is fine.
@@ -160,8 +156,7 @@ def pause(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
 
 @endpoints.command()
 @click.argument("endpoint_id")
-@json_option
-@admin_api_options
+@answer_options
 def resume(endpoint_id: str, as_json: bool, api: AdminApi) -> None:
     """Send to a paused endpoint again: what waited goes out at once, in order.
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from ._api import AdminApi, admin_api_options, json_option, printed_as_json
+from ._api import AdminApi, admin_api_options, answer_options, printed_as_json
 from ._tables import print_table, shown_time
 
 __all__ = ["tokens"]
@@ -29,8 +29,7 @@ def tokens() -> None:
 @click.option("--client-id", required=True, help="The dhanClientId the token belongs to.")
 @click.option("--url", "postback_url", help="The Postback URL saved with the token.")
 @click.option("--partner-id", help="A partner whose URL also gets this token's postbacks.")
-@json_option
-@admin_api_options
+@answer_options
 def create(
     client_id: str,
     postback_url: str | None,
@@ -69,8 +68,7 @@ def create(
 
 @tokens.command(name="list")
 @click.option("--client-id", help="Only this client's tokens.")
-@json_option
-@admin_api_options
+@answer_options
 def list_tokens(client_id: str | None, as_json: bool, api: AdminApi) -> None:
     """List access tokens, newest first, by a non-secret id (never the tokens themselves).
 
