@@ -498,18 +498,22 @@ class Dispatcher:
         now = self._clock()
         if len(queues) == 1:  # an ingest of one update, the common case: no sets
             ((url, _),) = queues
-            if self.lanes.full(url) or not self.breakers.allows(url, now):
+            if self._skips(url, now):
                 return None
             skip: set[str] = set()
         else:
             urls = {url for url, _ in queues}
-            skip = {u for u in urls if self.lanes.full(u) or not self.breakers.allows(u, now)}
+            skip = {u for u in urls if self._skips(u, now)}
             if len(skip) == len(urls):
                 return None
         limit = self.lanes.promise(len(queues))
         if limit <= 0:
             return None
         return HandOver(limit=limit, now=now, lease=self.settings.lease, skip_urls=skip)
+
+    def _skips(self, url: str, now: float) -> bool:
+        """Whether the next claim leaves ``url`` alone (:meth:`_skip_urls`, for one URL)."""
+        return self.lanes.full(url) or not self.breakers.allows(url, now)
 
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
         """``store.enqueue`` for this node's API: the commit itself leases the new heads this
