@@ -47,29 +47,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ...errors import Conflict, StoreUnavailable
-from .base import (
-    OWNER_COLUMNS,
-    Attempt,
-    Claim,
-    Delivery,
-    DeliveryQuery,
-    DeliveryStatus,
-    EndpointActivity,
-    EndpointRecord,
-    HandOver,
-    Held,
-    IdempotencyRecord,
-    MinuteCounts,
-    NewDelivery,
-    OrderQuery,
-    OrderSummary,
-    Outcome,
-    PartnerRecord,
-    PauseChange,
-    PruneResult,
-    SessionRecord,
-    TokenRecord,
-)
+from . import base
 from .queries import load_queries, migrations
 
 __all__ = ["CHANNEL", "PoolSettings", "PostgresStore", "split_pool_settings"]
@@ -95,7 +73,7 @@ _PROMOTE_HEADS: Final = _Q["refresh_queue_heads"].format(
 )
 """The heads refreshed without a NOTIFY: the new heads, for a hand-over to leave out."""
 _LAST_ATTEMPT: Final = {
-    kind: _Q["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
+    kind: _Q["last_attempt"].format(owner=column) for kind, column in base.OWNER_COLUMNS.items()
 }
 _RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 _TRANSACTION_TRIES: Final = 5
@@ -256,7 +234,7 @@ class PostgresStore:
         raise AssertionError("unreachable")
 
     # Registry -----------------------------------------------------------------------------
-    async def add_token(self, token: TokenRecord) -> None:
+    async def add_token(self, token: base.TokenRecord) -> None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(_Q["insert_token"], dataclasses.asdict(token))
 
@@ -265,11 +243,11 @@ class PostgresStore:
         except psycopg.errors.UniqueViolation:
             raise Conflict("token already exists") from None
 
-    async def get_token(self, token_hash: str) -> TokenRecord | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> TokenRecord | None:
+    async def get_token(self, token_hash: str) -> base.TokenRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.TokenRecord | None:
             cur = await conn.execute(_Q["get_token"], {"token_hash": token_hash}, prepare=True)
             row = await cur.fetchone()
-            return None if row is None else TokenRecord(*row)
+            return None if row is None else base.TokenRecord(*row)
 
         return await self._run(run)
 
@@ -287,44 +265,44 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[TokenRecord]:
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[base.TokenRecord]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.TokenRecord]:
             cur = await conn.execute(_Q["list_tokens"], {"dhan_client_id": dhan_client_id})
-            return [TokenRecord(*row) for row in await cur.fetchall()]
+            return [base.TokenRecord(*row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
-    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+    async def ensure_endpoint(self, endpoint: base.EndpointRecord) -> base.EndpointRecord:
         params = endpoint.params()
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.EndpointRecord:
             await conn.execute(_Q["insert_endpoint"], params)
             cur = await conn.execute(_Q["get_endpoint_of"], params)
             row = await cur.fetchone()
             assert row is not None, "an endpoint just inserted or found"
-            return EndpointRecord.from_row(row)
+            return base.EndpointRecord.from_row(row)
 
         return await self._run(run)
 
-    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord | None:
+    async def get_endpoint(self, endpoint_id: str) -> base.EndpointRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.EndpointRecord | None:
             cur = await conn.execute(_Q["get_endpoint"], {"id": endpoint_id})
             row = await cur.fetchone()
-            return None if row is None else EndpointRecord.from_row(row)
+            return None if row is None else base.EndpointRecord.from_row(row)
 
         return await self._run(run)
 
-    async def list_endpoints(self) -> list[EndpointRecord]:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[EndpointRecord]:
+    async def list_endpoints(self) -> list[base.EndpointRecord]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.EndpointRecord]:
             cur = await conn.execute(_Q["list_endpoints"])
-            return [EndpointRecord.from_row(row) for row in await cur.fetchall()]
+            return [base.EndpointRecord.from_row(row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
-    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+    async def set_paused(self, endpoint_id: str, paused: bool) -> base.PauseChange | None:
         params = {"id": endpoint_id, "paused": paused}
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> PauseChange | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.PauseChange | None:
             async with conn.transaction():
                 cur = await conn.execute(_Q["set_paused"], params)
                 changed = await cur.fetchone() is not None
@@ -332,20 +310,22 @@ class PostgresStore:
                     await conn.execute(_Q["notify_outbox"], {"channel": CHANNEL})
                 cur = await conn.execute(_Q["get_endpoint"], {"id": endpoint_id})
                 row = await cur.fetchone()
-            return None if row is None else PauseChange(EndpointRecord.from_row(row), changed)
+            if row is None:
+                return None
+            return base.PauseChange(base.EndpointRecord.from_row(row), changed)
 
         return await self._run(run, retry_conflicts=True)
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, now: float, keep_until: float
-    ) -> EndpointRecord | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointRecord | None:
+    ) -> base.EndpointRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.EndpointRecord | None:
             async with conn.transaction():
                 cur = await conn.execute(_Q["lock_endpoint"], {"id": endpoint_id})
                 row = await cur.fetchone()
                 if row is None:
                     return None
-                rotated = EndpointRecord.from_row(row).rotated(
+                rotated = base.EndpointRecord.from_row(row).rotated(
                     secret, now=now, keep_until=keep_until
                 )
                 await conn.execute(_Q["rotate_secret"], rotated.params())
@@ -353,35 +333,35 @@ class PostgresStore:
 
         return await self._run(run, retry_conflicts=True)
 
-    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+    async def endpoint_activity(self, endpoint: base.EndpointRecord) -> base.EndpointActivity:
         params = endpoint.params()
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> EndpointActivity:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.EndpointActivity:
             cur = await conn.execute(_Q["endpoint_backlog"], params)
             row = await cur.fetchone()
             backlog = 0 if row is None else int(row[0])
             cur = await conn.execute(_LAST_ATTEMPT[endpoint.kind], params)
             last = await cur.fetchone()
-            return EndpointActivity(backlog, None if last is None else Attempt(*last))
+            return base.EndpointActivity(backlog, None if last is None else base.Attempt(*last))
 
         return await self._run(run)
 
-    async def put_partner(self, partner: PartnerRecord) -> None:
+    async def put_partner(self, partner: base.PartnerRecord) -> None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             await conn.execute(_Q["put_partner"], dataclasses.asdict(partner))
 
         await self._run(run)
 
-    async def get_partner(self, partner_id: str) -> PartnerRecord | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> PartnerRecord | None:
+    async def get_partner(self, partner_id: str) -> base.PartnerRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.PartnerRecord | None:
             cur = await conn.execute(_Q["get_partner"], {"partner_id": partner_id}, prepare=True)
             row = await cur.fetchone()
-            return None if row is None else PartnerRecord(*row)
+            return None if row is None else base.PartnerRecord(*row)
 
         return await self._run(run)
 
     # Dashboard sessions ------------------------------------------------------------------
-    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+    async def add_session(self, session: base.SessionRecord, *, keep: int, now: float) -> None:
         async def run(conn: psycopg.AsyncConnection[Any]) -> None:
             async with conn.transaction():
                 await conn.execute(_Q["insert_session"], dataclasses.asdict(session))
@@ -392,12 +372,12 @@ class PostgresStore:
 
         await self._run(run, retry_conflicts=True)
 
-    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> SessionRecord | None:
+    async def get_session(self, id_hash: str, *, now: float) -> base.SessionRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.SessionRecord | None:
             params = {"id_hash": id_hash, "now": now}
             cur = await conn.execute(_Q["get_session"], params, prepare=True)
             row = await cur.fetchone()
-            return None if row is None else SessionRecord(*row)
+            return None if row is None else base.SessionRecord(*row)
 
         return await self._run(run)
 
@@ -415,14 +395,14 @@ class PostgresStore:
 
     # Outbox ------------------------------------------------------------------------------
     async def enqueue(
-        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
-    ) -> list[Claim] | None:
+        self, deliveries: Sequence[base.NewDelivery], *, hand_over: base.HandOver | None = None
+    ) -> list[base.Claim] | None:
         if not deliveries:
             return None if hand_over is None else []
         insert = _enqueue_statements(deliveries)
         ids = [delivery.id for delivery in deliveries]
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Claim] | None:
             async with conn.transaction(), conn.pipeline():
                 await insert(conn)
                 return await _refresh_heads(conn, ids, hand_over)
@@ -430,8 +410,12 @@ class PostgresStore:
         return await self._insert(run)
 
     async def enqueue_once(
-        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
-    ) -> IdempotencyRecord | None:
+        self,
+        deliveries: Sequence[base.NewDelivery],
+        record: base.IdempotencyRecord,
+        *,
+        fresh_after: float,
+    ) -> base.IdempotencyRecord | None:
         insert = _enqueue_statements(deliveries) if deliveries else None
         ids = [delivery.id for delivery in deliveries]
         lookup = {
@@ -440,13 +424,13 @@ class PostgresStore:
             "fresh_after": fresh_after,
         }
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> IdempotencyRecord | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.IdempotencyRecord | None:
             async with conn.transaction():
                 await conn.execute(_Q["lock_idempotency_key"], lookup, prepare=True)
                 cur = await conn.execute(_Q["get_idempotency_key"], lookup, prepare=True)
                 found = await cur.fetchone()
                 if found is not None:
-                    return IdempotencyRecord.from_row(found)
+                    return base.IdempotencyRecord.from_row(found)
                 async with conn.pipeline():
                     if insert is not None:
                         await insert(conn)
@@ -467,10 +451,10 @@ class PostgresStore:
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
-    ) -> list[Claim]:
+    ) -> list[base.Claim]:
         params: dict[str, Any] = {"limit": limit, "now": now, "lease_until": now + lease}
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Claim]:
             # Paused endpoints are read first (an empty partial index when none is): a pause
             # that commits between the two statements is like one just after the claim.
             cur = await conn.execute(_Q["paused_urls"], prepare=True)
@@ -483,17 +467,17 @@ class PostgresStore:
             else:
                 sql, args = _CLAIM, params
             cur = await conn.execute(sql, args, prepare=True)
-            return [Claim.from_row(row, now=now) for row in await cur.fetchall()]
+            return [base.Claim.from_row(row, now=now) for row in await cur.fetchall()]
 
         return await self._run(run, retry_conflicts=True)
 
     async def finish(
         self,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[base.Outcome],
         *,
-        hand_over: HandOver | None = None,
-        held: Held | None = None,
-    ) -> list[Claim] | None:
+        hand_over: base.HandOver | None = None,
+        held: base.Held | None = None,
+    ) -> list[base.Claim] | None:
         if not outcomes:
             return None if hand_over is None else []
         attempts = [outcome.attempt for outcome in outcomes]
@@ -524,7 +508,7 @@ class PostgresStore:
         left_queue = [o.delivery_id for o in outcomes if o.result != "retry"]
         applied: set[str] = set()
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Claim] | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Claim] | None:
             applied.clear()
             async with conn.transaction(), conn.pipeline():
                 await conn.execute(_Q["lock_queues"], {"ids": ids}, prepare=True)
@@ -538,7 +522,7 @@ class PostgresStore:
                     await conn.execute(_Q["flag_after_dead"], {"ids": flagged}, prepare=True)
                 # A lost outcome's queue is refreshed too: harmless, its lowest pending row
                 # is its head either way, and a hand-over takes only an unleased head.
-                handed: list[Claim] | None = None if hand_over is None else []
+                handed: list[base.Claim] | None = None if hand_over is None else []
                 if left_queue:
                     handed = await _refresh_heads(conn, left_queue, hand_over)
                 if held is not None and not applied:  # read once the pipeline is synced
@@ -550,7 +534,7 @@ class PostgresStore:
             held.applied(ids, applied)
         return handed
 
-    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
+    async def release(self, delivery_ids: Sequence[str], *, held: base.Held | None = None) -> None:
         if not delivery_ids:
             return
         if held is not None:
@@ -562,7 +546,7 @@ class PostgresStore:
 
         await self._run(run)
 
-    async def _release_held(self, delivery_ids: Sequence[str], held: Held) -> None:
+    async def _release_held(self, delivery_ids: Sequence[str], held: base.Held) -> None:
         released = await self.renew(held.of(delivery_ids), until=0.0)  # ended now: released
         held.applied(delivery_ids, set(released))
         if released:  # committed: the nodes may claim them now
@@ -596,7 +580,7 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+    async def replay(self, query: base.DeliveryQuery, *, now: float) -> list[str]:
         everything = dataclasses.replace(query, cursor=None)
         order = [delivery.id for delivery in await self._list(everything, with_limit=False)]
         if not order:
@@ -616,25 +600,25 @@ class PostgresStore:
         return [delivery_id for delivery_id in order if delivery_id in replayed]
 
     # Delivery log ------------------------------------------------------------------------
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> Delivery | None:
+    async def get_delivery(self, delivery_id: str) -> base.Delivery | None:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.Delivery | None:
             cur = await conn.execute(_Q["get_delivery"], {"id": delivery_id}, prepare=True)
             row = await cur.fetchone()
-            return None if row is None else Delivery.from_row(row)
+            return None if row is None else base.Delivery.from_row(row)
 
         return await self._run(run)
 
-    async def get_attempts(self, delivery_id: str) -> list[Attempt]:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Attempt]:
+    async def get_attempts(self, delivery_id: str) -> list[base.Attempt]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Attempt]:
             cur = await conn.execute(_Q["get_attempts"], {"delivery_id": delivery_id}, prepare=True)
-            return [Attempt(*row) for row in await cur.fetchall()]
+            return [base.Attempt(*row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
-    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+    async def list_deliveries(self, query: base.DeliveryQuery) -> list[base.Delivery]:
         return await self._list(query, with_limit=True)
 
-    async def _list(self, query: DeliveryQuery, *, with_limit: bool) -> list[Delivery]:
+    async def _list(self, query: base.DeliveryQuery, *, with_limit: bool) -> list[base.Delivery]:
         statement = _LIST_NEWEST_FIRST if query.newest_first else _LIST_OLDEST_FIRST
         params = {
             "status": None if query.status is None else query.status.value,
@@ -649,10 +633,10 @@ class PostgresStore:
             "limit": query.limit if with_limit else None,
         }
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Delivery]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Delivery]:
             # Unprepared on purpose: planned with the actual values, unset filters vanish.
             cur = await conn.execute(statement, params, prepare=False)
-            return [Delivery.from_row(row) for row in await cur.fetchall()]
+            return [base.Delivery.from_row(row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
@@ -663,12 +647,12 @@ class PostgresStore:
 
         return await self._run(run)
 
-    async def counts(self) -> dict[DeliveryStatus, int]:
-        async def run(conn: psycopg.AsyncConnection[Any]) -> dict[DeliveryStatus, int]:
+    async def counts(self) -> dict[base.DeliveryStatus, int]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> dict[base.DeliveryStatus, int]:
             cur = await conn.execute(_Q["counts"], prepare=True)
-            counts = dict.fromkeys(DeliveryStatus, 0)
+            counts = dict.fromkeys(base.DeliveryStatus, 0)
             for status, count in await cur.fetchall():
-                counts[DeliveryStatus(status)] = count
+                counts[base.DeliveryStatus(status)] = count
             return counts
 
         return await self._run(run)
@@ -676,7 +660,7 @@ class PostgresStore:
     # Retention ----------------------------------------------------------------------------
     async def prune(
         self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
-    ) -> PruneResult:
+    ) -> base.PruneResult:
         params = {
             "delivered_before": delivered_before,
             "dead_before": dead_before,
@@ -684,49 +668,49 @@ class PostgresStore:
         }
         keys = {"before": keys_before, "limit": limit}
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> PruneResult:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> base.PruneResult:
             async with conn.transaction():
                 if not await _scalar(conn, _Q["try_lock_pruning"]):
-                    return PruneResult()  # another node is pruning
+                    return base.PruneResult()  # another node is pruning
                 cur = await conn.execute(_Q["prune_finished"], params, prepare=True)
                 row = await cur.fetchone()
                 assert row is not None
                 cur = await conn.execute(_Q["prune_idempotency_keys"], keys, prepare=True)
                 gone = await cur.fetchone()
                 assert gone is not None
-                return PruneResult(row[0], row[1], row[2], gone[0])
+                return base.PruneResult(row[0], row[1], row[2], gone[0])
 
         return await self._run(run, retry_conflicts=True)
 
     # The operator's view (dashboard) --------------------------------------------------------
     async def endpoint_minutes(
-        self, endpoint: EndpointRecord, *, since: float, until: float
-    ) -> list[MinuteCounts]:
+        self, endpoint: base.EndpointRecord, *, since: float, until: float
+    ) -> list[base.MinuteCounts]:
         params = {**endpoint.params(), "since": since, "until": until}
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[MinuteCounts]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.MinuteCounts]:
             cur = await conn.execute(_Q["endpoint_minutes"], params)
-            return [MinuteCounts(float(m), int(d), int(f)) for m, d, f in await cur.fetchall()]
+            return [base.MinuteCounts(float(m), int(d), int(f)) for m, d, f in await cur.fetchall()]
 
         return await self._run(run)
 
     async def endpoint_failures(
-        self, endpoint: EndpointRecord, *, since: float, limit: int
-    ) -> list[Attempt]:
+        self, endpoint: base.EndpointRecord, *, since: float, limit: int
+    ) -> list[base.Attempt]:
         params = {**endpoint.params(), "since": since, "limit": limit}
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[Attempt]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.Attempt]:
             cur = await conn.execute(_Q["endpoint_failures"], params)
-            return [Attempt(*row) for row in await cur.fetchall()]
+            return [base.Attempt(*row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
-    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+    async def recent_orders(self, query: base.OrderQuery) -> list[base.OrderSummary]:
         params = query.params()
 
-        async def run(conn: psycopg.AsyncConnection[Any]) -> list[OrderSummary]:
+        async def run(conn: psycopg.AsyncConnection[Any]) -> list[base.OrderSummary]:
             cur = await conn.execute(_Q["recent_orders"], params)
-            return [OrderSummary.from_row(row) for row in await cur.fetchall()]
+            return [base.OrderSummary.from_row(row) for row in await cur.fetchall()]
 
         return await self._run(run)
 
@@ -801,7 +785,7 @@ class _Listener:
 
 
 def _enqueue_statements(
-    deliveries: Sequence[NewDelivery],
+    deliveries: Sequence[base.NewDelivery],
 ) -> Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]]:
     """The statements that add ``deliveries`` to their queues, for the caller's transaction:
     lock the queues they join, insert them (:func:`_refresh_heads` then makes the heads)."""
@@ -826,8 +810,8 @@ def _enqueue_statements(
 
 
 async def _refresh_heads(
-    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: HandOver | None
-) -> list[Claim] | None:
+    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: base.HandOver | None
+) -> list[base.Claim] | None:
     """In the caller's transaction, which holds the locks of the queues of ``ids``: make
     their heads, lease to this node those that ``hand_over`` allows (None without one), and
     wake every node (NOTIFY at commit) if a new head is left for a claim."""
@@ -843,8 +827,8 @@ async def _refresh_heads(
 
 
 async def _hand_over(
-    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: HandOver
-) -> list[Claim]:
+    conn: psycopg.AsyncConnection[Any], ids: Sequence[str], hand_over: base.HandOver
+) -> list[base.Claim]:
     """Lease to this node the due heads of the queues of ``ids`` that ``hand_over`` allows."""
     now = hand_over.now
     params = {
@@ -855,7 +839,7 @@ async def _hand_over(
         "skip_urls": list(hand_over.skip_urls),
     }
     cur = await conn.execute(_HAND_OVER, params, prepare=True)
-    return [Claim.from_row(row, now=now) for row in await cur.fetchall()]
+    return [base.Claim.from_row(row, now=now) for row in await cur.fetchall()]
 
 
 async def _scalar(conn: psycopg.AsyncConnection[Any], query: str) -> int:

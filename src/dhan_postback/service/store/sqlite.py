@@ -37,29 +37,7 @@ import structlog
 from ..._sqlite import BatchOp, GroupCommitWriter, migrate
 from ...errors import Conflict, StoreUnavailable
 from ...files import create_private
-from .base import (
-    OWNER_COLUMNS,
-    Attempt,
-    Claim,
-    Delivery,
-    DeliveryQuery,
-    DeliveryStatus,
-    EndpointActivity,
-    EndpointRecord,
-    HandOver,
-    Held,
-    IdempotencyRecord,
-    MinuteCounts,
-    NewDelivery,
-    OrderQuery,
-    OrderSummary,
-    Outcome,
-    PartnerRecord,
-    PauseChange,
-    PruneResult,
-    SessionRecord,
-    TokenRecord,
-)
+from . import base
 from .queries import load_queries, migrations
 
 __all__ = ["Row", "SQLiteStore", "sqlite_path"]
@@ -71,7 +49,8 @@ Row = tuple[Any, ...]
 
 _QUERIES: Final = load_queries("sqlite")
 _LAST_ATTEMPT: Final = {
-    kind: _QUERIES["last_attempt"].format(owner=column) for kind, column in OWNER_COLUMNS.items()
+    kind: _QUERIES["last_attempt"].format(owner=column)
+    for kind, column in base.OWNER_COLUMNS.items()
 }
 _VACUUM_PAGES_PER_BATCH: Final = 4096
 """At most this many free pages (16 MiB) go back to the file system per pruning batch, so
@@ -150,14 +129,16 @@ def _too_new(found: int, known: int) -> Exception:
     )
 
 
-_Enqueued = tuple[Sequence[NewDelivery], HandOver | None]
+_Enqueued = tuple[Sequence[base.NewDelivery], base.HandOver | None]
 
 
-class _Enqueue(BatchOp[_Enqueued, list[Claim] | None]):
+class _Enqueue(BatchOp[_Enqueued, list[base.Claim] | None]):
     """Consecutive enqueues, inserted by one statement (see the module docstring); then the
     hand-overs of those that have one, all with a few statements."""
 
-    def run(self, conn: sqlite3.Connection, items: list[_Enqueued]) -> list[list[Claim] | None]:
+    def run(
+        self, conn: sqlite3.Connection, items: list[_Enqueued]
+    ) -> list[list[base.Claim] | None]:
         _insert_deliveries(conn, [new for deliveries, _ in items for new in deliveries])
         offered = [(deliveries, hand_over) for deliveries, hand_over in items if hand_over]
         if not offered:
@@ -243,7 +224,7 @@ class SQLiteStore:
     async def ping(self) -> None:
         if self._writer is None or not self._writer.alive:
             raise StoreUnavailable("the SQLite writer is not running")
-        await self._read(lambda conn: _rows(conn, _QUERIES["ping"]))
+        await self._select(_QUERIES["ping"])
 
     async def _write(self, run: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``run(conn)`` in the writer's next transaction; return after its commit."""
@@ -265,44 +246,47 @@ class SQLiteStore:
 
         return await asyncio.wrap_future(reader.submit(call))
 
+    async def _select(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Every row of a query, read on the reader's connection."""
+        return await self._read(lambda conn: _rows(conn, sql, params))
+
     # Registry ------------------------------------------------------------------------------
-    async def add_token(self, token: TokenRecord) -> None:
+    async def add_token(self, token: base.TokenRecord) -> None:
         params = dataclasses.asdict(token)
         await self._write(lambda conn: _run(conn, "insert_token", params))
 
-    async def list_tokens(self, dhan_client_id: str | None = None) -> list[TokenRecord]:
+    async def list_tokens(self, dhan_client_id: str | None = None) -> list[base.TokenRecord]:
         where = "1 = 1" if dhan_client_id is None else "t.dhan_client_id = :dhan_client_id"
         sql = _QUERIES["list_tokens"].format(where=where)
         params = {"dhan_client_id": dhan_client_id}
-        rows = await self._read(lambda conn: _rows(conn, sql, params))
-        return [TokenRecord(*row) for row in rows]
+        rows = await self._select(sql, params)
+        return [base.TokenRecord(*row) for row in rows]
 
-    async def ensure_endpoint(self, endpoint: EndpointRecord) -> EndpointRecord:
+    async def ensure_endpoint(self, endpoint: base.EndpointRecord) -> base.EndpointRecord:
         params = endpoint.params()
 
-        def run(conn: sqlite3.Connection) -> EndpointRecord:
+        def run(conn: sqlite3.Connection) -> base.EndpointRecord:
             _run(conn, "insert_endpoint", params)
-            return EndpointRecord.from_row(_rows(conn, _QUERIES["get_endpoint_of"], params)[0])
+            return base.EndpointRecord.from_row(_rows(conn, _QUERIES["get_endpoint_of"], params)[0])
 
         return await self._write(run)
 
-    async def get_endpoint(self, endpoint_id: str) -> EndpointRecord | None:
-        params = {"id": endpoint_id}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_endpoint"], params))
-        return EndpointRecord.from_row(rows[0]) if rows else None
+    async def get_endpoint(self, endpoint_id: str) -> base.EndpointRecord | None:
+        rows = await self._select(_QUERIES["get_endpoint"], {"id": endpoint_id})
+        return base.EndpointRecord.from_row(rows[0]) if rows else None
 
-    async def list_endpoints(self) -> list[EndpointRecord]:
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["list_endpoints"]))
-        return [EndpointRecord.from_row(row) for row in rows]
+    async def list_endpoints(self) -> list[base.EndpointRecord]:
+        rows = await self._select(_QUERIES["list_endpoints"])
+        return [base.EndpointRecord.from_row(row) for row in rows]
 
     async def rotate_secret(
         self, endpoint_id: str, secret: str, *, now: float, keep_until: float
-    ) -> EndpointRecord | None:
-        def run(conn: sqlite3.Connection) -> EndpointRecord | None:
+    ) -> base.EndpointRecord | None:
+        def run(conn: sqlite3.Connection) -> base.EndpointRecord | None:
             rows = _rows(conn, _QUERIES["get_endpoint"], {"id": endpoint_id})
             if not rows:
                 return None
-            rotated = EndpointRecord.from_row(rows[0]).rotated(
+            rotated = base.EndpointRecord.from_row(rows[0]).rotated(
                 secret, now=now, keep_until=keep_until
             )
             _run(conn, "rotate_secret", rotated.params())
@@ -310,30 +294,31 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    async def set_paused(self, endpoint_id: str, paused: bool) -> PauseChange | None:
+    async def set_paused(self, endpoint_id: str, paused: bool) -> base.PauseChange | None:
         params = {"id": endpoint_id, "paused": int(paused)}
 
-        def run(conn: sqlite3.Connection) -> PauseChange | None:
+        def run(conn: sqlite3.Connection) -> base.PauseChange | None:
             changed = _run(conn, "set_paused", params) > 0
             rows = _rows(conn, _QUERIES["get_endpoint"], {"id": endpoint_id})
-            return PauseChange(EndpointRecord.from_row(rows[0]), changed) if rows else None
+            if not rows:
+                return None
+            return base.PauseChange(base.EndpointRecord.from_row(rows[0]), changed)
 
         return await self._write(run)
 
-    async def endpoint_activity(self, endpoint: EndpointRecord) -> EndpointActivity:
+    async def endpoint_activity(self, endpoint: base.EndpointRecord) -> base.EndpointActivity:
         params = endpoint.params()
 
-        def run(conn: sqlite3.Connection) -> EndpointActivity:
+        def run(conn: sqlite3.Connection) -> base.EndpointActivity:
             [(backlog,)] = _rows(conn, _QUERIES["endpoint_backlog"], params)
             last = _rows(conn, _LAST_ATTEMPT[endpoint.kind], params)
-            return EndpointActivity(backlog, Attempt(*last[0]) if last else None)
+            return base.EndpointActivity(backlog, base.Attempt(*last[0]) if last else None)
 
         return await self._read(run)
 
-    async def get_token(self, token_hash: str) -> TokenRecord | None:
-        params = {"token_hash": token_hash}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_token"], params))
-        return TokenRecord(*rows[0]) if rows else None
+    async def get_token(self, token_hash: str) -> base.TokenRecord | None:
+        rows = await self._select(_QUERIES["get_token"], {"token_hash": token_hash})
+        return base.TokenRecord(*rows[0]) if rows else None
 
     async def revoke_token(self, token_hash: str, at: float) -> bool:
         params = {"token_hash": token_hash, "at": at}
@@ -341,21 +326,19 @@ class SQLiteStore:
         return count > 0
 
     async def revoked_since(self, since: float) -> list[str]:
-        params = {"since": since}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["revoked_since"], params))
+        rows = await self._select(_QUERIES["revoked_since"], {"since": since})
         return [row[0] for row in rows]
 
-    async def put_partner(self, partner: PartnerRecord) -> None:
+    async def put_partner(self, partner: base.PartnerRecord) -> None:
         params = dataclasses.asdict(partner)
         await self._write(lambda conn: _run(conn, "put_partner", params))
 
-    async def get_partner(self, partner_id: str) -> PartnerRecord | None:
-        params = {"partner_id": partner_id}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_partner"], params))
-        return PartnerRecord(*rows[0]) if rows else None
+    async def get_partner(self, partner_id: str) -> base.PartnerRecord | None:
+        rows = await self._select(_QUERIES["get_partner"], {"partner_id": partner_id})
+        return base.PartnerRecord(*rows[0]) if rows else None
 
     # Dashboard sessions --------------------------------------------------------------------
-    async def add_session(self, session: SessionRecord, *, keep: int, now: float) -> None:
+    async def add_session(self, session: base.SessionRecord, *, keep: int, now: float) -> None:
         params = dataclasses.asdict(session)
 
         def run(conn: sqlite3.Connection) -> None:
@@ -365,10 +348,9 @@ class SQLiteStore:
 
         await self._write(run)
 
-    async def get_session(self, id_hash: str, *, now: float) -> SessionRecord | None:
-        params = {"id_hash": id_hash, "now": now}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_session"], params))
-        return SessionRecord(*rows[0]) if rows else None
+    async def get_session(self, id_hash: str, *, now: float) -> base.SessionRecord | None:
+        rows = await self._select(_QUERIES["get_session"], {"id_hash": id_hash, "now": now})
+        return base.SessionRecord(*rows[0]) if rows else None
 
     async def end_session(self, id_hash: str) -> None:
         await self._write(lambda conn: _run(conn, "end_session", {"id_hash": id_hash}))
@@ -379,12 +361,12 @@ class SQLiteStore:
 
     # Outbox --------------------------------------------------------------------------------
     def enqueue(
-        self, deliveries: Sequence[NewDelivery], *, hand_over: HandOver | None = None
-    ) -> asyncio.Future[list[Claim] | None]:
+        self, deliveries: Sequence[base.NewDelivery], *, hand_over: base.HandOver | None = None
+    ) -> asyncio.Future[list[base.Claim] | None]:
         # The writer's own future, not a coroutine around it: one object less per ingest,
         # and the dispatcher's hand-over can watch it with a callback (Dispatcher.enqueue).
         if not deliveries:
-            nothing: asyncio.Future[list[Claim] | None]
+            nothing: asyncio.Future[list[base.Claim] | None]
             nothing = asyncio.get_running_loop().create_future()
             nothing.set_result(None if hand_over is None else [])
             return nothing
@@ -394,8 +376,12 @@ class SQLiteStore:
         return writer.submit_item(_ENQUEUE, (deliveries, hand_over))
 
     async def enqueue_once(
-        self, deliveries: Sequence[NewDelivery], record: IdempotencyRecord, *, fresh_after: float
-    ) -> IdempotencyRecord | None:
+        self,
+        deliveries: Sequence[base.NewDelivery],
+        record: base.IdempotencyRecord,
+        *,
+        fresh_after: float,
+    ) -> base.IdempotencyRecord | None:
         lookup: dict[str, Any] = {
             "dhan_client_id": record.dhan_client_id,
             "key": record.key,
@@ -403,10 +389,10 @@ class SQLiteStore:
         }
         stored = dataclasses.asdict(record)
 
-        def run(conn: sqlite3.Connection) -> IdempotencyRecord | None:
+        def run(conn: sqlite3.Connection) -> base.IdempotencyRecord | None:
             earlier = _rows(conn, _QUERIES["get_idempotency_key"], lookup)
             if earlier:
-                return IdempotencyRecord.from_row(earlier[0])
+                return base.IdempotencyRecord.from_row(earlier[0])
             if deliveries:
                 _insert_deliveries(conn, deliveries)
             _run(conn, "put_idempotency_key", stored)
@@ -418,14 +404,14 @@ class SQLiteStore:
 
     async def claim(
         self, *, limit: int, now: float, lease: float, skip_urls: Collection[str] = ()
-    ) -> list[Claim]:
+    ) -> list[base.Claim]:
         if limit <= 0:
             return []
         lease_until = now + lease
         params = {"now": now, "limit": limit, "lease_until": lease_until}
         skipped = frozenset(skip_urls)
 
-        def run(conn: sqlite3.Connection) -> list[Claim]:
+        def run(conn: sqlite3.Connection) -> list[base.Claim]:
             skip, mixed = skipped, frozenset[str]()
             paused = _rows(conn, _QUERIES["paused_urls"])
             if paused:
@@ -438,22 +424,22 @@ class SQLiteStore:
             if rows:
                 seqs = _json.encode([row[1] for row in rows]).decode()
                 _run(conn, "lease", {"lease_until": lease_until, "seqs": seqs})
-            return [Claim.from_row(row, now=now) for row in rows]
+            return [base.Claim.from_row(row, now=now) for row in rows]
 
         return await self._write(run)
 
     async def finish(
         self,
-        outcomes: Sequence[Outcome],
+        outcomes: Sequence[base.Outcome],
         *,
-        hand_over: HandOver | None = None,
-        held: Held | None = None,
-    ) -> list[Claim] | None:
+        hand_over: base.HandOver | None = None,
+        held: base.Held | None = None,
+    ) -> list[base.Claim] | None:
         if not outcomes:
             return None if hand_over is None else []
         return await self._write(lambda conn: _finish(conn, outcomes, hand_over, held))
 
-    async def release(self, delivery_ids: Sequence[str], *, held: Held | None = None) -> None:
+    async def release(self, delivery_ids: Sequence[str], *, held: base.Held | None = None) -> None:
         if not delivery_ids:
             return
         if held is None:
@@ -481,7 +467,7 @@ class SQLiteStore:
 
         return await self._read(run)
 
-    async def replay(self, query: DeliveryQuery, *, now: float) -> list[str]:
+    async def replay(self, query: base.DeliveryQuery, *, now: float) -> list[str]:
         where, params = _where(query, paging=False)
         sql = _QUERIES["replay"].format(where=where)
         params["now"] = now
@@ -500,17 +486,15 @@ class SQLiteStore:
         return await self._write(run)
 
     # Delivery log --------------------------------------------------------------------------
-    async def get_delivery(self, delivery_id: str) -> Delivery | None:
-        params = {"id": delivery_id}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_delivery"], params))
-        return Delivery.from_row(rows[0]) if rows else None
+    async def get_delivery(self, delivery_id: str) -> base.Delivery | None:
+        rows = await self._select(_QUERIES["get_delivery"], {"id": delivery_id})
+        return base.Delivery.from_row(rows[0]) if rows else None
 
-    async def get_attempts(self, delivery_id: str) -> list[Attempt]:
-        params = {"delivery_id": delivery_id}
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["get_attempts"], params))
-        return [Attempt(*row) for row in rows]
+    async def get_attempts(self, delivery_id: str) -> list[base.Attempt]:
+        rows = await self._select(_QUERIES["get_attempts"], {"delivery_id": delivery_id})
+        return [base.Attempt(*row) for row in rows]
 
-    async def list_deliveries(self, query: DeliveryQuery) -> list[Delivery]:
+    async def list_deliveries(self, query: base.DeliveryQuery) -> list[base.Delivery]:
         if query.limit <= 0:
             return []
         where, params = _where(query, paging=True)
@@ -518,66 +502,64 @@ class SQLiteStore:
             where=where, direction="DESC" if query.newest_first else "ASC"
         )
         params["limit"] = query.limit
-        rows = await self._read(lambda conn: _rows(conn, sql, params))
-        return [Delivery.from_row(row) for row in rows]
+        rows = await self._select(sql, params)
+        return [base.Delivery.from_row(row) for row in rows]
 
     async def oldest_pending(self) -> dict[str, float]:
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["oldest_pending"]))
+        rows = await self._select(_QUERIES["oldest_pending"])
         return {url: created_at for url, created_at in rows}
 
-    async def counts(self) -> dict[DeliveryStatus, int]:
-        rows = await self._read(lambda conn: _rows(conn, _QUERIES["counts"]))
-        counts = dict.fromkeys(DeliveryStatus, 0)
+    async def counts(self) -> dict[base.DeliveryStatus, int]:
+        rows = await self._select(_QUERIES["counts"])
+        counts = dict.fromkeys(base.DeliveryStatus, 0)
         for status, count in rows:
-            counts[DeliveryStatus(status)] = count
+            counts[base.DeliveryStatus(status)] = count
         return counts
 
     # Retention -----------------------------------------------------------------------------
     async def prune(
         self, *, delivered_before: float, dead_before: float, keys_before: float, limit: int
-    ) -> PruneResult:
+    ) -> base.PruneResult:
         """One batch in one writer transaction, then the pages it freed go back to the file
         system (incremental vacuum), so the file shrinks as it is pruned."""
 
-        def run(conn: sqlite3.Connection) -> PruneResult:
+        def run(conn: sqlite3.Connection) -> base.PruneResult:
             finished = {"delivered_before": delivered_before, "dead_before": dead_before}
             gone = _rows(conn, _QUERIES["prune_finished"], {**finished, "limit": limit})
             ids = [delivery_id for delivery_id, _ in gone]
-            delivered = sum(status == DeliveryStatus.DELIVERED for _, status in gone)
+            delivered = sum(status == base.DeliveryStatus.DELIVERED for _, status in gone)
             attempts = _run(conn, "prune_attempts", {"ids": _json.encode(ids).decode()})
             keys = _run(conn, "prune_idempotency_keys", {"before": keys_before, "limit": limit})
             if ids or keys:
                 (free,) = _rows(conn, _QUERIES["freelist_count"])[0]
                 pages = min(free, _VACUUM_PAGES_PER_BATCH)
                 _run_many(conn, "incremental_vacuum", itertools.repeat({}, pages))
-            return PruneResult(delivered, len(ids) - delivered, attempts, keys)
+            return base.PruneResult(delivered, len(ids) - delivered, attempts, keys)
 
         return await self._write(run)
 
     # The operator's view (dashboard) --------------------------------------------------------
     async def endpoint_minutes(
-        self, endpoint: EndpointRecord, *, since: float, until: float
-    ) -> list[MinuteCounts]:
+        self, endpoint: base.EndpointRecord, *, since: float, until: float
+    ) -> list[base.MinuteCounts]:
         params = {**endpoint.params(), "since": since, "until": until}
-        sql = _QUERIES["endpoint_minutes"]
-        rows = await self._read(lambda conn: _rows(conn, sql, params))
+        rows = await self._select(_QUERIES["endpoint_minutes"], params)
         return [
-            MinuteCounts(float(minute), delivered, failed) for minute, delivered, failed in rows
+            base.MinuteCounts(float(minute), delivered, failed)
+            for minute, delivered, failed in rows
         ]
 
     async def endpoint_failures(
-        self, endpoint: EndpointRecord, *, since: float, limit: int
-    ) -> list[Attempt]:
+        self, endpoint: base.EndpointRecord, *, since: float, limit: int
+    ) -> list[base.Attempt]:
         params = {**endpoint.params(), "since": since, "limit": limit}
-        sql = _QUERIES["endpoint_failures"]
-        rows = await self._read(lambda conn: _rows(conn, sql, params))
-        return [Attempt(*row) for row in rows]
+        rows = await self._select(_QUERIES["endpoint_failures"], params)
+        return [base.Attempt(*row) for row in rows]
 
-    async def recent_orders(self, query: OrderQuery) -> list[OrderSummary]:
+    async def recent_orders(self, query: base.OrderQuery) -> list[base.OrderSummary]:
         params = query.params()
-        sql = _QUERIES["recent_orders"]
-        rows = await self._read(lambda conn: _rows(conn, sql, params))
-        return [OrderSummary.from_row(row) for row in rows]
+        rows = await self._select(_QUERIES["recent_orders"], params)
+        return [base.OrderSummary.from_row(row) for row in rows]
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
@@ -607,7 +589,7 @@ def _run_many(conn: sqlite3.Connection, name: str, rows: Iterable[Mapping[str, A
 _json = msgspec.json.Encoder()
 
 
-def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[NewDelivery]) -> None:
+def _insert_deliveries(conn: sqlite3.Connection, deliveries: Sequence[base.NewDelivery]) -> None:
     """Insert deliveries in order with one statement, then their payloads with another (see
     insert_deliveries and insert_payloads in the SQL)."""
     seen: set[tuple[str, str]] = set()
@@ -697,10 +679,10 @@ def _select_heads(
 
 def _finish(
     conn: sqlite3.Connection,
-    outcomes: Sequence[Outcome],
-    hand_over: HandOver | None,
-    held: Held | None = None,
-) -> list[Claim] | None:
+    outcomes: Sequence[base.Outcome],
+    hand_over: base.HandOver | None,
+    held: base.Held | None = None,
+) -> list[base.Claim] | None:
     """Record each attempt and move its delivery on (delivered, retry or dead); then hand
     over the new heads, if asked.
 
@@ -710,12 +692,12 @@ def _finish(
     """
     promoted: list[Row] = []
     rounds = 0
-    pending: Sequence[Outcome] = outcomes
+    pending: Sequence[base.Outcome] = outcomes
     while pending:
         rounds += 1
         ids: set[str] = set()
-        now: list[Outcome] = []
-        later: list[Outcome] = []
+        now: list[base.Outcome] = []
+        later: list[base.Outcome] = []
         for outcome in pending:
             if outcome.delivery_id in ids:
                 later.append(outcome)
@@ -733,7 +715,7 @@ def _finish(
 
 
 def _finish_round(
-    conn: sqlite3.Connection, outcomes: Sequence[Outcome], held: Held | None
+    conn: sqlite3.Connection, outcomes: Sequence[base.Outcome], held: base.Held | None
 ) -> list[Row]:
     """:func:`_finish` for outcomes with distinct ids; the heads it promoted, as
     ``promote_queue_heads`` returns them. With ``held``, an outcome whose lease was lost is
@@ -786,7 +768,7 @@ def _finish_round(
     return _rows(conn, _QUERIES["promote_queue_heads"], {"queues": _json.encode(left).decode()})
 
 
-def _attempt_rows(attempts: Iterable[Attempt]) -> str:
+def _attempt_rows(attempts: Iterable[base.Attempt]) -> str:
     """``attempts`` as the JSON ``:rows`` of ``insert_attempts``."""
     return _json.encode(
         [
@@ -805,8 +787,8 @@ def _attempt_rows(attempts: Iterable[Attempt]) -> str:
 
 
 def _hand_over(
-    conn: sqlite3.Connection, offers: Sequence[tuple[Sequence[Row], HandOver]]
-) -> list[list[Claim]]:
+    conn: sqlite3.Connection, offers: Sequence[tuple[Sequence[Row], base.HandOver]]
+) -> list[list[base.Claim]]:
     """For each offer, lease what ``claim`` on its hand-over's terms could take of its heads
     (rows of ``seq, url, next_attempt_at, lease_until``), oldest due first, as ``claim``
     leases (same statements, one for all the offers: a lease ends at the earliest of their
@@ -844,12 +826,12 @@ def _hand_over(
     rows = {row[1]: row for row in _rows(conn, _QUERIES["select_heads"], params)}
     _run(conn, "lease", params)
     return [
-        [Claim.from_row(rows[seq], now=hand_over.now) for seq in some if seq in rows]
+        [base.Claim.from_row(rows[seq], now=hand_over.now) for seq in some if seq in rows]
         for some, (_, hand_over) in zip(chosen, offers, strict=True)
     ]
 
 
-def _where(query: DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
+def _where(query: base.DeliveryQuery, *, paging: bool) -> tuple[str, dict[str, Any]]:
     """The WHERE clause and parameters of a delivery query's filters (and its cursor)."""
     terms: list[str] = []
     params: dict[str, Any] = {}
