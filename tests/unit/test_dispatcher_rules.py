@@ -8,9 +8,10 @@ what the dispatcher sends next. The same rules are tested over real HTTP in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -266,6 +267,52 @@ class Ingest:
         await self._dispatcher.enqueue(deliveries)
 
 
+@contextlib.asynccontextmanager
+async def breaker_open_at_busy(
+    store: Store, clock: FrozenClock
+) -> AsyncIterator[tuple[Dispatcher, Outbox]]:
+    """A dispatcher whose breaker for BUSY opened on two failed POSTs (every POST fails), and
+    an outbox that ingests through it as the API does."""
+    sender = MockSender(lambda request: Answer(500))
+    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30)
+    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        await outbox.add(BUSY, order_updates(2, 1))  # not due yet by the frozen clock
+        clock.now = time.time()
+        dispatcher.wake()
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+        yield dispatcher, outbox
+
+
+async def test_an_ingest_to_an_open_breakers_url_does_not_wake_the_claim_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, clock = CountingStore(), FrozenClock()
+    async with breaker_open_at_busy(store, clock) as (dispatcher, outbox):
+        woken: list[None] = []
+        monkeypatch.setattr(dispatcher, "wake", lambda: woken.append(None))
+        await outbox.add(BUSY, order_updates(3, 1)[2:])
+
+    assert woken == []
+
+
+async def test_an_update_ingested_while_its_urls_breaker_is_open_goes_once_it_closes() -> None:
+    store = CountingStore()
+    answers = iter([Answer(500), Answer(500)])
+    sender = MockSender(lambda request: next(answers, Answer(200)))
+    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=0.5)
+    async with Dispatcher(store, settings, sender=sender) as dispatcher:
+        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
+        await outbox.add(BUSY, order_updates(2, 1))
+        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(time.time())))
+        [late] = await outbox.add(BUSY, order_updates(3, 1)[2:])
+        await settled(store, 3)
+        delivered = await store.get_delivery(late.id)
+
+    assert delivered is not None
+    assert delivered.status is DeliveryStatus.DELIVERED
+
+
 async def test_an_orders_later_updates_go_without_a_claim() -> None:
     store = CountingStore()
     added = await (await Outbox(store).open(BUSY)).add(BUSY, order_updates(1, 5))
@@ -359,14 +406,7 @@ async def test_an_ingest_cancelled_during_its_commit_gives_back_what_the_commit_
 
 async def test_an_open_breakers_url_is_not_handed_over() -> None:
     store, clock = CountingStore(), FrozenClock()
-    sender = MockSender(lambda request: Answer(500))
-    settings = fast_settings(max_in_flight_per_url=1, breaker_min_attempts=2, breaker_cooldown=30)
-    async with Dispatcher(store, settings, sender=sender, clock=clock) as dispatcher:
-        outbox = await Outbox(Ingest(store, dispatcher)).open(BUSY)  # type: ignore[arg-type]
-        await outbox.add(BUSY, order_updates(2, 1))  # not due yet by the frozen clock
-        clock.now = time.time()
-        dispatcher.wake()
-        await eventually(lambda: bool(dispatcher.breakers.blocked_urls(clock())))
+    async with breaker_open_at_busy(store, clock) as (_, outbox):
         clock.now = time.time() + 1  # what comes next is due, the breaker still open
         [late] = await outbox.add(BUSY, order_updates(3, 1)[2:])
         other_node = await claimed_by_another_node(store, clock())

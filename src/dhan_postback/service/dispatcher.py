@@ -515,11 +515,23 @@ class Dispatcher:
         """Whether the next claim leaves ``url`` alone (:meth:`_skip_urls`, for one URL)."""
         return self.lanes.full(url) or not self.breakers.allows(url, now)
 
+    def _all_skipped(self, queues: Collection[QueueKey]) -> bool:
+        """Whether a claim now would leave every URL of ``queues`` alone (a breaker that
+        refuses, a full lane). Waking the claim loop for them would cost a claim that finds
+        none of them: under a steady ingest to a URL whose breaker is open, a claim per
+        commit. What frees such a URL wakes the loop itself (the breaker's reopen time, an
+        outcome's flush), and the new deliveries are committed by then."""
+        if self._stopping or not queues:
+            return False
+        now = self._clock()
+        return all(self._skips(url, now) for url, _ in queues)
+
     async def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
         """``store.enqueue`` for this node's API: the commit itself leases the new heads this
         dispatcher has room for and hands them over, so they go without waiting for a claim.
         The claim loop is woken for the rest, unless each is queued behind a delivery this
-        dispatcher holds (whose outcome's commit hands it over in turn).
+        dispatcher holds (whose outcome's commit hands it over in turn) or the claim would
+        skip its URL (:meth:`_all_skipped`).
 
         The commit is watched by a callback (:meth:`_pass_on`), not by a task and a shield
         of its own: the caller waits on a future of its own, so its cancellation (a client
@@ -529,7 +541,8 @@ class Dispatcher:
         offer = self._offer(queues)
         if offer is None:
             await self.store.enqueue(deliveries)
-            self.wake()
+            if not self._all_skipped(queues):
+                self.wake()
             return
         try:
             commit = asyncio.ensure_future(self.store.enqueue(deliveries, hand_over=offer))
